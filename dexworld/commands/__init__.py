@@ -1,0 +1,1 @@
+"""Subcommands of the ``dexworld`` CLI, one module each (auto-discovered by ``dexworld.cli``)."""

@@ -1,0 +1,85 @@
+"""The embodiment registry: every hand dexworld knows, by name.
+
+Built-in hands are YAML specs in ``embodiments/assets/`` plus the human hand; users add theirs with
+:func:`register` (an :class:`Embodiment`, a factory, or a YAML spec path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .base import Embodiment
+
+ASSETS = Path(__file__).parent / "assets"
+_factories: dict[str, Callable[[], Embodiment]] = {}
+_cache: dict[str, Embodiment] = {}
+
+
+def register(item: Embodiment | Callable[[], Embodiment] | str | Path, name: str | None = None,
+             overwrite: bool = False) -> str:
+    """Add a hand: an Embodiment instance, a zero-argument factory (needs ``name``), or a YAML spec path.
+
+    Returns the registered name. Registering an existing name needs ``overwrite=True``.
+    """
+    if isinstance(item, str | Path):
+        from .spec import load_spec
+        from .urdf_hand import UrdfHand
+
+        spec = load_spec(item)
+        hand = UrdfHand(spec)  # built now so a bad spec fails at registration, not at first use
+        name, factory = spec.name, (lambda: hand)
+    elif isinstance(item, Embodiment):
+        name, factory = item.name, (lambda: item)
+    elif callable(item):
+        if name is None:
+            raise ValueError("register(factory) needs name=")
+        factory = item
+    else:
+        raise TypeError("register() takes an Embodiment, a factory with name=, or a YAML spec path")
+    if name in _factories and not overwrite:
+        raise ValueError(f"embodiment {name!r} is already registered; pass overwrite=True to replace it")
+    _factories[name] = factory
+    _cache.pop(name, None)
+    return name
+
+
+def names() -> list[str]:
+    """Registered embodiment names, sorted."""
+    _load_builtins()
+    return sorted(_factories)
+
+
+def get(name: str | Embodiment) -> Embodiment:
+    """The embodiment called ``name`` (built on first use, then cached)."""
+    if isinstance(name, Embodiment):
+        return name
+    _load_builtins()
+    if name not in _factories:
+        raise KeyError(f"unknown embodiment {name!r}; registered: {', '.join(sorted(_factories))}")
+    if name not in _cache:
+        _cache[name] = _factories[name]()
+    return _cache[name]
+
+
+_builtins_loaded = False
+
+
+def _load_builtins() -> None:
+    """Register the built-in hands lazily (specs are parsed only when a hand is first asked for)."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    from .spec import load_spec
+    from .urdf_hand import UrdfHand
+
+    for path in sorted(ASSETS.glob("*.yaml")):
+        spec_name = path.stem
+        _factories.setdefault(spec_name, lambda p=path: UrdfHand(load_spec(p)))
+    try:
+        from . import human
+    except ImportError:  # the human hand module is optional while it is being built
+        return
+    for side in ("left", "right"):
+        _factories.setdefault(f"mano_{side}", lambda s=side: human.HumanHand(s))
