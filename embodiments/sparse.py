@@ -218,7 +218,7 @@ class SparseJoints:
                 if "sparse_joints" not in f:
                     raise ValueError(f"{path} has no 'sparse_joints' group; it was not written by SparseJoints.save")
                 g = f["sparse_joints"]
-                data = {k: g[k][()] for k in g.keys()}
+                data = {k: g[k][()] for k in g}
                 meta = {k: (v.item() if hasattr(v, "item") else v) for k, v in g.attrs.items()}
         else:
             raise ValueError(f"unknown SparseJoints file type {path.suffix!r}; use .npz, .h5 or .hdf5")

@@ -56,7 +56,7 @@ class UrdfHand(Embodiment):
             return self.spec.mjcf.read_text()
         from .mjcf import urdf_to_mjcf
 
-        return urdf_to_mjcf(self._urdf_xml)
+        return urdf_to_mjcf(self._urdf_xml, meshdir=self.spec.urdf.parent if self.spec.urdf is not None else None)
 
     def frame_positions(self, q: np.ndarray, frames: list[str]) -> np.ndarray:
         return self.kinematics.frame_positions(q, frames)
