@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: venv test demo lint bench clean
+.PHONY: venv test demo lint bench clean browser
 
 venv: $(STAMP)
 
@@ -17,9 +17,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q
+
+# Debian's Chromium for the editor's end-to-end test; without it that one test is skipped with the reason.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || bash scripts/install_browser.sh \
+		|| echo "warning: could not install chromium; the browser test will be skipped"
 
 demo: $(STAMP)
 	$(BIN)/dexworld demo --out outputs/demo

@@ -1,0 +1,19 @@
+"""The outside world: MuJoCo scenes, rollouts and rendering, synthetic clips, LeRobot datasets, Humanoid Everyday.
+
+Imported eagerly: ``sim_bridge.rollout`` must be the function, not the submodule of the same name (a lazy
+``__getattr__`` would lose to the submodule once anything imported ``sim_bridge.rollout``).
+"""
+
+from .humanoid_everyday import ingest as ingest_humanoid_everyday
+from .lerobot_io import Episode, export_lerobot, import_lerobot
+from .motion import HandAxes, hand_axes, wrist_pose
+from .render import FrameRenderer
+from .rollout import SimRollout, rollout
+from .scene import Scene, SceneConfig, build_scene, randomize_appearance
+from .synth import SynthConfig, SynthReport, synthesize
+
+__all__ = [
+    "Episode", "export_lerobot", "import_lerobot", "ingest_humanoid_everyday",
+    "FrameRenderer", "HandAxes", "Scene", "SceneConfig", "SimRollout", "SynthConfig", "SynthReport", "build_scene",
+    "hand_axes", "randomize_appearance", "rollout", "synthesize", "wrist_pose",
+]

@@ -1,0 +1,165 @@
+"""Retargeting benchmark: our batched solver vs dex-retargeting (per-frame nlopt SLSQP) on the same motion and URDF.
+
+A 600-frame human motion (wave, pinch, power grasp, point, random poses, joined smoothly; right hand, in a camera
+frame) is retargeted to Inspire and Dex3 with the position, vector and DexPilot methods. For each, prints
+ms per frame, the mean fingertip position error against the aligned, scaled human fingertips, the mean
+thumb–finger distance error, and the speed ratio against dex-retargeting (when importable, run on OUR URDF
+with the same keypoints, alignment, scale and Huber delta; its low-pass filter off).
+
+    .venv/bin/python benchmarks/retarget.py [--frames 600] [--repeats 3] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# This script is called retarget.py: keep its own folder off the path so `import retarget` finds the package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import embodiments  # noqa: E402
+from embodiments import SparseJoints  # noqa: E402
+from embodiments.layout import HAND_JOINT_NAMES  # noqa: E402
+from embodiments.motions import human_motion_angles  # noqa: E402
+from embodiments.transforms import look_at  # noqa: E402
+from retarget import Retargeter  # noqa: E402
+
+ROBOTS = ("inspire_right", "dex3_right")
+METHODS = ("position", "vector", "dexpilot")
+SEGMENTS = (("wave", 0.25), ("pinch", 0.2), ("power_grasp", 0.2), ("point", 0.15), ("random", 0.2))
+
+
+def synth_motion(frames: int = 600, fps: float = 30.0, side: str = "right") -> SparseJoints:
+    """Named motions back to back, each blended into the next over 8 frames, seen from a camera."""
+    parts, n_total = [], 0
+    for k, (name, share) in enumerate(SEGMENTS):
+        n = frames - n_total if k == len(SEGMENTS) - 1 else int(round(share * frames))
+        q = human_motion_angles(name, side=side, fps=fps, frames=n, seed=3)
+        if parts:
+            blend = min(8, n)
+            w = np.linspace(0, 1, blend + 1)[1:, None]
+            q[:blend] = (1 - w) * parts[-1][-1] + w * q[:blend]
+        parts.append(q)
+        n_total += n
+    q = np.concatenate(parts)
+    hand = embodiments.get(f"mano_{side}")
+    pos, valid = hand.sparse_joints(q, strict=False)
+    T_cam_world = np.linalg.inv(look_at([0.0, -0.35, 0.25], [0.0, 0.08, 0.0]))
+    sj = SparseJoints(pos, np.broadcast_to(valid, pos.shape[:2]), frame="hand_root", fps=fps, embodiment=hand.name)
+    return sj.transform(T_cam_world, frame="camera")
+
+
+def metrics(robot: embodiments.Embodiment, q: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """Mean fingertip error (mm) and mean thumb–finger distance error (mm) against the reference (T, 42, 3)."""
+    side = robot.side
+    tips = [f for f in ("thumb", "index", "middle", "ring", "pinky") if f"{side}_{f}_tip" in robot.slot_frames]
+    frames = [robot.slot_frames[f"{side}_{f}_tip"] for f in tips]
+    slots = [embodiments.slot_index(f"{side}_{f}_tip") for f in tips]
+    p = robot.frame_positions(q, frames)
+    ref = reference[:, slots]
+    tip_err = np.linalg.norm(p - ref, axis=-1).mean()
+    d_robot = np.linalg.norm(p[:, 1:] - p[:, :1], axis=-1)
+    d_ref = np.linalg.norm(ref[:, 1:] - ref[:, :1], axis=-1)
+    return 1e3 * float(tip_err), 1e3 * float(np.abs(d_robot - d_ref).mean())
+
+
+def dex_retargeting_run(rt: Retargeter, rel: np.ndarray, scale: float, urdf_dir: Path) -> tuple[np.ndarray, float]:
+    """The same problem through dex-retargeting's SeqRetargeting, one frame at a time; returns q and seconds."""
+    from dex_retargeting.retargeting_config import RetargetingConfig
+
+    robot = rt.target
+    urdf = urdf_dir / f"{robot.name}.urdf"
+    urdf.write_text(robot.urdf_xml)
+    side = robot.side
+    frame = {k: robot.slot_frames[f"{side}_{k}"] for k in HAND_JOINT_NAMES if f"{side}_{k}" in robot.slot_frames}
+    idx = {n: i for i, n in enumerate(HAND_JOINT_NAMES)}
+    cfg = {"urdf_path": str(urdf), "target_joint_names": list(robot.joint_names), "low_pass_alpha": -1,
+           "huber_delta": rt.options.huber_delta, "scaling_factor": scale}
+    names = rt.terms.keypoints
+    if rt.method == "position":
+        kps = names[1:]
+        cfg.update(type="position", target_link_names=[frame[k] for k in kps],
+                   target_link_human_indices=np.array([idx[k] for k in kps]))
+        ref = scale * rel[:, [idx[k] for k in kps]] + rt._target_wrist
+    elif rt.method == "vector":
+        # dex-retargeting has no per-vector weights; a vector listed n times weighs n in its mean Huber loss.
+        copies = rt.terms.weights / rt.terms.weights[rt.terms.weights > 0].min()
+        if not np.allclose(copies, copies.round()):
+            raise ValueError("vector weights must be integer multiples of the smallest to compare with dex-retargeting")
+        pairs = [n.split("->") for n, c in zip(rt.terms.names, copies.round().astype(int), strict=True)
+                 for _ in range(c)]
+        cfg.update(type="vector", target_origin_link_names=[frame[a] for a, _ in pairs],
+                   target_task_link_names=[frame[b] for _, b in pairs],
+                   target_link_human_indices=np.array([[idx[a] for a, _ in pairs], [idx[b] for _, b in pairs]]))
+        ref = rel[:, [idx[b] for _, b in pairs]] - rel[:, [idx[a] for a, _ in pairs]]
+    else:
+        tips = [k for k in names if k.endswith("_tip")]
+        cfg.update(type="dexpilot", wrist_link_name=frame["wrist"], finger_tip_link_names=[frame[k] for k in tips])
+        link = ["wrist"] + tips
+        n = len(tips)
+        origin = [j for i in range(1, n) for j in range(i + 1, n + 1)] + [0] * n
+        task = [i for i in range(1, n) for _ in range(i + 1, n + 1)] + list(range(1, n + 1))
+        ref = rel[:, [idx[link[t]] for t in task]] - rel[:, [idx[link[o]] for o in origin]]
+    seq = RetargetingConfig.from_dict(cfg).build()
+    order = [seq.joint_names.index(j) for j in robot.joint_names]
+    out = np.empty((len(ref), robot.dof))
+    t0 = time.perf_counter()
+    for t in range(len(ref)):
+        out[t] = seq.retarget(ref[t])[order]
+    return out, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=600)
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs of our solver; the fastest is reported")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: same as the per-frame baseline)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    motion = synth_motion(args.frames)
+    try:
+        import dex_retargeting  # noqa: F401
+
+        have_dr = True
+    except ImportError:
+        have_dr = False
+        print("dex_retargeting not importable: showing our methods only (pip install dex-retargeting==0.5.0 six)")
+    T = len(motion)
+    print(f"motion: {T} frames (wave, pinch, power grasp, point, random), torch threads: {args.threads}")
+    header = f"{'robot':14s} {'method':9s} {'solver':16s} {'ms/frame':>9s} {'tip err mm':>11s} {'pinch err mm':>13s}"
+    print(header + f" {'speed-up':>9s}")
+    print("-" * (len(header) + 10))
+    with tempfile.TemporaryDirectory() as tmp:
+        for robot_name in ROBOTS:
+            robot = embodiments.get(robot_name)
+            for method in METHODS:
+                rt = Retargeter("mano_right", robot_name, method)
+                rt.solve(motion[:8])  # warm-up (allocations, imports)
+                best = np.inf
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    res = rt.solve(motion)
+                    best = min(best, time.perf_counter() - t0)
+                ours_ms = 1e3 * best / T
+                tip, pinch = metrics(robot, res.q, res.reference)
+                line = f"{robot_name:14s} {method:9s} {'dexworld (batch)':16s} {ours_ms:9.3f} {tip:11.2f} {pinch:13.2f}"
+                if not have_dr:
+                    print(line)
+                    continue
+                pos, valid, _ = rt._source_hand(motion)
+                rel, _, scale = rt.reference(pos, valid)
+                q_dr, secs = dex_retargeting_run(rt, rel, res.scale, Path(tmp))
+                dr_ms = 1e3 * secs / T
+                tip_dr, pinch_dr = metrics(robot, q_dr, res.reference)
+                print(line + f" {dr_ms / ours_ms:8.1f}x")
+                print(f"{'':14s} {'':9s} {'dex-retargeting':16s} {dr_ms:9.3f} {tip_dr:11.2f} {pinch_dr:13.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""``dexworld convert-upstream DIT HAND -o DIR``: the authors' released weights → a dexworld checkpoint folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``convert-upstream`` subcommand."""
+    p = subparsers.add_parser(
+        "convert-upstream", help="convert the paper's released dit.safetensors + hand controller to a checkpoint",
+        description="Rename the authors' LoRA (DiffSynth Wan names) and widened patch embedding to diffusers + peft "
+                    "names, load their hand controller into our upstream-compatible control module, and write a "
+                    "checkpoint folder that 'dexworld generate --checkpoint' reads. See docs/scaling.md.")
+    p.add_argument("dit", help="dit.safetensors: LoRA (q, k, v, o, ffn.0, ffn.2) + 52-channel patch embedding")
+    p.add_argument("hand", help="hand controller weights (.safetensors or torch.save dict), the authors' names")
+    p.add_argument("-o", "--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--base-path", default=None,
+                   help="local diffusers-format Wan 2.1 I2V directory recorded in the checkpoint for generate")
+    p.add_argument("--hand-config", default=None,
+                   help="JSON file with the controller's constructor values (default: the file's metadata, "
+                        "else inferred from the weight shapes)")
+    p.add_argument("--lora-alpha", type=float, default=None,
+                   help="LoRA alpha (scale = alpha / rank); default: the file's .alpha keys, else rank (scale 1)")
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--width", type=int, default=832)
+    p.add_argument("--num-frames", type=int, default=81)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from worldmodel.convert import convert_upstream
+
+    hand_config = None
+    if args.hand_config:
+        path = Path(args.hand_config)
+        if not path.exists():
+            raise FileNotFoundError(f"no hand config file at {path}")
+        hand_config = json.loads(path.read_text())
+    out = convert_upstream(args.dit, args.hand, args.out, base_path=args.base_path, hand_config=hand_config,
+                           lora_alpha=args.lora_alpha, height=args.height, width=args.width,
+                           num_frames=args.num_frames)
+    meta = json.loads((out / "dexworld_checkpoint.json").read_text())["converted_from"]
+    print(f"wrote {out}: LoRA rank {meta['lora_rank']} (alpha {meta['lora_alpha']:g}) on {meta['lora_blocks']} "
+          "blocks, widened patch embedding, hand controller")
+    return 0

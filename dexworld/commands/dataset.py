@@ -1,0 +1,53 @@
+"""``dexworld dataset show``: one episode of a LeRobot dataset (or a clip) with its projected hand joints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HELP = "inspect datasets"
+SHOW_HELP = "write an episode's frames with the projected hand joints drawn on them (GIF/MP4/PNG)"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("dataset", help=HELP, description=HELP)
+    sub = parser.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+    p = sub.add_parser("show", help=SHOW_HELP, description=SHOW_HELP)
+    p.add_argument("path", type=Path, help="LeRobot dataset folder or a training clip (.h5)")
+    p.add_argument("--episode", type=int, default=0, help="episode index (LeRobot datasets)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output image/video (.gif, .mp4, .png = first frame)")
+    p.add_argument("--repo-id", default=None, help="LeRobot repo id (default local/<folder name>)")
+    p.add_argument("--embodiment", nargs="+", default=None, help="hands in the state (foreign datasets)")
+    p.add_argument("--robot", default=None, help="g1 or h1_2 (foreign Unitree datasets)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import imageio.v3 as iio
+
+    from embodiments.io_utils import atomic_path
+    from sim_bridge.overlay import draw_joints
+
+    if args.path.suffix.lower() in (".h5", ".hdf5"):
+        from worldmodel.data import read_clip
+
+        clip = read_clip(args.path)
+        frames, joints, fps = clip.frames, clip.joints, clip.joints.fps
+    else:
+        from sim_bridge.lerobot_io import import_lerobot
+
+        ep = next(import_lerobot(args.path, args.repo_id, hands=args.embodiment, robot=args.robot,
+                                 episodes=[args.episode]))
+        frames, joints, fps = ep.frames, ep.joints, ep.joints.fps
+    drawn = draw_joints(frames, joints)
+    suffix = args.out.suffix.lower()
+    with atomic_path(args.out) as tmp:
+        if suffix == ".png":
+            iio.imwrite(tmp, drawn[0], extension=".png")
+        elif suffix == ".gif":
+            iio.imwrite(tmp, drawn, extension=".gif", duration=1000.0 / fps, loop=0)
+        elif suffix == ".mp4":
+            iio.imwrite(tmp, drawn, extension=".mp4", fps=fps)
+        else:
+            raise ValueError(f"output must end in .gif, .mp4 or .png, got {args.out.name!r}")
+    print(f"{args.out}: {len(drawn)} frames")
+    return 0

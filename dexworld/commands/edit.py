@@ -1,0 +1,64 @@
+"""``dexworld edit --image IMG --joints J.npz [--checkpoint DIR] [--host 127.0.0.1] [--port 8080]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``edit`` subcommand."""
+    p = subparsers.add_parser(
+        "edit", help="open the interactive joint editor in the browser",
+        description="Serve a local web app (viser) to drag hand joints in 3D at keyframes, regenerate the video "
+                    "with the hand-controlled model and simulate the edit on a robot hand in MuJoCo. The joints file "
+                    "is a SparseJoints .npz/.h5 in the camera frame with K in the reference image's pixels.")
+    p.add_argument("--image", required=True, help="reference image (the first frame)")
+    p.add_argument("--joints", required=True, help="SparseJoints file (.npz / .h5), camera frame, with K")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint folder written by 'dexworld train' (default: the shipped tiny model; without "
+                        "one, a freshly initialised, untrained tiny model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; the next free one if taken)")
+    p.add_argument("--out", default="dexworld_edit", help="folder Export writes to (default ./dexworld_edit)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+    import PIL.Image
+
+    from embodiments.sparse import SparseJoints
+
+    from ..editor.runners import VideoGenerator
+    from ..editor.state import check_editable, check_image, check_image_matches
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    if not Path(args.image).exists():
+        raise FileNotFoundError(f"no image at {args.image}")
+    try:
+        image = np.asarray(PIL.Image.open(args.image).convert("RGB"))
+    except OSError as e:
+        raise ValueError(f"--image {args.image}: not a readable image ({e})") from None
+    image = check_image(image, name=f"--image {args.image}")
+    joints = check_editable(SparseJoints.load(args.joints))
+    check_image_matches(image, joints, name=f"--image {args.image}")
+    generator = VideoGenerator(args.checkpoint)
+
+    from ..editor.app import EditorApp
+
+    app = EditorApp(image, joints, generator=generator, out_dir=args.out, host=args.host, port=args.port)
+    print(f"dexworld editor running at {app.url}  (Ctrl+C to stop)", flush=True)
+    if generator.untrained:
+        print("note: untrained video model: " + generator.describe(), flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.stop()
+    return 0

@@ -1,0 +1,90 @@
+"""``dexworld generate --checkpoint RUN/checkpoint-N --image IMG --joints J.npz -o out.mp4``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``generate`` subcommand."""
+    p = subparsers.add_parser(
+        "generate", help="generate a video from a reference image and hand joints with a trained checkpoint",
+        description="Sample the joint-controlled Wan 2.1 I2V model. The joints file is a SparseJoints .npz/.h5 in "
+                    "the camera frame, with K in the reference image's pixels (or pass --K). Its frame count "
+                    "(or --num-frames) must be 4k+1.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder written by 'dexworld train'")
+    p.add_argument("--image", required=True, help="reference image (first frame)")
+    p.add_argument("--joints", required=True, help="SparseJoints file (.npz / .h5), camera frame")
+    p.add_argument("-o", "--output", required=True, help="video file (.mp4 or .gif)")
+    p.add_argument("--base-path", default=None, help="override the base model folder named in the checkpoint")
+    p.add_argument("--prompt", default="", help="text prompt")
+    p.add_argument("--negative-prompt", default="", help="negative prompt")
+    p.add_argument("--K", default=None, help="intrinsics 'fx,fy,cx,cy' in image pixels (if the joints lack K)")
+    p.add_argument("--num-frames", type=int, default=None, help="use the first N joint frames (4k+1)")
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default 50 at full scale)")
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale (default 5.0)")
+    p.add_argument("--shift", type=float, default=None, help="flow shift (default 5.0)")
+    p.add_argument("--uncond-control", choices=("unedited", "joints"), default="unedited",
+                   help="what the unconditional branch sees (default unedited)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="transformer/text-encoder weights (the control module and VAE stay float32)")
+    p.add_argument("--fps", type=float, default=None, help="video fps (default: the joints')")
+    p.add_argument("--overlay", action="store_true", help="write [video | video with joints] side by side")
+    p.add_argument("--save-control", default=None, help="also save the control maps to this .npz")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import PIL.Image
+
+    from embodiments.sparse import SparseJoints
+    from worldmodel.training import load_for_inference
+    from worldmodel.video import draw_joints, side_by_side, write_video
+
+    out = Path(args.output)
+    if out.suffix.lower() not in (".mp4", ".gif"):
+        raise ValueError(f"-o must end in .mp4 or .gif, got {out.name!r}")
+    if not Path(args.image).exists():
+        raise FileNotFoundError(f"no image at {args.image}")
+    image = np.asarray(PIL.Image.open(args.image).convert("RGB"))
+    joints = SparseJoints.load(args.joints)
+    if args.K is not None:
+        try:
+            fx, fy, cx, cy = (float(x) for x in args.K.split(","))
+        except ValueError:
+            raise ValueError(f"--K must be 'fx,fy,cx,cy', got {args.K!r}") from None
+        joints = joints.replace(K=np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]))
+    if args.num_frames is not None:
+        if not 1 <= args.num_frames <= len(joints):
+            raise ValueError(f"--num-frames must be in 1..{len(joints)}, got {args.num_frames}")
+        joints = joints[: args.num_frames]
+    import torch
+
+    dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
+    pipe = load_for_inference(args.checkpoint, base_path=args.base_path, torch_dtype=dtype)
+    pipe.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    result = pipe(image, joints, prompt=args.prompt, negative_prompt=args.negative_prompt, height=args.height,
+                  width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance, shift=args.shift,
+                  uncond_control=args.uncond_control, seed=args.seed, return_control=bool(args.save_control))
+    frames = result.frames
+    if args.overlay:
+        H, W = frames.shape[1:3]
+        sx, sy = W / image.shape[1], H / image.shape[0]
+        uvd, ok = joints.project()
+        uv = uvd[..., :2] * np.array([sx, sy])
+        frames = side_by_side(frames, draw_joints(frames, uv, ok))
+    write_video(out, frames, fps=args.fps or joints.fps)
+    if args.save_control:
+        from embodiments.io_utils import atomic_path
+
+        with atomic_path(args.save_control) as tmp, open(tmp, "wb") as f:
+            np.savez(f, control=result.control[0].float().cpu().numpy(),
+                     condition=result.condition[0].float().cpu().numpy())
+    print(f"wrote {out} ({len(result.frames)} frames)")
+    return 0

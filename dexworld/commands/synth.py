@@ -1,0 +1,115 @@
+"""``dexworld synth``: synthetic paired clips from MuJoCo; ``dexworld simulate``: render a joint trajectory to mp4."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+SYNTH_HELP = "render synthetic paired training clips (video + camera-frame joints + K) of a robot hand in MuJoCo"
+SIM_HELP = "roll a robot hand joint trajectory through MuJoCo (kinematic or physics) and write an mp4"
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'128' → (128, 128); '480x832' → (480, 832) as (H, W)."""
+    try:
+        parts = [int(p) for p in text.lower().replace("×", "x").split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 8:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW with sides >= 8, got {text!r}")
+    return parts[0], parts[1]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("synth", help=SYNTH_HELP, description=SYNTH_HELP)
+    p.add_argument("--embodiment", required=True, help="registered robot hand, e.g. dex3_right")
+    p.add_argument("--episodes", type=int, required=True, help="number of clips")
+    p.add_argument("--frames", type=int, default=17, help="frames per clip (default 17)")
+    p.add_argument("--size", type=_size, default=(128, 128), help="frame size N or HxW (default 128)")
+    p.add_argument("--fps", type=float, default=16.0, help="frames per second (default 16)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (episode_000000.h5 …, manifest.json)")
+    p.add_argument("--seed", type=int, default=0, help="seed; clips are a function of (seed, episode index)")
+    p.add_argument("--physics", action="store_true", help="simulate contacts instead of kinematic replay")
+    p.add_argument("--motions", default="reach_grasp,human,random",
+                   help="comma list of motion kinds to draw from (reach_grasp, human, random)")
+    p.add_argument("--episodes-per-scene", type=int, default=8,
+                   help="episodes sharing one compiled scene (appearance is re-drawn for each)")
+    p.add_argument("--depth", action="store_true", help="also store depth maps")
+    p.add_argument("--overwrite", action="store_true", help="re-render episodes that already exist")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+    s = subparsers.add_parser("simulate", help=SIM_HELP, description=SIM_HELP)
+    s.add_argument("trajectory", type=Path,
+                   help=".npy (T, dof) joint angles, or .npz with 'q' (T, dof) and optional 'wrist_path' (T, 4, 4)")
+    s.add_argument("--embodiment", required=True, help="registered robot hand, e.g. inspire_right")
+    s.add_argument("--out", type=Path, required=True, help="output .mp4 (or .gif)")
+    s.add_argument("--physics", action="store_true", help="physics rollout (default: kinematic replay)")
+    s.add_argument("--camera", default="ego", help="scene camera: ego or third (default ego)")
+    s.add_argument("--size", type=_size, default=(256, 256), help="frame size N or HxW (default 256)")
+    s.add_argument("--fps", type=float, default=16.0, help="frames per second (default 16)")
+    s.add_argument("--seed", type=int, default=0, help="scene seed")
+    s.add_argument("--joints-out", type=Path, help="also save the camera-frame SparseJoints (.npz or .h5)")
+    s.set_defaults(func=run_simulate)
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from sim_bridge.synth import SynthConfig, synthesize
+
+    motions = tuple(m.strip() for m in args.motions.split(",") if m.strip())
+    cfg = SynthConfig(frames=args.frames, size=args.size, fps=args.fps, physics=args.physics, motions=motions,
+                      episodes_per_scene=args.episodes_per_scene, depth=args.depth)
+    report = synthesize(args.embodiment, args.out, args.episodes, seed=args.seed, config=cfg,
+                        progress=not args.no_progress, overwrite=args.overwrite)
+    print(f"wrote {len(report.written)} clips to {args.out} ({report.existing} already there, "
+          f"{len(report.skipped)} skipped) — {report.frames_rendered} frames in {report.seconds:.1f} s "
+          f"({report.fps:.1f} frames/s)")
+    for i, why in report.skipped:
+        print(f"  skipped episode {i}: {why}")
+    for note in report.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import imageio.v2 as imageio
+    import numpy as np
+
+    from embodiments import get
+    from sim_bridge.motion import hand_axes, wrist_pose
+    from sim_bridge.rollout import rollout
+
+    emb = get(args.embodiment)
+    path = args.trajectory
+    if not path.exists():
+        raise FileNotFoundError(f"no trajectory file at {path}")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as f:
+            if "q" not in f:
+                raise ValueError(f"{path}: an .npz trajectory needs an array 'q' (T, {emb.dof})")
+            q = f["q"]
+            wrist = f.get("wrist_path", None)
+    elif path.suffix == ".npy":
+        q, wrist = np.load(path, allow_pickle=False), None
+    else:
+        raise ValueError(f"trajectory must be .npy or .npz, got {path.suffix!r}")
+    if wrist is None:  # a still hand over the table, palm down
+        q = np.asarray(q)
+        wrist = np.repeat(wrist_pose(hand_axes(emb), [0.05 if emb.side == "right" else -0.05, 0.14, 0.1])[None],
+                          len(q) if q.ndim == 2 else 1, 0)
+    r = rollout(emb, q, wrist, camera=args.camera, mode="physics" if args.physics else "kinematic",
+                size=args.size, seed=args.seed, fps=args.fps)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    from embodiments.io_utils import atomic_path
+
+    with atomic_path(args.out) as tmp:
+        imageio.mimsave(tmp, list(r.frames), fps=args.fps)
+    if args.joints_out is not None:
+        r.joints.save(args.joints_out)
+    print(f"wrote {len(r)} frames to {args.out}" + ("" if r.stable else f" — {'; '.join(r.issues)}"))
+    return 0 if r.stable else 1

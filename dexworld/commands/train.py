@@ -1,0 +1,115 @@
+"""``dexworld train --preset tiny --data CLIPS --out RUN``: LoRA + control-module training on HDF5 clips."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+# CLI flag → TrainConfig field (only flags the user gave override the config file / defaults).
+_FIELDS = ("data", "out", "preset", "base_path", "steps", "batch_size", "num_frames", "height", "width",
+           "lora_rank", "lr_lora", "lr_control", "warmup_steps", "cosine_steps", "joint_mask_prob",
+           "timestep_sampling", "shift", "mixed_precision", "base_dtype", "checkpoint_every", "sample_every",
+           "sample_steps", "seed", "num_workers", "gradient_accumulation_steps", "cache")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` subcommand."""
+    p = subparsers.add_parser(
+        "train", help="train the hand-control module + LoRA on Wan 2.1 I2V (flow matching)",
+        description="Flow-matching training of the joint-controlled Wan 2.1 I2V model on clips written by "
+                    "worldmodel.data.write_clip. Writes checkpoints, loss.jsonl and sample videos to --out; "
+                    "see docs/worldmodel.md.")
+    p.add_argument("--preset", choices=("tiny", "wan2.1-i2v-14b-480p"), default=None, help="default tiny")
+    p.add_argument("--base-path", default=None, help="local diffusers-format Wan 2.1 I2V directory (14B preset)")
+    p.add_argument("--data", default=None, help="folder of .h5 clips (or one clip file)")
+    p.add_argument("--out", default=None, help="run folder (checkpoints, loss log, samples)")
+    p.add_argument("--config", default=None, help="JSON file with TrainConfig fields; flags override it")
+    p.add_argument("--resume", nargs="?", const="latest", default=None,
+                   help="continue a run: 'latest' (default when given without value) or a checkpoint folder")
+    p.add_argument("--steps", type=int, default=None, help="total optimiser steps (default 1600)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--num-frames", type=int, default=None, help="frames per sample, 4k+1 (default: preset's)")
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--lora-rank", type=int, default=None, help="default 64")
+    p.add_argument("--lr-lora", type=float, default=None, help="LoRA + patch embedding LR (default 1e-4)")
+    p.add_argument("--lr-control", type=float, default=None, help="control module peak LR (default 2e-4)")
+    p.add_argument("--warmup-steps", type=int, default=None, help="control LR warm-up (default 100)")
+    p.add_argument("--cosine-steps", type=int, default=None, help="control LR reaches 0 here (default: --steps)")
+    p.add_argument("--joint-mask-prob", type=float, default=None, help="default 0.05")
+    p.add_argument("--timestep-sampling", choices=("uniform", "logit_normal"), default=None)
+    p.add_argument("--shift", type=float, default=None, help="timestep shift (default 5.0)")
+    p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=None)
+    p.add_argument("--base-dtype", choices=("float32", "bfloat16"), default=None,
+                   help="dtype of the frozen weights (bfloat16 needs --mixed-precision bf16)")
+    p.add_argument("--gradient-checkpointing", action="store_true", default=None)
+    p.add_argument("--gradient-accumulation-steps", type=int, default=None,
+                   help="micro-batches per optimiser step (global batch = this × batch size × processes)")
+    p.add_argument("--offload-encoders", action="store_true", default=None,
+                   help="keep the frozen VAE / image / text encoders in CPU memory")
+    p.add_argument("--cache", default=None, help="train from a folder written by 'dexworld cache' (no --data needed)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="default 500")
+    p.add_argument("--sample-every", type=int, default=None, help="sample video every N steps (0: never)")
+    p.add_argument("--sample-steps", type=int, default=None, help="denoising steps of sample videos")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace):
+    from worldmodel.training import TrainConfig
+
+    values: dict = {}
+    if args.resume:
+        # Start from the configuration the run was started with; flags given now override it.
+        from worldmodel.training import Trainer, read_checkpoint_meta
+
+        out = Path(args.out) if args.out else (Path(args.resume).parent if args.resume != "latest" else None)
+        if out is None:
+            raise ValueError("--resume latest needs --out (the run folder)")
+        values.update(read_checkpoint_meta(Trainer._resolve(out, args.resume))["config"])
+    if args.config:
+        path = Path(args.config)
+        if not path.exists():
+            raise FileNotFoundError(f"no config file at {path}")
+        values.update(json.loads(path.read_text()))
+    for name in _FIELDS:
+        v = getattr(args, name, None)
+        if v is not None:
+            values[name] = v
+    if args.gradient_checkpointing:
+        values["gradient_checkpointing"] = True
+    if args.offload_encoders:
+        values["offload_encoders"] = True
+    if args.no_progress:
+        values["progress"] = False
+    if not values.get("data") and not values.get("cache"):
+        raise ValueError("--data is required (a folder of .h5 clips), or --cache (a 'dexworld cache' folder)")
+    if not values.get("out"):
+        raise ValueError("--out is required (the run folder)")
+    return TrainConfig.from_dict(values)
+
+
+def run(args: argparse.Namespace) -> int:
+    from worldmodel.training import Trainer, count_parameters
+
+    cfg = build_config(args)
+    trainer = Trainer(cfg, resume=args.resume)
+    model = trainer.model
+    main_process = trainer.accelerator.is_main_process  # under `accelerate launch`, report once
+    if main_process:
+        print(f"preset {trainer.components.name}: {count_parameters(model, trainable_only=True):,} trainable of "
+              f"{count_parameters(model):,} parameters; {len(trainer.dataset)} clips; "
+              f"{trainer.num_frames} frames at {trainer.height}x{trainer.width}; {trainer.accelerator.num_processes} "
+              f"process(es); starting at step {trainer.step}")
+    losses = trainer.train()
+    path = trainer.save_checkpoint()
+    if not main_process:
+        return 0
+    if losses:
+        print(f"step {trainer.step}: loss {losses[-1]:.4f}; checkpoint {path}")
+    else:
+        print(f"nothing to do: the run is already at step {trainer.step}; checkpoint {path}")
+    return 0

@@ -1,0 +1,400 @@
+"""MuJoCo scenes of one registered hand over a table with graspable objects, lights and an egocentric camera.
+
+Built with ``mujoco.MjSpec``: the hand's MJCF (``Embodiment.mjcf_xml``) is attached under a free-floating root
+body. The 6-DoF wrist is **mocap-driven**: a mocap body ``wrist_target`` is welded to the hand root, so in physics
+the wrist follows its path compliantly (contacts can push back), while kinematic replay writes the root's free
+joint directly. Hand bodies get gravity compensation (a real arm holds the hand up), so the weld only has to
+track motion. Fingers are driven by position actuators. Mimic couplings are joint equality constraints; any
+``<mimic>`` of the URDF the MJCF lacks is added here.
+
+World frame: z up, table top at z = 0, the person sits at −y and looks along +y.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import xml.etree.ElementTree as ET
+
+import mujoco
+import numpy as np
+
+from embodiments import Embodiment, get
+from embodiments.transforms import look_at
+
+from .camera import camera_intrinsics, mujoco_cam_from_cv
+
+HAND_PREFIX = "hand/"
+LABEL_BACKGROUND, LABEL_HAND, LABEL_OBJECT, LABEL_ENV = 0, 1, 2, 3
+OBJECT_KINDS = ("box", "cylinder", "sphere")
+_GEOM_TYPE = {"box": mujoco.mjtGeom.mjGEOM_BOX, "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER,
+              "sphere": mujoco.mjtGeom.mjGEOM_SPHERE}
+
+
+@dataclasses.dataclass
+class SceneConfig:
+    """What a scene contains and the ranges its seeded randomisation draws from (metres, radians, degrees)."""
+
+    # table: half extents and top at z = 0
+    table_half_size: tuple[float, float, float] = (0.45, 0.35, 0.02)
+    table_center_xy: tuple[float, float] = (0.0, 0.12)
+    table_textures: tuple[str, ...] = ("flat", "checker", "gradient")
+    # objects
+    num_objects: tuple[int, int] = (1, 3)  # inclusive range
+    object_kinds: tuple[str, ...] = OBJECT_KINDS
+    object_half_size: tuple[float, float] = (0.018, 0.035)
+    object_region: tuple[tuple[float, float], tuple[float, float]] = ((-0.15, 0.15), (0.05, 0.25))  # x, y ranges
+    object_density: float = 400.0  # kg/m³, light wood / plastic
+    object_textures: tuple[str, ...] = ("flat", "checker")
+    friction: float = 1.0
+    # egocentric head camera (OpenCV look-at, then jitter)
+    camera_eye: tuple[float, float, float] = (0.0, -0.12, 0.36)
+    camera_target: tuple[float, float, float] = (0.0, 0.14, 0.0)
+    camera_eye_jitter: float = 0.03
+    camera_target_jitter: float = 0.03
+    fovy_deg: tuple[float, float] = (55.0, 70.0)
+    # lights
+    num_lights: tuple[int, int] = (1, 3)
+    light_diffuse: tuple[float, float] = (0.35, 0.8)
+    ambient: tuple[float, float] = (0.15, 0.4)
+    # hand actuation: position servos sized for finger links of tens of grams (see README of the module)
+    kp: float = 0.5  # N·m/rad
+    damping: float = 0.015  # N·m·s/rad, ≈ critical for kp with the armature below
+    armature: float = 1e-4  # kg·m², reflected rotor inertia of a small geared motor
+    force_limit: float = 1.5  # N·m, used when the model gives none
+    weld_solref: tuple[float, float] = (0.01, 1.0)
+    timestep: float = 0.002  # upper bound; rollout picks the largest step ≤ this that divides a frame
+    randomize: bool = True  # False: every appearance at its nominal (middle) value, no jitter
+    max_render_size: int = 1024  # offscreen buffer side
+    # Rendering cost on CPU (llvmpipe) at 128²: a frame without shadows ~1.5 ms CPU, a 512² shadow map +4 ms,
+    # 1024² +7 ms, MuJoCo's default 4096² far more; MSAA 4× about triples the cost; reflections +2 ms (off).
+    shadow_size: int = 512  # 0 disables shadows
+    msaa_samples: int = 0
+
+    def __post_init__(self) -> None:
+        bad = [k for k in self.object_kinds if k not in OBJECT_KINDS]
+        if bad:
+            raise ValueError(f"SceneConfig.object_kinds: unknown kinds {bad}; choose from {OBJECT_KINDS}")
+        for name in ("num_objects", "object_half_size", "fovy_deg", "num_lights", "light_diffuse", "ambient"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"SceneConfig.{name} must be a (low, high) range with low <= high, got {(lo, hi)}")
+        if self.num_objects[0] < 0 or self.num_lights[0] < 0:
+            raise ValueError("SceneConfig.num_objects and num_lights must be non-negative")
+
+
+@dataclasses.dataclass
+class Scene:
+    """A compiled scene and the indices rollouts need. Arrays index the compiled ``model``."""
+
+    embodiment: Embodiment
+    config: SceneConfig
+    seed: int
+    spec: mujoco.MjSpec
+    model: mujoco.MjModel
+    hand_root_body: int
+    hand_free_qadr: int  # 7 qpos entries (pos, quat wxyz) of the hand root's free joint
+    hand_qadr: np.ndarray  # (dof,) qpos address of each actuated joint, in embodiment.joint_names order
+    hand_dofadr: np.ndarray  # (dof,)
+    actuators: np.ndarray  # (dof,) actuator id driving each actuated joint
+    mimic_qadr: np.ndarray  # (M,) qpos address of each coupled joint
+    mimic_src_qadr: np.ndarray  # (M,) qpos address of the joint it follows
+    mimic_poly: np.ndarray  # (M, 2) offset, multiplier: q_mimic = offset + multiplier · q_src
+    mocap_id: int
+    object_names: list[str]
+    object_bodies: np.ndarray  # (K,)
+    object_free_qadr: np.ndarray  # (K,)
+    geom_labels: np.ndarray  # (ngeom,) LABEL_* per geom
+    cameras: list[str]
+
+    def camera_id(self, name: str) -> int:
+        if name not in self.cameras:
+            raise ValueError(f"unknown camera {name!r}; this scene has {', '.join(self.cameras)}")
+        return mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)
+
+    def intrinsics(self, camera: str, size: tuple[int, int]) -> np.ndarray:
+        """K (3, 3) of ``camera`` rendered at ``size = (H, W)``."""
+        return camera_intrinsics(self.model, self.camera_id(camera), *size)
+
+    def set_camera_pose(self, camera: str, T_world_cam: np.ndarray) -> None:
+        """Move a (world-fixed) camera to an OpenCV world-from-camera pose (4, 4)."""
+        cid = self.camera_id(camera)
+        if self.model.cam_bodyid[cid] != 0:
+            raise ValueError(f"camera {camera!r} is attached to a moving body; it cannot be placed in the world")
+        self.model.cam_pos[cid], self.model.cam_quat[cid] = mujoco_cam_from_cv(T_world_cam)
+
+    def body_id(self, frame: str) -> int:
+        """Id of the body named after a hand-model frame (prefixed in the scene); -1 when the MJCF lacks it."""
+        return mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, HAND_PREFIX + frame)
+
+    def apply_mimic(self, qpos: np.ndarray) -> None:
+        """Set coupled joints from the joints they follow, in place on qpos (..., nq); resolves chains."""
+        for _ in range(max(1, len(self.mimic_qadr))):
+            new = self.mimic_poly[:, 0] + self.mimic_poly[:, 1] * qpos[..., self.mimic_src_qadr]
+            if np.allclose(qpos[..., self.mimic_qadr], new):
+                break
+            qpos[..., self.mimic_qadr] = new
+
+
+# --------------------------------------------------------------------------- construction
+def _urdf_mimics(urdf_xml: str) -> list[tuple[str, str, float, float]]:
+    """(joint, followed joint, multiplier, offset) for every ``<mimic>`` of a URDF."""
+    out = []
+    for joint in ET.fromstring(urdf_xml).iter("joint"):
+        m = joint.find("mimic")
+        if m is not None:
+            out.append((joint.get("name"), m.get("joint"), float(m.get("multiplier", 1.0)),
+                        float(m.get("offset", 0.0))))
+    return out
+
+
+def _hand_spec(emb: Embodiment) -> mujoco.MjSpec:
+    spec_file = getattr(getattr(emb, "spec", None), "mjcf", None)
+    try:
+        # From the file when there is one, so relative mesh paths resolve.
+        hand = mujoco.MjSpec.from_file(str(spec_file)) if spec_file else mujoco.MjSpec.from_string(emb.mjcf_xml)
+    except ValueError as e:
+        raise ValueError(f"{emb.name}: its MJCF does not load in MuJoCo: {e}") from None
+    bodies = [b for b in hand.worldbody.bodies]
+    if len(bodies) != 1:
+        raise ValueError(f"{emb.name}: the hand MJCF must have exactly one top-level body (the hand root), "
+                         f"found {[b.name for b in bodies]}")
+    for j in list(bodies[0].joints):  # the scene adds its own floating base
+        if j.type == mujoco.mjtJoint.mjJNT_FREE:
+            hand.delete(j)
+    for g in list(hand.worldbody.geoms) + list(hand.worldbody.lights):  # floors/lights of a standalone model
+        hand.delete(g)
+    return hand
+
+
+def _uniform(rng: np.random.Generator, lo_hi, randomize: bool):
+    lo, hi = lo_hi
+    return rng.uniform(lo, hi) if randomize else 0.5 * (lo + hi)
+
+
+def _material(spec: mujoco.MjSpec, name: str, rng: np.random.Generator, kinds, randomize: bool,
+              base_rgb: np.ndarray | None = None, repeat: float = 4.0) -> str:
+    """A material with a random flat/checker/gradient texture; returns its name."""
+    rgb1 = rng.uniform(0.1, 0.95, 3) if base_rgb is None else base_rgb
+    rgb2 = np.clip(rgb1 * rng.uniform(0.4, 0.8) + rng.uniform(0, 0.2, 3), 0, 1)
+    kind = kinds[rng.integers(len(kinds))] if randomize else kinds[0]
+    builtin = {"flat": mujoco.mjtBuiltin.mjBUILTIN_FLAT, "checker": mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
+               "gradient": mujoco.mjtBuiltin.mjBUILTIN_GRADIENT}[kind]
+    spec.add_texture(name=name, type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=builtin, width=64, height=64,
+                     rgb1=rgb1, rgb2=rgb2)
+    mat = spec.add_material(name=name, texrepeat=[repeat, repeat], reflectance=0.0)
+    mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = name
+    return name
+
+
+def build_scene(embodiment: str | Embodiment, config: SceneConfig | None = None, seed: int = 0) -> Scene:
+    """Compile a scene for a registered hand; the same (embodiment, config, seed) gives the same scene.
+
+    The seed picks the structure (textures, object kinds and sizes, number of lights), then
+    :func:`randomize_appearance` draws the continuous appearance on the compiled model.
+    """
+    emb = get(embodiment)
+    cfg = config or SceneConfig()
+    rng = np.random.default_rng(seed)
+    R = cfg.randomize
+
+    spec = mujoco.MjSpec()
+    spec.modelname = f"dexworld_{emb.name}"
+    spec.option.timestep = cfg.timestep
+    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    spec.option.noslip_iterations = 2  # firmer grasps at a small cost
+    spec.visual.global_.offwidth = cfg.max_render_size
+    spec.visual.global_.offheight = cfg.max_render_size
+    spec.visual.quality.shadowsize = cfg.shadow_size
+    spec.visual.quality.offsamples = cfg.msaa_samples
+    spec.visual.headlight.diffuse = [0.25] * 3
+    spec.visual.headlight.specular = [0.05] * 3
+    sky1 = rng.uniform(0.3, 0.9, 3) if R else np.array([0.6, 0.65, 0.7])
+    spec.add_texture(name="sky", type=mujoco.mjtTexture.mjTEXTURE_SKYBOX, builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
+                     rgb1=sky1, rgb2=sky1 * 0.3, width=64, height=64)
+    world = spec.worldbody
+
+    # ---- table and floor
+    hx, hy, hz = cfg.table_half_size
+    table_rgb = rng.uniform(0.25, 0.85, 3) if R else np.array([0.55, 0.45, 0.35])
+    world.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_BOX, size=[hx, hy, hz],
+                   pos=[*cfg.table_center_xy, -hz], contype=1, conaffinity=3, friction=[cfg.friction, 0.005, 1e-4],
+                   material=_material(spec, "table", rng, cfg.table_textures, R, table_rgb, repeat=3.0))
+    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3, 3, 0.1], pos=[0, 0, -0.75],
+                   material=_material(spec, "floor", rng, ("checker", "flat"), R, repeat=8.0))
+
+    # ---- lights (placed by randomize_appearance)
+    n_lights = int(rng.integers(cfg.num_lights[0], cfg.num_lights[1] + 1)) if R else cfg.num_lights[0]
+    for i in range(n_lights):
+        world.add_light(name=f"light{i}", pos=[0, -0.2, 1.0], dir=[0, 0, -1], specular=[0.1] * 3,
+                        castshadow=i == 0 and cfg.shadow_size > 0)
+
+    # ---- cameras: egocentric head camera (placed by randomize_appearance) + a third-person view
+    for name, T in (("ego", look_at(cfg.camera_eye, cfg.camera_target)),
+                    ("third", look_at([0.55, -0.35, 0.45], [0.0, 0.12, 0.05]))):
+        pos, quat = mujoco_cam_from_cv(T)
+        world.add_camera(name=name, pos=pos, quat=quat, fovy=float(np.mean(cfg.fovy_deg)) if name == "ego" else 55.0)
+
+    # ---- objects (kinds and sizes here; resting places drawn by randomize_appearance)
+    n_obj = int(rng.integers(cfg.num_objects[0], cfg.num_objects[1] + 1)) if R else cfg.num_objects[0]
+    object_names = []
+    for i in range(n_obj):
+        kinds = cfg.object_kinds
+        kind = kinds[rng.integers(len(kinds))] if R else kinds[i % len(kinds)]
+        h = _uniform(rng, cfg.object_half_size, R)
+        if kind == "box":
+            size = np.array([h, h * rng.uniform(0.6, 1.4), h * rng.uniform(0.7, 1.3)]) if R else np.full(3, h)
+        elif kind == "cylinder":
+            size = np.array([h * 0.8, h * (rng.uniform(0.9, 1.8) if R else 1.2), 0.0])
+        else:
+            size = np.array([h, 0.0, 0.0])
+        name = f"object{i}_{kind}"
+        body = world.add_body(name=name)
+        body.add_freejoint(name=f"{name}_free")
+        rgb = rng.uniform(0.05, 1.0, 3) if R else np.array([0.8, 0.2, 0.15])
+        body.add_geom(name=f"{name}_geom", type=_GEOM_TYPE[kind], size=size, density=cfg.object_density,
+                      contype=1, conaffinity=3, condim=4, friction=[cfg.friction, 0.01, 1e-4],
+                      material=_material(spec, f"{name}_mat", rng, cfg.object_textures, R, rgb, repeat=1.0))
+        object_names.append(name)
+
+    # ---- the hand under a floating root, welded to a mocap wrist target
+    hand = _hand_spec(emb)
+    frame = world.add_frame()
+    root = frame.attach_body(hand.worldbody.first_body(), HAND_PREFIX, "")
+    root.add_freejoint(name=HAND_PREFIX + "root_free")
+    _configure_hand(spec, root, emb, cfg)
+    mocap = world.add_body(name="wrist_target", mocap=True)
+    mocap.add_site(name="wrist_target_site", size=[0.005, 0, 0], rgba=[0, 0, 0, 0])
+    weld = spec.add_equality(type=mujoco.mjtEq.mjEQ_WELD, name="wrist_weld", name1="wrist_target",
+                             name2=root.name, objtype=mujoco.mjtObj.mjOBJ_BODY)
+    weld.data = np.r_[np.zeros(3), np.zeros(3), [1.0, 0, 0, 0], 1.0, 0.0]
+    weld.solref = list(cfg.weld_solref)
+
+    try:
+        model = spec.compile()
+    except ValueError as e:
+        raise ValueError(f"{emb.name}: the scene does not compile: {e}") from None
+    scene = _index(emb, cfg, seed, spec, model, root.name, object_names)
+    randomize_appearance(scene, rng)
+    return scene
+
+
+def randomize_appearance(scene: Scene, rng: np.random.Generator) -> None:
+    """Draw the continuous appearance on the compiled model, in place: camera pose and fovy, lights, ambient,
+    colour tints of the table/floor/objects and the objects' resting places (``qpos0``).
+
+    Needs no recompilation (and no new renderer), so synthesis can reuse one scene for several episodes; every
+    field it touches is overwritten, so the result depends only on ``rng``. ``config.randomize=False`` gives the
+    nominal values.
+    """
+    cfg, m = scene.config, scene.model
+    R = cfg.randomize
+    # camera
+    eye = np.asarray(cfg.camera_eye) + (rng.normal(0, cfg.camera_eye_jitter, 3) if R else 0)
+    target = np.asarray(cfg.camera_target) + (rng.normal(0, cfg.camera_target_jitter, 3) if R else 0)
+    cid = scene.camera_id("ego")
+    m.cam_pos[cid], m.cam_quat[cid] = mujoco_cam_from_cv(look_at(eye, target))
+    m.cam_fovy[cid] = _uniform(rng, cfg.fovy_deg, R)
+    # lights
+    m.vis.headlight.ambient[:] = _uniform(rng, cfg.ambient, R)
+    center = np.array([*cfg.table_center_xy, 0.0])
+    for i in range(m.nlight):
+        pos = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.5, 0.6), rng.uniform(0.6, 1.4)]) if R \
+            else np.array([0.0, -0.2, 1.0])
+        m.light_pos[i] = pos
+        m.light_dir[i] = (center - pos) / np.linalg.norm(center - pos)
+        m.light_diffuse[i] = _uniform(rng, cfg.light_diffuse, R)
+    # colour tints over the textures (mat_rgba multiplies the texture colour)
+    for i in range(m.nmat):
+        m.mat_rgba[i, :3] = rng.uniform(0.6, 1.0, 3) if R else 1.0
+    # objects: rejection-sample free resting spots on the table, random yaw
+    placed: list[tuple[np.ndarray, float]] = []
+    (x0, x1), (y0, y1) = cfg.object_region
+    n = len(scene.object_bodies)
+    for i, (b, adr) in enumerate(zip(scene.object_bodies, scene.object_free_qadr, strict=True)):
+        g = m.body_geomadr[b]
+        size, gtype = m.geom_size[g], m.geom_type[g]
+        half_h = size[2] if gtype == mujoco.mjtGeom.mjGEOM_BOX else size[1] if gtype == mujoco.mjtGeom.mjGEOM_CYLINDER \
+            else size[0]
+        radius = float(np.linalg.norm(size[:2])) if gtype == mujoco.mjtGeom.mjGEOM_BOX else float(size[0])
+        for _ in range(50):
+            xy = np.array([rng.uniform(x0, x1), rng.uniform(y0, y1)]) if R \
+                else np.array([(x0 + x1) / 2 + 0.09 * (i - (n - 1) / 2), (y0 + y1) / 2])
+            if all(np.linalg.norm(xy - p) > radius + r + 0.01 for p, r in placed):
+                break
+        placed.append((xy, radius))
+        yaw = rng.uniform(-np.pi, np.pi) if R else 0.0
+        m.qpos0[adr:adr + 7] = [xy[0], xy[1], half_h + 1e-4, np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+        m.body_pos[b] = m.qpos0[adr:adr + 3]
+        m.body_quat[b] = m.qpos0[adr + 3:adr + 7]
+
+
+def _configure_hand(spec: mujoco.MjSpec, root, emb: Embodiment, cfg: SceneConfig) -> None:
+    """Gravity compensation, collision filtering, joint dynamics, mimic equalities and position actuators."""
+    bodies = [root] + list(root.find_all(mujoco.mjtObj.mjOBJ_BODY))
+    for b in bodies:
+        b.gravcomp = 1.0
+    for g in root.find_all(mujoco.mjtObj.mjOBJ_GEOM):
+        if g.contype or g.conaffinity:  # collide with table/objects (bit 1), not with its own fingers
+            g.contype, g.conaffinity = 2, 1
+            g.friction = [cfg.friction, 0.01, 1e-4]
+    joints = {j.name: j for j in root.find_all(mujoco.mjtObj.mjOBJ_JOINT)
+              if j.type in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE)}
+    missing = [n for n in emb.joint_names if HAND_PREFIX + n not in joints]
+    if missing:
+        raise ValueError(f"{emb.name}: the MJCF lacks the actuated joints {missing} (names must match the URDF)")
+    for j in joints.values():
+        j.armature = max(j.armature, cfg.armature)
+        j.damping[0] = max(j.damping[0], cfg.damping)  # [linear, polynomial terms]
+    # Mimic couplings: keep those the MJCF has, add the URDF's missing ones.
+    coupled = {e.name1 for e in spec.equalities if e.type == mujoco.mjtEq.mjEQ_JOINT}
+    for jname, src, mult, off in _urdf_mimics(emb.urdf_xml):
+        if HAND_PREFIX + jname not in coupled and HAND_PREFIX + jname in joints:
+            eq = spec.add_equality(type=mujoco.mjtEq.mjEQ_JOINT, name1=HAND_PREFIX + jname, name2=HAND_PREFIX + src)
+            eq.data = np.r_[off, mult, np.zeros(9)]
+    # Position actuators on the actuated joints (existing ones that target them are replaced, so gains agree).
+    for act in list(spec.actuators):
+        if act.target in {HAND_PREFIX + n for n in emb.joint_names}:
+            spec.delete(act)
+    for n, lo, hi in zip(emb.joint_names, emb.lower, emb.upper, strict=True):
+        j = joints[HAND_PREFIX + n]
+        flim = j.actfrcrange[1] if j.actfrclimited != mujoco.mjtLimited.mjLIMITED_FALSE and j.actfrcrange[1] > 0 \
+            else cfg.force_limit
+        act = spec.add_actuator(name=HAND_PREFIX + n + "_pos", target=HAND_PREFIX + n,
+                                trntype=mujoco.mjtTrn.mjTRN_JOINT)
+        act.set_to_position(kp=cfg.kp)
+        act.ctrllimited, act.ctrlrange = mujoco.mjtLimited.mjLIMITED_TRUE, [lo, hi]
+        act.forcelimited, act.forcerange = mujoco.mjtLimited.mjLIMITED_TRUE, [-flim, flim]
+
+
+def _index(emb, cfg, seed, spec, model, root_name, object_names) -> Scene:
+    obj = mujoco.mjtObj
+    root_id = mujoco.mj_name2id(model, obj.mjOBJ_BODY, root_name)
+    free_jnt = mujoco.mj_name2id(model, obj.mjOBJ_JOINT, HAND_PREFIX + "root_free")
+    jids = [mujoco.mj_name2id(model, obj.mjOBJ_JOINT, HAND_PREFIX + n) for n in emb.joint_names]
+    acts = [mujoco.mj_name2id(model, obj.mjOBJ_ACTUATOR, HAND_PREFIX + n + "_pos") for n in emb.joint_names]
+    mq, ms, mp = [], [], []
+    for e in range(model.neq):
+        if model.eq_type[e] == mujoco.mjtEq.mjEQ_JOINT and model.eq_obj2id[e] >= 0:
+            if np.any(model.eq_data[e, 2:5] != 0):
+                raise ValueError(f"{emb.name}: non-linear joint coupling (polycoef beyond degree 1) is not supported")
+            mq.append(model.jnt_qposadr[model.eq_obj1id[e]])
+            ms.append(model.jnt_qposadr[model.eq_obj2id[e]])
+            mp.append(model.eq_data[e, :2])
+    bodies = np.array([mujoco.mj_name2id(model, obj.mjOBJ_BODY, n) for n in object_names], dtype=int)
+    # Label every geom: hand subtree, objects, the rest (table/floor).
+    root_of = np.array(model.body_rootid)
+    labels = np.full(model.ngeom, LABEL_ENV, dtype=np.int8)
+    labels[root_of[model.geom_bodyid] == root_of[root_id]] = LABEL_HAND
+    labels[np.isin(model.geom_bodyid, bodies)] = LABEL_OBJECT
+    return Scene(
+        embodiment=emb, config=cfg, seed=seed, spec=spec, model=model, hand_root_body=root_id,
+        hand_free_qadr=int(model.jnt_qposadr[free_jnt]),
+        hand_qadr=np.array([model.jnt_qposadr[j] for j in jids]),
+        hand_dofadr=np.array([model.jnt_dofadr[j] for j in jids]),
+        actuators=np.array(acts), mimic_qadr=np.array(mq, dtype=int), mimic_src_qadr=np.array(ms, dtype=int),
+        mimic_poly=np.array(mp, dtype=np.float64).reshape(-1, 2), mocap_id=int(model.body_mocapid[
+            mujoco.mj_name2id(model, obj.mjOBJ_BODY, "wrist_target")]),
+        object_names=list(object_names), object_bodies=bodies,
+        object_free_qadr=np.array([model.jnt_qposadr[model.body_jntadr[b]] for b in bodies], dtype=int),
+        geom_labels=labels, cameras=[model.camera(i).name for i in range(model.ncam)],
+    )

@@ -1,0 +1,317 @@
+"""Synthetic paired training clips: rendered egocentric video + camera-frame sparse joints + K, made on a CPU.
+
+Each episode is one motion of one robot hand over a randomised table scene:
+
+* ``reach_grasp``: the hand reaches from a resting pose to an object, closes its fingers and lifts;
+* ``human``: a human hand motion (``embodiments.motions``) retargeted to the robot (``retarget.Retargeter``)
+  while the wrist follows a smooth random path;
+* ``random``: smooth random joint trajectories within the limits along a smooth random wrist path.
+
+Camera pose, fovy, lighting, colours/textures and object placement are randomised within ``SceneConfig`` ranges.
+Everything is a function of ``(seed, episode index)``: re-running, or resuming into a folder that already holds
+some episodes, gives identical files. Scenes are compiled once per ``episodes_per_scene`` episodes (structure:
+textures, object kinds/sizes) and re-randomised per episode without recompiling, so the renderer is reused.
+Episodes whose physics blew up or whose hand left the view are skipped and reported, never written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from embodiments import Embodiment, JointLimitWarning, get
+from embodiments.io_utils import atomic_path
+
+from .motion import HandAxes, hand_axes, interpolate_poses, min_jerk, smooth_random_q, wrist_pose
+from .render import FrameRenderer
+from .rollout import SimRollout, rollout
+from .scene import Scene, SceneConfig, build_scene, randomize_appearance
+
+MOTION_KINDS = ("reach_grasp", "human", "random")
+DEFAULT_WEIGHTS = {"reach_grasp": 0.5, "human": 0.3, "random": 0.2}
+_HUMAN_VERBS = {"power_grasp": "closes into a power grasp", "pinch": "pinches its thumb and index finger together",
+                "point": "points with its index finger", "wave": "waves its fingers one after another",
+                "open": "opens and spreads its fingers", "random": "moves its fingers"}
+_COLOURS = {"red": (0.8, 0.1, 0.1), "green": (0.1, 0.7, 0.2), "blue": (0.1, 0.2, 0.8), "yellow": (0.9, 0.85, 0.1),
+            "orange": (0.95, 0.5, 0.1), "purple": (0.5, 0.15, 0.6), "cyan": (0.1, 0.75, 0.8),
+            "pink": (0.95, 0.5, 0.7), "white": (0.92, 0.92, 0.92), "grey": (0.5, 0.5, 0.5), "black": (0.1, 0.1, 0.1),
+            "brown": (0.45, 0.3, 0.15)}
+
+
+@dataclasses.dataclass
+class SynthConfig:
+    """What an episode looks like and how it is made."""
+
+    frames: int = 17
+    size: tuple[int, int] = (128, 128)  # (H, W)
+    fps: float = 16.0
+    physics: bool = False
+    motions: tuple[str, ...] = MOTION_KINDS
+    motion_weights: tuple[float, ...] | None = None  # default: DEFAULT_WEIGHTS of the listed motions
+    human_motions: tuple[str, ...] = ("power_grasp", "pinch", "point", "wave", "open", "random")
+    random_motion_pool: int = 4  # distinct seeds of the human "random" motion (each retargeted once per run)
+    retarget_method: str = "vector"
+    episodes_per_scene: int = 8
+    depth: bool = False
+    segmentation: bool = False
+    min_visible: float = 0.5  # fraction of the hand's joint-frames that must project into the image
+    max_qacc: float = 1e6  # physics above this joint acceleration counts as blown up (episode skipped)
+    scene: SceneConfig = dataclasses.field(default_factory=SceneConfig)
+
+    def __post_init__(self) -> None:
+        if int(self.frames) != self.frames or self.frames < 2:
+            raise ValueError(f"SynthConfig.frames must be an integer >= 2, got {self.frames}")
+        bad = [m for m in self.motions if m not in MOTION_KINDS]
+        if bad or not self.motions:
+            raise ValueError(f"SynthConfig.motions must be a non-empty subset of {MOTION_KINDS}, got {self.motions}")
+        if self.motion_weights is None:
+            self.motion_weights = tuple(DEFAULT_WEIGHTS[m] for m in self.motions)
+        if len(self.motion_weights) != len(self.motions) or min(self.motion_weights) < 0 \
+                or sum(self.motion_weights) <= 0:
+            raise ValueError("SynthConfig.motion_weights must give one non-negative weight per entry of motions")
+        if len(self.size) != 2 or min(self.size) < 8:
+            raise ValueError(f"SynthConfig.size must be (H, W) with sides >= 8, got {self.size}")
+        if self.episodes_per_scene < 1:
+            raise ValueError("SynthConfig.episodes_per_scene must be >= 1")
+
+
+@dataclasses.dataclass
+class Episode:
+    """A planned episode: joints (T, dof), hand root world poses (T, 4, 4), text prompt, motion kind."""
+
+    q: np.ndarray
+    wrist_path: np.ndarray
+    prompt: str
+    kind: str
+
+
+@dataclasses.dataclass
+class SynthReport:
+    written: list[Path]
+    skipped: list[tuple[int, str]]  # (episode index, reason)
+    existing: int  # episodes already on disk, left alone
+    seconds: float
+    frames_rendered: int
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames_rendered / self.seconds if self.seconds > 0 else float("nan")
+
+
+# --------------------------------------------------------------------------- motion planning
+def _colour_name(rgb: np.ndarray) -> str:
+    names = list(_COLOURS)
+    return names[int(np.argmin([np.sum((np.asarray(_COLOURS[n]) - rgb) ** 2) for n in names]))]
+
+
+class HumanMotionSource:
+    """Human motions retargeted to one robot hand, each retargeted once and cached (retargeting costs seconds)."""
+
+    def __init__(self, emb: Embodiment, cfg: SynthConfig):
+        self.emb, self.cfg = emb, cfg
+        self._cache: dict[tuple[str, int], np.ndarray] = {}
+        self._retargeter = None
+        self.error: str | None = None
+
+    def get(self, name: str, seed: int) -> np.ndarray | None:
+        """Joint trajectory (frames, dof) of human motion ``name``; None when retargeting is unavailable."""
+        key = (name, seed)
+        if key not in self._cache:
+            try:
+                if self._retargeter is None:
+                    from retarget.retargeter import Retargeter
+
+                    self._retargeter = Retargeter(f"mano_{self.emb.side}", self.emb, self.cfg.retarget_method)
+                from embodiments.motions import human_motion
+
+                motion = human_motion(name, self.emb.side, self.cfg.fps, self.cfg.frames, seed)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    q = np.asarray(self._retargeter.retarget(motion), dtype=np.float64)
+            except (ImportError, ValueError, KeyError, RuntimeError) as e:
+                self.error = f"human motions unavailable ({type(e).__name__}: {e}); using random motions"
+                return None
+            self._cache[key] = np.clip(q, self.emb.lower, self.emb.upper)
+        return self._cache[key]
+
+
+def _random_wrist_path(axes: HandAxes, side: str, T: int, rng: np.random.Generator, n_keys: int = 3) -> np.ndarray:
+    home_x = 0.06 if side == "right" else -0.06
+    keys = np.stack([wrist_pose(axes, [home_x + rng.uniform(-0.08, 0.08), rng.uniform(0.06, 0.2),
+                                       rng.uniform(0.07, 0.15)],
+                                yaw=rng.uniform(-0.5, 0.5), pitch=rng.uniform(-0.35, 0.25), roll=rng.uniform(-0.3, 0.3))
+                     for _ in range(n_keys)])
+    return interpolate_poses(keys, np.linspace(0, T - 1, n_keys), np.arange(T, dtype=np.float64))
+
+
+def plan_episode(emb: Embodiment, axes: HandAxes, scene: Scene, rng: np.random.Generator, cfg: SynthConfig,
+                 human: HumanMotionSource | None = None) -> Episode:
+    """Pick a motion kind and plan joints and wrist path for it (deterministic in ``rng``)."""
+    T = int(cfg.frames)
+    w = np.asarray(cfg.motion_weights, dtype=np.float64)
+    kind = cfg.motions[rng.choice(len(cfg.motions), p=w / w.sum())]
+    hand = f"a robot {emb.side} hand"
+    if kind == "reach_grasp" and len(scene.object_bodies):
+        m = scene.model
+        j = int(rng.integers(len(scene.object_bodies)))
+        adr = scene.object_free_qadr[j]
+        obj = m.qpos0[adr:adr + 3].copy()
+        home_x = 0.08 if emb.side == "right" else -0.08
+        yaw, pitch = rng.uniform(-0.4, 0.4), rng.uniform(-0.25, 0.1)
+        start = wrist_pose(axes, [home_x + rng.uniform(-0.04, 0.04), rng.uniform(0.0, 0.06), rng.uniform(0.12, 0.18)],
+                           yaw=yaw + rng.uniform(-0.3, 0.3), pitch=pitch)
+        above = obj + [0.0, 0.0, obj[2] + rng.uniform(0.025, 0.045)]  # palm just over the object's top
+        grasp = wrist_pose(axes, above, yaw=yaw, pitch=pitch)
+        lift = wrist_pose(axes, above + [0.0, 0.0, rng.uniform(0.03, 0.07)], yaw=yaw, pitch=pitch)
+        t_reach, t_close = rng.uniform(0.45, 0.6), rng.uniform(0.72, 0.82)
+        keys = np.stack([start, grasp, grasp, lift])
+        kt = np.array([0.0, t_reach, t_close, 1.0]) * (T - 1)
+        path = interpolate_poses(keys, kt, np.arange(T, dtype=np.float64))
+        g = rng.uniform(0.55, 0.95)
+        s = min_jerk((np.arange(T) - t_reach * 0.9 * (T - 1)) / ((t_close - 0.9 * t_reach) * (T - 1)))[:, None]
+        q = axes.open_q + g * s * (axes.closed_q - axes.open_q)
+        name = scene.object_names[j]
+        colour = _colour_name(m.mat_rgba[m.geom_matid[m.body_geomadr[scene.object_bodies[j]]], :3]
+                              * _material_rgb(scene, scene.object_bodies[j]))
+        prompt = f"Egocentric view: {hand} reaches for the {colour} {name.split('_')[-1]} on the table, grasps it " \
+                 "and lifts it."
+        return Episode(np.clip(q, emb.lower, emb.upper), path, prompt, kind)
+    path = _random_wrist_path(axes, emb.side, T, rng)
+    if kind == "human" and human is not None:
+        name = cfg.human_motions[rng.integers(len(cfg.human_motions))]
+        seed = int(rng.integers(cfg.random_motion_pool)) if name == "random" else 0
+        q = human.get(name, seed)
+        if q is not None:
+            return Episode(q, path, f"Egocentric view: {hand} {_HUMAN_VERBS.get(name, 'moves')} above the table.",
+                           kind)
+    q = smooth_random_q(emb, T, rng, knots=3, start=axes.open_q + rng.uniform(0, 0.3) * (axes.closed_q - axes.open_q))
+    return Episode(q, path, f"Egocentric view: {hand} moves its fingers above the table.", "random")
+
+
+def _material_rgb(scene: Scene, body: int) -> np.ndarray:
+    """Base texture colour of an object (its material's first texture colour as built)."""
+    name = scene.model.body(body).name + "_mat"
+    tex = scene.spec.texture(name)
+    return np.asarray(tex.rgb1) if tex is not None else np.ones(3)
+
+
+# --------------------------------------------------------------------------- writing
+def write_episode(path: Path, r: SimRollout, ep: Episode, meta: dict) -> Path:
+    """One clip file, atomically (``worldmodel.data.write_clip``: a temp file renamed into place)."""
+    from worldmodel.data import write_clip
+
+    extra = {"q": r.q.astype(np.float32), "q_target": r.q_target.astype(np.float32), "T_world_cam": r.T_world_cam,
+             "T_world_hand": r.T_world_hand, "object_poses": r.object_poses, "object_names": ",".join(r.object_names),
+             "motion": ep.kind, "mode": r.mode, **meta}
+    if r.depth is not None:
+        extra["depth"] = r.depth
+    if r.segmentation is not None:
+        extra["segmentation_labels"] = r.geom_labels[np.maximum(r.segmentation, 0)] * (r.segmentation >= 0)
+    return write_clip(path, r.frames, r.joints, prompt=ep.prompt, **extra)
+
+
+def episode_path(out_dir: Path, index: int) -> Path:
+    return Path(out_dir) / f"episode_{index:06d}.h5"
+
+
+# --------------------------------------------------------------------------- driver
+def synthesize(embodiment: str | Embodiment, out_dir: str | Path, episodes: int, seed: int = 0,
+               config: SynthConfig | None = None, progress: bool = True, overwrite: bool = False,
+               on_episode: Callable[[int, SimRollout], None] | None = None) -> SynthReport:
+    """Render ``episodes`` clips of one hand into ``out_dir`` (``episode_000000.h5`` …) plus ``manifest.json``.
+
+    Existing episode files are kept (the run resumes) unless ``overwrite``. Unstable physics or a hand out of view
+    skips the episode with a reason in the report; file-system errors stop the run (no partial file is left).
+    """
+    from tqdm.auto import tqdm
+
+    emb = get(embodiment)
+    cfg = config or SynthConfig()
+    if int(episodes) != episodes or episodes < 0:
+        raise ValueError(f"episodes must be a non-negative integer, got {episodes}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    axes = hand_axes(emb)
+    human = HumanMotionSource(emb, cfg) if "human" in cfg.motions else None
+    report = SynthReport(written=[], skipped=[], existing=0, seconds=0.0, frames_rendered=0)
+    t0 = time.perf_counter()
+    scene: Scene | None = None
+    renderer: FrameRenderer | None = None
+    block = -1
+    H, W = cfg.size
+    bar = tqdm(range(int(episodes)), desc=f"synth {emb.name}", unit="ep", disable=not progress)
+    try:
+        for i in bar:
+            path = episode_path(out_dir, i)
+            if path.exists() and not overwrite:
+                report.existing += 1
+                continue
+            if i // cfg.episodes_per_scene != block:
+                block = i // cfg.episodes_per_scene
+                if renderer is not None:
+                    renderer.close()
+                scene_seed = int(np.random.SeedSequence([seed, block]).generate_state(1)[0])
+                scene = build_scene(emb, cfg.scene, seed=scene_seed)
+                renderer = FrameRenderer(scene.model, H, W, depth=cfg.depth, segmentation=cfg.segmentation)
+            randomize_appearance(scene, np.random.default_rng([seed, i, 1]))
+            ep = plan_episode(emb, axes, scene, np.random.default_rng([seed, i, 2]), cfg, human)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", JointLimitWarning)
+                r = rollout(emb, ep.q, ep.wrist_path, mode="physics" if cfg.physics else "kinematic", scene=scene,
+                            fps=cfg.fps, renderer=renderer, max_qacc=cfg.max_qacc)
+            report.frames_rendered += len(r)
+            reason = _reject_reason(emb, r, cfg)
+            if reason:
+                report.skipped.append((i, reason))
+                bar.set_postfix(skipped=len(report.skipped))
+                continue
+            if on_episode is not None:
+                on_episode(i, r)
+            meta = {"seed": int(seed), "episode": int(i), "scene_seed": int(scene.seed)}
+            report.written.append(write_episode(path, r, ep, meta))
+    finally:
+        if renderer is not None:
+            renderer.close()
+        bar.close()
+    report.seconds = time.perf_counter() - t0
+    if human is not None and human.error:
+        report.notes.append(human.error)
+    _write_manifest(out_dir, emb, cfg, seed, episodes, report)
+    return report
+
+
+def _reject_reason(emb: Embodiment, r: SimRollout, cfg: SynthConfig) -> str | None:
+    if not r.stable:
+        return "; ".join(r.issues) or "physics became unstable"
+    mask = emb.slot_mask
+    visible = r.joints.valid[:, mask].mean()
+    if visible < cfg.min_visible:
+        return f"hand out of view: only {visible:.0%} of its joints project into the image"
+    return None
+
+
+def _write_manifest(out_dir: Path, emb: Embodiment, cfg: SynthConfig, seed: int, episodes: int,
+                    report: SynthReport) -> None:
+    def plain(x):
+        if dataclasses.is_dataclass(x):
+            return {k: plain(v) for k, v in dataclasses.asdict(x).items()}
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, tuple | list):
+            return [plain(v) for v in x]
+        return x
+
+    manifest = {"embodiment": emb.name, "seed": seed, "episodes": episodes, "config": plain(cfg),
+                "written": [p.name for p in report.written], "existing": report.existing,
+                "skipped": [{"episode": i, "reason": why} for i, why in report.skipped], "notes": report.notes,
+                "mujoco": mujoco.__version__}
+    with atomic_path(out_dir / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2))

@@ -1,0 +1,42 @@
+"""Shared tiny fixtures for the Wan integration tests (tiny transformer, tiny control module, synthetic clips)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from embodiments.layout import hand_slots
+from embodiments.sparse import SparseJoints
+
+# 2 blocks, inner width 32: fast; for the overfitting test see OVERFIT_TINY.
+SMALL_TINY = dict(num_layers=2, num_attention_heads=2, attention_head_dim=16, ffn_dim=64, text_dim=32,
+                  clip_hidden=32)
+# Inner width 192 ≫ 64 outputs per token, so the frozen proj_out does not cap the fit (see TinyConfig).
+OVERFIT_TINY = dict(num_layers=2, num_attention_heads=4, attention_head_dim=48, ffn_dim=128, text_dim=32,
+                    clip_hidden=32)
+CONTROL = dict(embed_dim=16)
+H = W = 64
+K = np.array([[60.0, 0.0, 32.0], [0.0, 60.0, 32.0], [0.0, 0.0, 1.0]])
+
+
+def make_joints(T: int = 5, seed: int = 0, shift_x: float = 0.05, right_only: bool = False) -> SparseJoints:
+    """A hand-sized cloud of 42 joints ~0.5 m in front of the camera, drifting along x."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal([0.0, 0.0, 0.5], 0.04, (42, 3))
+    pos = base[None] + np.linspace(0.0, shift_x, T)[:, None, None] * np.array([1.0, 0.0, 0.0])
+    valid = np.ones((T, 42), bool)
+    if right_only:
+        valid[:, hand_slots("left").start:hand_slots("left").stop] = False
+    return SparseJoints(pos, valid, K=K, frame="camera", fps=8.0)
+
+
+def make_frames(T: int = 5, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random((T, H, W, 3)) * 255).astype(np.uint8)
+
+
+def make_control():
+    from worldmodel.control import HandControlModule
+
+    torch.manual_seed(0)
+    return HandControlModule(**CONTROL)

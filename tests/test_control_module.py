@@ -1,0 +1,392 @@
+"""HandControlModule: shapes, sizes, round trips, validity semantics, equality with a dense implementation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from worldmodel import HandControlModule
+from worldmodel.control import UPSTREAM_NAMES
+from worldmodel.geometry import hard_visibility, project_to_latent, scale_intrinsics
+
+TO_UPSTREAM = {ours: theirs for theirs, ours in UPSTREAM_NAMES.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# An independent, deliberately plain dense implementation of the same equations: full (B, T, N, h, w) heatmaps,
+# explicit softmax over joints, explicit loops over temporal groups and conv taps, float64.
+# Checked once against the authors' reference vector (hand_conditioning_vector.safetensors, all joints valid,
+# radius=None): max abs diff 2.3e-06 on `out` and 7.5e-07 on `occ_latent` (the file was made in float32).
+# ---------------------------------------------------------------------------------------------------------------
+def dense_reference(state, joints, K, z0, valid=None, *, occlusion="upstream", fusion="mean", sigma=2.0,
+                    radius=None, lam=5.0, occ_radius=1.0, margin=1e-3, gamma=100.0, tau=1.0, stride=4,
+                    downsample=8):
+    p = {k.removeprefix("state."): v.double() for k, v in state.items()}
+    joints, K, z0 = joints.double(), K.double(), z0.double()
+    B, T, N, _ = joints.shape
+    C, h, w = z0.shape[1:]
+    if valid is None:
+        valid = torch.ones(B, T, N, dtype=torch.bool)
+    joints = torch.where(valid[..., None], joints, torch.zeros_like(joints))
+    if K.ndim == 3:
+        K = K[:, None].repeat(1, T, 1, 1)
+    Kl = K.clone()
+    Kl[..., 0, :] /= downsample
+    Kl[..., 1, :] /= downsample
+    z = joints[..., 2].clamp(min=0.2)
+    xn, yn = joints[..., 0] / z, joints[..., 1] / z
+    u = Kl[..., 0, 0, None] * xn + Kl[..., 0, 1, None] * yn + Kl[..., 0, 2, None]
+    v = Kl[..., 1, 1, None] * yn + Kl[..., 1, 2, None]
+    d = 0.2 / z
+
+    half = p["joint_id_embed.weight"].shape[1]
+    freqs = torch.tensor([10000.0 ** (-k / (half // 2 - 1)) for k in range(half // 2)], dtype=torch.float64)
+
+    def enc(x):
+        a = x[..., None] * freqs
+        return torch.cat([torch.sin(a), torch.cos(a)], -1)
+
+    e = (enc(u) + enc(v) + enc(d)) / 3 if fusion == "mean" else torch.cat([enc(u), enc(v), enc(d)], -1)
+    hid = e @ p["coord_encoder.0.weight"].T + p["coord_encoder.0.bias"]
+    hid = hid * torch.sigmoid(hid)
+    m = hid @ p["coord_encoder.2.weight"].T + p["coord_encoder.2.bias"]
+    emb = torch.cat([m, p["joint_id_embed.weight"].expand(B, T, N, half)], -1)
+
+    ys = torch.arange(h, dtype=torch.float64)[:, None]
+    xs = torch.arange(w, dtype=torch.float64)[None, :]
+    du = xs - u[..., None, None]
+    dv = ys - v[..., None, None]
+    H = torch.exp(-(du**2 + dv**2) / (2 * sigma**2))
+    if radius is not None:
+        H = H * ((du.abs() <= radius + 0.5) & (dv.abs() <= radius + 0.5))
+    H = H * valid[..., None, None]
+
+    vis = torch.ones(B, N, dtype=torch.float64)
+    for b in range(B):
+        for i in range(N):
+            worst = 0.0
+            for j in range(N):
+                if j == i or not valid[b, 0, j]:
+                    continue
+                dist = math.hypot(u[b, 0, i] - u[b, 0, j], v[b, 0, i] - v[b, 0, j])
+                lead = float(d[b, 0, j] - d[b, 0, i])
+                if occlusion == "upstream":
+                    worst = max(worst, float(dist < occ_radius and lead > margin))
+                else:
+                    s = math.exp(-max(dist - occ_radius, 0.0) ** 2 / (2 * tau**2))
+                    worst = max(worst, s / (1 + math.exp(-gamma * (lead - margin))))
+            vis[b, i] = 1 - worst
+    H0 = H[:, 0]
+    src = torch.einsum("bnyx,bcyx->bnc", H0 / (H0.sum((-1, -2), keepdim=True) + 1e-6), z0)
+    src = src * (vis * valid[:, 0])[..., None]
+
+    struct = torch.einsum("btnyx,btnc->btcyx", H, emb)
+    groups = [[0]] + [list(range(1 + stride * g, 1 + stride * (g + 1))) for g in range((T - 1) // stride)]
+    Tl = len(groups)
+    Hc = torch.stack([H[:, g].mean(1) for g in groups], 1)
+    Sc = torch.stack([struct[:, g].mean(1) for g in groups], 1)
+    vg = torch.stack([valid[:, g].double().sum(1) for g in groups], 1)
+    dc = torch.stack([(d[:, g] * valid[:, g]).sum(1) for g in groups], 1) / vg.clamp(min=1)
+    logits = torch.log(Hc + 1e-6) + lam * dc[..., None, None]
+    logits = torch.where((vg > 0)[..., None, None], logits, torch.full_like(logits, -torch.inf))
+    wts = torch.softmax(logits, 2).nan_to_num(0.0)
+    prop = torch.einsum("btnyx,bnc->bctyx", wts, src) * Hc.sum(2)[:, None]
+
+    x = torch.cat([Sc.permute(0, 2, 1, 3, 4), prop], 1)
+    for name in ("causal_conv1", "causal_conv2"):
+        W, bias = p[f"{name}.weight"][..., 0, 0], p[f"{name}.bias"]
+        y = []
+        for t in range(Tl):
+            acc = bias[None, :, None, None].clone()
+            for tap in range(3):
+                acc = acc + torch.einsum("oc,bcyx->boyx", W[:, :, tap], x[:, :, max(t - 2 + tap, 0)])
+            y.append(acc)
+        x = torch.stack(y, 2)
+        x = x * torch.sigmoid(x)
+    mu = x.mean(1, keepdim=True)
+    var = x.var(1, unbiased=False, keepdim=True)
+    g, bb = p["cross_norm.weight"], p["cross_norm.bias"]
+    out = (x - mu) / torch.sqrt(var + 1e-5) * g[None, :, None, None, None] + bb[None, :, None, None, None]
+    return out, prop
+
+
+def authors_state(model: HandControlModule) -> dict:
+    return {TO_UPSTREAM[k]: v.detach() for k, v in model.state_dict().items() if k in TO_UPSTREAM}
+
+
+def dense_kwargs(model: HandControlModule) -> dict:
+    c = model.config
+    return dict(occlusion=c.occlusion, fusion=model.coord_fusion, sigma=c.heatmap_sigma, radius=c.heatmap_radius,
+                lam=float(model.depth_scale.detach()), occ_radius=c.occlusion_radius, margin=c.occlusion_depth_margin,
+                gamma=c.soft_gamma, tau=c.soft_tau, stride=c.temporal_stride, downsample=c.downsample)
+
+
+def make_inputs(B=2, T=9, N=6, h=10, w=14, C=4, seed=0, per_frame_K=False, spread=1.0):
+    """Random joints in front of a camera whose latent grid is h x w; joints cluster so some overlap."""
+    g = torch.Generator().manual_seed(seed)
+    f = 1.1 * 8 * w
+    K = torch.tensor([[f, 0.0, 4.0 * w], [0.0, f, 4.0 * h], [0.0, 0.0, 1.0]]).repeat(B, 1, 1)
+    centre = torch.tensor([0.0, 0.0, 0.5]) + 0.05 * torch.randn(B, 1, 1, 3, generator=g)
+    drift = 0.01 * torch.randn(B, T, 1, 3, generator=g).cumsum(1)
+    joints = centre + drift + spread * 0.06 * torch.randn(B, 1, N, 3, generator=g) \
+        + 0.004 * torch.randn(B, T, N, 3, generator=g)
+    if per_frame_K:
+        K = K[:, None].repeat(1, T, 1, 1)
+        K[:, :, 0, 2] += torch.linspace(-3, 3, T)
+    z0 = torch.randn(B, C, h, w, generator=g)
+    return joints, K, z0
+
+
+def with_overlaps(joints):
+    """Make pairs overlap within one cell in the source frame: 1 behind 0 on its ray, 3 just beside 2, nearer."""
+    joints = joints.clone()
+    joints[:, 0, 1] = joints[:, 0, 0] * torch.tensor([1.0, 1.0, 1.1])
+    joints[:, 0, 3] = joints[:, 0, 2] * torch.tensor([1.01, 0.99, 0.92])
+    return joints
+
+
+def tiny(occlusion="upstream", N=6, C=4, seed=0, **kw) -> HandControlModule:
+    torch.manual_seed(seed)
+    m = HandControlModule(num_joints=N, embed_dim=16, latent_channels=C, output_dim=8, occlusion=occlusion, **kw)
+    # Non-trivial norm weights so that the comparison is not blind to them.
+    with torch.no_grad():
+        m.norm.weight.uniform_(0.5, 1.5)
+        m.norm.bias.uniform_(-0.5, 0.5)
+    return m.double()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def test_shapes_both_modes_and_per_frame_K():
+    joints, K, z0 = make_inputs(per_frame_K=True)
+    for occ in ("upstream", "soft"):
+        control, motion = tiny(occ)(joints.double(), K.double(), z0.double())
+        assert control.shape == (2, 8, 3, 10, 14)
+        assert motion.shape == (2, 4, 3, 10, 14)
+        assert torch.isfinite(control).all() and torch.isfinite(motion).all()
+
+
+def test_parameter_count_at_paper_sizes():
+    up = HandControlModule(occlusion="upstream")
+    soft = HandControlModule(occlusion="soft")
+    # coord MLP 2·(32·32+32) (+ 64·32 when concatenating), ids 42·32, convs 80·64·3+64 and 64·16·3+16, norm 32, λ
+    assert sum(p.numel() for p in up.parameters()) == 2112 + 1344 + 15424 + 3088 + 32 + 1 == 22001
+    assert sum(p.numel() for p in soft.parameters()) == 22001 + 64 * 32 <= 25_000
+
+
+@pytest.mark.parametrize("occlusion", ["upstream", "soft"])
+@pytest.mark.parametrize("per_frame_K", [False, True])
+def test_sparse_equals_dense(occlusion, per_frame_K):
+    joints, K, z0 = make_inputs(seed=3, per_frame_K=per_frame_K)
+    joints = with_overlaps(joints)
+    valid = torch.rand(joints.shape[:3], generator=torch.Generator().manual_seed(1)) > 0.2
+    valid[:, 0, :4] = True
+    # A small window (r=2) makes the truncation matter on this grid; the dense version applies the same window.
+    for radius in (2, None):
+        m = tiny(occlusion, heatmap_radius=radius)
+        with torch.no_grad():
+            m.depth_scale.fill_(3.7)
+        control, motion = m(joints.double(), K.double(), z0.double(), valid)
+        ref_c, ref_m = dense_reference(authors_state(m), joints, K, z0, valid, **dense_kwargs(m))
+        assert (control - ref_c).abs().max() < 1e-9
+        assert (motion - ref_m).abs().max() < 1e-9
+
+
+def test_float32_default_window_equals_unwindowed_dense():
+    joints, K, z0 = make_inputs(seed=5, h=30, w=34)
+    m = tiny("soft").float()  # default radius 12 on a 30 x 34 grid: truncation below 1e-8
+    control, motion = m(joints, K, z0)
+    kw = dense_kwargs(m) | {"radius": None}
+    ref_c, ref_m = dense_reference(authors_state(m), joints, K, z0, **kw)
+    assert (control.double() - ref_c).abs().max() < 1e-5
+    assert (motion.double() - ref_m).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("occlusion", ["upstream", "soft"])
+def test_invalid_joint_changes_nothing(occlusion):
+    joints, K, z0 = make_inputs(N=6, seed=7)
+    m = tiny(occlusion, N=6)
+    k = 4
+    valid = torch.ones(joints.shape[:3], dtype=torch.bool)
+    valid[:, :, k] = False
+    other = joints.clone()
+    other[:, :, k] = torch.randn(other[:, :, k].shape).abs() + 0.3  # somewhere else entirely
+    nan = joints.clone()
+    nan[:, :, k] = float("nan")
+    outs = [m(x.double(), K.double(), z0.double(), valid) for x in (joints, other, nan)]
+    for c, mo in outs[1:]:
+        assert torch.equal(c, outs[0][0]) and torch.equal(mo, outs[0][1])
+    # …and equals the dense equations on the five remaining joints (id embeddings of those joints).
+    keep = [i for i in range(6) if i != k]
+    state = authors_state(m)
+    state["joint_id_embed.weight"] = state["joint_id_embed.weight"][keep]
+    ref_c, ref_m = dense_reference(state, joints[:, :, keep], K, z0, **dense_kwargs(m))
+    assert (outs[0][0] - ref_c).abs().max() < 1e-9 and (outs[0][1] - ref_m).abs().max() < 1e-9
+
+
+def test_invalid_frames_ignore_coordinates():
+    joints, K, z0 = make_inputs(seed=8, T=13)
+    m = tiny("soft")
+    valid = torch.rand(joints.shape[:3], generator=torch.Generator().manual_seed(2)) > 0.3
+    moved = torch.where(valid[..., None], joints, torch.full_like(joints, float("nan")))
+    a = m(joints.double(), K.double(), z0.double(), valid)
+    b = m(moved.double(), K.double(), z0.double(), valid)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_all_invalid_warns_and_gives_empty_scene_value():
+    joints, K, z0 = make_inputs()
+    m = tiny("upstream")
+    valid = torch.zeros(joints.shape[:3], dtype=torch.bool)
+    with pytest.warns(UserWarning, match="every joint is invalid"):
+        control, motion = m(joints.double(), K.double(), z0.double(), valid)
+    assert torch.equal(motion, torch.zeros_like(motion))
+    # Zero fusion input: conv1 gives its bias, conv2 sees a constant; the output is LN of that constant everywhere.
+    h1 = torch.nn.functional.silu(m.fuse_in.bias)
+    h2 = torch.nn.functional.silu(m.fuse_out.weight.sum((2, 3, 4)) @ h1 + m.fuse_out.bias)
+    expected = m.norm(h2)
+    assert torch.allclose(control, expected[None, :, None, None, None].expand_as(control), atol=1e-12)
+
+
+def test_soft_visibility_approaches_hard_mask():
+    # Joints placed so that several pairs overlap within 1 cell in the source frame, at distinct depths.
+    joints, K, z0 = make_inputs(seed=11, N=8, spread=0.5)
+    joints = with_overlaps(joints)
+    Kl = scale_intrinsics(K[:, None].double(), 8).expand(-1, joints.shape[1], -1, -1)
+    u, v, d = project_to_latent(joints.double(), Kl)
+    vis = hard_visibility(u[:, 0], v[:, 0], d[:, 0], torch.ones(2, 8, dtype=torch.bool))
+    assert (vis == 0).sum() >= 2 and (vis == 1).sum() >= 4  # both cases occur
+    hard = tiny("upstream", N=8)
+    soft = tiny("soft", N=8, coord_fusion="mean", soft_gamma=1e7, soft_tau=1e-4)
+    soft.load_state_dict(hard.state_dict())
+    with torch.no_grad():
+        soft.depth_scale.copy_(hard.depth_scale)
+    a = hard(joints.double(), K.double(), z0.double())
+    b = soft(joints.double(), K.double(), z0.double())
+    assert (a[0] - b[0]).abs().max() < 1e-6 and (a[1] - b[1]).abs().max() < 1e-6
+    mild = tiny("soft", N=8, coord_fusion="mean", soft_gamma=10.0, soft_tau=1.0)
+    mild.load_state_dict(soft.state_dict())
+    assert (mild(joints.double(), K.double(), z0.double())[1] - a[1]).abs().max() > 1e-3  # the limit is not trivial
+
+
+@pytest.mark.parametrize("occlusion", ["upstream", "soft"])
+def test_gradient_reaches_every_trainable_parameter(occlusion):
+    joints, K, z0 = make_inputs(seed=2)
+    m = tiny(occlusion)
+    control, motion = m(joints.double(), K.double(), z0.double())
+    (control.square().sum() + motion.square().sum()).backward()
+    for name, p in m.named_parameters():
+        if name == "depth_scale" and occlusion == "upstream":
+            assert not p.requires_grad
+            continue
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_save_pretrained_round_trip(tmp_path):
+    joints, K, z0 = make_inputs()
+    m = tiny("soft", soft_gamma=33.0).float()
+    with torch.no_grad():
+        m.depth_scale.fill_(4.2)
+    m.save_pretrained(tmp_path / "ctrl")
+    assert (tmp_path / "ctrl" / "diffusion_pytorch_model.safetensors").exists()
+    back = HandControlModule.from_pretrained(tmp_path / "ctrl")
+    assert back.config.soft_gamma == 33.0 and back.coord_fusion == "concat"
+    a, b = m(joints, K, z0), back(joints, K, z0)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def random_authors_state(N=6, E=16, C=4, out=8, seed=0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    half = E // 2
+    shapes = {
+        "coord_encoder.0.weight": (half, half), "coord_encoder.0.bias": (half,),
+        "coord_encoder.2.weight": (half, half), "coord_encoder.2.bias": (half,),
+        "joint_id_embed.weight": (N, half),
+        "causal_conv1.weight": (E, E + C, 3, 1, 1), "causal_conv1.bias": (E,),
+        "causal_conv2.weight": (out, E, 3, 1, 1), "causal_conv2.bias": (out,),
+        "cross_norm.weight": (out,), "cross_norm.bias": (out,),
+    }
+    return {f"state.{k}": 0.3 * torch.randn(s, generator=g) + (1.0 if k == "cross_norm.weight" else 0.0)
+            for k, s in shapes.items()}
+
+
+def test_from_upstream_maps_names_with_and_without_prefix():
+    state = random_authors_state()
+    cfg = {"num_joints": 6, "embed_dim": 16, "vae_channels": 4, "output_dim": 8, "downsample_rate": 8,
+           "occlusion_dist_threshold": 1.0, "canvas_height": 80, "canvas_width": 112, "note": "x"}
+    a = HandControlModule.from_upstream(state, **cfg)
+    b = HandControlModule.from_upstream({k.removeprefix("state."): v for k, v in state.items()}, **cfg)
+    assert a.config.occlusion == "upstream" and a.coord_fusion == "mean" and a.config.latent_channels == 4
+    for theirs, ours in UPSTREAM_NAMES.items():
+        assert torch.equal(a.state_dict()[ours], state[f"state.{theirs}"])
+        assert torch.equal(b.state_dict()[ours], state[f"state.{theirs}"])
+    with pytest.raises(ValueError, match="unexpected keys"):
+        HandControlModule.from_upstream({**state, "state.extra": torch.zeros(1)}, **cfg)
+
+
+def test_upstream_regression_figures():
+    """Fixed figures of upstream mode on a seeded input, derived once (float32, default radius)."""
+    state = random_authors_state(seed=1)
+    m = HandControlModule.from_upstream(state, num_joints=6, embed_dim=16, latent_channels=4, output_dim=8)
+    joints, K, z0 = make_inputs(seed=4)
+    with torch.no_grad():
+        control, motion = m(joints, K, z0)
+    figures = [control.sum().item(), control[1, 3, 2, 4, 6].item(), motion.abs().sum().item(),
+               motion[0, 2, 1, 5, 7].item()]
+    assert figures == pytest.approx(REGRESSION, rel=1e-5, abs=1e-5)
+    ref_c, ref_m = dense_reference(state, joints, K, z0)
+    assert (control.double() - ref_c).abs().max() < 1e-5 and (motion.double() - ref_m).abs().max() < 1e-5
+
+
+REGRESSION = [-1659.964111328125, 1.987999439239502, 454.32037353515625, 0.03311574086546898]
+
+
+def test_check_reference_and_cli(tmp_path):
+    from dexworld.commands import check_upstream
+    from worldmodel.upstream import check_reference
+
+    state = random_authors_state(seed=2)
+    cfg = {"num_joints": 6, "embed_dim": 16, "vae_channels": 4, "output_dim": 8}
+    joints, K, z0 = make_inputs(seed=6)
+    out, occ = dense_reference(state, joints, K, z0)
+    tensors = {**state, "joints": joints, "K": K, "z0": z0, "out": out.float(), "occ_latent": occ.float()}
+    save_file(tensors, tmp_path / "ref.safetensors", metadata={"config": json.dumps(cfg)})
+    res = check_reference(tmp_path / "ref.safetensors")
+    assert res["passed"] and res["out"] < 1e-5 and res["occ_latent"] < 1e-5
+    tensors["occ_latent"] = tensors["occ_latent"] + 1e-3
+    save_file(tensors, tmp_path / "bad.safetensors", metadata={"config": json.dumps(cfg)})
+    parser = argparse.ArgumentParser()
+    check_upstream.register(parser.add_subparsers())
+    args = parser.parse_args(["check-upstream", str(tmp_path / "ref.safetensors")])
+    assert args.func(args) == 0
+    args = parser.parse_args(["check-upstream", str(tmp_path / "bad.safetensors")])
+    assert args.func(args) == 1
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda j, K, z, v: (j[..., :2], K, z, v), "joints must be a tensor"),
+        (lambda j, K, z, v: (j[:, :8], K, z, v[:, :8]), "T = 4k\\+1"),
+        (lambda j, K, z, v: (j[:, :, :5], K, z, v[:, :, :5]), "num_joints"),
+        (lambda j, K, z, v: (j, K, z, v[:, :, :5]), "valid must be"),
+        (lambda j, K, z, v: (j, K[:1], z, v), "K must be"),
+        (lambda j, K, z, v: (j, K[:, None].repeat(1, 5, 1, 1), z, v), "K must be"),
+        (lambda j, K, z, v: (j, K * torch.tensor([1.0, 1.0, 0.0])[:, None], z, v), "singular"),
+        (lambda j, K, z, v: (j, K * float("nan"), z, v), "NaN"),
+        (lambda j, K, z, v: (j, K, z[:1], v), "z0 must be"),
+        (lambda j, K, z, v: (j, K, z[:, :3], v), "latent_channels"),
+        (lambda j, K, z, v: (j.index_put((torch.tensor(0), torch.tensor(2)), torch.tensor(float("nan"))), K, z, v),
+         "marked valid"),
+    ],
+)
+def test_clear_errors(change, match):
+    joints, K, z0 = make_inputs()
+    valid = torch.ones(joints.shape[:3], dtype=torch.bool)
+    m = tiny("upstream").float()
+    with pytest.raises(ValueError, match=match):
+        m(*change(joints, K, z0, valid))

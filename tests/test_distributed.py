@@ -1,0 +1,121 @@
+"""Multi-process training on CPU (gloo): 2 processes × batch b ≡ 1 process × batch 2b; resume across process counts.
+
+The 2-process run is the real command line (``torchrun … -m dexworld.cli train``), with accelerate picking up the
+process group (``ACCELERATE_USE_CPU=1`` → gloo). The comparisons run in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from _wm_helpers import CONTROL, SMALL_TINY, make_frames, make_joints
+from safetensors.torch import load_file
+
+from worldmodel.data import write_clip
+from worldmodel.distributed import micro_batches, sample_generator
+from worldmodel.training import TrainConfig, Trainer, read_checkpoint_meta
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 4
+CFG = dict(tiny=SMALL_TINY, control=CONTROL, steps=STEPS, checkpoint_every=2, keep_checkpoints=0, lora_rank=4,
+           warmup_steps=1, progress=False, joint_mask_prob=0.2, lr_lora=1e-3, lr_control=1e-3)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _losses(run: Path) -> list[float]:
+    return [json.loads(ln)["loss"] for ln in (run / "loss.jsonl").read_text().splitlines() if ln.strip()]
+
+
+def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    out = {f"lora.{k}": v for k, v in load_file(ckpt / "lora" / "adapter_model.safetensors").items()}
+    out.update({f"pe.{k}": v for k, v in load_file(ckpt / "patch_embedding.safetensors").items()})
+    out.update({f"control.{k}": v for k, v in
+                load_file(ckpt / "control" / "diffusion_pytorch_model.safetensors").items()})
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    """4 clips; `torchrun --nproc_per_node 2 -m dexworld.cli train --batch-size 1` for 4 steps."""
+    root = tmp_path_factory.mktemp("dist")
+    for i in range(4):
+        write_clip(root / "clips" / f"c{i}.h5", make_frames(5, seed=i), make_joints(5, seed=i), prompt=f"grab {i}")
+    (root / "cfg.json").write_text(json.dumps(CFG))
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "dexworld.cli", "train", "--config", str(root / "cfg.json"),
+           "--data", str(root / "clips"), "--out", str(root / "run2"), "--batch-size", "1"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 process(es)" in proc.stdout
+    return root
+
+
+def _one_process(root: Path, out: str, **kw) -> TrainConfig:
+    cfg = TrainConfig(**{**CFG, "data": str(root / "clips"), "out": str(root / out), "batch_size": 2, **kw})
+    return cfg
+
+
+def test_two_processes_match_one_process_with_double_batch(two_process_run):
+    root = two_process_run
+    run2 = root / "run2"
+    meta = read_checkpoint_meta(run2 / "checkpoint-000004")
+    # 2 ranks × 2 batches of 1 into epoch 1: the data position is stored as a sample count.
+    assert meta["num_processes"] == 2 and meta["batch_in_epoch"] == 2 and meta["samples_in_epoch"] == 4
+    assert len(list(run2.glob("checkpoint-*"))) == 2  # written once (main process), not once per rank
+    assert len(_losses(run2)) == STEPS  # one log line per step: the main process logs the global mean
+
+    trainer = Trainer(_one_process(root, "run1"))
+    losses1 = trainer.train()
+    trainer.save_checkpoint()
+    torch.testing.assert_close(torch.tensor(_losses(run2)), torch.tensor(losses1), rtol=1e-5, atol=1e-6)
+    assert max(losses1) - min(losses1) > 1e-3  # the curve moves: the comparison is not between constants
+    # Same weights after 4 steps (gradients all-reduced over both ranks, incl. the control module's).
+    w2, w1 = _weights(run2 / "checkpoint-000004"), _weights(root / "run1" / "checkpoint-000004")
+    assert w2.keys() == w1.keys()
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-6, msg=k)
+
+    # Gradient accumulation: 1 process × batch 1 × 2 micro-batches is the same optimisation again.
+    acc = Trainer(_one_process(root, "run_acc", batch_size=1, gradient_accumulation_steps=2))
+    torch.testing.assert_close(torch.tensor(acc.train()), torch.tensor(losses1), rtol=1e-5, atol=1e-6)
+
+
+def test_resume_two_process_checkpoint_in_one_process(two_process_run):
+    root = two_process_run
+    ckpt = root / "run2" / "checkpoint-000002"
+    trainer = Trainer(_one_process(root, "run_resumed"), resume=ckpt)
+    # 2 ranks × 2 batches of 1 = 4 samples = 2 batches of 2 in one process.
+    assert trainer.step == 2 and trainer.epoch == 0 and trainer.batch_in_epoch == 2
+    tail = trainer.train()
+    torch.testing.assert_close(torch.tensor(tail), torch.tensor(_losses(root / "run2")[2:]), rtol=1e-5, atol=1e-6)
+    # A global batch that does not divide the checkpoint's data position is refused with a clear message.
+    mid = Trainer(_one_process(root, "run_mid", batch_size=1, steps=1))
+    mid.train()
+    path = mid.save_checkpoint()
+    with pytest.raises(ValueError, match="not a multiple of batch_size × processes = 2"):
+        Trainer(_one_process(root, "run_mid2"), resume=path)
+
+
+def test_per_sample_randomness_and_micro_batches():
+    a = torch.randn(3, generator=sample_generator(0, 5, 7))
+    assert torch.equal(a, torch.randn(3, generator=sample_generator(0, 5, 7)))
+    assert not torch.equal(a, torch.randn(3, generator=sample_generator(0, 5, 8)))
+    assert not torch.equal(a, torch.randn(3, generator=sample_generator(0, 6, 7)))
+    groups = list(micro_batches(iter(range(7)), 3))
+    assert groups == [[0, 1, 2], [3, 4, 5]]  # the short tail is dropped
+    with pytest.raises(ValueError, match="gradient_accumulation_steps must be >= 1"):
+        TrainConfig(gradient_accumulation_steps=0).validate()

@@ -1,0 +1,215 @@
+"""Training: flow-matching pieces, LR schedule, overfitting one clip, exact resume, clip files, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from _wm_helpers import CONTROL, OVERFIT_TINY, SMALL_TINY, make_frames, make_joints
+
+from worldmodel.checkpoint import atomic_dir
+from worldmodel.data import ClipDataset, read_clip, write_clip
+from worldmodel.training import (
+    TrainConfig,
+    Trainer,
+    flow_matching_pair,
+    lr_schedule_fns,
+    mask_joints,
+    sample_sigmas,
+)
+
+torch.set_num_threads(1)
+
+
+# ------------------------------------------------------------------ pure pieces
+def test_sigma_sampling_and_shift():
+    g = torch.Generator().manual_seed(0)
+    u = sample_sigmas(20000, g, "uniform", shift=1.0)
+    assert u.min() > 0 and u.max() < 1 and abs(u.mean().item() - 0.5) < 0.01
+    ln = sample_sigmas(20000, torch.Generator().manual_seed(0), "logit_normal", shift=1.0)
+    assert abs(ln.median().item() - 0.5) < 0.01 and ln.std() < u.std()  # mass concentrated mid-range
+    s = 5.0
+    shifted = sample_sigmas(20000, torch.Generator().manual_seed(0), "logit_normal", shift=s)
+    # The shift is monotone, so quantiles map through σ' = sσ / (1 + (s − 1)σ).
+    q = ln.quantile(0.3).item()
+    torch.testing.assert_close(shifted.quantile(0.3).item(), s * q / (1 + (s - 1) * q), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="timestep sampling"):
+        sample_sigmas(4, g, "cosine")
+
+
+def test_flow_matching_pair_endpoints_and_velocity():
+    x0, eps = torch.randn(3, 16, 2, 4, 4), torch.randn(3, 16, 2, 4, 4)
+    sig = torch.tensor([0.0, 1.0, 0.3])
+    xt, v = flow_matching_pair(x0, eps, sig)
+    assert torch.equal(xt[0], x0[0]) and torch.equal(xt[1], eps[1])
+    torch.testing.assert_close(v, eps - x0)
+    # The target is the derivative of the path with respect to σ.
+    h = 1e-3
+    xt2, _ = flow_matching_pair(x0, eps, sig + h)
+    torch.testing.assert_close((xt2 - xt) / h, v, rtol=1e-3, atol=1e-3)
+
+
+def test_joint_masking_only_clears_validity():
+    valid = torch.ones(4, 9, 42, dtype=torch.bool)
+    valid[0, :, :21] = False
+    out = mask_joints(valid, 0.05, torch.Generator().manual_seed(0))
+    assert not (out & ~valid).any()  # never turns an invalid joint valid
+    frac = 1 - out[valid].float().mean().item()
+    assert 0.03 < frac < 0.07
+    assert torch.equal(mask_joints(valid, 0.0, torch.Generator()), valid)
+
+
+def test_lr_schedule_groups():
+    const, cosine = lr_schedule_fns(warmup_steps=100, cosine_steps=1600)
+    assert all(const(s) == 1.0 for s in (0, 50, 1600))
+    assert cosine(0) == 0.0 and cosine(50) == pytest.approx(0.5) and cosine(100) == pytest.approx(1.0)
+    assert cosine(850) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert cosine(1600) == pytest.approx(0.0, abs=1e-12) and cosine(2000) == 0.0
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="timestep_sampling"):
+        TrainConfig(timestep_sampling="x").validate()
+    with pytest.raises(ValueError, match="needs mixed_precision='bf16'"):
+        TrainConfig(base_dtype="bfloat16").validate()
+    with pytest.raises(ValueError, match="joint_mask_prob"):
+        TrainConfig(joint_mask_prob=1.5).validate()
+    with pytest.raises(ValueError, match="unknown TrainConfig fields"):
+        TrainConfig.from_dict({"stepz": 3})
+
+
+# ------------------------------------------------------------------ clip files
+def test_clip_round_trip(tmp_path):
+    joints = make_joints(9, right_only=True)
+    frames = make_frames(9)
+    pe = np.random.default_rng(0).normal(size=(512, 32)).astype(np.float32)
+    path = write_clip(tmp_path / "c.h5", frames, joints, prompt="pick up the cup", prompt_embeds=pe,
+                      source="sim", seed=3, contacts=np.arange(9), scene={"objects": ["cup"], "n": 2},
+                      unused=None)
+    clip = read_clip(path)
+    assert np.array_equal(clip.frames, frames)
+    assert np.array_equal(clip.joints.positions, joints.positions)
+    assert np.array_equal(clip.joints.valid, joints.valid)
+    assert np.array_equal(clip.joints.K, joints.K) and clip.joints.fps == joints.fps
+    assert clip.prompt == "pick up the cup" and np.array_equal(clip.prompt_embeds, pe)
+    assert clip.extra["source"] == "sim" and clip.extra["seed"] == 3
+    assert np.array_equal(clip.extra["contacts"], np.arange(9))
+    assert clip.extra["scene"] == {"objects": ["cup"], "n": 2} and "unused" not in clip.extra
+    assert not list(tmp_path.glob(".*"))  # no temp file left behind
+
+
+def test_clip_errors(tmp_path):
+    joints, frames = make_joints(5), make_frames(5)
+    with pytest.raises(ValueError, match="uint8"):
+        write_clip(tmp_path / "a.h5", frames.astype(np.float32), joints)
+    with pytest.raises(ValueError, match=r"\(T, H, W, 3\)"):
+        write_clip(tmp_path / "a.h5", frames[..., :2], joints)
+    with pytest.raises(ValueError, match="joints have 5 frames but frames has 4"):
+        write_clip(tmp_path / "a.h5", frames[:4], joints)
+    with pytest.raises(ValueError, match="intrinsics K"):
+        write_clip(tmp_path / "a.h5", frames, joints.replace(K=None))
+    with pytest.raises(ValueError, match="camera frame"):
+        write_clip(tmp_path / "a.h5", frames, joints.replace(frame="world"))
+    with pytest.raises(ValueError, match="extra field 'bad'"):
+        write_clip(tmp_path / "a.h5", frames, joints, bad=[object()])
+    assert not (tmp_path / "a.h5").exists()
+    with pytest.raises(FileNotFoundError):
+        read_clip(tmp_path / "missing.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = 1
+    with pytest.raises(ValueError, match="not a dexworld clip"):
+        read_clip(tmp_path / "other.h5")
+    write_clip(tmp_path / "v.h5", frames, joints)
+    with h5py.File(tmp_path / "v.h5", "a") as f:
+        f.attrs["schema_version"] = 99
+    with pytest.raises(ValueError, match="schema version 99"):
+        read_clip(tmp_path / "v.h5")
+    (tmp_path / "t.h5").write_text("not hdf5")
+    with pytest.raises(ValueError, match="not a readable HDF5"):
+        read_clip(tmp_path / "t.h5")
+
+
+def test_dataset_resizes_and_scales_intrinsics(tmp_path):
+    joints, frames = make_joints(9), make_frames(9)
+    pe = np.random.default_rng(0).normal(size=(7, 32)).astype(np.float32)
+    write_clip(tmp_path / "c.h5", frames, joints, prompt_embeds=pe)
+    ds = ClipDataset(tmp_path, num_frames=5, height=32, width=48, seed=1)
+    item = ds[0]
+    # Stored prompt embeddings are zero-padded to Wan's 512 text tokens.
+    assert item["prompt_embeds"].shape == (512, 32)
+    assert np.array_equal(item["prompt_embeds"][:7].numpy(), pe) and not item["prompt_embeds"][7:].any()
+    assert item["video"].shape == (3, 5, 32, 48) and item["video"].abs().max() <= 1
+    s = item["start"]
+    assert 0 <= s <= 4
+    # Projections scale with the image: u' = u·48/64, v' = v·32/64.
+    uv_old, _ = joints[s:s + 5].project()
+    uv_new, _ = joints[s:s + 5].replace(K=item["K"].numpy()).project()
+    np.testing.assert_allclose(uv_new[..., 0], uv_old[..., 0] * 0.75, rtol=1e-5)
+    np.testing.assert_allclose(uv_new[..., 1], uv_old[..., 1] * 0.5, rtol=1e-5)
+    assert ds.window_start(0) == s  # a pure function of (seed, epoch, index)
+    with pytest.raises(ValueError, match="4k\\+1"):
+        ClipDataset(tmp_path, num_frames=6)
+    with pytest.raises(ValueError, match="shorter than"):
+        ClipDataset(tmp_path, num_frames=13)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        ClipDataset(tmp_path, num_frames=5, height=40)
+
+
+# ------------------------------------------------------------------ training runs
+def _write_clips(root, n=1):
+    for i in range(n):
+        write_clip(root / f"clip{i}.h5", make_frames(9, seed=i), make_joints(9, seed=i), prompt=f"hand {i}")
+    return root
+
+
+def test_overfitting_one_clip_cuts_the_loss(tmp_path):
+    data = _write_clips(tmp_path / "data", 1)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), tiny=OVERFIT_TINY, control=CONTROL,
+                      num_frames=5, steps=200, lora_rank=16, lr_lora=2e-3, lr_control=2e-3, warmup_steps=0,
+                      joint_mask_prob=0.0, fixed_noise=True, checkpoint_every=0, progress=False)
+    losses = Trainer(cfg).train()
+    assert len(losses) == 200
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) / 10, (losses[:5], losses[-5:])
+    log = [json.loads(line) for line in (tmp_path / "run" / "loss.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 201))
+    assert log[-1]["loss"] == pytest.approx(losses[-1])
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
+    data = _write_clips(tmp_path / "data", 3)
+    common = dict(data=str(data), tiny=SMALL_TINY, control=CONTROL, num_frames=5, steps=7, lora_rank=4,
+                  warmup_steps=2, cosine_steps=7, joint_mask_prob=0.2, lr_lora=1e-3, lr_control=1e-3,
+                  progress=False, keep_checkpoints=1)
+    full = Trainer(TrainConfig(out=str(tmp_path / "a"), checkpoint_every=0, **common)).train()
+
+    cfg_b = TrainConfig(out=str(tmp_path / "b"), checkpoint_every=4, **common)
+    first = Trainer(cfg_b).train(5)  # checkpoint at step 4 (mid-epoch 1); step 5 is "lost" when killed
+    assert first == full[:5]
+    assert (tmp_path / "b" / "latest").read_text() == "checkpoint-000004"
+    resumed = Trainer(cfg_b, resume="latest")
+    assert (resumed.step, resumed.epoch, resumed.batch_in_epoch) == (4, 1, 1)
+    rest = resumed.train()
+    assert rest == full[4:]  # bitwise-equal losses: weights, optimiser, schedule, data order, RNG restored
+    lrs = resumed.lr_scheduler.get_last_lr()
+    assert lrs[0] == pytest.approx(1e-3) and lrs[1] == pytest.approx(0.0, abs=1e-12)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "loss.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 8))  # the lost step 5 was dropped from the log, then logged again
+    assert sorted(p.name for p in (tmp_path / "b").glob("checkpoint-*")) == ["checkpoint-000004"]
+
+
+def test_atomic_dir_keeps_old_contents_on_failure(tmp_path):
+    target = tmp_path / "ckpt"
+    with atomic_dir(target) as d:
+        (d / "a.txt").write_text("one")
+    with pytest.raises(RuntimeError), atomic_dir(target) as d:
+        (d / "a.txt").write_text("half")
+        raise RuntimeError("killed")
+    assert (target / "a.txt").read_text() == "one"
+    with atomic_dir(target) as d:
+        (d / "b.txt").write_text("two")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temp dirs left

@@ -1,0 +1,290 @@
+"""Occlusion-aware hand control module: sparse 3D hand joints → control volume and motion features.
+
+See ``docs/control_module.md`` for the equations. Two occlusion models share one code path:
+``"upstream"`` reproduces the module the paper's authors published (hard 0/1 visibility, coordinate encodings
+averaged), ``"soft"`` follows the paper (soft visibility eq. 2–3, coordinate encodings concatenated, learnable λ).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from . import geometry as geo
+from .fusion import sparse_causal_fusion
+
+__all__ = ["HandControlModule", "UPSTREAM_NAMES"]
+
+# The authors' parameter names → ours.
+UPSTREAM_NAMES = {
+    "coord_encoder.0.weight": "coord_mlp.0.weight",
+    "coord_encoder.0.bias": "coord_mlp.0.bias",
+    "coord_encoder.2.weight": "coord_mlp.2.weight",
+    "coord_encoder.2.bias": "coord_mlp.2.bias",
+    "joint_id_embed.weight": "joint_embedding.weight",
+    "causal_conv1.weight": "fuse_in.weight",
+    "causal_conv1.bias": "fuse_in.bias",
+    "causal_conv2.weight": "fuse_out.weight",
+    "causal_conv2.bias": "fuse_out.bias",
+    "cross_norm.weight": "norm.weight",
+    "cross_norm.bias": "norm.bias",
+}
+# The authors' constructor keys → ours (the rest share names or do not exist upstream).
+_UPSTREAM_CONFIG = {
+    "vae_channels": "latent_channels",
+    "downsample_rate": "downsample",
+    "occlusion_dist_threshold": "occlusion_radius",
+}
+_UPSTREAM_IGNORED = {"canvas_height", "canvas_width", "note"}
+
+
+class HandControlModule(ModelMixin, ConfigMixin):
+    """Joints (B, T, N, 3), K, z0 (B, C, h, w) → control volume (B, out, T', h, w), motion (B, C, T', h, w).
+
+    T' = 1 + (T - 1) // temporal_stride. ~22 k parameters at the paper's sizes.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        num_joints: int = 42,
+        embed_dim: int = 64,
+        latent_channels: int = 16,
+        output_dim: int = 16,
+        downsample: int = 8,
+        heatmap_sigma: float = 2.0,
+        heatmap_radius: int | None = 12,
+        propagate_scale: float = 5.0,
+        occlusion: str = "soft",
+        occlusion_radius: float = 1.0,
+        occlusion_depth_margin: float = 1e-3,
+        soft_gamma: float = 100.0,
+        soft_tau: float = 1.0,
+        coord_fusion: str | None = None,
+        temporal_stride: int = 4,
+        min_depth: float = 0.2,
+        disparity_scale: float = 0.2,
+        encoding_period: float = 10000.0,
+        softmax_floor: float = 1e-6,
+    ):
+        super().__init__()
+        if occlusion not in ("soft", "upstream"):
+            raise ValueError(f"occlusion must be 'soft' or 'upstream', got {occlusion!r}")
+        if embed_dim % 2 or embed_dim < 4:
+            raise ValueError(f"embed_dim must be an even number >= 4, got {embed_dim}")
+        if coord_fusion is None:
+            coord_fusion = "mean" if occlusion == "upstream" else "concat"
+        if coord_fusion not in ("mean", "concat"):
+            raise ValueError(f"coord_fusion must be 'mean', 'concat' or None, got {coord_fusion!r}")
+        if heatmap_radius is not None and heatmap_radius < 0:
+            raise ValueError(f"heatmap_radius must be >= 0 or None, got {heatmap_radius}")
+        self.coord_fusion = coord_fusion
+        half = embed_dim // 2
+        coord_in = half if coord_fusion == "mean" else 3 * half
+        self.coord_mlp = nn.Sequential(nn.Linear(coord_in, half), nn.SiLU(), nn.Linear(half, half))
+        self.joint_embedding = nn.Embedding(num_joints, half)
+        self.fuse_in = nn.Conv3d(embed_dim + latent_channels, embed_dim, kernel_size=(3, 1, 1))
+        self.fuse_out = nn.Conv3d(embed_dim, output_dim, kernel_size=(3, 1, 1))
+        self.norm = nn.LayerNorm(output_dim)
+        self.depth_scale = nn.Parameter(
+            torch.tensor(float(propagate_scale)), requires_grad=occlusion == "soft"
+        )
+
+    # ------------------------------------------------------------------ loading the authors' weights
+    @classmethod
+    def from_upstream(cls, state_dict: Mapping[str, torch.Tensor], **config) -> HandControlModule:
+        """Build an ``occlusion="upstream"`` module from the authors' weights (``state.`` prefix optional).
+
+        ``config`` takes our constructor keys or the authors' (``vae_channels``, ``downsample_rate``,
+        ``occlusion_dist_threshold``; ``canvas_*`` and ``note`` are ignored) — e.g. their JSON config.
+        """
+        cfg: dict = {}
+        for key, value in config.items():
+            if key in _UPSTREAM_IGNORED:
+                continue
+            cfg[_UPSTREAM_CONFIG.get(key, key)] = value
+        cfg.setdefault("occlusion", "upstream")
+        stripped = {k.removeprefix("state."): v for k, v in state_dict.items()}
+        unknown = sorted(set(stripped) - set(UPSTREAM_NAMES))
+        missing = sorted(set(UPSTREAM_NAMES) - set(stripped))
+        if unknown or missing:
+            raise ValueError(f"state_dict: unexpected keys {unknown}, missing keys {missing} (authors' names)")
+        if "num_joints" not in cfg:
+            cfg["num_joints"] = stripped["joint_id_embed.weight"].shape[0]
+        model = cls(**cfg)
+        ours = {UPSTREAM_NAMES[k]: v for k, v in stripped.items()}
+        ours["depth_scale"] = model.depth_scale.detach().clone()
+        model.load_state_dict(ours, strict=True)
+        return model
+
+    @staticmethod
+    def upstream_config(metadata: Mapping[str, str]) -> dict:
+        """The constructor values stored as JSON under ``config`` in a safetensors file's metadata."""
+        return json.loads(metadata["config"])
+
+    # ------------------------------------------------------------------ checks
+    def _check_inputs(self, joints, K, z0, valid):
+        cfg = self.config
+        if not isinstance(joints, torch.Tensor) or joints.ndim != 4 or joints.shape[-1] != 3:
+            raise ValueError(f"joints must be a tensor (B, T, N, 3), got {_shape(joints)}")
+        b, t, n, _ = joints.shape
+        if n != cfg.num_joints:
+            raise ValueError(f"joints must have N = num_joints = {cfg.num_joints} joints (B, T, N, 3), got {n}")
+        if t < 1 or (t - 1) % cfg.temporal_stride:
+            raise ValueError(
+                f"joints must have T = {cfg.temporal_stride}k+1 frames (B, T, N, 3), got T = {t}"
+            )
+        if not isinstance(z0, torch.Tensor) or z0.ndim != 4 or z0.shape[0] != b:
+            raise ValueError(f"z0 must be a tensor (B={b}, C, h, w), got {_shape(z0)}")
+        if z0.shape[1] != cfg.latent_channels:
+            raise ValueError(f"z0 must have C = latent_channels = {cfg.latent_channels} channels, got {z0.shape[1]}")
+        if not isinstance(K, torch.Tensor) or K.shape[-2:] != (3, 3) or K.ndim not in (3, 4):
+            raise ValueError(f"K must be a tensor (B, 3, 3) or (B, T, 3, 3), got {_shape(K)}")
+        if K.shape[0] != b or (K.ndim == 4 and K.shape[1] != t):
+            raise ValueError(f"K must be (B={b}, 3, 3) or (B={b}, T={t}, 3, 3), got {tuple(K.shape)}")
+        K64 = K.detach().double()
+        if not torch.isfinite(K64).all():
+            raise ValueError("K must be finite pixel intrinsics (B, 3, 3) or (B, T, 3, 3); it has NaN/inf entries")
+        if (torch.linalg.cond(K64) > 1e12).any():
+            raise ValueError("K must be invertible pixel intrinsics; got a singular matrix")
+        if valid is None:
+            valid = torch.ones(b, t, n, dtype=torch.bool, device=joints.device)
+        else:
+            if not isinstance(valid, torch.Tensor) or tuple(valid.shape) != (b, t, n):
+                raise ValueError(f"valid must be a tensor (B, T, N) = ({b}, {t}, {n}), got {_shape(valid)}")
+            valid = valid.to(device=joints.device, dtype=torch.bool)
+        bad = valid & ~torch.isfinite(joints.detach()).all(-1)
+        if bad.any():
+            idx = tuple(bad.nonzero()[0].tolist())
+            raise ValueError(f"joints has NaN/inf coordinates at (b, t, n) = {idx} marked valid")
+        return valid
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        joints: torch.Tensor,
+        K: torch.Tensor,
+        z0: torch.Tensor,
+        valid: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Control volume (B, output_dim, T', h, w) and motion features (B, C, T', h, w).
+
+        joints (B, T, N, 3) camera frame, metres; K (B, 3, 3) or (B, T, 3, 3) pixel intrinsics of the canvas;
+        z0 (B, C, h, w) latent of the reference frame (its size sets the grid); valid (B, T, N) bool, default
+        all valid. Invalid joints contribute nothing; their coordinates are ignored (NaN allowed).
+        """
+        structure, motion, opacity, empty = self._signal(joints, K, z0, valid)
+        return self.fuse(structure, motion, active=opacity[:, 0] > 0, empty=empty), motion
+
+    def control_signal(
+        self,
+        joints: torch.Tensor,
+        K: torch.Tensor,
+        z0: torch.Tensor,
+        valid: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Structure map (B, embed_dim, T', h, w) and motion features (B, C, T', h, w), before the fusion."""
+        structure, motion, _, _ = self._signal(joints, K, z0, valid)
+        return structure, motion
+
+    def _signal(self, joints, K, z0, valid):
+        """Structure map, motion features, opacity (B, 1, T', h, w) and the batch elements without joints (B,)."""
+        cfg = self.config
+        valid = self._check_inputs(joints, K, z0, valid)
+        b, t, n, _ = joints.shape
+        _, c, h, w = z0.shape
+        dtype = z0.dtype
+        empty = ~valid.flatten(1).any(1)  # (B,)
+        if empty.any():
+            warnings.warn(
+                f"HandControlModule: every joint is invalid in batch element(s) {empty.nonzero()[:, 0].tolist()}; "
+                "their motion features and control volume are zero",
+                stacklevel=3,
+            )
+        joints = torch.where(valid[..., None], joints, torch.zeros_like(joints)).to(dtype)
+        K = K.to(dtype)
+        if K.ndim == 3:
+            K = K[:, None].expand(b, t, 3, 3)
+        Kl = geo.scale_intrinsics(K, cfg.downsample)
+        u, v, disp = geo.project_to_latent(joints, Kl, cfg.min_depth, cfg.disparity_scale)
+
+        # Geometric embedding per joint and frame (eq. 6): sinusoidal (u, v, d) → MLP, ‖ joint-id embedding.
+        half = cfg.embed_dim // 2
+        enc = [geo.sinusoidal_encoding(x, half, cfg.encoding_period) for x in (u, v, disp)]
+        enc = (enc[0] + enc[1] + enc[2]) / 3.0 if self.coord_fusion == "mean" else torch.cat(enc, dim=-1)
+        emb = torch.cat([self.coord_mlp(enc), self.joint_embedding.weight.expand(b, t, n, half)], dim=-1)
+
+        gy = geo.gaussian_factors(v, h, cfg.heatmap_sigma, cfg.heatmap_radius)  # (B, T, N, h)
+        gx = geo.gaussian_factors(u, w, cfg.heatmap_sigma, cfg.heatmap_radius)  # (B, T, N, w)
+
+        # Source features: occlusion-gated heatmap pooling of z0 at frame 0 (eq. 2–3).
+        if cfg.occlusion == "upstream":
+            vis = geo.hard_visibility(
+                u[:, 0], v[:, 0], disp[:, 0], valid[:, 0], cfg.occlusion_radius, cfg.occlusion_depth_margin
+            )
+        else:
+            vis = geo.soft_visibility(
+                u[:, 0], v[:, 0], disp[:, 0], valid[:, 0], cfg.soft_gamma, cfg.soft_tau,
+                cfg.occlusion_radius, cfg.occlusion_depth_margin,
+            )
+        src = geo.pool_source_features(z0, gy[:, 0], gx[:, 0]) * (vis * valid[:, 0])[..., None]  # (B, N, C)
+
+        # Depth weights per latent frame: e_k = exp(λ (d_k - max d)) over joints present in the latent frame.
+        stride = cfg.temporal_stride
+        disp_c, present = geo.compress_masked_mean(disp, valid, stride)  # (B, T', N)
+        scaled = self.depth_scale.to(dtype) * disp_c
+        scaled = torch.where(present, scaled, torch.full_like(scaled, -torch.inf))
+        top = scaled.amax(dim=-1, keepdim=True)
+        e = torch.exp(scaled - torch.where(torch.isfinite(top), top, torch.zeros_like(top)))  # 0 when absent
+        floor_feat = torch.einsum("btn,bnc->bct", e, src)
+        floor_sum = e.sum(-1)[:, None]
+
+        # One splat carries structure map (eq. 7), Σ H e f, Σ H e and opacity Σ H, temporally compressed.
+        weight = geo.frame_weights(t, stride, dtype, joints.device)[None, :, None] * valid.to(dtype)  # (B,T,N)
+        latent_of = torch.div(torch.arange(t, device=joints.device) + stride - 1, stride, rounding_mode="floor")
+        e_t = e[:, latent_of.clamp(max=e.shape[1] - 1)]  # (B, T, N): each frame's latent-frame depth weight
+        feats = torch.cat(
+            [emb, e_t[..., None] * src[:, None], e_t[..., None], torch.ones_like(e_t)[..., None]], dim=-1
+        )
+        maps = geo.splat_separable(feats * weight[..., None], gy, gx, stride)  # (B, E+C+2, T', h, w)
+        e_dim = cfg.embed_dim
+        structure = maps[:, :e_dim]
+        motion = geo.propagate(
+            maps[:, -1:], maps[:, e_dim : e_dim + c], maps[:, e_dim + c : e_dim + c + 1],
+            floor_feat, floor_sum, cfg.softmax_floor,
+        )
+
+        return structure, motion, maps[:, -1:], empty
+
+    def fuse(
+        self,
+        structure: torch.Tensor,
+        motion: torch.Tensor,
+        active: torch.Tensor | None = None,
+        empty: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Fusion (eq. 8): causal Conv3d → SiLU → causal Conv3d → SiLU → LayerNorm over channels → (B, O, T', h, w).
+
+        Evaluated only where the causal receptive field holds non-zero input (``worldmodel.fusion``); elsewhere
+        the output is the module's constant empty-scene value. ``active`` (B, T', h, w) bool: a superset of the
+        non-zero input points (default: found from the inputs); ``empty`` (B,) bool: elements whose output is 0.
+        """
+        return sparse_causal_fusion(structure, motion, self.fuse_in, self.fuse_out, self.norm, active, empty)
+
+    def fuse_dense(self, structure: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        """The same fusion evaluated densely with ``nn.Conv3d`` on every cell (reference for ``fuse``)."""
+        x = torch.cat([structure, motion], dim=1)
+        x = F.silu(self.fuse_in(F.pad(x, (0, 0, 0, 0, 2, 0), mode="replicate")))
+        x = F.silu(self.fuse_out(F.pad(x, (0, 0, 0, 0, 2, 0), mode="replicate")))
+        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
+
+
+def _shape(x) -> str:
+    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__

@@ -1,0 +1,240 @@
+"""``HandControlPipeline``: Wan 2.1 I2V sampling steered by sparse 3D hand joints.
+
+Built on diffusers' ``WanImageToVideoPipeline``: prompt and image encoding, the I2V condition (``prepare_latents``),
+the scheduler and VAE decoding are the parent's; this class adds the control module, the 52-channel transformer
+input and the choice of what the classifier-free-guidance unconditional branch sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import WanImageToVideoPipeline
+
+from embodiments.sparse import SparseJoints
+
+from .data import pad_prompt_embeds, scale_intrinsics
+from .presets import FULL_DEFAULTS, SamplingDefaults, WanComponents
+from .wan import HandControlledWan, ensure_widened
+
+UNCOND_CONTROL = ("unedited", "joints")
+
+
+@dataclasses.dataclass
+class HandControlOutput:
+    """``frames``: (T, H, W, 3) float in [0, 1] (output_type "np"), list of PIL images ("pil") or latents.
+
+    ``control`` (1, 16, T', h, w) and ``condition`` (1, 20, T', h, w, motion features applied) when requested.
+    """
+
+    frames: object
+    control: torch.Tensor | None = None
+    condition: torch.Tensor | None = None
+
+
+def _as_image(image) -> tuple[PIL.Image.Image, int, int]:
+    """PIL image, (H, W, 3) uint8 array, or (3, H, W) tensor in [−1, 1] → pipeline input and its (H, W)."""
+    if isinstance(image, PIL.Image.Image):
+        return image.convert("RGB"), image.height, image.width
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image array must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+        return PIL.Image.fromarray(image), image.shape[0], image.shape[1]
+    if isinstance(image, torch.Tensor):
+        if image.ndim == 4 and image.shape[0] == 1:
+            image = image[0]
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"image tensor must be (3, H, W) or (1, 3, H, W) in [-1, 1], got {tuple(image.shape)}")
+        # One representation for both encoders: CLIP's processor expects 0–255 images.
+        arr = ((image.detach().float().cpu().permute(1, 2, 0) + 1.0) * 127.5).round().clamp(0, 255)
+        return PIL.Image.fromarray(arr.to(torch.uint8).numpy()), image.shape[-2], image.shape[-1]
+    raise ValueError(f"image must be a PIL image, an (H, W, 3) uint8 array or a tensor, got {type(image).__name__}")
+
+
+class HandControlPipeline(WanImageToVideoPipeline):
+    """Reference image + SparseJoints (camera frame, with K) + prompt → video.
+
+    ``transformer`` must be the widened (52-channel) model, usually with the trained LoRA; ``control`` is the
+    ``HandControlModule``. Without a text encoder, pass ``prompt_embedder`` (tiny preset) or ``prompt_embeds``.
+    """
+
+    _optional_components = [*WanImageToVideoPipeline._optional_components, "tokenizer", "text_encoder"]
+
+    def __init__(self, tokenizer, text_encoder, vae, scheduler, image_processor=None, image_encoder=None,
+                 transformer=None, control=None, transformer_2=None, boundary_ratio=None,
+                 expand_timesteps: bool = False):
+        super().__init__(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler,
+                         image_processor=image_processor, image_encoder=image_encoder, transformer=transformer,
+                         transformer_2=transformer_2, boundary_ratio=boundary_ratio,
+                         expand_timesteps=expand_timesteps)
+        if transformer is not None:
+            ensure_widened(transformer)
+        self.register_modules(control=control)
+        self.prompt_embedder = None
+        self.defaults: SamplingDefaults = FULL_DEFAULTS
+
+    @classmethod
+    def from_components(cls, components: WanComponents, control: torch.nn.Module) -> HandControlPipeline:
+        pipe = cls(tokenizer=components.tokenizer, text_encoder=components.text_encoder, vae=components.vae,
+                   scheduler=components.scheduler, image_processor=components.image_processor,
+                   image_encoder=components.image_encoder, transformer=components.transformer, control=control)
+        pipe.prompt_embedder = components.prompt_embedder
+        pipe.defaults = components.defaults
+        return pipe
+
+    # ------------------------------------------------------------------ helpers shared with training
+    def embed_prompts(self, prompts: list[str], device, dtype) -> torch.Tensor:
+        """(B, 512, D) prompt embeddings from the text encoder, or the tiny preset's prompt embedder."""
+        if self.text_encoder is not None:
+            return self._get_t5_prompt_embeds(prompts, max_sequence_length=512, device=device, dtype=dtype)
+        if self.prompt_embedder is not None:
+            return self.prompt_embedder(prompts, device=device, dtype=dtype)
+        raise ValueError("this pipeline has no text encoder and no prompt embedder: pass prompt_embeds= "
+                         "(and negative_prompt_embeds= for guidance)")
+
+    def image_embeddings(self, images, device) -> torch.Tensor | None:
+        """CLIP penultimate hidden states (B, L, D) when the transformer uses image cross-attention, else None."""
+        if self.transformer.config.image_dim is None:
+            return None
+        if self.image_encoder is None:
+            raise ValueError("the transformer expects CLIP image embeddings but the pipeline has no image_encoder")
+        return self.encode_image(images, device)
+
+    def normalize_latents(self, z: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+        std = torch.tensor(self.vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+        return (z - mean) / std
+
+    def denormalize_latents(self, z: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+        std = torch.tensor(self.vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+        return z * std + mean
+
+    def scheduler_with_shift(self, shift: float):
+        cfg = self.scheduler.config
+        key = "flow_shift" if "flow_shift" in cfg else "shift" if "shift" in cfg else None
+        if key is None:
+            raise ValueError(f"scheduler {type(self.scheduler).__name__} has no flow shift setting")
+        return type(self.scheduler).from_config(cfg, **{key: float(shift)})
+
+    # ------------------------------------------------------------------ sampling
+    def check_joints(self, joints: SparseJoints, K, height: int, width: int, image_hw: tuple[int, int]):
+        """Validate joints/K and return tensors (1, T, 42, 3), (1, T, 3, 3) for (height, width) pixels, (1, T, 42)."""
+        if not isinstance(joints, SparseJoints):
+            raise ValueError(f"joints must be a SparseJoints, got {type(joints).__name__}")
+        if joints.frame != "camera":
+            raise ValueError(f"joints must be in the camera frame (joints.frame == 'camera'), got {joints.frame!r}; "
+                             "use SparseJoints.transform first")
+        T = len(joints)
+        if (T - 1) % 4:
+            raise ValueError(f"the number of frames must be 4k+1 (e.g. 5, 9, …, 81), joints have {T}")
+        K = joints.K if K is None else np.asarray(K, np.float64)
+        if K is None:
+            raise ValueError("pass K= (3, 3) or (T, 3, 3) pixel intrinsics, or joints that carry K")
+        if K.shape not in ((3, 3), (T, 3, 3)):
+            raise ValueError(f"K must have shape (3, 3) or (T, 3, 3) with T={T} (the joints' frame count), "
+                             f"got {K.shape}")
+        if not np.isfinite(K).all() or np.any(np.abs(np.linalg.det(K)) < 1e-12):
+            raise ValueError("K must be a finite, invertible pixel intrinsics matrix")
+        if not joints.valid.any():
+            warnings.warn("all joints are marked invalid: the video is generated without hand control",
+                          stacklevel=3)
+        h0, w0 = image_hw
+        if (h0, w0) != (height, width):  # K refers to the reference image's pixels; follow its resize
+            K = scale_intrinsics(K, width / w0, height / h0)
+        K = np.broadcast_to(K, (T, 3, 3))
+        dev = self._execution_device
+        return (torch.from_numpy(joints.positions)[None].to(dev), torch.tensor(K, dtype=torch.float32)[None].to(dev),
+                torch.from_numpy(joints.valid)[None].to(dev))
+
+    @torch.no_grad()
+    def __call__(self, image, joints: SparseJoints, prompt: str | None = None, negative_prompt: str | None = None,
+                 prompt_embeds: torch.Tensor | None = None, negative_prompt_embeds: torch.Tensor | None = None,
+                 K: np.ndarray | None = None, height: int | None = None, width: int | None = None,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 shift: float | None = None, uncond_control: str = "unedited", seed: int | None = None,
+                 generator: torch.Generator | None = None, latents: torch.Tensor | None = None,
+                 output_type: str = "np", return_control: bool = False, progress: bool = True
+                 ) -> HandControlOutput:
+        """Generate ``len(joints)`` frames (must be 4k+1) following the joints from the reference ``image``.
+
+        ``K`` (default ``joints.K``) is in the pixels of ``image``; it is rescaled when ``height``/``width``
+        differ. ``uncond_control``: ``"unedited"`` — the unconditional branch sees the plain I2V condition and no
+        control volume (as Wan-Move does); ``"joints"`` — it sees the same joint condition as the conditional branch,
+        so guidance acts on the prompt only (as the paper's authors do).
+        """
+        d = self.defaults
+        height, width = height or d.height, width or d.width
+        steps = num_inference_steps or d.num_inference_steps
+        guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
+        shift = d.shift if shift is None else shift
+        if uncond_control not in UNCOND_CONTROL:
+            raise ValueError(f"uncond_control must be one of {UNCOND_CONTROL}, got {uncond_control!r}")
+        if height % 16 or width % 16 or height <= 0 or width <= 0:
+            raise ValueError(f"height and width must be positive multiples of 16, got {height}x{width}")
+        if steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
+        if prompt is None and prompt_embeds is None:
+            prompt = ""
+        if prompt is not None and prompt_embeds is not None:
+            raise ValueError("pass either prompt or prompt_embeds, not both")
+        image, h0, w0 = _as_image(image)
+        jt, Kt, vt = self.check_joints(joints, K, height, width, (h0, w0))
+        num_frames = jt.shape[1]
+        device = self._execution_device
+        dtype = self.transformer.dtype
+        do_cfg = guidance_scale > 1.0
+
+        if prompt_embeds is None:
+            prompt_embeds = self.embed_prompts([prompt], device, dtype)
+        if do_cfg and negative_prompt_embeds is None:
+            negative_prompt_embeds = self.embed_prompts([negative_prompt or ""], device, dtype)
+        prompt_embeds = pad_prompt_embeds(prompt_embeds.to(device, dtype))
+        if prompt_embeds.ndim == 2:
+            prompt_embeds = prompt_embeds[None]
+        image_embeds = self.image_embeddings(image, device)
+        if image_embeds is not None:
+            image_embeds = image_embeds.to(dtype)
+
+        if generator is None and seed is not None:
+            generator = torch.Generator("cpu").manual_seed(int(seed))
+        scheduler = self.scheduler_with_shift(shift)
+        scheduler.set_timesteps(steps, device=device)
+        pixels = self.video_processor.preprocess(image, height=height, width=width).to(device, torch.float32)
+        latents, condition = self.prepare_latents(pixels, 1, self.vae.config.z_dim, height, width, num_frames,
+                                                  torch.float32, device, generator, latents)
+        model = HandControlledWan(self.transformer, self.control)
+        control, cond_joint = model.control_maps(jt, Kt, condition, vt)
+        if uncond_control == "joints":
+            cond_u, control_u = cond_joint, control
+        else:
+            cond_u, control_u = condition, torch.zeros_like(control)
+        if do_cfg:
+            neg = pad_prompt_embeds(negative_prompt_embeds.to(device, dtype))
+            neg = neg[None] if neg.ndim == 2 else neg
+            cond_in, control_in = torch.cat([cond_joint, cond_u]), torch.cat([control, control_u])
+            text_in = torch.cat([prompt_embeds, neg])
+            img_in = None if image_embeds is None else torch.cat([image_embeds, image_embeds])
+        else:
+            cond_in, control_in, text_in, img_in = cond_joint, control, prompt_embeds, image_embeds
+
+        for t in self.progress_bar(scheduler.timesteps) if progress else scheduler.timesteps:
+            x = torch.cat([latents, latents]) if do_cfg else latents
+            pred = model(x, t.expand(x.shape[0]), cond_in, control_in, text_in, img_in).float()
+            if do_cfg:
+                pred_c, pred_u = pred.chunk(2)
+                pred = pred_u + guidance_scale * (pred_c - pred_u)
+            latents = scheduler.step(pred, t, latents, return_dict=False)[0]
+
+        if output_type == "latent":
+            frames = latents
+        else:
+            z = self.denormalize_latents(latents.to(self.vae.dtype))
+            video = self.vae.decode(z, return_dict=False)[0]
+            frames = self.video_processor.postprocess_video(video, output_type=output_type)[0]
+        return HandControlOutput(frames=frames, control=control if return_control else None,
+                                 condition=cond_joint if return_control else None)

@@ -1,0 +1,280 @@
+"""Model presets, one code path: ``tiny`` (built from configs, trains on CPU) and ``wan2.1-i2v-14b-480p``.
+
+Both give a :class:`WanComponents` with diffusers' ``WanTransformer3DModel`` (base, 36 input channels),
+``AutoencoderKLWan``, a CLIP vision encoder + image processor, a flow-matching scheduler and a text encoder.
+
+``tiny`` choices (documented in docs/worldmodel.md):
+- the transformer keeps Wan I2V's image cross-attention (``image_dim`` set), fed by a tiny ``CLIPVisionModel``
+  built from a transformers config, so the tiny model runs the same code as the 14B one;
+- the UMT5 text encoder is replaced by :class:`HashPromptEmbedder`: fixed, weight-free embeddings per word
+  (seeded by a hash of the word), padded with zeros to 512 tokens as Wan pads T5 outputs (Wan's attention
+  processor assumes 512 text tokens when image tokens are present);
+- weights are random, from a fixed seed, so two builds are identical.
+
+``wan2.1-i2v-14b-480p`` loads a local diffusers-format directory (``transformer/``, ``vae/``, ``image_encoder/``,
+``image_processor/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``) with ``local_files_only=True``; it never
+downloads. A directory written by :meth:`WanComponents.save` (e.g. a tiny base) loads through the same function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zlib
+from pathlib import Path
+
+import torch
+
+PRESETS = ("tiny", "wan2.1-i2v-14b-480p")
+TEXT_SEQ_LEN = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingDefaults:
+    height: int
+    width: int
+    num_frames: int
+    num_inference_steps: int = 50
+    guidance_scale: float = 5.0
+    shift: float = 5.0
+
+
+FULL_DEFAULTS = SamplingDefaults(height=480, width=832, num_frames=81)
+TINY_DEFAULTS = SamplingDefaults(height=64, width=64, num_frames=5, num_inference_steps=8)
+
+
+class HashPromptEmbedder:
+    """Text → (B, 512, dim) embeddings without a text encoder: one fixed random vector per word, zero padding.
+
+    Deterministic across processes and runs (CRC32 of the word seeds a CPU generator), so it can stand in for
+    UMT5 in the tiny preset; it carries no weights and is saved as a small JSON config.
+    """
+
+    def __init__(self, dim: int, seq_len: int = TEXT_SEQ_LEN, max_words: int = 64):
+        if dim <= 0 or seq_len <= 0 or not 0 < max_words <= seq_len:
+            raise ValueError(f"HashPromptEmbedder needs dim > 0 and 0 < max_words <= seq_len, got dim={dim}, "
+                             f"seq_len={seq_len}, max_words={max_words}")
+        self.dim, self.seq_len, self.max_words = dim, seq_len, max_words
+
+    def __call__(self, prompts: str | list[str], device=None, dtype=torch.float32) -> torch.Tensor:
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        out = torch.zeros(len(prompts), self.seq_len, self.dim)
+        for b, text in enumerate(prompts):
+            for i, word in enumerate(text.lower().split()[: self.max_words]):
+                g = torch.Generator().manual_seed(zlib.crc32(word.encode("utf-8")))
+                out[b, i] = torch.randn(self.dim, generator=g)
+        return out.to(device=device, dtype=dtype)
+
+    def to_config(self) -> dict:
+        return {"type": "hash", "dim": self.dim, "seq_len": self.seq_len, "max_words": self.max_words}
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        from embodiments.io_utils import atomic_path
+
+        with atomic_path(Path(directory) / "config.json") as tmp:
+            tmp.write_text(json.dumps(self.to_config(), indent=2))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> HashPromptEmbedder:
+        cfg = json.loads((Path(directory) / "config.json").read_text())
+        if cfg.get("type") != "hash":
+            raise ValueError(f"{directory}: unknown prompt embedder type {cfg.get('type')!r}")
+        return cls(int(cfg["dim"]), int(cfg["seq_len"]), int(cfg["max_words"]))
+
+
+@dataclasses.dataclass
+class WanComponents:
+    """Everything the pipeline and the trainer need besides the control module."""
+
+    name: str
+    transformer: torch.nn.Module
+    vae: torch.nn.Module
+    scheduler: object
+    image_encoder: torch.nn.Module | None = None
+    image_processor: object | None = None
+    text_encoder: torch.nn.Module | None = None
+    tokenizer: object | None = None
+    prompt_embedder: HashPromptEmbedder | None = None
+    source: str | None = None  # local directory the weights came from, if any
+    defaults: SamplingDefaults = FULL_DEFAULTS
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the base components in diffusers' directory layout (atomically: temp dir, then rename)."""
+        from .checkpoint import atomic_dir
+
+        directory = Path(directory)
+        with atomic_dir(directory) as tmp:
+            self.transformer.save_pretrained(tmp / "transformer")
+            self.vae.save_pretrained(tmp / "vae")
+            self.scheduler.save_pretrained(tmp / "scheduler")
+            if self.image_encoder is not None:
+                self.image_encoder.save_pretrained(tmp / "image_encoder")
+                self.image_processor.save_pretrained(tmp / "image_processor")
+            if self.text_encoder is not None:
+                self.text_encoder.save_pretrained(tmp / "text_encoder")
+                self.tokenizer.save_pretrained(tmp / "tokenizer")
+            if self.prompt_embedder is not None:
+                self.prompt_embedder.save_pretrained(tmp / "prompt_embedder")
+            (tmp / "dexworld_preset.json").write_text(json.dumps({"name": self.name,
+                                                                  "defaults": dataclasses.asdict(self.defaults)}))
+        return directory
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> WanComponents:
+        for m in (self.transformer, self.vae, self.image_encoder, self.text_encoder):
+            if m is not None:
+                m.to(device=device, dtype=dtype)
+        return self
+
+
+@dataclasses.dataclass
+class TinyConfig:
+    """Sizes of the tiny preset (~2.8 M transformer parameters); tests shrink them further.
+
+    Keep the inner width (heads × head_dim) well above 16 × 4 = 64, the per-token output of the frozen
+    ``proj_out``: near that size the frozen output layer, not the LoRA, limits how well the model can fit.
+    """
+
+    num_layers: int = 4
+    num_attention_heads: int = 4
+    attention_head_dim: int = 48
+    ffn_dim: int = 768
+    text_dim: int = 64
+    freq_dim: int = 64
+    image_encoder: bool = True
+    clip_hidden: int = 64
+    clip_image_size: int = 32
+    clip_patch: int = 8
+    vae_base_dim: int = 8
+    seed: int = 0
+
+
+def build_tiny(**overrides) -> WanComponents:
+    """The tiny preset: random weights from a fixed seed; every module from diffusers/transformers configs."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(TinyConfig)}
+    if unknown:
+        raise ValueError(f"unknown tiny preset options {sorted(unknown)}; valid: "
+                         f"{[f.name for f in dataclasses.fields(TinyConfig)]}")
+    cfg = TinyConfig(**overrides)
+    inner = cfg.num_attention_heads * cfg.attention_head_dim
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        image_encoder = image_processor = None
+        if cfg.image_encoder:
+            from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+            clip_cfg = CLIPVisionConfig(hidden_size=cfg.clip_hidden, intermediate_size=2 * cfg.clip_hidden,
+                                        num_hidden_layers=2, num_attention_heads=2, image_size=cfg.clip_image_size,
+                                        patch_size=cfg.clip_patch, projection_dim=cfg.clip_hidden)
+            image_encoder = CLIPVisionModel(clip_cfg).eval()
+            size = cfg.clip_image_size
+            image_processor = CLIPImageProcessor(size={"shortest_edge": size},
+                                                 crop_size={"height": size, "width": size})
+        transformer = WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=cfg.num_attention_heads,
+            attention_head_dim=cfg.attention_head_dim, in_channels=36, out_channels=16, text_dim=cfg.text_dim,
+            freq_dim=cfg.freq_dim, ffn_dim=cfg.ffn_dim, num_layers=cfg.num_layers, cross_attn_norm=True,
+            image_dim=cfg.clip_hidden if cfg.image_encoder else None,
+            added_kv_proj_dim=inner if cfg.image_encoder else None, rope_max_seq_len=256)
+        vae = AutoencoderKLWan(base_dim=cfg.vae_base_dim, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
+                               attn_scales=[], temperal_downsample=[False, True, True],
+                               latents_mean=[0.0] * 16, latents_std=[1.0] * 16).eval()
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                        num_train_timesteps=1000, flow_shift=5.0)
+    return WanComponents(name="tiny", transformer=transformer, vae=vae, scheduler=scheduler,
+                         image_encoder=image_encoder, image_processor=image_processor,
+                         prompt_embedder=HashPromptEmbedder(cfg.text_dim), defaults=TINY_DEFAULTS)
+
+
+def load_local(path: str | os.PathLike, torch_dtype: torch.dtype = torch.float32,
+               load_text_encoder: bool = True) -> WanComponents:
+    """Load a diffusers-format Wan I2V directory from disk only (``local_files_only=True``; never downloads).
+
+    ``load_text_encoder=False`` skips UMT5 (for training on precomputed prompt embeddings).
+    """
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"no Wan checkpoint directory at {path}; pass the local path of a diffusers-format "
+                                "Wan 2.1 I2V checkpoint (e.g. a download of Wan-AI/Wan2.1-I2V-14B-480P-Diffusers); "
+                                "dexworld never downloads weights")
+    missing = [s for s in ("transformer", "vae", "scheduler") if not (path / s).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{path} is not a diffusers-format Wan checkpoint: missing subfolder(s) "
+                                f"{', '.join(missing)}")
+    kw = {"local_files_only": True}
+    transformer = WanTransformer3DModel.from_pretrained(path / "transformer", torch_dtype=torch_dtype, **kw)
+    vae = AutoencoderKLWan.from_pretrained(path / "vae", torch_dtype=torch.float32, **kw).eval()
+    scheduler = _load_scheduler(path / "scheduler")
+    image_encoder = image_processor = text_encoder = tokenizer = prompt_embedder = None
+    if (path / "image_encoder").is_dir():
+        from transformers import CLIPImageProcessor, CLIPVisionModel
+
+        image_encoder = CLIPVisionModel.from_pretrained(path / "image_encoder", dtype=torch.float32, **kw).eval()
+        image_processor = CLIPImageProcessor.from_pretrained(path / "image_processor", **kw)
+    elif transformer.config.image_dim is not None:
+        raise FileNotFoundError(f"{path}: the transformer expects CLIP image embeddings but there is no "
+                                "image_encoder/ subfolder")
+    if (path / "prompt_embedder").is_dir():
+        prompt_embedder = HashPromptEmbedder.from_pretrained(path / "prompt_embedder")
+    elif load_text_encoder:
+        if not (path / "text_encoder").is_dir():
+            raise FileNotFoundError(f"{path}: no text_encoder/ subfolder; pass load_text_encoder=False and use "
+                                    "precomputed prompt embeddings")
+        from transformers import AutoTokenizer, UMT5EncoderModel
+
+        text_encoder = UMT5EncoderModel.from_pretrained(path / "text_encoder", dtype=torch_dtype, **kw).eval()
+        tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer", **kw)
+    for m in (transformer, vae, image_encoder, text_encoder):
+        _own_storage(m)
+    meta_file = path / "dexworld_preset.json"
+    name, defaults = "wan2.1-i2v-14b-480p", FULL_DEFAULTS
+    if meta_file.exists():
+        meta = json.loads(meta_file.read_text())
+        name, defaults = meta.get("name", name), SamplingDefaults(**meta.get("defaults", {}))
+    return WanComponents(name=name, transformer=transformer, vae=vae, scheduler=scheduler,
+                         image_encoder=image_encoder, image_processor=image_processor, text_encoder=text_encoder,
+                         tokenizer=tokenizer, prompt_embedder=prompt_embedder, source=str(path.resolve()),
+                         defaults=defaults)
+
+
+@torch.no_grad()
+def _own_storage(module: torch.nn.Module | None) -> None:
+    """Give every parameter/buffer its own freshly allocated storage, one tensor at a time.
+
+    ``from_pretrained`` may leave tensors as views into the memory-mapped safetensors file at arbitrary byte
+    offsets. CPU BLAS kernels round differently for differently aligned buffers, which breaks bitwise-exact
+    resume (the same step computed from in-memory and from loaded weights differs in the last bits).
+    """
+    if module is None:
+        return
+    for t in list(module.parameters()) + list(module.buffers()):
+        t.data = t.data.clone(memory_format=torch.contiguous_format)
+
+
+def _load_scheduler(directory: Path):
+    """The scheduler class named in ``scheduler_config.json`` (Wan ships UniPC with flow sigmas)."""
+    import diffusers
+
+    cfg = diffusers.UniPCMultistepScheduler.load_config(directory, local_files_only=True)
+    cls = getattr(diffusers, cfg.get("_class_name", ""), None)
+    if cls is None or not issubclass(cls, diffusers.SchedulerMixin):
+        raise ValueError(f"{directory}: unknown scheduler class {cfg.get('_class_name')!r}")
+    return cls.from_config(cfg)
+
+
+def load_preset(name: str, path: str | os.PathLike | None = None, **options) -> WanComponents:
+    """``load_preset("tiny", **TinyConfig fields)`` or ``load_preset("wan2.1-i2v-14b-480p", path=DIR)``."""
+    if name == "tiny":
+        if path is not None:
+            return load_local(path, **options)
+        return build_tiny(**options)
+    if name == "wan2.1-i2v-14b-480p":
+        if path is None:
+            raise ValueError("preset 'wan2.1-i2v-14b-480p' needs path= (a local diffusers-format checkpoint "
+                             "directory); dexworld never downloads weights")
+        return load_local(path, **options)
+    raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")

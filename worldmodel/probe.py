@@ -1,0 +1,551 @@
+"""Keypoint probe for robot hands: a small CNN that finds each joint of a given embodiment in an RGB frame.
+
+No public 2D keypoint estimator exists for robot hands, so dexworld trains its own on MuJoCo renders of the
+hands (randomised camera, lighting, textures, objects, poses) and uses it to measure whether generated videos put
+the hand where the commanded joints say. The probe's own held-out accuracy is stored with its weights
+(``config.json`` → ``heldout`` and ``accuracy.json``) and reported next to every use.
+
+Network (:class:`KeypointProbe`): a four-level conv encoder (strides 2–16) with a top-down path back to stride 4,
+one 21-channel heatmap block per embodiment (hand-local MANO/OpenPose order) and a visibility logit per joint.
+Positions come from a soft-argmax over each heatmap (integral regression), trained with an L1 loss on the
+coordinates plus a cross-entropy towards a Gaussian target (which speeds early training), masked to the joints
+that project into the image. Frames of any size are resized to the working size and the coordinates scaled back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from embodiments import JointLimitWarning, get
+from embodiments.layout import NUM_HAND_JOINTS, NUM_SLOTS, side_offset
+from embodiments.sparse import SparseJoints
+
+from .metrics import pck
+
+DEFAULT_PROBE_DIR = Path(__file__).resolve().parent / "checkpoints" / "probe"
+PCK_THRESHOLD_PX = 5.0
+ACCURACY_FILE = "accuracy.json"
+
+
+# =============================================================================================== network
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class KeypointProbe(ModelMixin, ConfigMixin):
+    """RGB frames (B, 3, S, S) in [0, 1] → per-embodiment heatmaps (B, 21, S/4, S/4) and visibility logits (B, 21).
+
+    Args:
+        embodiments: registry names the probe was trained for; each gets its own 21-channel heatmap block.
+        size: working size S (frames are resized to S × S); a multiple of 16.
+        widths: channels at strides 2, 4, 8, 16.
+        heldout: held-out accuracy per embodiment and evaluation size, filled in by :func:`train_probe`.
+        train_info: how the probe was trained (renders, steps, seed, seconds), filled in by :func:`train_probe`.
+    """
+
+    @register_to_config
+    def __init__(self, embodiments: tuple[str, ...] | list[str] = ("inspire_right",), size: int = 128,
+                 widths: tuple[int, ...] | list[int] = (16, 32, 64, 96), heldout: dict | None = None,
+                 train_info: dict | None = None):
+        super().__init__()
+        if not embodiments:
+            raise ValueError("KeypointProbe needs at least one embodiment name")
+        if size % 16 or size < 32:
+            raise ValueError(f"KeypointProbe size must be a multiple of 16 and >= 32, got {size}")
+        if len(widths) != 4:
+            raise ValueError(f"KeypointProbe widths must give 4 channel counts (strides 2, 4, 8, 16), got {widths}")
+        w1, w2, w3, w4 = (int(w) for w in widths)
+        n_out = NUM_HAND_JOINTS * len(embodiments)
+        self.stem = _conv(3, w1, 2)
+        self.down2 = nn.Sequential(_conv(w1, w2, 2), _conv(w2, w2))
+        self.down3 = nn.Sequential(_conv(w2, w3, 2), _conv(w3, w3))
+        self.down4 = nn.Sequential(_conv(w3, w4, 2), _conv(w4, w4))
+        # top-down path: 1×1 projections of the coarser level, upsampled and added, then one 3×3 conv per level
+        self.top4 = nn.Conv2d(w4, w3, 1)
+        self.fuse3 = _conv(w3, w3)
+        self.top3 = nn.Conv2d(w3, w2, 1)
+        self.fuse2 = _conv(w2, w2)
+        self.heatmap = nn.Conv2d(w2, n_out, 1)
+        self.visibility = nn.Linear(w4, n_out)
+        # soft-argmax sharpness: logits are scaled by exp(log_beta) before the softmax
+        self.log_beta = nn.Parameter(torch.tensor(0.0))
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def stride(self) -> int:
+        return 4
+
+    def embodiment_index(self, embodiment: str) -> int:
+        names = list(self.config.embodiments)
+        if embodiment not in names:
+            raise ValueError(f"this probe was trained for {', '.join(names)}, not {embodiment!r}; train one with "
+                             f"`dexworld train-probe --embodiment {embodiment}`")
+        return names.index(embodiment)
+
+    def forward(self, images: torch.Tensor, embodiment: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, 3, S, S) float in [0, 1] → heatmap logits (B, 21·E, S/4, S/4), visibility logits (B, 21·E).
+
+        With ``embodiment`` only that embodiment's block: (B, 21, S/4, S/4) and (B, 21).
+        """
+        x = (images - self.mean) / self.std
+        f2 = self.down2(self.stem(x))
+        f3 = self.down3(f2)
+        f4 = self.down4(f3)
+        up = dict(mode="bilinear", align_corners=False)
+        p3 = self.fuse3(f3 + F.interpolate(self.top4(f4), size=f3.shape[-2:], **up))
+        p2 = self.fuse2(f2 + F.interpolate(self.top3(p3), size=f2.shape[-2:], **up))
+        heat = self.heatmap(p2) * self.log_beta.exp()
+        vis = self.visibility(f4.mean((-2, -1)))
+        if embodiment is not None:
+            e = self.embodiment_index(embodiment)
+            sl = slice(e * NUM_HAND_JOINTS, (e + 1) * NUM_HAND_JOINTS)
+            heat, vis = heat[:, sl], vis[:, sl]
+        return heat, vis
+
+    # ------------------------------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict(self, frames: np.ndarray | torch.Tensor, embodiment: str, batch_size: int = 64
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Joint positions in the frames' own pixels and visibility probabilities for one embodiment.
+
+        Args:
+            frames: (T, H, W, 3) uint8 (or float in [0, 1]) of any size; resized to the working size.
+        Returns:
+            uv (T, 42, 2) pixels (pixel (i, j) covers [j, j+1) × [i, i+1)), NaN in slots the embodiment lacks;
+            visibility (T, 42) probabilities, 0 in slots it lacks.
+        """
+        emb = get(embodiment)
+        e = self.embodiment_index(emb.name)
+        x = frames_to_tensor(frames, "frames")
+        T, _, H, W = x.shape
+        S = int(self.config.size)
+        was_training = self.training
+        self.eval()
+        dev = next(self.parameters()).device
+        uv_hand, vis_hand = [], []
+        for i in range(0, T, batch_size):
+            xb = resize_frames(x[i:i + batch_size], S).to(dev)
+            heat, vis = self(xb)
+            sl = slice(e * NUM_HAND_JOINTS, (e + 1) * NUM_HAND_JOINTS)
+            uv_hand.append(soft_argmax(heat[:, sl], self.stride).cpu())
+            vis_hand.append(torch.sigmoid(vis[:, sl]).cpu())
+        self.train(was_training)
+        uv = torch.cat(uv_hand).double().numpy() * np.array([W / S, H / S])
+        o = side_offset(emb.side)
+        mask = emb.slot_mask[o:o + NUM_HAND_JOINTS]
+        uv_out = np.full((T, NUM_SLOTS, 2), np.nan)
+        vis_out = np.zeros((T, NUM_SLOTS))
+        uv_out[:, o:o + NUM_HAND_JOINTS][:, mask] = uv[:, mask]
+        vis_out[:, o:o + NUM_HAND_JOINTS][:, mask] = torch.cat(vis_hand).double().numpy()[:, mask]
+        return uv_out, vis_out
+
+    def heldout_for(self, embodiment: str, size: tuple[int, int] | int | None = None) -> dict | None:
+        """The recorded held-out accuracy for ``embodiment`` at the evaluated size nearest to ``size`` (H, W)."""
+        table = (self.config.heldout or {}).get(embodiment)
+        if not table:
+            return None
+        if size is None:
+            key = str(self.config.size)
+        else:
+            side = float(np.mean(size)) if np.ndim(size) else float(size)
+            key = min(table, key=lambda k: abs(math.log(int(k) / side)))
+        return {"size": int(key), **table[key]}
+
+
+def frames_to_tensor(frames: np.ndarray | torch.Tensor, name: str = "frames") -> torch.Tensor:
+    """(T, H, W, 3) uint8 or float in [0, 1] → float32 (T, 3, H, W) in [0, 1], with a clear error otherwise."""
+    x = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"{name} must have shape (T, H, W, 3) RGB, got {tuple(x.shape)}")
+    if x.shape[1] < 8 or x.shape[2] < 8:
+        raise ValueError(f"{name} must be at least 8 × 8 pixels, got {tuple(x.shape[1:3])}")
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    return x.permute(0, 3, 1, 2).contiguous()
+
+
+def resize_frames(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 3, H, W) → (B, 3, size, size), antialiased when shrinking; a no-op at the working size."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def soft_argmax(heat: torch.Tensor, stride: int) -> torch.Tensor:
+    """Heatmap logits (B, J, h, w) → expected (u, v) (B, J, 2) in input pixels (cell b covers [b·s, (b+1)·s))."""
+    B, J, h, w = heat.shape
+    p = heat.flatten(2).softmax(-1).view(B, J, h, w)
+    xs = (torch.arange(w, device=heat.device, dtype=heat.dtype) + 0.5) * stride
+    ys = (torch.arange(h, device=heat.device, dtype=heat.dtype) + 0.5) * stride
+    return torch.stack([(p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1)], -1)
+
+
+def load_probe(path: str | os.PathLike | None = None) -> KeypointProbe:
+    """The probe saved in ``path`` (default: the shipped one, ``worldmodel/checkpoints/probe``), in eval mode."""
+    path = Path(path) if path is not None else DEFAULT_PROBE_DIR
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"no keypoint probe at {path} (config.json missing); train one with "
+                                "`dexworld train-probe`")
+    return KeypointProbe.from_pretrained(str(path), use_safetensors=True).eval()
+
+
+# =============================================================================================== data
+@dataclasses.dataclass
+class ProbeData:
+    """Renders of one embodiment at the working size.
+
+    images (N, S, S, 3) uint8; uv (N, 21, 2) float32 hand-local joint pixels; valid (N, 21) bool: the slot exists
+    on this hand and projects into the image (occluded joints stay valid, as in ``sim_bridge.rollout``).
+    """
+
+    embodiment: str
+    images: np.ndarray
+    uv: np.ndarray
+    valid: np.ndarray
+
+
+def _sample_poses(emb, axes, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n random hand poses (n, dof) and wrist poses (n, 4, 4) over the table, broader than the synth clips'."""
+    from sim_bridge.motion import wrist_pose
+
+    grip = rng.uniform(0, 1, (n, 1))
+    q = axes.open_q + grip * (axes.closed_q - axes.open_q) + rng.normal(0, 0.15, (n, emb.dof)) * (emb.upper - emb.lower)
+    uniform = rng.uniform(emb.lower, emb.upper, (n, emb.dof))
+    q = np.where(rng.uniform(size=(n, 1)) < 0.3, uniform, q)
+    q = np.clip(q, emb.lower, emb.upper)
+    home_x = 0.06 if emb.side == "right" else -0.06
+    wrist = np.stack([
+        wrist_pose(axes, [home_x + rng.uniform(-0.12, 0.12), rng.uniform(0.0, 0.25), rng.uniform(0.04, 0.2)],
+                   yaw=rng.uniform(-0.8, 0.8), pitch=rng.uniform(-0.5, 0.35), roll=rng.uniform(-0.5, 0.5))
+        for _ in range(n)])
+    return q, wrist
+
+
+def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: int = 0,
+                      renders_per_scene: int = 96, renders_per_appearance: int = 8, progress: bool = True,
+                      scene_config=None) -> ProbeData:
+    """Render ``num_renders`` single frames of random poses over randomised MuJoCo scenes (kinematic replay).
+
+    A scene (textures, objects, lights) is compiled every ``renders_per_scene`` frames and its continuous
+    appearance (camera pose and fovy, lights, tints, object places) re-drawn every ``renders_per_appearance``;
+    everything is a function of ``seed``.
+    """
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from tqdm.auto import tqdm
+
+    from sim_bridge import FrameRenderer, SceneConfig, build_scene, randomize_appearance, rollout
+    from sim_bridge.motion import hand_axes
+
+    emb = get(embodiment)
+    if num_renders < 1:
+        raise ValueError(f"num_renders must be >= 1, got {num_renders}")
+    cfg = scene_config or SceneConfig(camera_eye_jitter=0.05, camera_target_jitter=0.05, fovy_deg=(50.0, 75.0))
+    axes = hand_axes(emb)
+    o = side_offset(emb.side)
+    mask = emb.slot_mask[o:o + NUM_HAND_JOINTS]
+    images = np.empty((num_renders, size, size, 3), np.uint8)
+    uv = np.zeros((num_renders, NUM_HAND_JOINTS, 2), np.float32)
+    valid = np.zeros((num_renders, NUM_HAND_JOINTS), bool)
+    bar = tqdm(total=num_renders, desc=f"render {emb.name}", unit="frame", disable=not progress)
+    done, block = 0, 0
+    try:
+        while done < num_renders:
+            scene = build_scene(emb, cfg, seed=int(np.random.SeedSequence([seed, block]).generate_state(1)[0]))
+            renderer = FrameRenderer(scene.model, size, size)
+            try:
+                stop = min(done + renders_per_scene, num_renders)
+                while done < stop:
+                    n = min(renders_per_appearance, stop - done)
+                    rng = np.random.default_rng([seed, block, done])
+                    randomize_appearance(scene, rng)
+                    q, wrist = _sample_poses(emb, axes, n, rng)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", JointLimitWarning)
+                        r = rollout(emb, q, wrist, scene=scene, renderer=renderer, size=(size, size))
+                    uvd, ok = r.joints.project()
+                    ok = ok[:, o:o + NUM_HAND_JOINTS] & mask
+                    images[done:done + n] = r.frames
+                    uv[done:done + n] = np.where(ok[..., None], uvd[:, o:o + NUM_HAND_JOINTS, :2], 0.0)
+                    valid[done:done + n] = ok
+                    done += n
+                    bar.update(n)
+            finally:
+                renderer.close()
+            block += 1
+    finally:
+        bar.close()
+    return ProbeData(emb.name, images, uv, valid)
+
+
+# =============================================================================================== training
+@dataclasses.dataclass
+class ProbeReport:
+    """What :func:`train_probe` did: held-out accuracy per embodiment and size, losses, timings, where it saved."""
+
+    embodiments: list[str]
+    size: int
+    num_renders: int
+    steps: int
+    seed: int
+    heldout: dict  # {embodiment: {str(size): {"mean_px", "median_px", "pck@5px", "visibility_acc", "n"}}}
+    loss_first: float
+    loss_last: float
+    render_seconds: float
+    train_seconds: float
+    num_parameters: int
+    out_dir: str | None = None
+    log: list[dict] = dataclasses.field(default_factory=list)
+    model: KeypointProbe | None = dataclasses.field(default=None, repr=False, compare=False)  # the trained net
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able fields (the model left out)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+
+
+def _gaussian_ce(heat: torch.Tensor, uv: torch.Tensor, stride: int, sigma: float = 1.0) -> torch.Tensor:
+    """Cross-entropy (B, J) of softmax(heat) (B, J, h, w) against a Gaussian (σ in cells) centred at uv (B, J, 2).
+
+    The target is separable, gx(x)·gy(y), so the sum runs as two small contractions instead of an (h, w) map.
+    """
+    h, w = heat.shape[-2:]
+    xs = torch.arange(w, dtype=uv.dtype, device=uv.device) + 0.5
+    ys = torch.arange(h, dtype=uv.dtype, device=uv.device) + 0.5
+    gx = (-((xs - uv[..., 0:1] / stride) ** 2) / (2 * sigma**2)).softmax(-1)  # (B, J, w)
+    gy = (-((ys - uv[..., 1:2] / stride) ** 2) / (2 * sigma**2)).softmax(-1)  # (B, J, h)
+    logp = heat.flatten(2).log_softmax(-1).view_as(heat)
+    return -torch.einsum("bjy,bjyx,bjx->bj", gy, logp, gx)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Photometric augmentation of (B, 3, S, S) in [0, 1]; geometry is untouched so labels stay exact.
+
+    Half the batch is blurred by a down-and-up resize (×1.5–3), as decoded video frames and small renders are
+    softer than 128² MuJoCo renders; then brightness/contrast/colour jitter and pixel noise.
+    """
+    B, _, S, _ = x.shape
+    r = torch.rand(B, 6, generator=gen)
+    blur = r[:, 0] < 0.5
+    if blur.any():
+        f = 1.5 + 1.5 * float(r[0, 1])
+        small = F.interpolate(x[blur], size=(int(S / f),) * 2, mode="bilinear", align_corners=False, antialias=True)
+        x = x.clone()
+        x[blur] = F.interpolate(small, size=(S, S), mode="bilinear", align_corners=False)
+    gain = (0.75 + 0.5 * r[:, 2]).view(B, 1, 1, 1) * (0.9 + 0.2 * torch.rand(B, 3, 1, 1, generator=gen))
+    mean = x.mean((1, 2, 3), keepdim=True)
+    contrast = (0.75 + 0.5 * r[:, 3]).view(B, 1, 1, 1)
+    x = (x - mean) * contrast + mean * gain
+    noise = 0.03 * r[:, 4].view(B, 1, 1, 1) * torch.randn(x.shape, generator=gen)
+    return (x + noise).clamp(0, 1)
+
+
+def probe_loss(model: KeypointProbe, images: torch.Tensor, uv: torch.Tensor, valid: torch.Tensor,
+               emb_index: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Loss of a batch. images (B, 3, S, S); uv (B, 21, 2) working pixels; valid (B, 21); emb_index (B,);
+    present (B, 21): the slot exists on that sample's hand (visibility is trained on those)."""
+    heat_all, vis_all = model(images)
+    B = images.shape[0]
+    J = NUM_HAND_JOINTS
+    idx = emb_index.view(B, 1) * J + torch.arange(J)
+    heat = heat_all.gather(1, idx[..., None, None].expand(B, J, *heat_all.shape[-2:]))
+    vis = vis_all.gather(1, idx)
+    s = model.stride
+    pred = soft_argmax(heat, s)
+    uv = torch.where(valid[..., None], uv, torch.zeros_like(uv))  # labels of invalid joints carry no meaning
+    m = valid.float()
+    n = m.sum().clamp_min(1.0)
+    l1 = ((pred - uv).abs().sum(-1) / s * m).sum() / n
+    ce = (_gaussian_ce(heat, uv, s) * m).sum() / n
+    pm = present.float()
+    bce = (F.binary_cross_entropy_with_logits(vis, m, reduction="none") * pm).sum() / pm.sum().clamp_min(1.0)
+    loss = l1 + 0.5 * ce + 0.2 * bce
+    with torch.no_grad():
+        px = ((pred - uv).norm(dim=-1) * m).sum() / n
+        parts = {"loss": float(loss), "l1": float(l1), "ce": float(ce), "bce": float(bce), "px": float(px)}
+    return loss, parts
+
+
+def evaluate_probe(model: KeypointProbe, data: ProbeData, sizes: tuple[int, ...] | None = None,
+                   threshold: float = PCK_THRESHOLD_PX) -> dict:
+    """Held-out accuracy on renders, at the working size and at other frame sizes (renders resized to each).
+
+    Returns {str(size): {"mean_px", "median_px", "pck@5px", "visibility_acc", "n"}}; pixels are those of that size.
+    """
+    S = int(model.config.size)
+    emb = get(data.embodiment)
+    o = side_offset(emb.side)
+    present = emb.slot_mask[o:o + NUM_HAND_JOINTS]
+    out = {}
+    for size in sizes or (S,):
+        frames = data.images
+        if size != S:
+            x = F.interpolate(frames_to_tensor(frames), size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=True)
+            frames = (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        uv, vis = model.predict(frames, emb.name)
+        pred = uv[:, o:o + NUM_HAND_JOINTS]
+        target = data.uv.astype(np.float64) * (size / S)
+        err = np.linalg.norm(pred - target, axis=-1)[data.valid]
+        vis_ok = ((vis[:, o:o + NUM_HAND_JOINTS] > 0.5) == data.valid)[:, present]
+        out[str(size)] = {"mean_px": float(err.mean()), "median_px": float(np.median(err)),
+                          f"pck@{threshold:g}px": pck(pred, target, threshold, data.valid),
+                          "visibility_acc": float(vis_ok.mean()), "n": int(data.valid.sum())}
+    return out
+
+
+def train_probe(embodiments: list[str] | tuple[str, ...] = ("inspire_right", "dex3_right"), num_renders: int = 4000,
+                size: int = 128, steps: int = 1500, out_dir: str | os.PathLike | None = None, seed: int = 0,
+                batch_size: int = 32, lr: float = 3e-3, num_heldout: int = 256,
+                widths: tuple[int, ...] = (16, 32, 64, 96), progress: bool = True,
+                eval_sizes: tuple[int, ...] | None = None) -> ProbeReport:
+    """Render, train and evaluate a keypoint probe; save it to ``out_dir`` (weights, config, ``accuracy.json``).
+
+    Args:
+        embodiments: robot hands to cover (one heatmap block each; all share the encoder).
+        num_renders: training renders per embodiment; ``num_heldout`` more per embodiment, from other scenes
+            (another seed), measure the held-out accuracy.
+        size: working size S (frames S × S); steps / batch_size / lr: AdamW with a one-cycle schedule.
+        eval_sizes: frame sizes to report held-out accuracy at (default S and S/2: the probe is also used on
+            smaller generated frames).
+    """
+    from tqdm.auto import tqdm
+
+    embodiments = [get(e).name for e in embodiments]
+    if not embodiments:
+        raise ValueError("train_probe needs at least one embodiment")
+    if len(set(embodiments)) != len(embodiments):
+        raise ValueError(f"embodiments must be distinct, got {embodiments}")
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}")
+    eval_sizes = tuple(eval_sizes or (size, size // 2))
+    t0 = time.perf_counter()
+    train = [render_probe_data(e, num_renders, size, seed=seed, progress=progress) for e in embodiments]
+    held = [render_probe_data(e, num_heldout, size, seed=seed + 1_000_003, progress=progress) for e in embodiments]
+    render_seconds = time.perf_counter() - t0
+
+    torch.manual_seed(seed)
+    model = KeypointProbe(embodiments=embodiments, size=size, widths=tuple(widths))
+    images = torch.from_numpy(np.concatenate([d.images for d in train]))  # (N, S, S, 3) uint8, kept compact
+    uv = torch.from_numpy(np.concatenate([d.uv for d in train]))
+    valid = torch.from_numpy(np.concatenate([d.valid for d in train]))
+    emb_index = torch.cat([torch.full((len(d.images),), i) for i, d in enumerate(train)])
+    present_hand = torch.stack([torch.from_numpy(get(e).slot_mask[side_offset(get(e).side):][:NUM_HAND_JOINTS].copy())
+                                for e in embodiments])
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    gen = torch.Generator().manual_seed(seed)
+    log, losses = [], []
+    t1 = time.perf_counter()
+    model.train()
+    bar = tqdm(range(steps), desc="train probe", unit="step", disable=not progress)
+    for step in bar:
+        idx = torch.randint(len(images), (batch_size,), generator=gen)
+        x = augment(images[idx].permute(0, 3, 1, 2).float() / 255.0, gen)
+        loss, parts = probe_loss(model, x, uv[idx], valid[idx], emb_index[idx], present_hand[emb_index[idx]])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(parts["loss"])
+        if step % 50 == 0 or step == steps - 1:
+            bar.set_postfix(loss=f"{parts['loss']:.3f}", px=f"{parts['px']:.2f}")
+            log.append({"step": step, **{k: round(v, 4) for k, v in parts.items()}})
+    bar.close()
+    train_seconds = time.perf_counter() - t1
+    model.eval()
+    heldout = {d.embodiment: evaluate_probe(model, d, eval_sizes) for d in held}
+    info = {"num_renders": int(num_renders), "num_heldout": int(num_heldout), "steps": int(steps),
+            "batch_size": int(batch_size), "lr": float(lr), "seed": int(seed), "heldout_seed": int(seed + 1_000_003),
+            "render_seconds": round(render_seconds, 1), "train_seconds": round(train_seconds, 1)}
+    model.register_to_config(heldout=heldout, train_info=info)
+    k = max(1, len(losses) // 20)
+    report = ProbeReport(embodiments=embodiments, size=size, num_renders=num_renders, steps=steps, seed=seed,
+                         heldout=heldout, loss_first=float(np.mean(losses[:k])), loss_last=float(np.mean(losses[-k:])),
+                         render_seconds=render_seconds, train_seconds=train_seconds,
+                         num_parameters=sum(p.numel() for p in model.parameters()), log=log, model=model)
+    if out_dir is not None:
+        report.out_dir = str(save_probe(model, out_dir, report))
+    return report
+
+
+def save_probe(model: KeypointProbe, out_dir: str | os.PathLike, report: ProbeReport | None = None) -> Path:
+    """Weights (safetensors) + ``config.json`` (with held-out accuracy) + ``accuracy.json`` into ``out_dir``.
+
+    Everything is written into a temporary folder beside ``out_dir`` first, then each file is renamed into place,
+    so no file is ever left half-written.
+    """
+    import shutil
+    import tempfile
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        acc = {"embodiments": list(model.config.embodiments), "size": int(model.config.size),
+               "pck_threshold_px": PCK_THRESHOLD_PX, "heldout": model.config.heldout,
+               "train_info": model.config.train_info}
+        if report is not None:
+            acc["loss_first"], acc["loss_last"] = report.loss_first, report.loss_last
+        (tmp / ACCURACY_FILE).write_text(json.dumps(acc, indent=2))
+        for f in tmp.iterdir():
+            os.replace(f, out_dir / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+# =============================================================================================== evaluation
+def keypoint_error(probe: KeypointProbe, frames: np.ndarray, joints: SparseJoints,
+                   threshold: float = PCK_THRESHOLD_PX, embodiment: str | None = None) -> dict:
+    """2D joint error of the probe's detections in ``frames`` against the projections of ``joints``.
+
+    Args:
+        frames: (T, H, W, 3) uint8, e.g. generated frames.
+        joints: camera-frame SparseJoints with K in the pixels of ``frames`` (the commanded joints).
+        embodiment: the robot hand to look for (default ``joints.embodiment``).
+    Returns mean/median error in pixels, PCK@threshold, the number of joints compared, the per-joint detections,
+    and the probe's recorded held-out accuracy at the nearest frame size (``probe_heldout``).
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must have shape (T, H, W, 3), got {frames.shape}")
+    if not isinstance(joints, SparseJoints):
+        raise ValueError(f"joints must be a SparseJoints, got {type(joints).__name__}")
+    if joints.K is None:
+        raise ValueError("joints must carry the pixel intrinsics K of the frames (SparseJoints(..., K=...))")
+    if joints.frame != "camera":
+        raise ValueError(f"joints must be in the camera frame, got frame={joints.frame!r}")
+    if len(joints) != frames.shape[0]:
+        raise ValueError(f"frames has {frames.shape[0]} frames but joints have {len(joints)}; they must match")
+    name = embodiment or joints.embodiment
+    emb = get(name)
+    probe.embodiment_index(emb.name)
+    uvd, ok = joints.project()
+    H, W = frames.shape[1:3]
+    with np.errstate(invalid="ignore"):
+        inside = (uvd[..., 0] >= 0) & (uvd[..., 0] < W) & (uvd[..., 1] >= 0) & (uvd[..., 1] < H)
+    valid = ok & inside & emb.slot_mask[None]
+    uv_pred, vis = probe.predict(frames, emb.name)
+    out = {"embodiment": emb.name, "frame_size": [int(H), int(W)], "n_joints": int(valid.sum()),
+           "probe_heldout": probe.heldout_for(emb.name, (H, W))}
+    if not valid.any():
+        out.update({"mean_px": float("nan"), "median_px": float("nan"), f"pck@{threshold:g}px": float("nan")})
+        return out
+    err = np.linalg.norm(uv_pred - uvd[..., :2], axis=-1)[valid]
+    out.update({"mean_px": float(err.mean()), "median_px": float(np.median(err)),
+                f"pck@{threshold:g}px": pck(uv_pred, uvd[..., :2], threshold, valid),
+                "visibility_mean": float(vis[valid].mean())})
+    return out

@@ -1,0 +1,616 @@
+"""Flow-matching LoRA training of the hand-controlled Wan I2V model, with exact resume.
+
+One step: encode the clip with the VAE (x0) and the Wan I2V condition from its first frame; draw σ (uniform or
+logit-normal, then shifted), noise ε, x_σ = (1 − σ)·x0 + σ·ε; the control module turns the (randomly masked) joints
+into a control volume and motion features; the transformer predicts the velocity ε − x0; loss = MSE.
+
+Trainable: LoRA (blocks' q, k, v, o, FFN), the widened patch embedding (AdamW, constant 1e-4) and the control module
+(AdamW, 2e-4, linear warm-up then cosine to zero). Everything else is frozen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import atomic_dir
+from .distributed import (
+    global_mean,
+    make_accelerator,
+    micro_batches,
+    no_sync_unless_last,
+    offload_encoders,
+    sample_generator,
+)
+from .wan import (
+    HandControlledWan,
+    add_lora,
+    ensure_widened,
+    load_lora,
+    load_patch_embedding_state,
+    patch_embedding_state,
+    save_lora,
+    set_trainable,
+)
+
+CHECKPOINT_KIND = "dexworld.hand_control_checkpoint"
+CHECKPOINT_VERSION = 1
+TIMESTEP_SAMPLING = ("uniform", "logit_normal")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a run needs; stored in every checkpoint so a run can be resumed or sampled from."""
+
+    data: str = ""
+    out: str = "runs/hand_control"
+    preset: str = "tiny"
+    base_path: str | None = None  # local diffusers-format Wan directory (required for the 14B preset)
+    tiny: dict = dataclasses.field(default_factory=dict)  # TinyConfig overrides
+    control: dict = dataclasses.field(default_factory=dict)  # HandControlModule config overrides
+    num_frames: int | None = None  # default: the preset's
+    height: int | None = None
+    width: int | None = None
+    batch_size: int = 1
+    steps: int = 1600
+    lora_rank: int = 64
+    lora_alpha: float | None = None
+    lr_lora: float = 1e-4  # LoRA + patch embedding, constant
+    lr_control: float = 2e-4
+    warmup_steps: int = 100
+    cosine_steps: int | None = None  # control LR reaches zero here; default: steps
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    joint_mask_prob: float = 0.05
+    timestep_sampling: str = "logit_normal"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    shift: float = 5.0
+    fixed_noise: bool = False  # reuse step 0's noise, σ and mask every step (measuring overfitting)
+    mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (accelerate autocast)
+    base_dtype: str = "float32"  # frozen weights in "bfloat16" halve their memory; needs mixed_precision="bf16"
+    gradient_checkpointing: bool = False
+    gradient_accumulation_steps: int = 1  # micro-batches per optimiser step (global batch = this × batch × processes)
+    offload_encoders: bool = False  # frozen VAE/CLIP/text encoder weights stay in CPU memory (accelerate hooks)
+    cache: str | None = None  # folder written by `dexworld cache`: train from precomputed encodings
+    text_encoder: bool = True  # False: skip loading UMT5 (every clip must carry prompt_embeds)
+    cache_latents: bool | None = None  # cache VAE/CLIP/prompt encodings per clip window; default: tiny preset only
+    seed: int = 0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    sample_every: int = 0  # 0: no periodic sample video
+    sample_steps: int | None = None
+    num_workers: int = 0
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.timestep_sampling not in TIMESTEP_SAMPLING:
+            raise ValueError(f"timestep_sampling must be one of {TIMESTEP_SAMPLING}, got {self.timestep_sampling!r}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+        if self.base_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"base_dtype must be 'float32' or 'bfloat16', got {self.base_dtype!r}")
+        if self.base_dtype == "bfloat16" and self.mixed_precision != "bf16":
+            raise ValueError("base_dtype='bfloat16' needs mixed_precision='bf16'")
+        if not 0.0 <= self.joint_mask_prob < 1.0:
+            raise ValueError(f"joint_mask_prob must be in [0, 1), got {self.joint_mask_prob}")
+        if self.shift <= 0:
+            raise ValueError(f"shift must be positive, got {self.shift}")
+        for name in ("batch_size", "steps", "lora_rank", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
+        return cls(**d)
+
+
+# ---------------------------------------------------------------------------------------------- pure pieces
+def sample_sigmas(n: int, generator: torch.Generator, sampling: str = "logit_normal", shift: float = 1.0,
+                  logit_mean: float = 0.0, logit_std: float = 1.0) -> torch.Tensor:
+    """(n,) noise levels σ ∈ (0, 1): u ~ U(0, 1) or sigmoid(N(m, s)), then σ = shift·u / (1 + (shift − 1)·u).
+
+    The shift is the one Wan's flow-matching schedulers apply at inference, so training and sampling agree.
+    """
+    if sampling == "uniform":
+        u = torch.rand(n, generator=generator)
+    elif sampling == "logit_normal":
+        u = torch.sigmoid(torch.randn(n, generator=generator) * logit_std + logit_mean)
+    else:
+        raise ValueError(f"timestep sampling must be one of {TIMESTEP_SAMPLING}, got {sampling!r}")
+    return shift * u / (1.0 + (shift - 1.0) * u)
+
+
+def mask_joints(valid: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:
+    """Drop each (frame, joint) with probability ``prob`` by clearing its validity; coordinates are untouched."""
+    if prob <= 0:
+        return valid
+    keep = torch.rand(valid.shape, generator=generator) >= prob
+    return valid & keep.to(valid.device)
+
+
+def flow_matching_pair(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor):
+    """Rectified flow: x_σ = (1 − σ)·x0 + σ·ε and the velocity target ε − x0."""
+    s = sigma.view(-1, *([1] * (x0.ndim - 1))).to(x0)
+    return (1.0 - s) * x0 + s * noise, noise - x0
+
+
+def lr_schedule_fns(warmup_steps: int, cosine_steps: int):
+    """Multipliers per optimiser group: [constant (LoRA + patch embedding), warm-up + cosine (control)]."""
+    import diffusers.optimization as opt
+
+    dummy = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cosine = opt.get_cosine_schedule_with_warmup(dummy, warmup_steps, cosine_steps).lr_lambdas[0]
+    # diffusers' cosine rises again past its end; hold it at zero instead.
+    return [lambda step: 1.0, lambda step: cosine(min(step, cosine_steps))]
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+class Trainer:
+    """Builds models, optimiser, schedule and data from a :class:`TrainConfig`; ``train()`` runs the loop.
+
+    ``components``/``control`` can be passed in (tests, notebooks); otherwise they come from the preset. With
+    ``resume`` (a checkpoint directory or ``"latest"``) the run continues exactly where that checkpoint stopped.
+    """
+
+    def __init__(self, cfg: TrainConfig, components=None, control: torch.nn.Module | None = None,
+                 resume: str | os.PathLike | None = None, accelerator=None):
+        from .data import ClipDataset, collate_clips, find_clips
+        from .pipeline import HandControlPipeline
+        from .presets import load_preset
+
+        cfg.validate()
+        cfg = dataclasses.replace(cfg)  # the caller's config stays untouched (base_path is filled in below)
+        if resume is not None and cfg.base_path is None:
+            cfg.base_path = read_checkpoint_meta(self._resolve(Path(cfg.out), resume)).get("base_path")
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        if cfg.cache is None:
+            find_clips(cfg.data)  # fail on a bad --data before any model is built or written
+        self.accelerator = accelerator or make_accelerator(cfg)
+        acc = self.accelerator
+
+        if components is None:
+            if cfg.base_path is None and cfg.preset != "tiny":
+                raise ValueError(f"preset {cfg.preset!r} needs base_path (a local diffusers-format directory)")
+            if cfg.base_path:
+                dtype = torch.bfloat16 if cfg.base_dtype == "bfloat16" else torch.float32
+                components = load_preset(cfg.preset, path=cfg.base_path, torch_dtype=dtype,
+                                         load_text_encoder=cfg.text_encoder)
+            else:
+                components = load_preset(cfg.preset, **cfg.tiny)
+        if cfg.base_path is None:
+            # Tiny weights are random: keep them beside the run so sampling and resume see the very same base.
+            base = self.out / "base"
+            if acc.is_main_process and not base.exists():
+                components.save(base)
+            acc.wait_for_everyone()
+            cfg.base_path = str(base.resolve())
+        self.components = components
+        d = components.defaults
+        self.num_frames = cfg.num_frames or d.num_frames
+        self.height, self.width = cfg.height or d.height, cfg.width or d.width
+        self.cache_latents = cfg.cache_latents if cfg.cache_latents is not None else components.name == "tiny"
+
+        if control is None:
+            from .control import HandControlModule
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed)
+                control = HandControlModule(**cfg.control)
+        transformer = components.transformer
+        ensure_widened(transformer)
+        if not getattr(transformer, "peft_config", None):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed + 1)
+                add_lora(transformer, rank=cfg.lora_rank, alpha=cfg.lora_alpha)
+        set_trainable(transformer, control)
+        for m in (components.vae, components.image_encoder, components.text_encoder):
+            if m is not None:
+                m.requires_grad_(False).eval()
+        if cfg.base_dtype == "bfloat16":
+            from diffusers.training_utils import cast_training_params
+
+            # Frozen weights to bf16, except the modules diffusers keeps in float32 (norms, time embedding, RoPE);
+            # trainable LoRA / patch-embedding weights stay float32.
+            keep = tuple(transformer._keep_in_fp32_modules or ())
+            for name, module in transformer.named_modules():
+                if not any(module.children()) and not any(k in name.split(".") for k in keep):
+                    module.to(torch.bfloat16)
+            cast_training_params(transformer, dtype=torch.float32)
+        if cfg.gradient_checkpointing:
+            transformer.enable_gradient_checkpointing()
+        self.model = HandControlledWan(transformer, control)
+        self.pipe = HandControlPipeline.from_components(components, control)
+        self.pipe.set_progress_bar_config(disable=True)
+
+        lora_pe = [p for p in transformer.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": lora_pe, "lr": cfg.lr_lora, "name": "lora_patch_embedding"},
+             {"params": list(control.parameters()), "lr": cfg.lr_control, "name": "control"}],
+            weight_decay=cfg.weight_decay)
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_schedule_fns(cfg.warmup_steps, cfg.cosine_steps or cfg.steps))
+
+        if cfg.cache is not None:
+            from .cache import CachedClipDataset, collate_cached
+
+            self.dataset = CachedClipDataset(cfg.cache, components, self.num_frames, self.height, self.width,
+                                             seed=cfg.seed)
+            collate = collate_cached
+        else:
+            self.dataset = ClipDataset(cfg.data, self.num_frames, self.height, self.width, seed=cfg.seed)
+            collate = collate_clips
+        self.sampler = _EpochPermutation(len(self.dataset), cfg.seed)
+        loader = torch.utils.data.DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=self.sampler,
+                                             collate_fn=collate, drop_last=True, num_workers=cfg.num_workers)
+        if len(loader) == 0:
+            raise ValueError(f"batch_size={cfg.batch_size} is larger than the {len(self.dataset)} clips in "
+                             f"{cfg.data}")
+        self.model, self.optimizer, self.loader = acc.prepare(self.model, self.optimizer, loader)
+        encoders = (components.vae, components.image_encoder, components.text_encoder)
+        if cfg.offload_encoders:
+            offload_encoders(encoders, acc.device)
+        else:
+            for m in encoders:
+                if m is not None:
+                    m.to(acc.device)
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self._cache: dict = {}
+        if resume is not None:
+            self.load_checkpoint(self.resolve_checkpoint(resume))
+
+    # ------------------------------------------------------------------ data → model inputs
+    @property
+    def _unwrapped(self) -> HandControlledWan:
+        return self.accelerator.unwrap_model(self.model)
+
+    @torch.no_grad()
+    def encode_batch(self, batch: dict) -> dict:
+        """VAE latents x0 (B, 16, T', h, w), I2V condition (B, 20, T', h, w), prompt and image embeddings."""
+        if "x0" in batch:  # from a `dexworld cache` folder
+            dev = self.accelerator.device
+            return {k: (None if batch[k] is None else batch[k].to(dev).float())
+                    for k in ("x0", "condition", "prompt_embeds", "image_embeds")}
+        keys = list(zip(batch["index"].tolist(), batch["start"].tolist(), strict=True))
+        if self.cache_latents and all(k in self._cache for k in keys):
+            items = [self._cache[k] for k in keys]
+            return {name: (None if items[0][name] is None else torch.cat([it[name] for it in items]))
+                    for name in items[0]}
+        pipe, dev = self.pipe, self.accelerator.device
+        video = batch["video"].to(dev)
+        vae = self.components.vae
+        x0 = pipe.normalize_latents(vae.encode(video.to(vae.dtype)).latent_dist.mode().float())
+        conds = [pipe.prepare_latents(v[:, 0][None], 1, 16, self.height, self.width, self.num_frames,
+                                      torch.float32, dev, None, torch.zeros(1))[1] for v in video]
+        first = ((video[:, :, 0].permute(0, 2, 3, 1) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        image_embeds = pipe.image_embeddings(list(first.cpu().numpy()), dev)
+        if batch["prompt_embeds"] is not None:
+            prompt_embeds = batch["prompt_embeds"].to(dev)
+        else:
+            prompt_embeds = pipe.embed_prompts(batch["prompt"], dev, torch.float32)
+        out = {"x0": x0, "condition": torch.cat(conds), "prompt_embeds": prompt_embeds.float(),
+               "image_embeds": None if image_embeds is None else image_embeds.float()}
+        if self.cache_latents:
+            for i, k in enumerate(keys):
+                self._cache[k] = {n: (None if v is None else v[i:i + 1]) for n, v in out.items()}
+        return out
+
+    def sample_generators(self, index: torch.Tensor) -> list[torch.Generator]:
+        """Per-sample randomness (noise, σ, joint mask) as a pure function of (seed, step, dataset index).
+
+        Independent of the process count and the batch split, so P processes × batch b reproduce 1 process ×
+        batch P·b (see worldmodel/distributed.py).
+        """
+        step = 0 if self.cfg.fixed_noise else self.step
+        return [sample_generator(self.cfg.seed, step, int(i)) for i in index.tolist()]
+
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, dev = self.cfg, self.accelerator.device
+        enc = self.encode_batch(batch)
+        gens = self.sample_generators(batch["index"])
+        sigma = torch.cat([sample_sigmas(1, g, cfg.timestep_sampling, cfg.shift, cfg.logit_mean, cfg.logit_std)
+                           for g in gens])
+        noise = torch.stack([torch.randn(enc["x0"].shape[1:], generator=g) for g in gens]).to(dev)
+        valid = torch.stack([mask_joints(v, cfg.joint_mask_prob, g)
+                             for v, g in zip(batch["valid"], gens, strict=True)]).to(dev)
+        x_t, target = flow_matching_pair(enc["x0"], noise, sigma.to(dev))
+        model = self._unwrapped
+        # The control module (~20 k parameters, projective geometry) always runs in float32, outside autocast.
+        control, condition = model.control_maps(batch["joints"].to(dev), batch["K"].to(dev), enc["condition"],
+                                                valid)
+        with self.accelerator.autocast():
+            timestep = (sigma * self.components.scheduler.config.num_train_timesteps).to(dev)
+            pred = self.model(x_t, timestep, condition, control, enc["prompt_embeds"], enc["image_embeds"])
+        loss = torch.nn.functional.mse_loss(pred.float(), target.float())
+        return loss, sigma
+
+    def train_step(self, batch: dict | list[dict]) -> dict:
+        """One optimiser step over one batch or a list of micro-batches (gradient accumulation).
+
+        The reported loss and σ are means over micro-batches and processes.
+        """
+        self.model.train()
+        batches = [batch] if isinstance(batch, dict) else list(batch)
+        n = len(batches)
+        losses, sigmas = [], []
+        for i, micro in enumerate(batches):
+            with no_sync_unless_last(self.accelerator, self.model, i, n):
+                loss, sigma = self.compute_loss(micro)
+                self.accelerator.backward(loss / n)
+            losses.append(loss.detach())
+            sigmas.append(sigma.mean())
+        loss = global_mean(self.accelerator, torch.stack(losses).mean())
+        sigma = torch.tensor(global_mean(self.accelerator, torch.stack(sigmas).mean()))
+        if self.cfg.max_grad_norm:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            self.accelerator.clip_grad_norm_(params, self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        lrs = self.lr_scheduler.get_last_lr()
+        return {"loss": loss, "sigma": float(sigma), "lr_lora": lrs[0], "lr_control": lrs[1]}
+
+    # ------------------------------------------------------------------ loop
+    def train(self, steps: int | None = None) -> list[float]:
+        """Run until ``steps`` (default ``cfg.steps``) optimiser steps in total; returns this call's losses."""
+        from tqdm.auto import tqdm
+
+        cfg, acc = self.cfg, self.accelerator
+        target = steps if steps is not None else cfg.steps
+        losses = []
+        self.out.mkdir(parents=True, exist_ok=True)
+        if acc.is_main_process:
+            self._truncate_log()
+        bar = tqdm(total=target, initial=self.step, disable=not (cfg.progress and acc.is_main_process),
+                   desc="train", dynamic_ncols=True)
+        while self.step < target:
+            # accelerate's loader re-seeds its sampler from its own epoch counter on every __iter__: set both.
+            self.loader.set_epoch(self.epoch)
+            self.sampler.set_epoch(self.epoch)
+            self.dataset.set_epoch(self.epoch)
+            loader = self.loader if self.batch_in_epoch == 0 else acc.skip_first_batches(self.loader,
+                                                                                         self.batch_in_epoch)
+            accum = cfg.gradient_accumulation_steps
+            for batch in micro_batches(loader, accum):
+                t0 = time.perf_counter()
+                rec = self.train_step(batch)
+                self.step += 1
+                self.batch_in_epoch += accum
+                losses.append(rec["loss"])
+                if acc.is_main_process:
+                    self._log({"step": self.step, "epoch": self.epoch, **rec,
+                               "seconds": round(time.perf_counter() - t0, 4)})
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{rec['loss']:.4f}")
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and acc.is_main_process:
+                    self.sample_video(self.out / "samples" / f"step_{self.step:06d}.mp4")
+                if self.step >= target:
+                    break
+            else:
+                self.epoch += 1
+                self.batch_in_epoch = 0
+        bar.close()
+        return losses
+
+    def _log(self, rec: dict) -> None:
+        with open(self.out / "loss.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    def _truncate_log(self) -> None:
+        """On resume, drop log lines past the restored step (they belong to the interrupted tail)."""
+        from embodiments.io_utils import atomic_path
+
+        log = self.out / "loss.jsonl"
+        if not log.exists():
+            return
+        lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
+        keep = [ln for ln in lines if json.loads(ln).get("step", 0) <= self.step]
+        if len(keep) != len(lines):
+            with atomic_path(log) as tmp:
+                tmp.write_text("".join(ln + "\n" for ln in keep))
+
+    # ------------------------------------------------------------------ samples
+    @torch.no_grad()
+    def sample_video(self, path: Path, index: int = 0) -> Path:
+        """Generate from clip ``index``'s first frame and joints; write [generated | ground truth] side by side."""
+        from embodiments.sparse import SparseJoints
+
+        from .video import side_by_side, write_video
+
+        item = self.dataset[index]
+        ref = ((item["video"][:, 0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        joints = SparseJoints(item["joints"].numpy(), item["valid"].numpy(), K=item["K"].numpy(), frame="camera")
+        pe = item["prompt_embeds"]
+        neg = None
+        if pe is not None and self.pipe.text_encoder is None and self.pipe.prompt_embedder is None:
+            neg = torch.zeros_like(pe)  # no text encoder to embed "": an all-padding negative prompt
+        self.model.eval()
+        with torch.random.fork_rng(devices=[]):
+            out = self.pipe(ref, joints, prompt=None if pe is not None else item["prompt"], prompt_embeds=pe,
+                            negative_prompt_embeds=neg,
+                            height=self.height, width=self.width, seed=self.cfg.seed,
+                            num_inference_steps=self.cfg.sample_steps or self.components.defaults.num_inference_steps,
+                            progress=False)
+        gt = ((item["video"].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1).numpy()
+        return write_video(path, side_by_side(out.frames, gt), fps=joints.fps)
+
+    # ------------------------------------------------------------------ checkpoints
+    def resolve_checkpoint(self, resume: str | os.PathLike) -> Path:
+        return self._resolve(self.out, resume)
+
+    @staticmethod
+    def _resolve(out: Path, resume: str | os.PathLike) -> Path:
+        """``"latest"`` → the checkpoint the run's ``latest`` file names; anything else is a path."""
+        if str(resume) == "latest":
+            pointer = out / "latest"
+            if not pointer.exists():
+                raise FileNotFoundError(f"no checkpoint to resume in {out} (no 'latest' file)")
+            return out / pointer.read_text().strip()
+        return Path(resume)
+
+    def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
+        """Write the checkpoint atomically (temp dir, then rename) and point ``latest`` at it."""
+        from safetensors.torch import save_file
+
+        from embodiments.io_utils import atomic_path
+
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        path = Path(path) if path is not None else self.out / f"checkpoint-{self.step:06d}"
+        if acc.is_main_process:
+            model = self._unwrapped
+            with atomic_dir(path) as tmp:
+                model.control.save_pretrained(tmp / "control")
+                save_lora(model.transformer, tmp / "lora")
+                save_file(patch_embedding_state(model.transformer), tmp / "patch_embedding.safetensors")
+                torch.save({"optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
+                            "rng": _rng_state()}, tmp / "training_state.pt")
+                meta = {"kind": CHECKPOINT_KIND, "version": CHECKPOINT_VERSION, "step": self.step,
+                        "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                        "samples_in_epoch": self.batch_in_epoch * self.cfg.batch_size * acc.num_processes,
+                        "num_processes": acc.num_processes,
+                        "preset": self.components.name, "base_path": self.cfg.base_path,
+                        "height": self.height, "width": self.width, "num_frames": self.num_frames,
+                        "config": dataclasses.asdict(self.cfg)}
+                (tmp / "dexworld_checkpoint.json").write_text(json.dumps(meta, indent=2))
+            with atomic_path(self.out / "latest") as tmp:
+                tmp.write_text(path.name if path.parent.resolve() == self.out.resolve() else str(path.resolve()))
+            self._prune_checkpoints(keep=path)
+        acc.wait_for_everyone()
+        return path
+
+    def _prune_checkpoints(self, keep: Path) -> None:
+        import shutil
+
+        n = self.cfg.keep_checkpoints
+        if not n:
+            return
+        ckpts = sorted(p for p in self.out.glob("checkpoint-*") if p.is_dir())
+        for p in ckpts[:-n]:
+            if p.resolve() != keep.resolve():
+                shutil.rmtree(p, ignore_errors=True)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Restore weights, optimiser, LR schedule, RNG states, data position and step from a checkpoint."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        meta = read_checkpoint_meta(path)
+        model = self._unwrapped
+        control_state = load_file(path / "control" / "diffusion_pytorch_model.safetensors")
+        model.control.load_state_dict(control_state)
+        load_lora(model.transformer, path / "lora")
+        load_patch_embedding_state(model.transformer, load_file(path / "patch_embedding.safetensors"))
+        state = torch.load(path / "training_state.pt", weights_only=True, map_location="cpu")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        _set_rng_state(state["rng"])
+        self.step, self.epoch, self.batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
+        if "samples_in_epoch" in meta:  # written by any process count; re-expressed in this run's batches
+            per_batch = self.cfg.batch_size * self.accelerator.num_processes
+            if meta["samples_in_epoch"] % per_batch:
+                raise ValueError(f"{path}: the checkpoint stopped {meta['samples_in_epoch']} samples into epoch "
+                                 f"{meta['epoch']}, not a multiple of batch_size × processes = {per_batch}; resume "
+                                 "with the same global batch (batch_size × processes) as the run that wrote it")
+            self.batch_in_epoch = meta["samples_in_epoch"] // per_batch
+
+
+def read_checkpoint_meta(path: str | os.PathLike) -> dict:
+    """The JSON a checkpoint carries; a clear error if ``path`` is not a dexworld checkpoint."""
+    path = Path(path)
+    f = path / "dexworld_checkpoint.json"
+    if not f.exists():
+        raise FileNotFoundError(f"{path} is not a dexworld checkpoint (no dexworld_checkpoint.json)")
+    meta = json.loads(f.read_text())
+    if meta.get("kind") != CHECKPOINT_KIND or meta.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: unsupported checkpoint kind/version {meta.get('kind')}/{meta.get('version')}")
+    return meta
+
+
+class _EpochPermutation(torch.utils.data.Sampler):
+    """A fresh permutation per epoch, seeded by (seed, epoch): the data order is reproducible after a resume."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def load_for_inference(checkpoint: str | os.PathLike, base_path: str | os.PathLike | None = None,
+                       torch_dtype: torch.dtype = torch.float32):
+    """Base components + trained control module, LoRA and patch embedding → a ready ``HandControlPipeline``."""
+    from safetensors.torch import load_file
+
+    from .pipeline import HandControlPipeline
+    from .presets import load_local
+
+    checkpoint = Path(checkpoint)
+    meta = read_checkpoint_meta(checkpoint)
+    base = base_path or meta.get("base_path")
+    if base is None:
+        raise ValueError(f"{checkpoint}: the checkpoint names no base model; pass base_path=")
+    components = load_local(base, torch_dtype=torch_dtype)
+    ensure_widened(components.transformer)
+    load_lora(components.transformer, checkpoint / "lora")
+    load_patch_embedding_state(components.transformer, load_file(checkpoint / "patch_embedding.safetensors"))
+    control_dir = checkpoint / "control"
+    cls_name = json.loads((control_dir / "config.json").read_text()).get("_class_name", "HandControlModule")
+    if cls_name == "HandControlModule":
+        from .control import HandControlModule as cls
+    else:
+        raise ValueError(f"{control_dir}: unknown control module class {cls_name!r}")
+    control = cls.from_pretrained(control_dir)
+    components.transformer.eval()
+    control.eval()
+    pipe = HandControlPipeline.from_components(components, control)
+    pipe.defaults = dataclasses.replace(components.defaults, height=meta["height"], width=meta["width"],
+                                        num_frames=meta["num_frames"])
+    return pipe
+
+
+def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = ["TrainConfig", "Trainer", "sample_sigmas", "mask_joints", "flow_matching_pair", "lr_schedule_fns",
+           "load_for_inference", "read_checkpoint_meta", "count_parameters"]
