@@ -176,7 +176,8 @@ class Retargeter:
         return R
 
     # ------------------------------------------------------------------------------------------------ input
-    def _source_hand(self, motion: SparseJoints | np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    def _source_hand(self, motion: SparseJoints | np.ndarray, fps: float | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, float]:
         """(T, 21, 3) positions, (T, 21) validity and fps of the source hand in ``motion``."""
         side = self.source.side
         if isinstance(motion, SparseJoints):
@@ -187,7 +188,7 @@ class Retargeter:
                 hint = f" (it has {other}-hand joints; use source='mano_{other}'?)" if has_other else ""
                 raise ValueError(f"the motion has no valid {side}-hand joints, which source "
                                  f"{self.source.name!r} needs{hint}")
-            return pos.astype(np.float64), valid.copy(), motion.fps
+            return pos.astype(np.float64), valid.copy(), motion.fps if fps is None else float(fps)
         arr = np.asarray(motion, dtype=np.float64)
         if arr.ndim == 3 and arr.shape[1:] == (NUM_SLOTS, 3):
             o = side_offset(side)
@@ -198,7 +199,7 @@ class Retargeter:
         if arr.shape[0] == 0:
             raise ValueError("motion has no frames (T = 0)")
         valid = np.isfinite(arr).all(-1)
-        return np.where(valid[..., None], arr, 0.0), valid, 30.0
+        return np.where(valid[..., None], arr, 0.0), valid, 30.0 if fps is None else float(fps)
 
     # ------------------------------------------------------------------------------------------------ solve
     def reference(self, pos: np.ndarray, valid: np.ndarray, scale: float | None = None
@@ -234,9 +235,12 @@ class Retargeter:
             raise ValueError("cannot estimate the scale: the source's bones have zero length; pass scale=")
         return tgt / src
 
-    def solve(self, motion: SparseJoints | np.ndarray) -> RetargetResult:
-        """Retarget a whole motion in one batched solve; see :class:`RetargetResult`."""
-        pos, valid, fps = self._source_hand(motion)
+    def solve(self, motion: SparseJoints | np.ndarray, fps: float | None = None) -> RetargetResult:
+        """Retarget a whole motion in one batched solve; see :class:`RetargetResult`.
+
+        ``fps`` (used by the optional low-pass) defaults to the SparseJoints' fps, or 30 for an array.
+        """
+        pos, valid, fps = self._source_hand(motion, fps)
         rel, ok, _ = self.reference(pos, valid, scale=1.0)
         idx = [HAND_JOINT_NAMES.index(k) for k in self.terms.keypoints]
         term_valid = self.terms.source_valid(valid[:, idx]) & ok[:, None]
@@ -275,9 +279,9 @@ class Retargeter:
                               valid_fraction=valid_fraction, scale=float(scale), reference=reference,
                               iterations=res.iterations)
 
-    def retarget(self, motion: SparseJoints | np.ndarray) -> np.ndarray:
+    def retarget(self, motion: SparseJoints | np.ndarray, fps: float | None = None) -> np.ndarray:
         """Joint angles (T, dof) in the target's ``joint_names`` order; warns when frames were held."""
-        res = self.solve(motion)
+        res = self.solve(motion, fps)
         if res.held.any():
             frames = np.flatnonzero(res.held)
             warnings.warn(f"{len(frames)} frame(s) had too few valid source joints and hold the previous "

@@ -5,8 +5,9 @@ One iteration evaluates the forward kinematics and analytic Jacobian of all T fr
 the temporal regulariser with the neighbouring frames' current solutions held fixed (a Jacobi sweep, so all
 frames stay independent within an iteration), and solves T small (dof × dof) systems in one batched call.
 Limits are kept by a projected Newton step: joints sitting on a bound with the gradient pushing outwards are
-frozen for that step, the rest are solved for and the result is clipped into the box. Each frame has its own
-damping that shrinks on an accepted step and grows on a rejected one, so frames never get worse.
+frozen for that step; joints the step would push through a bound go exactly to it and the others are re-solved
+(a reduced step, not a clipped one). Each frame has its own damping that shrinks on an accepted step and grows on
+a rejected one, so frames never get worse; a frame that has converged leaves the batch.
 
 The sequence can also be solved sequentially in chunks (``chunk_size``): each chunk starts from, and is tied
 by the regulariser to, the previous chunk's last solution — the warm start of frame-by-frame solvers.
@@ -30,8 +31,8 @@ class SolverOptions:
     """Solver settings. ``temporal_weight`` is in cost units per rad² (the data cost is metres²/2 per term)."""
 
     max_iters: int = 30
-    tol: float = 1e-6  # stop when no frame's step moves a joint more than this (rad) …
-    ftol: float = 1e-4  # … or an iteration lowers the chunk's total cost by less than this fraction
+    tol: float = 1e-6  # a frame is done when its step moves no joint more than this (rad) …
+    ftol: float = 1e-4  # … or two iterations in a row lower its cost by less than this fraction
     huber_delta: float = 0.02
     temporal_weight: float = 2e-5
     rest_weight: float = 1e-7  # pull towards the rest pose: decides joints no term constrains (e.g. a finger the
@@ -181,60 +182,74 @@ def _lm(fk: TorchFK, A, tgt, w, lo, hi, q, left, rest, opt: SolverOptions
     mu = torch.full((B,), opt.damping, dtype=q.dtype, device=q.device)
     terms = _term_ops(A)
 
-    def evaluate(q_: torch.Tensor):
+    def evaluate(q_: torch.Tensor, tgt_: torch.Tensor, w_: torch.Tensor):
         pos_, J_ = fk.forward(q_, jacobian=True)
-        r_ = terms(pos_) - tgt  # (B, K, 3)
+        r_ = terms(pos_) - tgt_  # (B, K, 3)
         n_ = r_.norm(dim=-1)
-        return J_, r_, n_, (w * huber(n_, delta)).sum(-1)
+        return J_, r_, n_, (w_ * huber(n_, delta)).sum(-1)
 
-    def regulariser(q_: torch.Tensor, nb_sum, nb_cnt) -> torch.Tensor:
+    def regulariser(q_: torch.Tensor, nb_sum, nb_cnt, rest_) -> torch.Tensor:
         # lam/2 sum_nb |q - q_nb|² (neighbours fixed; constants dropped) + rho/2 |q - rest|²
         return (0.5 * lam * (nb_cnt * q_.pow(2).sum(-1) - 2 * (q_ * nb_sum).sum(-1))
-                + 0.5 * rho * (q_ - rest).pow(2).sum(-1))
+                + 0.5 * rho * (q_ - rest_).pow(2).sum(-1))
 
-    J, r, norm, data = evaluate(q)
-    it = stalled = 0
+    q = q.clone()
+
+    J, r, norm, data = evaluate(q, tgt, w)
+    stalled = torch.zeros(B, dtype=torch.long, device=q.device)
+    active = torch.arange(B, device=q.device)  # frames still moving; converged frames drop out of the batch
+    it = 0
     for it in range(1, opt.max_iters + 1):  # noqa: B007 - the count is returned
         nb_sum, nb_cnt = _neighbours(q, left)
-        cost = data + regulariser(q, nb_sum, nb_cnt)
-        K = r.shape[1]
-        JA = terms(J).reshape(B, 3 * K, dof)  # rows (term, xyz)
-        Wk = (w * huber_irls_weight(norm, delta)).repeat_interleave(3, dim=1)  # (B, 3K)
-        JW_T = (JA * Wk[..., None]).transpose(1, 2)  # (B, dof, 3K)
+        nb_sum, nb_cnt = nb_sum[active], nb_cnt[active]
+        qa, Ja, ra, na, da, mua = q[active], J[active], r[active], norm[active], data[active], mu[active]
+        wa, tga, resta = w[active], tgt[active], rest if rest.dim() == 1 else rest[active]
+        Ba = qa.shape[0]
+        cost = da + regulariser(qa, nb_sum, nb_cnt, resta)
+        K = ra.shape[1]
+        JA = terms(Ja).reshape(Ba, 3 * K, dof)  # rows (term, xyz)
+        Wk = (wa * huber_irls_weight(na, delta)).repeat_interleave(3, dim=1)  # (Ba, 3K)
+        JW_T = (JA * Wk[..., None]).transpose(1, 2)  # (Ba, dof, 3K)
         # The temporal curvature is counted twice: a Jacobi sweep with neighbours held fixed then moves each frame
         # only halfway to its neighbours, which damps the frame-to-frame oscillation a full move would start.
         H = JW_T @ JA + (2.0 * lam * nb_cnt[:, None, None] + rho) * eye
-        g = (JW_T @ r.reshape(B, 3 * K, 1))[..., 0] + lam * (nb_cnt[:, None] * q - nb_sum) + rho * (q - rest)
+        g = (JW_T @ ra.reshape(Ba, 3 * K, 1))[..., 0] + lam * (nb_cnt[:, None] * qa - nb_sum) + rho * (qa - resta)
         # Projected Newton: freeze joints on a bound whose gradient points out of the box.
-        frozen = ((q <= lo) & (g > 0)) | ((q >= hi) & (g < 0))
+        frozen = ((qa <= lo) & (g > 0)) | ((qa >= hi) & (g < 0))
         free = (~frozen).to(q.dtype)
         # Marquardt damping scaled by the diagonal, floored so that a joint the targets barely see still gets damped.
         diag = torch.diagonal(H, dim1=-2, dim2=-1)
         diag = torch.maximum(diag, 1e-3 * diag.amax(-1, keepdim=True)) + 1e-12
-        H_lm = H + torch.diag_embed(mu[:, None] * diag)
+        H_lm = H + torch.diag_embed(mua[:, None] * diag)
         dq = _reduced_step(H_lm, g, free, opt.max_step)
         # Joints the step would push through a bound go exactly to it; the others are re-solved with those moves
         # fixed (a clipped Newton step is not a descent direction, a reduced one is).
-        target_q = torch.minimum(torch.maximum(q + dq, lo), hi)
-        crossing = (target_q != q + dq) & (free > 0)
+        target_q = torch.minimum(torch.maximum(qa + dq, lo), hi)
+        crossing = (target_q != qa + dq) & (free > 0)
         if bool(crossing.any()):
-            fixed_move = torch.where(crossing, target_q - q, torch.zeros_like(q))
+            fixed_move = torch.where(crossing, target_q - qa, torch.zeros_like(qa))
             g2 = g + (H_lm @ fixed_move[..., None])[..., 0]
             dq = _reduced_step(H_lm, g2, free * (~crossing).to(q.dtype), opt.max_step) + fixed_move
-        q_new = torch.minimum(torch.maximum(q + dq, lo), hi)
-        J_new, r_new, norm_new, data_new = evaluate(q_new)
-        cost_new = data_new + regulariser(q_new, nb_sum, nb_cnt)
+        q_new = torch.minimum(torch.maximum(qa + dq, lo), hi)
+        J_new, r_new, norm_new, data_new = evaluate(q_new, tga, wa)
+        cost_new = data_new + regulariser(q_new, nb_sum, nb_cnt, resta)
         accept = cost_new <= cost
-        step = (q_new - q).abs().amax(-1)
-        decrease = float(torch.where(accept, cost - cost_new, torch.zeros_like(cost)).sum())
+        step = (q_new - qa).abs().amax(-1)
         a1 = accept[:, None]
-        q, data = torch.where(a1, q_new, q), torch.where(accept, data_new, data)
-        r, norm = torch.where(a1[..., None], r_new, r), torch.where(a1, norm_new, norm)
-        J = torch.where(a1[..., None, None], J_new, J)
-        mu = torch.where(accept, mu * 0.3, mu * 8.0).clamp(1e-9, 1e9)
-        # Two stalled iterations in a row: one may just be every frame raising its damping after a rejection.
-        stalled = stalled + 1 if decrease <= opt.ftol * float(cost.sum()) else 0
-        if float(step.max()) <= opt.tol or stalled >= 2:
+        q[active] = torch.where(a1, q_new, qa)
+        data[active] = torch.where(accept, data_new, da)
+        r[active] = torch.where(a1[..., None], r_new, ra)
+        norm[active] = torch.where(a1, norm_new, na)
+        J[active] = torch.where(a1[..., None, None], J_new, Ja)
+        mu[active] = torch.where(accept, mua * 0.3, mua * 8.0).clamp(1e-9, 1e9)
+        # A frame is done after two iterations in a row that lower its cost by less than ftol (relative), or once
+        # its step is below tol; one stalled iteration may just be a rejection that raised the damping.
+        small = torch.where(accept, cost - cost_new, torch.zeros_like(cost)) <= opt.ftol * cost.abs()
+        st = torch.where(small, stalled[active] + 1, torch.zeros_like(active))
+        stalled[active] = st
+        keep = (st < 2) & (step > opt.tol)
+        active = active[keep]
+        if active.numel() == 0:
             break
     return q, data, it
 
