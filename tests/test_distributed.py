@@ -86,8 +86,12 @@ def test_two_processes_match_one_process_with_double_batch(two_process_run):
     # Same weights after 4 steps (gradients all-reduced over both ranks, incl. the control module's).
     w2, w1 = _weights(run2 / "checkpoint-000004"), _weights(root / "run1" / "checkpoint-000004")
     assert w2.keys() == w1.keys()
+    # Adam divides by √v, so where a gradient is near zero (attn2.to_k: the text keys barely matter yet) the
+    # float reduction-order noise becomes a visible fraction of one update: allow 1 % of one step (lr = 1e-3).
     for k in w1:
-        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-6, msg=k)
+        torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=1e-5, msg=k)
+    moved = max((w1[k] - w0).abs().max().item() for k, w0 in _weights(root / "run2" / "checkpoint-000002").items())
+    assert moved > 1e-4  # and the weights did move between step 2 and 4
 
     # Gradient accumulation: 1 process × batch 1 × 2 micro-batches is the same optimisation again.
     acc = Trainer(_one_process(root, "run_acc", batch_size=1, gradient_accumulation_steps=2))

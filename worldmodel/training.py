@@ -15,6 +15,7 @@ import json
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,9 @@ from .distributed import (
 from .wan import (
     HandControlledWan,
     add_lora,
+    base_state_dict,
     ensure_widened,
+    load_base_state_dict,
     load_lora,
     load_patch_embedding_state,
     patch_embedding_state,
@@ -41,6 +44,7 @@ from .wan import (
 )
 
 CHECKPOINT_KIND = "dexworld.hand_control_checkpoint"
+TRANSFORMER_WEIGHTS = "transformer.safetensors"  # whole-transformer weights of train_base runs
 CHECKPOINT_VERSION = 1
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 
@@ -74,6 +78,9 @@ class TrainConfig:
     logit_std: float = 1.0
     shift: float = 5.0
     fixed_noise: bool = False  # reuse step 0's noise, σ and mask every step (measuring overfitting)
+    train_base: bool = False  # train the whole transformer too (presets without pretrained weights: tiny-sim)
+    control_dropout: float = 0.0  # probability that a sample's joints are all dropped (trains the control-off mode)
+    vae: dict = dataclasses.field(default_factory=dict)  # stage 1 (VaeTrainConfig fields; steps > 0: train the VAE)
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (accelerate autocast)
     base_dtype: str = "float32"  # frozen weights in "bfloat16" halve their memory; needs mixed_precision="bf16"
     gradient_checkpointing: bool = False
@@ -101,6 +108,12 @@ class TrainConfig:
             raise ValueError("base_dtype='bfloat16' needs mixed_precision='bf16'")
         if not 0.0 <= self.joint_mask_prob < 1.0:
             raise ValueError(f"joint_mask_prob must be in [0, 1), got {self.joint_mask_prob}")
+        if not 0.0 <= self.control_dropout < 1.0:
+            raise ValueError(f"control_dropout must be in [0, 1), got {self.control_dropout}")
+        if self.vae:
+            from .vae_training import VaeTrainConfig
+
+            VaeTrainConfig.from_dict(self.vae)
         if self.shift <= 0:
             raise ValueError(f"shift must be positive, got {self.shift}")
         for name in ("batch_size", "steps", "lora_rank", "gradient_accumulation_steps"):
@@ -108,6 +121,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.cache is not None and self.sample_every and not self.data:
+            raise ValueError("sample_every needs the raw clips (data=) when training from a cache; set data or "
+                             "sample_every=0")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -200,8 +216,12 @@ class Trainer:
         self.accelerator = accelerator or make_accelerator(cfg)
         acc = self.accelerator
 
+        from .presets import TINY_PRESETS
+
+        if components is None and cfg.base_path is None and (self.out / "base" / "dexworld_preset.json").exists():
+            cfg.base_path = str((self.out / "base").resolve())  # an earlier start of this run wrote its base
         if components is None:
-            if cfg.base_path is None and cfg.preset != "tiny":
+            if cfg.base_path is None and cfg.preset not in TINY_PRESETS:
                 raise ValueError(f"preset {cfg.preset!r} needs base_path (a local diffusers-format directory)")
             if cfg.base_path:
                 dtype = torch.bfloat16 if cfg.base_dtype == "bfloat16" else torch.float32
@@ -209,18 +229,28 @@ class Trainer:
                                          load_text_encoder=cfg.text_encoder)
             else:
                 components = load_preset(cfg.preset, **cfg.tiny)
-        if cfg.base_path is None:
-            # Tiny weights are random: keep them beside the run so sampling and resume see the very same base.
-            base = self.out / "base"
-            if acc.is_main_process and not base.exists():
-                components.save(base)
-            acc.wait_for_everyone()
-            cfg.base_path = str(base.resolve())
-        self.components = components
         d = components.defaults
         self.num_frames = cfg.num_frames or d.num_frames
         self.height, self.width = cfg.height or d.height, cfg.width or d.width
-        self.cache_latents = cfg.cache_latents if cfg.cache_latents is not None else components.name == "tiny"
+        if cfg.base_path is None:
+            # Tiny weights are built here: keep them beside the run so sampling and resume see the very same base.
+            # Stage 1 (cfg.vae steps > 0) first trains the VAE on the clips: a random VAE cannot decode.
+            base = self.out / "base"
+            stage1 = bool(cfg.vae.get("steps", 0)) and cfg.cache is None
+            if acc.is_main_process and not base.exists():
+                if stage1:
+                    from .vae_training import VaeTrainConfig, train_vae
+
+                    self.out.mkdir(parents=True, exist_ok=True)
+                    vcfg = VaeTrainConfig.from_dict({"seed": cfg.seed, "progress": cfg.progress, **cfg.vae})
+                    train_vae(components.vae, cfg.data, self.height, self.width, vcfg, log=self.out / "vae_loss.jsonl")
+                components.save(base)
+            acc.wait_for_everyone()
+            cfg.base_path = str(base.resolve())
+            if stage1 and not acc.is_main_process:
+                components = load_preset(cfg.preset, path=base)
+        self.components = components
+        self.cache_latents = cfg.cache_latents if cfg.cache_latents is not None else components.name in TINY_PRESETS
 
         if control is None:
             from .control import HandControlModule
@@ -234,7 +264,7 @@ class Trainer:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed + 1)
                 add_lora(transformer, rank=cfg.lora_rank, alpha=cfg.lora_alpha)
-        set_trainable(transformer, control)
+        set_trainable(transformer, control, train_base=cfg.train_base)
         for m in (components.vae, components.image_encoder, components.text_encoder):
             if m is not None:
                 m.requires_grad_(False).eval()
@@ -344,11 +374,17 @@ class Trainer:
         noise = torch.stack([torch.randn(enc["x0"].shape[1:], generator=g) for g in gens]).to(dev)
         valid = torch.stack([mask_joints(v, cfg.joint_mask_prob, g)
                              for v, g in zip(batch["valid"], gens, strict=True)]).to(dev)
+        if cfg.control_dropout > 0:  # whole-sample control dropout: the model also learns the control-off mode
+            keep = torch.stack([torch.rand((), generator=g) >= cfg.control_dropout for g in gens]).to(dev)
+            valid = valid & keep[:, None, None]
         x_t, target = flow_matching_pair(enc["x0"], noise, sigma.to(dev))
         model = self._unwrapped
         # The control module (~20 k parameters, projective geometry) always runs in float32, outside autocast.
-        control, condition = model.control_maps(batch["joints"].to(dev), batch["K"].to(dev), enc["condition"],
-                                                valid)
+        with warnings.catch_warnings():
+            if cfg.control_dropout > 0:  # dropped samples are intended, not worth the module's warning
+                warnings.filterwarnings("ignore", message=".*every joint is invalid.*")
+            control, condition = model.control_maps(batch["joints"].to(dev), batch["K"].to(dev), enc["condition"],
+                                                    valid)
         with self.accelerator.autocast():
             timestep = (sigma * self.components.scheduler.config.num_train_timesteps).to(dev)
             pred = self.model(x_t, timestep, condition, control, enc["prompt_embeds"], enc["image_embeds"])
@@ -450,7 +486,12 @@ class Trainer:
 
         from .video import side_by_side, write_video
 
-        item = self.dataset[index]
+        if self.cfg.cache is None:
+            item = self.dataset[index]
+        else:  # the cache holds no pixels: sample from the raw clips
+            from .data import ClipDataset
+
+            item = ClipDataset(self.cfg.data, self.num_frames, self.height, self.width, seed=self.cfg.seed)[index]
         ref = ((item["video"][:, 0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
         joints = SparseJoints(item["joints"].numpy(), item["valid"].numpy(), K=item["K"].numpy(), frame="camera")
         pe = item["prompt_embeds"]
@@ -496,6 +537,8 @@ class Trainer:
                 model.control.save_pretrained(tmp / "control")
                 save_lora(model.transformer, tmp / "lora")
                 save_file(patch_embedding_state(model.transformer), tmp / "patch_embedding.safetensors")
+                if self.cfg.train_base:  # the base weights changed too: store them (non-LoRA keys)
+                    save_file(base_state_dict(model.transformer), tmp / TRANSFORMER_WEIGHTS)
                 torch.save({"optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
                             "rng": _rng_state()}, tmp / "training_state.pt")
                 meta = {"kind": CHECKPOINT_KIND, "version": CHECKPOINT_VERSION, "step": self.step,
@@ -532,6 +575,8 @@ class Trainer:
         model = self._unwrapped
         control_state = load_file(path / "control" / "diffusion_pytorch_model.safetensors")
         model.control.load_state_dict(control_state)
+        if (path / TRANSFORMER_WEIGHTS).exists():
+            load_base_state_dict(model.transformer, load_file(path / TRANSFORMER_WEIGHTS))
         load_lora(model.transformer, path / "lora")
         load_patch_embedding_state(model.transformer, load_file(path / "patch_embedding.safetensors"))
         state = torch.load(path / "training_state.pt", weights_only=True, map_location="cpu")
@@ -586,11 +631,10 @@ def load_for_inference(checkpoint: str | os.PathLike, base_path: str | os.PathLi
 
     checkpoint = Path(checkpoint)
     meta = read_checkpoint_meta(checkpoint)
-    base = base_path or meta.get("base_path")
-    if base is None:
-        raise ValueError(f"{checkpoint}: the checkpoint names no base model; pass base_path=")
-    components = load_local(base, torch_dtype=torch_dtype)
+    components = load_local(_base_dir(checkpoint, meta, base_path), torch_dtype=torch_dtype)
     ensure_widened(components.transformer)
+    if (checkpoint / TRANSFORMER_WEIGHTS).exists():
+        load_base_state_dict(components.transformer, load_file(checkpoint / TRANSFORMER_WEIGHTS))
     load_lora(components.transformer, checkpoint / "lora")
     load_patch_embedding_state(components.transformer, load_file(checkpoint / "patch_embedding.safetensors"))
     control_dir = checkpoint / "control"
@@ -608,9 +652,50 @@ def load_for_inference(checkpoint: str | os.PathLike, base_path: str | os.PathLi
     return pipe
 
 
+def _base_dir(checkpoint: Path, meta: dict, base_path=None) -> Path:
+    """The base directory a checkpoint names; a relative path is relative to the checkpoint (exported models)."""
+    base = base_path or meta.get("base_path")
+    if base is None:
+        raise ValueError(f"{checkpoint}: the checkpoint names no base model; pass base_path=")
+    base = Path(base)
+    return base if base.is_absolute() or base_path is not None else checkpoint / base
+
+
+def export_for_inference(checkpoint: str | os.PathLike, out: str | os.PathLike,
+                         base_path: str | os.PathLike | None = None) -> Path:
+    """Write a self-contained inference folder: ``base/`` + control, LoRA, patch embedding and metadata.
+
+    The base transformer is written with the checkpoint's trained weights (``train_base`` runs) and the widened
+    patch embedding, so the folder needs nothing else: :func:`load_for_inference` (and
+    ``presets.load_shipped``) read it through the same code as a training checkpoint. No optimiser state.
+    """
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from .presets import load_local
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    meta = read_checkpoint_meta(checkpoint)
+    components = load_local(_base_dir(checkpoint, meta, base_path))
+    ensure_widened(components.transformer)
+    if (checkpoint / TRANSFORMER_WEIGHTS).exists():
+        load_base_state_dict(components.transformer, load_file(checkpoint / TRANSFORMER_WEIGHTS))
+    load_patch_embedding_state(components.transformer, load_file(checkpoint / "patch_embedding.safetensors"))
+    meta = {**meta, "base_path": "base", "exported_from": str(checkpoint),
+            "config": {**meta.get("config", {}), "base_path": "base"}}
+    with atomic_dir(out) as tmp:
+        components.save(tmp / "base")
+        shutil.copytree(checkpoint / "control", tmp / "control")
+        shutil.copytree(checkpoint / "lora", tmp / "lora")
+        shutil.copy2(checkpoint / "patch_embedding.safetensors", tmp / "patch_embedding.safetensors")
+        (tmp / "dexworld_checkpoint.json").write_text(json.dumps(meta, indent=2))
+    return out
+
+
 def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 __all__ = ["TrainConfig", "Trainer", "sample_sigmas", "mask_joints", "flow_matching_pair", "lr_schedule_fns",
-           "load_for_inference", "read_checkpoint_meta", "count_parameters"]
+           "load_for_inference", "export_for_inference", "read_checkpoint_meta", "count_parameters"]

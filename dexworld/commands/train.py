@@ -10,7 +10,7 @@ from pathlib import Path
 _FIELDS = ("data", "out", "preset", "base_path", "steps", "batch_size", "num_frames", "height", "width",
            "lora_rank", "lr_lora", "lr_control", "warmup_steps", "cosine_steps", "joint_mask_prob",
            "timestep_sampling", "shift", "mixed_precision", "base_dtype", "checkpoint_every", "sample_every",
-           "sample_steps", "seed", "num_workers", "gradient_accumulation_steps", "cache")
+           "sample_steps", "seed", "num_workers", "gradient_accumulation_steps", "cache", "control_dropout")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Flow-matching training of the joint-controlled Wan 2.1 I2V model on clips written by "
                     "worldmodel.data.write_clip. Writes checkpoints, loss.jsonl and sample videos to --out; "
                     "see docs/worldmodel.md.")
-    p.add_argument("--preset", choices=("tiny", "wan2.1-i2v-14b-480p"), default=None, help="default tiny")
+    p.add_argument("--preset", choices=("tiny", "tiny-sim", "wan2.1-i2v-14b-480p"), default=None,
+                   help="default tiny; tiny-sim: stage 1 trains the VAE on the clips, stage 2 the whole transformer "
+                        "+ control module (the recipe of the shipped model, docs/results.md)")
     p.add_argument("--base-path", default=None, help="local diffusers-format Wan 2.1 I2V directory (14B preset)")
     p.add_argument("--data", default=None, help="folder of .h5 clips (or one clip file)")
     p.add_argument("--out", default=None, help="run folder (checkpoints, loss log, samples)")
@@ -38,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup-steps", type=int, default=None, help="control LR warm-up (default 100)")
     p.add_argument("--cosine-steps", type=int, default=None, help="control LR reaches 0 here (default: --steps)")
     p.add_argument("--joint-mask-prob", type=float, default=None, help="default 0.05")
+    p.add_argument("--control-dropout", type=float, default=None,
+                   help="probability that a sample's joints are all dropped (default 0; tiny-sim 0.1)")
+    p.add_argument("--train-base", action="store_true", default=None,
+                   help="train the whole transformer, not only LoRA (default for tiny-sim)")
+    p.add_argument("--vae-steps", type=int, default=None,
+                   help="stage-1 VAE training steps for presets built from configs (tiny-sim default 300)")
     p.add_argument("--timestep-sampling", choices=("uniform", "logit_normal"), default=None)
     p.add_argument("--shift", type=float, default=None, help="timestep shift (default 5.0)")
     p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=None)
@@ -59,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_config(args: argparse.Namespace):
+    from worldmodel.presets import TRAIN_DEFAULTS
     from worldmodel.training import TrainConfig
 
     values: dict = {}
@@ -70,17 +79,26 @@ def build_config(args: argparse.Namespace):
         if out is None:
             raise ValueError("--resume latest needs --out (the run folder)")
         values.update(read_checkpoint_meta(Trainer._resolve(out, args.resume))["config"])
+    file_values: dict = {}
     if args.config:
         path = Path(args.config)
         if not path.exists():
             raise FileNotFoundError(f"no config file at {path}")
-        values.update(json.loads(path.read_text()))
+        file_values = json.loads(path.read_text())
+    if not args.resume:  # a preset's recipe (e.g. tiny-sim) is the starting point; the file and flags override it
+        preset = args.preset or file_values.get("preset", "tiny")
+        values.update({"preset": preset, **TRAIN_DEFAULTS.get(preset, {})})
+    values.update(file_values)
     for name in _FIELDS:
         v = getattr(args, name, None)
         if v is not None:
             values[name] = v
     if args.gradient_checkpointing:
         values["gradient_checkpointing"] = True
+    if args.train_base:
+        values["train_base"] = True
+    if args.vae_steps is not None:
+        values["vae"] = {**values.get("vae", {}), "steps": args.vae_steps}
     if args.offload_encoders:
         values["offload_encoders"] = True
     if args.no_progress:

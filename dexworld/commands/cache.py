@@ -1,0 +1,59 @@
+"""``dexworld cache --preset tiny --data CLIPS --out CACHE``: encode clips once for ``dexworld train --cache``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``cache`` subcommand."""
+    p = subparsers.add_parser(
+        "cache", help="precompute VAE latents, CLIP image and prompt embeddings of training clips",
+        description="Encode every clip once (VAE latents + I2V condition, CLIP image embeddings, prompt "
+                    "embeddings) into a folder of safetensors with a manifest of encoder fingerprints. "
+                    "'dexworld train --cache DIR' trains from it and refuses it if the encoders changed.")
+    p.add_argument("--preset", choices=("tiny", "wan2.1-i2v-14b-480p"), default=None, help="default tiny")
+    p.add_argument("--base-path", default=None, help="local diffusers-format Wan 2.1 I2V directory (14B preset)")
+    p.add_argument("--config", default=None,
+                   help="TrainConfig JSON of the run (preset, base_path, tiny, num_frames, height, width)")
+    p.add_argument("--data", required=True, help="folder of .h5 clips (or one clip file)")
+    p.add_argument("--out", required=True, help="cache folder to write (replaced atomically)")
+    p.add_argument("--num-frames", type=int, default=None, help="frames per window, 4k+1 (default: preset's)")
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--window-stride", type=int, default=None,
+                   help="frames between cached window starts (default: --num-frames, non-overlapping)")
+    p.add_argument("--device", default="cpu", help="torch device for the encoders (e.g. cuda)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from worldmodel.cache import build_cache, load_encoders, read_manifest
+    from worldmodel.presets import load_preset
+
+    values: dict = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.exists():
+            raise FileNotFoundError(f"no config file at {path}")
+        values = json.loads(path.read_text())
+    for name in ("preset", "base_path", "num_frames", "height", "width"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    preset = values.get("preset", "tiny")
+    if values.get("base_path"):
+        components = load_encoders(values["base_path"])
+    elif preset == "tiny":
+        components = load_preset("tiny", **values.get("tiny", {}))
+    else:
+        raise ValueError(f"preset {preset!r} needs --base-path (a local diffusers-format directory)")
+    out = build_cache(components, args.data, args.out, values.get("num_frames"), values.get("height"),
+                      values.get("width"), window_stride=args.window_stride, device=args.device,
+                      progress=not args.no_progress)
+    m = read_manifest(out)
+    windows = sum(len(c["starts"]) for c in m["clips"])
+    print(f"wrote {out}: {len(m['clips'])} clips, {windows} windows of {m['fingerprint']['params']}")
+    return 0

@@ -1,0 +1,85 @@
+"""Encoding cache: built once, trains to the same losses as the raw clips, refused when the encoders change."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _wm_helpers import CONTROL, SMALL_TINY, make_frames, make_joints
+from safetensors.torch import load_file
+
+from dexworld.cli import main
+from worldmodel.cache import CachedClipDataset, build_cache, read_manifest
+from worldmodel.data import ClipDataset, write_clip
+from worldmodel.presets import build_tiny
+from worldmodel.training import TrainConfig, Trainer
+
+torch.set_num_threads(1)
+CFG = dict(tiny=SMALL_TINY, control=CONTROL, steps=3, lora_rank=4, warmup_steps=1, progress=False,
+           checkpoint_every=0, joint_mask_prob=0.2, lr_lora=1e-3, lr_control=1e-3)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache")
+    for i in range(3):
+        write_clip(root / "clips" / f"c{i}.h5", make_frames(5, seed=i), make_joints(5, seed=i), prompt=f"grab {i}")
+    (root / "cfg.json").write_text(json.dumps(CFG))
+    assert main(["cache", "--config", str(root / "cfg.json"), "--data", str(root / "clips"), "--out",
+                 str(root / "enc"), "--no-progress"]) == 0
+    return root
+
+
+def test_training_from_cache_matches_raw_clips(clips):
+    raw = Trainer(TrainConfig(**CFG, data=str(clips / "clips"), out=str(clips / "run_raw")))
+    losses_raw = raw.train()
+    # The cached run goes through the command line: `dexworld train --cache` (no --data).
+    assert main(["train", "--config", str(clips / "cfg.json"), "--cache", str(clips / "enc"), "--out",
+                 str(clips / "run_cache"), "--no-progress"]) == 0
+    losses_cache = [json.loads(ln)["loss"] for ln in (clips / "run_cache" / "loss.jsonl").read_text().splitlines()]
+    assert len(losses_cache) == 3
+    torch.testing.assert_close(torch.tensor(losses_cache), torch.tensor(losses_raw), rtol=1e-6, atol=1e-7)
+    # The cached latents are the trainer's own encodings of the clips (x0 and the I2V condition).
+    item = ClipDataset(clips / "clips", 5, 64, 64)[1]
+    batch = {"video": item["video"][None], "prompt": [item["prompt"]], "prompt_embeds": None,
+             "index": torch.tensor([1]), "start": torch.tensor([0])}
+    enc = raw.encode_batch(batch)
+    stored = load_file(clips / "enc" / "000001.safetensors")
+    torch.testing.assert_close(stored["x0"], enc["x0"], rtol=0, atol=0)
+    torch.testing.assert_close(stored["condition"], enc["condition"], rtol=0, atol=0)
+    torch.testing.assert_close(stored["image_embeds"], enc["image_embeds"], rtol=0, atol=0)
+
+
+def test_changed_encoders_invalidate_the_cache(clips):
+    ok = build_tiny(**SMALL_TINY)
+    CachedClipDataset(clips / "enc", ok, 5, 64, 64)  # the same encoders: accepted
+    with pytest.raises(ValueError, match=r"different encoders — VAE \(config or weights\).*Rebuild it"):
+        CachedClipDataset(clips / "enc", build_tiny(**SMALL_TINY, vae_base_dim=4), 5, 64, 64)
+    with torch.no_grad():  # same config, one weight nudged
+        next(ok.vae.parameters()).add_(1e-3)
+    with pytest.raises(ValueError, match="VAE"):
+        CachedClipDataset(clips / "enc", ok, 5, 64, 64)
+    with pytest.raises(ValueError, match=r"window \(num_frames, height, width\)"):
+        CachedClipDataset(clips / "enc", build_tiny(**SMALL_TINY), 5, 64, 48)
+    with pytest.raises(ValueError, match="image encoder"):
+        CachedClipDataset(clips / "enc", build_tiny(**{**SMALL_TINY, "seed": 1}), 5, 64, 64)
+    with pytest.raises(FileNotFoundError, match="not an encoding cache"):
+        read_manifest(clips / "clips")
+
+
+def test_windows_of_a_long_clip(tmp_path):
+    write_clip(tmp_path / "clips" / "long.h5", make_frames(13, seed=3), make_joints(13, seed=3), prompt="x")
+    comps = build_tiny(**SMALL_TINY)
+    build_cache(comps, tmp_path / "clips", tmp_path / "enc", window_stride=4, progress=False)
+    m = read_manifest(tmp_path / "enc")
+    assert m["clips"][0]["starts"] == [0, 4, 8] and m["window_stride"] == 4
+    st = load_file(tmp_path / "enc" / "000000.safetensors")
+    assert st["x0"].shape[:3] == (3, 16, 2) and st["joints"].shape == (3, 5, 42, 3)
+    torch.testing.assert_close(st["joints"][2], torch.from_numpy(make_joints(13, seed=3).positions[8:13]).float())
+    ds = CachedClipDataset(tmp_path / "enc", comps, 5, 64, 64, seed=0)
+    seen = set()
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        seen.add(ds[0]["start"])
+    assert seen == {0, 4, 8}  # windows drawn among the cached ones, per epoch
