@@ -7,7 +7,9 @@ __all__ = ["HandControlModule"]
 # Wan 2.1 I2V integration, training, sampling, editing: imported on first use (they pull in diffusers pipelines).
 _LAZY = {"HandControlPipeline": "pipeline", "HandControlledWan": "wan", "TrainConfig": "training",
          "Trainer": "training", "load_for_inference": "training", "edit_joints": "editing", "write_clip": "data",
-         "read_clip": "data", "ClipDataset": "data", "load_preset": "presets", "WanComponents": "presets"}
+         "read_clip": "data", "ClipDataset": "data", "load_preset": "presets", "WanComponents": "presets",
+         "evaluate": "evaluate", "control_sensitivity": "evaluate", "load_probe": "probe",
+         "load_pipeline": "shipped"}
 __all__ += list(_LAZY)
 
 

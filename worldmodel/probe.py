@@ -38,6 +38,8 @@ from .metrics import pck
 DEFAULT_PROBE_DIR = Path(__file__).resolve().parent / "checkpoints" / "probe"
 PCK_THRESHOLD_PX = 5.0
 ACCURACY_FILE = "accuracy.json"
+HELDOUT_SEED_OFFSET = 1_000_003  # held-out scenes use seed + this offset, so they never share a scene with training
+HELDOUT_RENDERS_PER_SCENE = 16  # many scenes in a small held-out set: the figure should not hinge on one camera
 
 
 # =============================================================================================== network
@@ -290,6 +292,12 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
     return ProbeData(emb.name, images, uv, valid)
 
 
+def render_heldout(embodiment: str, num: int, size: int, seed: int, progress: bool = True) -> ProbeData:
+    """Held-out renders: like the training ones, but a new scene every ``HELDOUT_RENDERS_PER_SCENE`` frames."""
+    return render_probe_data(embodiment, num, size, seed=seed, renders_per_scene=HELDOUT_RENDERS_PER_SCENE,
+                             progress=progress)
+
+
 # =============================================================================================== training
 @dataclasses.dataclass
 class ProbeReport:
@@ -383,20 +391,20 @@ def evaluate_probe(model: KeypointProbe, data: ProbeData, sizes: tuple[int, ...]
 
     Returns {str(size): {"mean_px", "median_px", "pck@5px", "visibility_acc", "n"}}; pixels are those of that size.
     """
-    S = int(model.config.size)
     emb = get(data.embodiment)
     o = side_offset(emb.side)
     present = emb.slot_mask[o:o + NUM_HAND_JOINTS]
+    R = data.images.shape[1]  # size the held-out frames were rendered at
     out = {}
-    for size in sizes or (S,):
+    for size in sizes or (int(model.config.size),):
         frames = data.images
-        if size != S:
+        if size != R:
             x = F.interpolate(frames_to_tensor(frames), size=(size, size), mode="bilinear", align_corners=False,
                               antialias=True)
             frames = (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         uv, vis = model.predict(frames, emb.name)
         pred = uv[:, o:o + NUM_HAND_JOINTS]
-        target = data.uv.astype(np.float64) * (size / S)
+        target = data.uv.astype(np.float64) * (size / R)
         err = np.linalg.norm(pred - target, axis=-1)[data.valid]
         vis_ok = ((vis[:, o:o + NUM_HAND_JOINTS] > 0.5) == data.valid)[:, present]
         out[str(size)] = {"mean_px": float(err.mean()), "median_px": float(np.median(err)),
@@ -417,8 +425,8 @@ def train_probe(embodiments: list[str] | tuple[str, ...] = ("inspire_right", "de
         num_renders: training renders per embodiment; ``num_heldout`` more per embodiment, from other scenes
             (another seed), measure the held-out accuracy.
         size: working size S (frames S × S); steps / batch_size / lr: AdamW with a one-cycle schedule.
-        eval_sizes: frame sizes to report held-out accuracy at (default S and S/2: the probe is also used on
-            smaller generated frames).
+        eval_sizes: frame sizes to report held-out accuracy at (default S, 64 and 128): held-out frames are
+            rendered at the largest and resized (antialiased) to each, as generated frames of any size are.
     """
     from tqdm.auto import tqdm
 
@@ -429,10 +437,10 @@ def train_probe(embodiments: list[str] | tuple[str, ...] = ("inspire_right", "de
         raise ValueError(f"embodiments must be distinct, got {embodiments}")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}")
-    eval_sizes = tuple(eval_sizes or (size, size // 2))
+    eval_sizes = tuple(sorted(set(eval_sizes or (size, 64, 128))))
     t0 = time.perf_counter()
     train = [render_probe_data(e, num_renders, size, seed=seed, progress=progress) for e in embodiments]
-    held = [render_probe_data(e, num_heldout, size, seed=seed + 1_000_003, progress=progress) for e in embodiments]
+    held = [render_heldout(e, num_heldout, max(eval_sizes), seed + HELDOUT_SEED_OFFSET, progress) for e in embodiments]
     render_seconds = time.perf_counter() - t0
 
     torch.manual_seed(seed)
@@ -467,7 +475,8 @@ def train_probe(embodiments: list[str] | tuple[str, ...] = ("inspire_right", "de
     model.eval()
     heldout = {d.embodiment: evaluate_probe(model, d, eval_sizes) for d in held}
     info = {"num_renders": int(num_renders), "num_heldout": int(num_heldout), "steps": int(steps),
-            "batch_size": int(batch_size), "lr": float(lr), "seed": int(seed), "heldout_seed": int(seed + 1_000_003),
+            "batch_size": int(batch_size), "lr": float(lr), "seed": int(seed),
+            "heldout_seed": int(seed + HELDOUT_SEED_OFFSET), "heldout_renders_per_scene": HELDOUT_RENDERS_PER_SCENE,
             "render_seconds": round(render_seconds, 1), "train_seconds": round(train_seconds, 1)}
     model.register_to_config(heldout=heldout, train_info=info)
     k = max(1, len(losses) // 20)
@@ -498,9 +507,13 @@ def save_probe(model: KeypointProbe, out_dir: str | os.PathLike, report: ProbeRe
                "pck_threshold_px": PCK_THRESHOLD_PX, "heldout": model.config.heldout,
                "train_info": model.config.train_info}
         if report is not None:
-            acc["loss_first"], acc["loss_last"] = report.loss_first, report.loss_last
+            acc.update(loss_first=report.loss_first, loss_last=report.loss_last, num_parameters=report.num_parameters,
+                       log=report.log)
         (tmp / ACCURACY_FILE).write_text(json.dumps(acc, indent=2))
+        umask = os.umask(0)
+        os.umask(umask)
         for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~umask)  # some writers make 0600 temp files; give what a plain open() would
             os.replace(f, out_dir / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,105 @@
+"""``dexworld train-probe``: train the robot-hand keypoint probe; ``dexworld evaluate``: score a video vs a clip."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+TRAIN_HELP = "train the keypoint probe (2D joints of robot hands) on MuJoCo renders and save it with its accuracy"
+EVAL_HELP = "score a generated video against a simulated clip: PSNR, SSIM and the probe's 2D joint error / PCK"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train-probe", help=TRAIN_HELP, description=TRAIN_HELP)
+    p.add_argument("--embodiment", action="append", required=True,
+                   help="robot hand to cover; repeat for several (e.g. --embodiment inspire_right "
+                        "--embodiment dex3_right)")
+    p.add_argument("--renders", type=int, default=4000, help="training renders per embodiment (default 4000)")
+    p.add_argument("--heldout", type=int, default=256, help="held-out renders per embodiment (default 256)")
+    p.add_argument("--size", type=int, default=64, help="working size S of the probe (frames S×S, default 64)")
+    p.add_argument("--steps", type=int, default=2500, help="optimisation steps (default 2500)")
+    p.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of renders and training (default 0)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (weights, config.json, accuracy.json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_train)
+
+    e = subparsers.add_parser("evaluate", help=EVAL_HELP, description=EVAL_HELP)
+    e.add_argument("--video", type=Path, required=True, help="generated video (.mp4/.gif) or frames (.npy (T,H,W,3))")
+    e.add_argument("--clip", type=Path, required=True,
+                   help="reference clip (.h5 from `dexworld synth`): simulated frames + commanded joints with K")
+    e.add_argument("--probe", type=Path, default=None,
+                   help="keypoint probe folder (default: the shipped worldmodel/checkpoints/probe)")
+    e.add_argument("--no-probe", action="store_true", help="skip the keypoint probe (PSNR/SSIM only)")
+    e.add_argument("--out", type=Path, default=Path("metrics.json"),
+                   help="metrics file to write (default metrics.json)")
+    e.set_defaults(func=run_evaluate)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from worldmodel.probe import train_probe
+
+    report = train_probe(args.embodiment, num_renders=args.renders, size=args.size, steps=args.steps,
+                         out_dir=args.out, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
+                         num_heldout=args.heldout, progress=not args.no_progress)
+    _print_probe_table(report.heldout, report.size)
+    print(f"{report.num_parameters:,} parameters; rendering {report.render_seconds:.0f} s, training "
+          f"{report.train_seconds:.0f} s; loss {report.loss_first:.3f} → {report.loss_last:.3f}; saved to {args.out}")
+    return 0
+
+
+def _print_probe_table(heldout: dict, size: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"keypoint probe, held-out renders (working size {size}²)")
+    for col in ("embodiment", "frame size", "mean px", "median px", "PCK@5px", "visibility acc", "joints"):
+        table.add_column(col, justify="left" if col == "embodiment" else "right")
+    for emb, by_size in heldout.items():
+        for s, m in sorted(by_size.items(), key=lambda kv: int(kv[0])):
+            table.add_row(emb, f"{s}²", f"{m['mean_px']:.2f}", f"{m['median_px']:.2f}", f"{m['pck@5px']:.3f}",
+                          f"{m['visibility_acc']:.3f}", str(m["n"]))
+    Console().print(table)
+
+
+def _read_video(path: Path):
+    import numpy as np
+
+    if not path.exists():
+        raise FileNotFoundError(f"no video at {path}")
+    if path.suffix.lower() == ".npy":
+        return np.load(path, allow_pickle=False)
+    import imageio.v3 as iio
+
+    frames = np.asarray(iio.imread(path, index=None))
+    if frames.ndim == 4 and frames.shape[-1] == 4:
+        frames = frames[..., :3]
+    return frames
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from embodiments.io_utils import atomic_path
+    from worldmodel.data import read_clip
+    from worldmodel.evaluate import evaluate
+
+    video = _read_video(args.video)
+    clip = read_clip(args.clip)
+    probe = None
+    if not args.no_probe:
+        from worldmodel.probe import load_probe
+
+        probe = load_probe(args.probe)
+    report = evaluate(video, clip, probe=probe)
+    metrics = report.to_dict()
+    metrics.update({"video": str(args.video), "clip": str(args.clip)})
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2))
+    from rich.console import Console
+
+    Console().print(report.table())
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,142 @@
+"""Keypoint probe: the shipped weights against their recorded accuracy, training, soft-argmax, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from embodiments import get  # noqa: E402
+from embodiments.layout import NUM_HAND_JOINTS, side_offset  # noqa: E402
+from embodiments.sparse import SparseJoints  # noqa: E402
+from worldmodel.probe import (  # noqa: E402
+    DEFAULT_PROBE_DIR,
+    KeypointProbe,
+    evaluate_probe,
+    keypoint_error,
+    load_probe,
+    render_probe_data,
+    soft_argmax,
+    train_probe,
+)
+
+FRESH_SEED = 424_242  # neither the training (0) nor the recorded held-out seed (1_000_003)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_probe()
+
+
+def test_shipped_probe_files_and_size(shipped):
+    files = {p.name: p.stat().st_size for p in DEFAULT_PROBE_DIR.iterdir()}
+    assert "diffusion_pytorch_model.safetensors" in files and "config.json" in files and "accuracy.json" in files
+    assert sum(files.values()) < 4 * 2**20
+    n = sum(p.numel() for p in shipped.parameters())
+    assert 50_000 < n < 500_000
+    assert {"inspire_right", "dex3_right"} <= set(shipped.config.embodiments)
+    acc = json.loads((DEFAULT_PROBE_DIR / "accuracy.json").read_text())
+    assert acc["heldout"] == shipped.config.heldout  # the figure beside the weights is the one in the config
+
+
+@pytest.mark.parametrize("embodiment", ["inspire_right", "dex3_right"])
+def test_shipped_probe_reproduces_recorded_accuracy(shipped, embodiment):
+    """On fresh renders (new scenes and poses) the error is within 1.5× of the recorded held-out figure."""
+    data = render_probe_data(embodiment, 40, size=128, seed=FRESH_SEED, renders_per_scene=8, progress=False)
+    got = evaluate_probe(shipped, data, sizes=(64, 128))
+    for size in ("64", "128"):
+        recorded = shipped.config.heldout[embodiment][size]
+        assert got[size]["mean_px"] <= 1.5 * recorded["mean_px"], (size, got[size], recorded)
+        assert got[size]["pck@5px"] >= recorded["pck@5px"] - 0.15
+        assert got[size]["visibility_acc"] > 0.85
+    # the probe must beat a detector that always answers the image centre by a wide margin
+    centre = np.linalg.norm(data.uv - 64.0, axis=-1)[data.valid].mean()
+    assert got["128"]["mean_px"] < 0.3 * centre
+
+
+def test_predict_shapes_slots_and_frame_pixels(shipped):
+    emb = get("dex3_right")
+    data = render_probe_data(emb.name, 4, size=64, seed=FRESH_SEED + 1, progress=False)
+    uv, vis = shipped.predict(data.images, emb.name)
+    assert uv.shape == (4, 42, 2) and vis.shape == (4, 42)
+    assert np.isnan(uv[:, ~emb.slot_mask]).all() and np.isfinite(uv[:, emb.slot_mask]).all()
+    assert (vis[:, ~emb.slot_mask] == 0).all() and ((vis >= 0) & (vis <= 1)).all()
+    # A non-square frame (width stretched ×2) gives u doubled, v unchanged, up to the probe's own error.
+    wide = np.repeat(data.images, 2, axis=2)
+    uv_w, _ = shipped.predict(wide, emb.name)
+    m = emb.slot_mask
+    assert np.abs(uv_w[:, m, 0] - 2 * uv[:, m, 0]).mean() < 1.0
+    assert np.abs(uv_w[:, m, 1] - uv[:, m, 1]).mean() < 0.6
+
+
+def test_soft_argmax_matches_peak_and_centre():
+    heat = torch.full((1, 2, 8, 8), -1e4)
+    heat[0, 0, 2, 5] = 0.0  # row 2, column 5 → u = 5.5·s, v = 2.5·s
+    heat[0, 1] = 0.0  # uniform → image centre
+    uv = soft_argmax(heat, stride=4)
+    torch.testing.assert_close(uv[0, 0], torch.tensor([22.0, 10.0]))
+    torch.testing.assert_close(uv[0, 1], torch.tensor([16.0, 16.0]))
+
+
+def test_tiny_probe_trains_saves_and_loads(tmp_path):
+    report = train_probe(["dex3_right"], num_renders=48, size=32, steps=60, out_dir=tmp_path / "p", seed=3,
+                         batch_size=16, num_heldout=8, widths=(8, 8, 16, 16), progress=False, eval_sizes=(32,))
+    assert report.loss_last < 0.85 * report.loss_first
+    held = report.heldout["dex3_right"]["32"]
+    assert np.isfinite(held["mean_px"]) and 0 <= held["pck@5px"] <= 1
+    loaded = load_probe(tmp_path / "p")
+    assert loaded.config.heldout == report.heldout
+    assert json.loads((tmp_path / "p" / "accuracy.json").read_text())["heldout"] == report.heldout
+    x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    a, _ = report.model.predict(x, "dex3_right")
+    b, _ = loaded.predict(x, "dex3_right")
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_clear_errors(shipped, tmp_path):
+    with pytest.raises(ValueError, match="trained for"):
+        shipped.predict(np.zeros((1, 64, 64, 3), np.uint8), "inspire_left")
+    with pytest.raises(ValueError, match=r"\(T, H, W, 3\)"):
+        shipped.predict(np.zeros((64, 64, 3), np.uint8), "dex3_right")
+    with pytest.raises(FileNotFoundError, match="train-probe"):
+        load_probe(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="multiple of 16"):
+        KeypointProbe(embodiments=["dex3_right"], size=40)
+    pos = np.zeros((2, 42, 3), np.float32)
+    pos[:, 21:, 2] = 0.4
+    no_k = SparseJoints(pos, embodiment="dex3_right")
+    with pytest.raises(ValueError, match="intrinsics K"):
+        keypoint_error(shipped, np.zeros((2, 64, 64, 3), np.uint8), no_k)
+    with_k = no_k.replace(K=np.array([[60.0, 0, 32], [0, 60, 32], [0, 0, 1]]))
+    with pytest.raises(ValueError, match="must match"):
+        keypoint_error(shipped, np.zeros((3, 64, 64, 3), np.uint8), with_k)
+
+
+def test_render_labels_are_projections_of_joint_slots():
+    """Labels are the rollout's own projections restricted to the hand's slots and the image."""
+    emb = get("inspire_right")
+    d = render_probe_data(emb.name, 8, size=32, seed=FRESH_SEED + 2, progress=False)
+    o = side_offset(emb.side)
+    present = emb.slot_mask[o:o + NUM_HAND_JOINTS]
+    assert d.images.shape == (8, 32, 32, 3) and d.images.dtype == np.uint8
+    assert not d.valid[:, ~present].any()
+    assert ((d.uv[d.valid] >= 0) & (d.uv[d.valid] < 32)).all()
+    assert d.valid.mean() > 0.3
+
+
+def test_cli_train_probe(tmp_path, capsys):
+    from dexworld.cli import main
+
+    out = tmp_path / "probe"
+    argv = ["train-probe", "--embodiment", "dex3_right", "--renders", "16", "--heldout", "4", "--size", "32",
+            "--steps", "3", "--batch-size", "8", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    assert "held-out" in capsys.readouterr().out
+    acc = json.loads((out / "accuracy.json").read_text())
+    assert acc["embodiments"] == ["dex3_right"] and set(acc["heldout"]["dex3_right"]) == {"32", "64", "128"}
+    assert main(["train-probe", "--embodiment", "no_such_hand", "--out", str(out)]) == 1
