@@ -15,7 +15,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from embodiments import get  # noqa: E402
 from embodiments.layout import FINGERTIPS, WRIST  # noqa: E402
 from embodiments.sparse import SparseJoints  # noqa: E402
-from worldmodel.evaluate import (  # noqa: E402
+from worldmodel.evaluation import (  # noqa: E402
     control_sensitivity,
     evaluate,
     hand_region,

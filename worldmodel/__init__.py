@@ -8,7 +8,7 @@ __all__ = ["HandControlModule"]
 _LAZY = {"HandControlPipeline": "pipeline", "HandControlledWan": "wan", "TrainConfig": "training",
          "Trainer": "training", "load_for_inference": "training", "edit_joints": "editing", "write_clip": "data",
          "read_clip": "data", "ClipDataset": "data", "load_preset": "presets", "WanComponents": "presets",
-         "evaluate": "evaluate", "control_sensitivity": "evaluate", "load_probe": "probe",
+         "evaluate": "evaluation", "control_sensitivity": "evaluation", "load_probe": "probe",
          "load_pipeline": "shipped"}
 __all__ += list(_LAZY)
 

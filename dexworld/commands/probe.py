@@ -84,7 +84,7 @@ def _read_video(path: Path):
 def run_evaluate(args: argparse.Namespace) -> int:
     from embodiments.io_utils import atomic_path
     from worldmodel.data import read_clip
-    from worldmodel.evaluate import evaluate
+    from worldmodel.evaluation import evaluate
 
     video = _read_video(args.video)
     clip = read_clip(args.clip)
