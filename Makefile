@@ -27,7 +27,7 @@ browser:
 		|| echo "warning: could not install chromium; the browser test will be skipped"
 
 demo: $(STAMP)
-	$(BIN)/dexworld demo --out outputs/demo
+	$(BIN)/dexworld demo --out demo_out
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -36,4 +36,4 @@ bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) outputs
+	rm -rf $(VENV) outputs demo_out

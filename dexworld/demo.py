@@ -1,0 +1,143 @@
+"""The main job: a human motion, retargeted to a robot hand, simulated in MuJoCo and imagined by the world model.
+
+    human motion → retarget → MuJoCo physics rollout → reference frame + SparseJoints → imagined rollout
+    → side-by-side video, metrics against the simulation (and against the model with control off), LeRobot export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import embodiments
+import retarget
+import sim_bridge
+from embodiments.io_utils import atomic_path
+from sim_bridge.motion import interpolate_poses
+
+
+@dataclasses.dataclass
+class DemoConfig:
+    """What ``dexworld demo`` does; every field has a command-line flag."""
+
+    out: Path = Path("demo_out")
+    embodiment: str = "inspire_right"
+    motion: str = "power_grasp"
+    method: str = "dexpilot"
+    frames: int = 17
+    fps: float = 16.0
+    size: int = 128
+    steps: int | None = None  # denoising steps; default: the checkpoint's own sampling defaults
+    seed: int = 0
+    checkpoint: Path | None = None  # default: the shipped tiny-sim model
+    physics: bool = True
+    progress: bool = True
+
+
+def wrist_path(embodiment: embodiments.Embodiment, frames: int) -> np.ndarray:
+    """A short reach above the table: the palm moves 6 cm forward and 3 cm down, turning slightly (T, 4, 4)."""
+    axes = sim_bridge.hand_axes(embodiment)
+    x = 0.08 if embodiment.side == "right" else -0.08
+    start = sim_bridge.wrist_pose(axes, [x, 0.0, 0.16], yaw=0.15, pitch=-0.1)
+    end = sim_bridge.wrist_pose(axes, [x - 0.02, 0.06, 0.13], yaw=-0.05, pitch=-0.1)
+    return interpolate_poses(np.stack([start, end]), np.array([0.0, frames - 1.0]), np.arange(frames, dtype=float))
+
+
+def imagine(pipe, sim, steps: int | None, seed: int, control: bool = True) -> np.ndarray:
+    """Generate the rollout from its first frame and joints; ``control=False`` hides every joint (baseline)."""
+    joints = sim.joints if control else sim.joints.replace(valid=np.zeros_like(sim.joints.valid))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="all joints are marked invalid")
+        out = pipe(sim.frames[0], joints, num_inference_steps=steps, seed=seed, progress=False)
+    return (np.clip(np.asarray(out.frames), 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """Run every step, write ``cfg.out``, and return the metrics that went into ``metrics.json``."""
+    from rich.progress import Progress
+
+    from worldmodel.evaluation import evaluate
+    from worldmodel.shipped import load_pipeline
+    from worldmodel.video import draw_joints, side_by_side, write_video
+
+    if (cfg.frames - 1) % 4:
+        raise ValueError(f"--frames must be 4k+1 (e.g. 17), got {cfg.frames}")
+    if cfg.size % 16:
+        raise ValueError(f"--size must be a multiple of 16, got {cfg.size}")
+    emb = embodiments.get(cfg.embodiment)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    with Progress(disable=not cfg.progress, transient=True) as bar:
+        task = bar.add_task("demo", total=6)
+
+        def step(name: str):
+            bar.update(task, description=name)
+            timings[name] = time.perf_counter()
+
+        def done(name: str):
+            timings[name] = time.perf_counter() - timings[name]
+            bar.advance(task)
+
+        step("human motion")
+        human = embodiments.human_motion(cfg.motion, side=emb.side, fps=cfg.fps, frames=cfg.frames, seed=cfg.seed)
+        done("human motion")
+
+        step("retarget")
+        q = retarget.Retargeter(f"mano_{emb.side}", emb.name, cfg.method).retarget(human)
+        done("retarget")
+
+        step("simulate")
+        sim = sim_bridge.rollout(emb, q, wrist_path(emb, cfg.frames), mode="physics" if cfg.physics else "kinematic",
+                                 size=(cfg.size, cfg.size), seed=cfg.seed, fps=cfg.fps)
+        if not sim.stable or len(sim) != cfg.frames:
+            raise RuntimeError(f"the physics rollout was unstable: {'; '.join(sim.issues)}")
+        done("simulate")
+
+        step("load model")
+        pipe = load_pipeline(cfg.checkpoint)
+        done("load model")
+
+        step("imagine")
+        video = imagine(pipe, sim, cfg.steps, cfg.seed, control=True)
+        video_off = imagine(pipe, sim, cfg.steps, cfg.seed, control=False)
+        done("imagine")
+
+        step("evaluate and write")
+        uvd, ok = sim.joints.project()
+        panels = side_by_side(sim.frames, video, draw_joints(video, uvd[..., :2], ok))
+        write_video(out / "side_by_side.mp4", panels, fps=cfg.fps)
+        write_video(out / "side_by_side.gif", panels, fps=cfg.fps)
+        probe = _probe_for(emb.name)
+        report = {
+            "embodiment": emb.name, "motion": cfg.motion, "method": cfg.method, "frames": cfg.frames,
+            "size": cfg.size, "seed": cfg.seed,
+            "imagined": evaluate(video, sim, probe=probe, exclude_first=True).to_dict(),
+            "control_off": evaluate(video_off, sim, probe=probe, exclude_first=True).to_dict(),
+        }
+        episode = sim_bridge.clips.episode_from_rollout(
+            sim, task=f"imagined: {cfg.motion} retargeted to {emb.name}", source=f"demo-seed{cfg.seed}")
+        episode.frames = video
+        sim_bridge.export_lerobot([episode], repo_id="dexworld/demo_imagined", root=out / "lerobot")
+        done("evaluate and write")
+    report["seconds"] = {k: round(v, 2) for k, v in timings.items()}
+    with atomic_path(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _probe_for(embodiment: str):
+    """The shipped keypoint probe if it knows this hand, else None (metrics then omit joint error)."""
+    from worldmodel.probe import load_probe
+
+    try:
+        probe = load_probe()
+    except FileNotFoundError:
+        return None
+    return probe if embodiment in probe.config.embodiments else None
