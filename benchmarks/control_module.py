@@ -1,14 +1,21 @@
-"""Benchmark: HandControlModule (windowed separable splatting) vs a straightforward dense implementation.
+"""Benchmark: HandControlModule (windowed splat, active-cell fusion) vs a straightforward dense implementation.
 
 Full scale by default: B=1, 81 frames, 42 joints, 480x832 canvas → 60x104 latent, 16 latent channels.
 Prints forward time, forward+backward time, peak memory and the max abs difference of the outputs.
 
-    .venv/bin/python benchmarks/control_module.py [--device cpu|cuda] [--repeats 3]
+    .venv/bin/python benchmarks/control_module.py [--device cpu|cuda] [--repeats 5] [--threads N] [--clock cpu]
+
+Time: best of ``--repeats`` runs, the implementations interleaved. ``--clock wall`` (default) is elapsed time;
+``--clock cpu`` is the process's CPU time (time.process_time, all threads), which other jobs on a shared machine
+disturb much less — use it with ``--threads 1`` (with more threads it also counts the thread pool's spinning).
 
 Peak memory: on CUDA, torch.cuda.max_memory_allocated above what the inputs and weights hold. On CPU, each
-implementation's forward+backward runs once (after a warm-up on a tiny case) in a fresh subprocess while a
-thread samples the resident set size (/proc/self/statm) every 0.2 ms; we report the peak minus the RSS just
-before the run, i.e. what the computation itself added to the process's memory (allocator behaviour included).
+implementation's forward+backward (loss = mean square of both outputs) runs once, after a warm-up on a tiny
+case, in a fresh subprocess while a thread samples the resident set size (/proc/self/statm) every 0.2 ms; we
+report the peak minus the RSS just before the run, i.e. what the computation added to the process's memory,
+allocator behaviour included. It is measured twice: with glibc's default malloc (freed blocks below its dynamic
+mmap threshold, up to 32 MiB, stay in the process) and with MALLOC_MMAP_THRESHOLD_=65536 (every block of
+64 KiB or more is returned to the system when freed, so the RSS follows the live tensors closely).
 """
 
 from __future__ import annotations
@@ -100,12 +107,16 @@ def make_case(args, device):
     return model.to(device), joints.to(device), K.to(device), z0.to(device)
 
 
+def _clock(kind: str):
+    return time.process_time if kind == "cpu" else time.perf_counter
+
+
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def timed(fns: dict, device, repeats) -> dict:
+def timed(fns: dict, device, repeats, clock=time.perf_counter) -> dict:
     """Best-of-``repeats`` seconds per function, runs interleaved so that load from other jobs hits all alike."""
     for fn in fns.values():
         fn()  # warm-up
@@ -113,10 +124,10 @@ def timed(fns: dict, device, repeats) -> dict:
     for _ in range(repeats):
         for name, fn in fns.items():
             _sync(device)
-            start = time.perf_counter()
+            start = clock()
             fn()
             _sync(device)
-            best[name] = min(best[name], time.perf_counter() - start)
+            best[name] = min(best[name], clock() - start)
     return best
 
 
@@ -186,9 +197,13 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=81)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=832)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     parser.add_argument("--memory-of", choices=sorted(IMPLS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory_of:
         print(json.dumps({"peak_mib": measure_memory(args, args.memory_of)}))
         return 0
@@ -203,28 +218,34 @@ def main() -> int:
     diff = max((a[0] - b[0]).abs().max().item(), (a[1] - b[1]).abs().max().item())
     diff_structure = (sa - sb).abs().max().item()
     case = (model, joints, K, z0)
-    fwd = timed({n: (lambda f=f: _no_grad(f)(*case)) for n, f in IMPLS.items()}, device, args.repeats)
-    both = timed({n: (lambda f=f: fwd_bwd(f, *case)) for n, f in IMPLS.items()}, device, args.repeats)
+    clock = _clock(args.clock)
+    fwd = timed({n: (lambda f=f: _no_grad(f)(*case)) for n, f in IMPLS.items()}, device, args.repeats, clock)
+    both = timed({n: (lambda f=f: fwd_bwd(f, *case)) for n, f in IMPLS.items()}, device, args.repeats, clock)
     results = {}
     for name in IMPLS:
         if device.type == "cuda":
-            mem = measure_memory(args, name)
+            mem = (measure_memory(args, name),) * 2
         else:
             cmd = [sys.executable, __file__, "--memory-of", name, "--device", args.device,
                    "--frames", str(args.frames), "--height", str(args.height), "--width", str(args.width)]
-            mem = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)["peak_mib"]
-        results[name] = (fwd[name], both[name], mem)
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
+            mem = tuple(
+                json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout)["peak_mib"]
+                for env in (None, {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
+            )
+        results[name] = (fwd[name], both[name], *mem)
 
     T, h, w = args.frames, args.height // 8, args.width // 8
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
-          f"B=1, T={T}, N=42, latent {h}x{w}, C=16, T'={1 + (T - 1) // 4}")
-    print(f"{'':14}{'forward ms':>12}{'fwd+bwd ms':>12}{'peak MiB':>10}")
-    for name, (fwd, both, mem) in results.items():
-        print(f"{name:14}{fwd * 1e3:12.1f}{both * 1e3:12.1f}{mem:10.1f}")
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {args.clock} clock, "
+          f"best of {args.repeats}; B=1, T={T}, N=42, latent {h}x{w}, C=16, T'={1 + (T - 1) // 4}")
+    print(f"{'':14}{'forward ms':>12}{'fwd+bwd ms':>12}{'peak MiB':>10}{'peak MiB (mmap>=64K)':>22}")
+    for name, (fwd, both, mem, mem_exact) in results.items():
+        print(f"{name:14}{fwd * 1e3:12.1f}{both * 1e3:12.1f}{mem:10.1f}{mem_exact:22.1f}")
     for label, a_, b_ in (("whole module", "ours", "dense"), ("control signal", "ours-signal", "dense-signal")):
-        (fo, bo, mo), (fd, bd, md) = results[a_], results[b_]
+        (fo, bo, mo, me), (fd, bd, md, mde) = results[a_], results[b_]
         print(f"{label}: speed-up forward {fd / fo:.1f}x, forward+backward {bd / bo:.1f}x; "
-              f"peak memory ours/dense {mo / md:.3f}")
+              f"peak memory ours/dense {mo / md:.3f} (mmap>=64K: {me / mde:.3f})")
     print(f"max abs difference: outputs {diff:.2e}, structure map {diff_structure:.2e}")
     return 0
 

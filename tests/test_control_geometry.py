@@ -103,5 +103,29 @@ def test_splat_gradients_match_autograd_of_dense_form():
     vals = torch.randn(B, T, N, C, generator=g, dtype=torch.float64, requires_grad=True)
     gy = torch.rand(B, T, N, h, generator=g, dtype=torch.float64, requires_grad=True)
     gx = torch.rand(B, T, N, w, generator=g, dtype=torch.float64, requires_grad=True)
-    # chunk of one latent frame at a time exercises the chunk loop
-    assert torch.autograd.gradcheck(lambda a, b, c: geo.splat_separable(a, b, c, 4, max_chunk_elems=1), (vals, gy, gx))
+    # factors non-zero everywhere: the bounding box is the whole grid and the gradients are the plain ones
+    assert torch.autograd.gradcheck(lambda a, b, c: geo.splat_separable(a, b, c, 4), (vals, gy, gx))
+
+
+def test_windowed_splat_gradients_match_dense_heatmaps():
+    """With windowed factors each frame's product covers only the windows' bounding box; gradients with respect
+    to the values are still exact, and those for the factors are exact wherever the factor is non-zero."""
+    g = torch.Generator().manual_seed(4)
+    B, T, N, C, h, w = 1, 9, 3, 2, 16, 20
+    u, v = 4 + torch.rand(B, T, N, generator=g) * 6, 3 + torch.rand(B, T, N, generator=g) * 5
+    vals = torch.randn(B, T, N, C, generator=g, dtype=torch.float64, requires_grad=True)
+    gy = geo.gaussian_factors(v.double(), h, 1.5, 2).requires_grad_()
+    gx = geo.gaussian_factors(u.double(), w, 1.5, 2).requires_grad_()
+    weight = torch.randn(B, C, 3, h, w, generator=g, dtype=torch.float64)
+    fw = geo.frame_weights(T, 4, vals.dtype, vals.device)[:, None, None]  # the splat expects weighted values
+    (geo.splat_separable(vals * fw, gy, gx, 4) * weight).sum().backward()
+    got = [t.grad.clone() for t in (vals, gy, gx)]
+    for t in (vals, gy, gx):
+        t.grad = None
+    heat = gy[..., :, None] * gx[..., None, :]
+    dense = geo.compress_frames(torch.einsum("btnyx,btnc->btcyx", heat, vals), 4, dim=1).transpose(1, 2)
+    (dense * weight).sum().backward()
+    assert torch.allclose(got[0], vals.grad, atol=1e-12)
+    for i, f in ((1, gy), (2, gx)):
+        nz = f.detach() != 0
+        assert torch.allclose(got[i][nz], f.grad[nz], atol=1e-12)

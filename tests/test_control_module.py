@@ -238,18 +238,110 @@ def test_invalid_frames_ignore_coordinates():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
-def test_all_invalid_warns_and_gives_empty_scene_value():
-    joints, K, z0 = make_inputs()
+def test_element_without_valid_joints_gets_zero_control_and_warns():
+    joints, K, z0 = make_inputs(B=2)
     m = tiny("upstream")
-    valid = torch.zeros(joints.shape[:3], dtype=torch.bool)
-    with pytest.warns(UserWarning, match="every joint is invalid"):
+    valid = torch.ones(joints.shape[:3], dtype=torch.bool)
+    valid[0] = False
+    joints = joints.clone()
+    joints[0] = float("nan")  # never read
+    with pytest.warns(UserWarning, match=r"every joint is invalid in batch element\(s\) \[0\]"):
         control, motion = m(joints.double(), K.double(), z0.double(), valid)
-    assert torch.equal(motion, torch.zeros_like(motion))
-    # Zero fusion input: conv1 gives its bias, conv2 sees a constant; the output is LN of that constant everywhere.
-    h1 = torch.nn.functional.silu(m.fuse_in.bias)
-    h2 = torch.nn.functional.silu(m.fuse_out.weight.sum((2, 3, 4)) @ h1 + m.fuse_out.bias)
-    expected = m.norm(h2)
-    assert torch.allclose(control, expected[None, :, None, None, None].expand_as(control), atol=1e-12)
+    assert torch.equal(control[0], torch.zeros_like(control[0])) and not torch.signbit(control[0]).any()
+    assert torch.equal(motion[0], torch.zeros_like(motion[0]))
+    alone = m(joints[1:].double(), K[1:].double(), z0[1:].double())
+    assert torch.equal(control[1], alone[0][0]) and torch.equal(motion[1], alone[1][0])
+    with pytest.warns(UserWarning, match="every joint is invalid"):
+        control, motion = m(joints.double(), K.double(), z0.double(), torch.zeros_like(valid))
+    assert not control.any() and not motion.any()
+    control.sum().backward()  # differentiable, and nothing flows from an empty element
+    assert all(p.grad is None or not p.grad.any() for p in m.parameters())
+
+
+def _sparse_case(seed=12):
+    """A 3-joint clip (33 frames, T' = 9) on a 12 x 20 grid with a window of r = 2: most cells inactive; joint 2
+    appears in latent frame 5 and joint 1 leaves after latent frame 2, so the active cells' frame ranges differ."""
+    joints, K, z0 = make_inputs(B=2, T=33, N=3, h=12, w=20, seed=seed, spread=2.0)
+    valid = torch.ones(joints.shape[:3], dtype=torch.bool)
+    valid[:, :17, 2] = False
+    valid[:, 6:, 1] = False
+    return joints.double(), K.double(), z0.double(), valid
+
+
+def _dense_path(m, joints, K, z0, valid):
+    structure, motion = m.control_signal(joints, K, z0, valid)
+    return m.fuse(structure, motion), motion
+
+
+def _grads(m, fn, *inputs):
+    m.zero_grad(set_to_none=True)
+    z0 = inputs[2].clone().requires_grad_()
+    control, motion = fn(m, inputs[0], inputs[1], z0, *inputs[3:])
+    weight = torch.linspace(-1, 1, control.numel(), dtype=control.dtype).reshape(control.shape)
+    ((control * weight).sum() + (motion.sin() * 0.3).sum()).backward()
+    grads = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+    return control.detach(), motion.detach(), grads | {"z0": z0.grad}
+
+
+@pytest.mark.parametrize("occlusion", ["upstream", "soft"])
+def test_active_cell_fusion_equals_dense_fusion_values_and_gradients(occlusion):
+    from worldmodel import geometry as geo
+    from worldmodel.fusion import _blocks
+
+    joints, K, z0, valid = _sparse_case()
+    m = tiny(occlusion, N=3, heatmap_radius=2)
+    ours = _grads(m, lambda m, *a: m(*a), joints, K, z0, valid)
+    dense = _grads(m, _dense_path, joints, K, z0, valid)
+    assert (ours[0] - dense[0]).abs().max() < 1e-12 and (ours[1] - dense[1]).abs().max() < 1e-12
+    assert set(ours[2]) == set(dense[2]) and ("depth_scale" in ours[2]) == (occlusion == "soft")
+    for name, g in dense[2].items():
+        assert torch.allclose(ours[2][name], g, rtol=1e-10, atol=1e-12), name
+    # The case is sparse: some cells never active, and some active columns start after frame 0.
+    values, gy, gx, *_ = m._features(joints, K, z0, valid)
+    moving = m.control_signal(joints, K, z0, valid)[1].abs().sum(1) > 0  # (B, T', h, w) motion features ≠ 0
+    assert (~moving.any(1)).any() and moving.any(1).any()
+    vals_g = geo.group_latent(values, 4)
+    op = torch.bmm((geo.group_latent(gy, 4) * vals_g[..., -1:]).transpose(1, 2), geo.group_latent(gx, 4))
+    blocks = _blocks((op > 0).reshape(2, 9, -1), 4)
+    assert any(t0 > 0 for _, _, t0, _ in blocks) and any(t1 < 9 for _, _, _, t1 in blocks)
+
+
+def test_propagate_and_fuse_small_blocks_and_factor_gradients():
+    """Many small blocks (chunk 3); gradients with respect to the splatted rows and the Gaussian factors too."""
+    from worldmodel import geometry as geo
+    from worldmodel.fusion import propagate_and_fuse
+
+    joints, K, z0, valid = _sparse_case(seed=13)
+    m = tiny("soft", N=3, heatmap_radius=2)
+    values, gy, gx, ff, fs, empty = (x.detach() for x in m._features(joints, K, z0, valid))
+
+    def run(fused):
+        leaves = [x.clone().requires_grad_() for x in (values, gy, gx, ff, fs)]
+        v, y, x, f, s_ = leaves
+        if fused:
+            control, motion = propagate_and_fuse(v, y, x, f, s_, 1e-6, m.fuse_in, m.fuse_out, m.norm, 4, empty, 3)
+        else:
+            maps = geo.splat_separable(v, y, x, 4)
+            structure, wf, ws, opacity = maps.split([16, 4, 1, 1], 1)
+            motion = geo.propagate(opacity, wf, ws, f, s_, 1e-6)
+            control = m.fuse(structure, motion)
+        w = torch.cos(torch.arange(control.numel(), dtype=control.dtype)).reshape(control.shape)
+        m.zero_grad(set_to_none=True)
+        ((control * w).sum() + motion.square().sum()).backward()
+        return control.detach(), motion.detach(), [t.grad for t in leaves], [p.grad.clone() for p in m.parameters()
+                                                                            if p.grad is not None]
+
+    a, b = run(True), run(False)
+    assert (a[0] - b[0]).abs().max() < 1e-12 and (a[1] - b[1]).abs().max() < 1e-12
+    # Rows of weight 0 (invalid joints) are multiplied by 0 upstream: their gradient is only partly formed.
+    live = (values[..., -1:] > 0).expand_as(values)
+    assert torch.allclose(a[2][0][live], b[2][0][live], atol=1e-11)
+    for i, f in ((1, gy), (2, gx)):  # exact where the factor is non-zero (zeros are structural)
+        assert torch.allclose(a[2][i][f != 0], b[2][i][f != 0], atol=1e-11)
+    for i in (3, 4):
+        assert torch.allclose(a[2][i], b[2][i], atol=1e-12)
+    for ga, gb in zip(a[3], b[3], strict=True):
+        assert torch.allclose(ga, gb, rtol=1e-10, atol=1e-12)
 
 
 def test_soft_visibility_approaches_hard_mask():

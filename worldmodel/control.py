@@ -18,7 +18,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from . import geometry as geo
-from .fusion import sparse_causal_fusion
+from .fusion import propagate_and_fuse
 
 __all__ = ["HandControlModule", "UPSTREAM_NAMES"]
 
@@ -180,8 +180,12 @@ class HandControlModule(ModelMixin, ConfigMixin):
         z0 (B, C, h, w) latent of the reference frame (its size sets the grid); valid (B, T, N) bool, default
         all valid. Invalid joints contribute nothing; their coordinates are ignored (NaN allowed).
         """
-        structure, motion, opacity, empty = self._signal(joints, K, z0, valid)
-        return self.fuse(structure, motion, active=opacity[:, 0] > 0, empty=empty), motion
+        values, gy, gx, floor_feat, floor_sum, empty = self._features(joints, K, z0, valid)
+        cfg = self.config
+        return propagate_and_fuse(
+            values, gy, gx, floor_feat, floor_sum, cfg.softmax_floor, self.fuse_in, self.fuse_out, self.norm,
+            cfg.temporal_stride, empty,
+        )
 
     def control_signal(
         self,
@@ -191,11 +195,15 @@ class HandControlModule(ModelMixin, ConfigMixin):
         valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Structure map (B, embed_dim, T', h, w) and motion features (B, C, T', h, w), before the fusion."""
-        structure, motion, _, _ = self._signal(joints, K, z0, valid)
+        values, gy, gx, floor_feat, floor_sum, _ = self._features(joints, K, z0, valid)
+        maps = geo.splat_separable(values, gy, gx, self.config.temporal_stride)  # (B, E+C+2, T', h, w)
+        structure, weighted_feat, weight_sum, opacity = maps.split([self.config.embed_dim, z0.shape[1], 1, 1], 1)
+        motion = geo.propagate(opacity, weighted_feat, weight_sum, floor_feat, floor_sum, self.config.softmax_floor)
         return structure, motion
 
-    def _signal(self, joints, K, z0, valid):
-        """Structure map, motion features, opacity (B, 1, T', h, w) and the batch elements without joints (B,)."""
+    def _features(self, joints, K, z0, valid):
+        """Per (frame, joint) rows to splat (B, T, N, E+C+2) = weight · [E, ε f, ε, 1], Gaussian factors
+        (B, T, N, h), (B, T, N, w), propagation floors (B, C, T'), (B, 1, T'), elements without valid joints (B,)."""
         cfg = self.config
         valid = self._check_inputs(joints, K, z0, valid)
         b, t, n, _ = joints.shape
@@ -253,33 +261,14 @@ class HandControlModule(ModelMixin, ConfigMixin):
         feats = torch.cat(
             [emb, e_t[..., None] * src[:, None], e_t[..., None], torch.ones_like(e_t)[..., None]], dim=-1
         )
-        maps = geo.splat_separable(feats * weight[..., None], gy, gx, stride)  # (B, E+C+2, T', h, w)
-        e_dim = cfg.embed_dim
-        structure = maps[:, :e_dim]
-        motion = geo.propagate(
-            maps[:, -1:], maps[:, e_dim : e_dim + c], maps[:, e_dim + c : e_dim + c + 1],
-            floor_feat, floor_sum, cfg.softmax_floor,
-        )
+        return feats * weight[..., None], gy, gx, floor_feat, floor_sum, empty
 
-        return structure, motion, maps[:, -1:], empty
+    def fuse(self, structure: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        """Fusion (eq. 8), evaluated densely on every cell: causal Conv3d → SiLU → causal Conv3d → SiLU → LayerNorm.
 
-    def fuse(
-        self,
-        structure: torch.Tensor,
-        motion: torch.Tensor,
-        active: torch.Tensor | None = None,
-        empty: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Fusion (eq. 8): causal Conv3d → SiLU → causal Conv3d → SiLU → LayerNorm over channels → (B, O, T', h, w).
-
-        Evaluated only where the causal receptive field holds non-zero input (``worldmodel.fusion``); elsewhere
-        the output is the module's constant empty-scene value. ``active`` (B, T', h, w) bool: a superset of the
-        non-zero input points (default: found from the inputs); ``empty`` (B,) bool: elements whose output is 0.
+        ``forward`` computes the same on the active cells only (``fusion.propagate_and_fuse``); this dense form is
+        the reference for it and a tool for inspecting ``control_signal``'s maps.
         """
-        return sparse_causal_fusion(structure, motion, self.fuse_in, self.fuse_out, self.norm, active, empty)
-
-    def fuse_dense(self, structure: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        """The same fusion evaluated densely with ``nn.Conv3d`` on every cell (reference for ``fuse``)."""
         x = torch.cat([structure, motion], dim=1)
         x = F.silu(self.fuse_in(F.pad(x, (0, 0, 0, 0, 2, 0), mode="replicate")))
         x = F.silu(self.fuse_out(F.pad(x, (0, 0, 0, 0, 2, 0), mode="replicate")))

@@ -29,6 +29,7 @@ __all__ = [
     "temporal_groups",
     "compress_frames",
     "compress_masked_mean",
+    "group_latent",
     "frame_weights",
     "splat_separable",
     "pool_source_features",
@@ -164,6 +165,16 @@ def _group(x: torch.Tensor, stride: int) -> torch.Tensor:
     return torch.cat([pad, x[:, :used]], dim=1).reshape(x.shape[0], latent, stride, *x.shape[2:])
 
 
+def group_latent(x: torch.Tensor, stride: int = 4) -> torch.Tensor:
+    """(B, T, N, ...) → (B·T', stride·N, ...): the (frame, joint) rows that make up each latent frame.
+
+    Frame 0 is padded with stride-1 zero frames in front (they carry nothing), the remainder is dropped.
+    """
+    latent, _ = temporal_groups(x.shape[1], stride)
+    g = _group(x, stride)
+    return g.reshape(x.shape[0] * latent, stride * x.shape[2], *x.shape[3:])
+
+
 def compress_masked_mean(x: torch.Tensor, valid: torch.Tensor, stride: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """Per latent frame mean of x (B, T, N) over the valid frames of its group → (values, present), (B, T', N).
 
@@ -192,7 +203,7 @@ def _support(f: torch.Tensor) -> list[tuple[int, int]]:
     cells = torch.arange(size, device=f.device)
     first = torch.where(nz, cells, size).amin(-1)
     last = torch.where(nz, cells, -1).amax(-1) + 1
-    return [(a, max(a, z)) for a, z in zip(first.tolist(), last.tolist())]
+    return [(a, max(a, z)) for a, z in zip(first.tolist(), last.tolist(), strict=True)]
 
 
 class _SeparableSplat(torch.autograd.Function):
@@ -210,7 +221,7 @@ class _SeparableSplat(torch.autograd.Function):
         n, k, c = vals.shape
         h, w = gy.shape[-1], gx.shape[-1]
         out = vals.new_zeros((n, h, w, c))
-        boxes = list(zip(_support(gy), _support(gx)))
+        boxes = list(zip(_support(gy), _support(gx), strict=True))
         for i, ((y0, y1), (x0, x1)) in enumerate(boxes):
             if y1 == y0 or x1 == x0:
                 continue
