@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import embodiments
 import retarget
 import sim_bridge
 from embodiments.io_utils import atomic_path
+from sim_bridge.clips import episode_from_rollout
 from sim_bridge.motion import interpolate_poses
 
 
@@ -50,10 +52,8 @@ def wrist_path(embodiment: embodiments.Embodiment, frames: int) -> np.ndarray:
 def imagine(pipe, sim, steps: int | None, seed: int, control: bool = True) -> np.ndarray:
     """Generate the rollout from its first frame and joints; ``control=False`` hides every joint (baseline)."""
     joints = sim.joints if control else sim.joints.replace(valid=np.zeros_like(sim.joints.valid))
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="all joints are marked invalid")
+    with warnings.catch_warnings():  # the baseline hides the joints on purpose
+        warnings.filterwarnings("ignore", message=".*(all|every) joint")
         out = pipe(sim.frames[0], joints, num_inference_steps=steps, seed=seed, progress=False)
     return (np.clip(np.asarray(out.frames), 0.0, 1.0) * 255).round().astype(np.uint8)
 
@@ -121,7 +121,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             "imagined": evaluate(video, sim, probe=probe, exclude_first=True).to_dict(),
             "control_off": evaluate(video_off, sim, probe=probe, exclude_first=True).to_dict(),
         }
-        episode = sim_bridge.clips.episode_from_rollout(
+        episode = episode_from_rollout(
             sim, task=f"imagined: {cfg.motion} retargeted to {emb.name}", source=f"demo-seed{cfg.seed}")
         episode.frames = video
         sim_bridge.export_lerobot([episode], repo_id="dexworld/demo_imagined", root=out / "lerobot")

@@ -4,6 +4,13 @@ Imported eagerly: ``sim_bridge.rollout`` must be the function, not the submodule
 ``__getattr__`` would lose to the submodule once anything imported ``sim_bridge.rollout``).
 """
 
+import os
+
+# Headless machines render offscreen through EGL unless the user chose a MuJoCo GL backend (read at import).
+if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+    os.environ["MUJOCO_GL"] = "egl"
+
+
 from .humanoid_everyday import ingest as ingest_humanoid_everyday
 from .lerobot_io import Episode, export_lerobot, import_lerobot
 from .motion import HandAxes, hand_axes, wrist_pose

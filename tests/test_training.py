@@ -11,7 +11,7 @@ import pytest
 import torch
 from _wm_helpers import CONTROL, OVERFIT_TINY, SMALL_TINY, make_frames, make_joints
 
-from worldmodel.checkpoint import atomic_dir
+from embodiments.io_utils import atomic_dir
 from worldmodel.data import ClipDataset, read_clip, write_clip
 from worldmodel.training import (
     TrainConfig,

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import atomic_dir
+from embodiments.io_utils import atomic_dir
+
 from .data import ClipDataset
 
 CACHE_FORMAT = "dexworld.encoding_cache"

@@ -240,7 +240,8 @@ def convert_upstream(dit: str | os.PathLike, hand: str | os.PathLike, out: str |
     from peft import LoraConfig
     from safetensors.torch import save_file
 
-    from .checkpoint import atomic_dir
+    from embodiments.io_utils import atomic_dir
+
     from .training import CHECKPOINT_KIND, CHECKPOINT_VERSION, TrainConfig
 
     if num_frames < 1 or (num_frames - 1) % 4:

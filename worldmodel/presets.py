@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-PRESETS = ("tiny", "wan2.1-i2v-14b-480p")
+PRESETS = ("tiny", "tiny-sim", "wan2.1-i2v-14b-480p")
+TINY_PRESETS = ("tiny", "tiny-sim")  # built from configs (no pretrained weights); the run keeps its own base
 TEXT_SEQ_LEN = 512
 
 
@@ -42,6 +43,21 @@ class SamplingDefaults:
 
 FULL_DEFAULTS = SamplingDefaults(height=480, width=832, num_frames=81)
 TINY_DEFAULTS = SamplingDefaults(height=64, width=64, num_frames=5, num_inference_steps=8)
+# tiny-sim is trained with whole-sample control dropout but without prompt dropout, and its unconditional
+# "unedited" branch differs from the dropped-control input it saw; it samples without CFG (guidance 1).
+TINY_SIM_DEFAULTS = SamplingDefaults(height=128, width=128, num_frames=17, num_inference_steps=10,
+                                     guidance_scale=1.0)
+SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+# TrainConfig values a preset starts from (a config file and CLI flags override them). tiny-sim has no pretrained
+# base: stage 1 trains its VAE on the clips' frames, stage 2 trains the whole transformer (not only LoRA).
+TRAIN_DEFAULTS: dict[str, dict] = {
+    "tiny-sim": {"train_base": True, "lora_rank": 8, "lr_lora": 5e-4, "lr_control": 1e-3, "warmup_steps": 30,
+                 "batch_size": 8, "steps": 300, "control_dropout": 0.1, "joint_mask_prob": 0.05,
+                 "checkpoint_every": 25, "keep_checkpoints": 2,
+                 "vae": {"steps": 1000, "batch_size": 2, "num_frames": 5, "crop": 64, "lr": 2e-3, "warmup_steps": 50,
+                         "kl_weight": 1e-6}},
+}
 
 
 class HashPromptEmbedder:
@@ -101,7 +117,7 @@ class WanComponents:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the base components in diffusers' directory layout (atomically: temp dir, then rename)."""
-        from .checkpoint import atomic_dir
+        from embodiments.io_utils import atomic_dir
 
         directory = Path(directory)
         with atomic_dir(directory) as tmp:
@@ -149,15 +165,27 @@ class TinyConfig:
     seed: int = 0
 
 
-def build_tiny(**overrides) -> WanComponents:
-    """The tiny preset: random weights from a fixed seed; every module from diffusers/transformers configs."""
+# tiny-sim: the same architecture sized for 128×128×17 clips (16×16×5 latents → 8×8×5 tokens with 2×2 patches).
+# It trains its whole transformer, so the frozen-proj_out caveat of TinyConfig does not apply.
+TINY_SIM_CONFIG = {"num_layers": 4, "num_attention_heads": 4, "attention_head_dim": 48, "ffn_dim": 768,
+                   "vae_base_dim": 8}
+
+
+def build_tiny(name: str = "tiny", **overrides) -> WanComponents:
+    """The tiny presets: random weights from a fixed seed; every module from diffusers/transformers configs.
+
+    ``name="tiny-sim"`` starts from :data:`TINY_SIM_CONFIG` and the 128×128×17 sampling defaults; its weights
+    are random until ``dexworld train --preset tiny-sim`` trains them (the shipped result: :func:`load_shipped`).
+    """
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
 
     unknown = set(overrides) - {f.name for f in dataclasses.fields(TinyConfig)}
     if unknown:
         raise ValueError(f"unknown tiny preset options {sorted(unknown)}; valid: "
                          f"{[f.name for f in dataclasses.fields(TinyConfig)]}")
-    cfg = TinyConfig(**overrides)
+    if name not in TINY_PRESETS:
+        raise ValueError(f"build_tiny builds {TINY_PRESETS}, got {name!r}")
+    cfg = TinyConfig(**({**TINY_SIM_CONFIG, **overrides} if name == "tiny-sim" else overrides))
     inner = cfg.num_attention_heads * cfg.attention_head_dim
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -183,9 +211,10 @@ def build_tiny(**overrides) -> WanComponents:
                                latents_mean=[0.0] * 16, latents_std=[1.0] * 16).eval()
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
                                         num_train_timesteps=1000, flow_shift=5.0)
-    return WanComponents(name="tiny", transformer=transformer, vae=vae, scheduler=scheduler,
+    return WanComponents(name=name, transformer=transformer, vae=vae, scheduler=scheduler,
                          image_encoder=image_encoder, image_processor=image_processor,
-                         prompt_embedder=HashPromptEmbedder(cfg.text_dim), defaults=TINY_DEFAULTS)
+                         prompt_embedder=HashPromptEmbedder(cfg.text_dim),
+                         defaults=TINY_SIM_DEFAULTS if name == "tiny-sim" else TINY_DEFAULTS)
 
 
 def load_local(path: str | os.PathLike, torch_dtype: torch.dtype = torch.float32,
@@ -267,14 +296,32 @@ def _load_scheduler(directory: Path):
 
 
 def load_preset(name: str, path: str | os.PathLike | None = None, **options) -> WanComponents:
-    """``load_preset("tiny", **TinyConfig fields)`` or ``load_preset("wan2.1-i2v-14b-480p", path=DIR)``."""
-    if name == "tiny":
+    """``load_preset("tiny" | "tiny-sim", **TinyConfig fields)`` or ``load_preset("wan2.1-i2v-14b-480p", path=DIR)``."""
+    if name in TINY_PRESETS:
         if path is not None:
             return load_local(path, **options)
-        return build_tiny(**options)
+        return build_tiny(name, **options)
     if name == "wan2.1-i2v-14b-480p":
         if path is None:
             raise ValueError("preset 'wan2.1-i2v-14b-480p' needs path= (a local diffusers-format checkpoint "
                              "directory); dexworld never downloads weights")
         return load_local(path, **options)
     raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+
+
+def shipped_path(name: str = "tiny-sim") -> Path:
+    """Folder of a model shipped in the repository (``worldmodel/checkpoints/<name>/``); FileNotFoundError if absent."""
+    path = SHIPPED_DIR / name
+    if not (path / "dexworld_checkpoint.json").is_file():
+        raise FileNotFoundError(f"no shipped model {name!r} at {path} (expected dexworld_checkpoint.json); "
+                                "train one with `dexworld train --preset tiny-sim` and export it with "
+                                "`worldmodel.training.export_for_inference`")
+    return path
+
+
+def load_shipped(name: str = "tiny-sim", torch_dtype: torch.dtype = torch.float32):
+    """The trained model shipped in the repository as a ready ``HandControlPipeline`` (one code path with any
+    checkpoint: :func:`worldmodel.training.load_for_inference`)."""
+    from .training import load_for_inference
+
+    return load_for_inference(shipped_path(name), torch_dtype=torch_dtype)

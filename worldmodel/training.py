@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import atomic_dir
+from embodiments.io_utils import atomic_dir
+
 from .distributed import (
     global_mean,
     make_accelerator,
@@ -341,8 +342,14 @@ class Trainer:
         video = batch["video"].to(dev)
         vae = self.components.vae
         x0 = pipe.normalize_latents(vae.encode(video.to(vae.dtype)).latent_dist.mode().float())
-        conds = [pipe.prepare_latents(v[:, 0][None], 1, 16, self.height, self.width, self.num_frames,
-                                      torch.float32, dev, None, torch.zeros(1))[1] for v in video]
+        # The I2V condition of a one-frame video (mask 1 + reference latent), padded with zeros for the later latent
+        # frames: the parent pipeline's mask is 0 there, and their image-latent channels (its VAE encoding of black
+        # frames) are always overwritten by the motion features (wan.apply_motion_features), so the model input is
+        # the same as from the full-length condition while the VAE encodes 1 frame instead of num_frames.
+        t_lat = x0.shape[2]
+        conds = [torch.nn.functional.pad(
+            pipe.prepare_latents(v[:, 0][None], 1, 16, self.height, self.width, 1, torch.float32, dev, None,
+                                 torch.zeros(1))[1], (0, 0, 0, 0, 0, t_lat - 1)) for v in video]
         first = ((video[:, :, 0].permute(0, 2, 3, 1) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
         image_embeds = pipe.image_embeddings(list(first.cpu().numpy()), dev)
         if batch["prompt_embeds"] is not None:
