@@ -20,6 +20,7 @@ import sim_bridge
 from embodiments.io_utils import atomic_path
 from sim_bridge.clips import episode_from_rollout
 from sim_bridge.motion import interpolate_poses
+from sim_bridge.synth import MOTION_VERBS
 
 
 @dataclasses.dataclass
@@ -49,12 +50,12 @@ def wrist_path(embodiment: embodiments.Embodiment, frames: int) -> np.ndarray:
     return interpolate_poses(np.stack([start, end]), np.array([0.0, frames - 1.0]), np.arange(frames, dtype=float))
 
 
-def imagine(pipe, sim, steps: int | None, seed: int, control: bool = True) -> np.ndarray:
+def imagine(pipe, sim, prompt: str, steps: int | None, seed: int, control: bool = True) -> np.ndarray:
     """Generate the rollout from its first frame and joints; ``control=False`` hides every joint (baseline)."""
     joints = sim.joints if control else sim.joints.replace(valid=np.zeros_like(sim.joints.valid))
     with warnings.catch_warnings():  # the baseline hides the joints on purpose
         warnings.filterwarnings("ignore", message=".*(all|every) joint")
-        out = pipe(sim.frames[0], joints, num_inference_steps=steps, seed=seed, progress=False)
+        out = pipe(sim.frames[0], joints, prompt=prompt, num_inference_steps=steps, seed=seed, progress=False)
     return (np.clip(np.asarray(out.frames), 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
@@ -63,7 +64,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     from rich.progress import Progress
 
     from worldmodel.evaluation import evaluate
-    from worldmodel.shipped import load_pipeline
+    from worldmodel.presets import load_shipped
+    from worldmodel.training import load_for_inference
     from worldmodel.video import draw_joints, side_by_side, write_video
 
     if (cfg.frames - 1) % 4:
@@ -101,12 +103,14 @@ def run_demo(cfg: DemoConfig) -> dict:
         done("simulate")
 
         step("load model")
-        pipe = load_pipeline(cfg.checkpoint)
+        pipe = load_for_inference(cfg.checkpoint) if cfg.checkpoint else load_shipped("tiny-sim")
         done("load model")
 
         step("imagine")
-        video = imagine(pipe, sim, cfg.steps, cfg.seed, control=True)
-        video_off = imagine(pipe, sim, cfg.steps, cfg.seed, control=False)
+        # Worded like the synthetic clips the shipped model was trained on.
+        prompt = f"Egocentric view: a robot {emb.side} hand {MOTION_VERBS.get(cfg.motion, 'moves')} above the table."
+        video = imagine(pipe, sim, prompt, cfg.steps, cfg.seed, control=True)
+        video_off = imagine(pipe, sim, prompt, cfg.steps, cfg.seed, control=False)
         done("imagine")
 
         step("evaluate and write")

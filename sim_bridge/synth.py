@@ -36,7 +36,7 @@ from .scene import Scene, SceneConfig, build_scene, randomize_appearance
 
 MOTION_KINDS = ("reach_grasp", "human", "random")
 DEFAULT_WEIGHTS = {"reach_grasp": 0.5, "human": 0.3, "random": 0.2}
-_HUMAN_VERBS = {"power_grasp": "closes into a power grasp", "pinch": "pinches its thumb and index finger together",
+MOTION_VERBS = {"power_grasp": "closes into a power grasp", "pinch": "pinches its thumb and index finger together",
                 "point": "points with its index finger", "wave": "waves its fingers one after another",
                 "open": "opens and spreads its fingers", "random": "moves its fingers"}
 _COLOURS = {"red": (0.8, 0.1, 0.1), "green": (0.1, 0.7, 0.2), "blue": (0.1, 0.2, 0.8), "yellow": (0.9, 0.85, 0.1),
@@ -190,7 +190,7 @@ def plan_episode(emb: Embodiment, axes: HandAxes, scene: Scene, rng: np.random.G
         seed = int(rng.integers(cfg.random_motion_pool)) if name == "random" else 0
         q = human.get(name, seed)
         if q is not None:
-            return Episode(q, path, f"Egocentric view: {hand} {_HUMAN_VERBS.get(name, 'moves')} above the table.",
+            return Episode(q, path, f"Egocentric view: {hand} {MOTION_VERBS.get(name, 'moves')} above the table.",
                            kind)
     q = smooth_random_q(emb, T, rng, knots=3, start=axes.open_q + rng.uniform(0, 0.3) * (axes.closed_q - axes.open_q))
     return Episode(q, path, f"Egocentric view: {hand} moves its fingers above the table.", "random")

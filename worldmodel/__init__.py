@@ -9,7 +9,7 @@ _LAZY = {"HandControlPipeline": "pipeline", "HandControlledWan": "wan", "TrainCo
          "Trainer": "training", "load_for_inference": "training", "edit_joints": "editing", "write_clip": "data",
          "read_clip": "data", "ClipDataset": "data", "load_preset": "presets", "WanComponents": "presets",
          "evaluate": "evaluation", "control_sensitivity": "evaluation", "load_probe": "probe",
-         "load_pipeline": "shipped"}
+         "load_shipped": "presets"}
 __all__ += list(_LAZY)
 
 

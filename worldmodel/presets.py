@@ -53,7 +53,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
 # base: stage 1 trains its VAE on the clips' frames, stage 2 trains the whole transformer (not only LoRA).
 TRAIN_DEFAULTS: dict[str, dict] = {
     "tiny-sim": {"train_base": True, "lora_rank": 8, "lr_lora": 5e-4, "lr_control": 1e-3, "warmup_steps": 30,
-                 "batch_size": 8, "steps": 300, "control_dropout": 0.1, "joint_mask_prob": 0.05,
+                 "batch_size": 8, "steps": 900, "control_dropout": 0.1, "joint_mask_prob": 0.05,
                  "checkpoint_every": 25, "keep_checkpoints": 2,
                  "vae": {"steps": 1000, "batch_size": 2, "num_frames": 5, "crop": 64, "lr": 2e-3, "warmup_steps": 50,
                          "kl_weight": 1e-6}},

@@ -114,9 +114,12 @@ def lora_module_names(transformer: nn.Module) -> list[str]:
     return sorted(n for n, m in transformer.named_modules() if hasattr(m, "lora_A") and len(m.lora_A) > 0)
 
 
-def set_trainable(transformer: nn.Module, control: nn.Module) -> list[nn.Parameter]:
-    """Freeze everything except LoRA weights, the patch embedding and the control module; return trainable params."""
-    transformer.requires_grad_(False)
+def set_trainable(transformer: nn.Module, control: nn.Module, train_base: bool = False) -> list[nn.Parameter]:
+    """Freeze everything except LoRA weights, the patch embedding and the control module; return trainable params.
+
+    ``train_base=True`` (presets without pretrained weights, e.g. ``tiny-sim``) trains the whole transformer too.
+    """
+    transformer.requires_grad_(train_base)
     for name, p in transformer.named_parameters():
         if "lora_" in name or name.startswith("patch_embedding."):
             p.requires_grad_(True)
@@ -181,6 +184,31 @@ class HandControlledWan(nn.Module):
         x = transformer_input(noisy, condition, control).to(self.transformer.dtype)
         return self.transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=encoder_hidden_states,
                                 encoder_hidden_states_image=encoder_hidden_states_image, return_dict=False)[0]
+
+
+def base_state_dict(transformer: nn.Module) -> dict[str, torch.Tensor]:
+    """The transformer's own (non-LoRA) weights under the plain model's keys (peft's ``.base_layer`` removed).
+
+    What a checkpoint of a run that trains the base (``train_base``) stores beside the LoRA adapter.
+    """
+    return {k.replace(".base_layer.", "."): v.detach().contiguous()
+            for k, v in transformer.state_dict().items() if "lora_" not in k}
+
+
+def load_base_state_dict(transformer: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load :func:`base_state_dict` output into ``transformer`` (with or without a LoRA adapter); all keys needed."""
+    own = {k: v for k, v in transformer.state_dict().items() if "lora_" not in k}
+    plain = {k.replace(".base_layer.", "."): k for k in own}
+    missing = sorted(set(plain) - set(state))
+    unexpected = sorted(set(state) - set(plain))
+    if missing or unexpected:
+        raise ValueError(f"transformer weights do not fit the model: {len(missing)} missing, {len(unexpected)} "
+                         f"unexpected keys (e.g. {(missing + unexpected)[:2]})")
+    bad = [k for k, real in plain.items() if tuple(state[k].shape) != tuple(own[real].shape)]
+    if bad:
+        raise ValueError(f"transformer weight {bad[0]!r} has shape {tuple(state[bad[0]].shape)}, the model expects "
+                         f"{tuple(own[plain[bad[0]]].shape)}")
+    transformer.load_state_dict({plain[k]: v for k, v in state.items()}, strict=False)
 
 
 LORA_WEIGHTS = "adapter_model.safetensors"

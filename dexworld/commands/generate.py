@@ -13,7 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Sample the joint-controlled Wan 2.1 I2V model. The joints file is a SparseJoints .npz/.h5 in "
                     "the camera frame, with K in the reference image's pixels (or pass --K). Its frame count "
                     "(or --num-frames) must be 4k+1.")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder written by 'dexworld train'")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint folder written by 'dexworld train' (default: the shipped tiny-sim model, "
+                        "worldmodel/checkpoints/tiny-sim)")
     p.add_argument("--image", required=True, help="reference image (first frame)")
     p.add_argument("--joints", required=True, help="SparseJoints file (.npz / .h5), camera frame")
     p.add_argument("-o", "--output", required=True, help="video file (.mp4 or .gif)")
@@ -67,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
-    pipe = load_for_inference(args.checkpoint, base_path=args.base_path, torch_dtype=dtype)
+    from worldmodel.presets import shipped_path
+
+    checkpoint = args.checkpoint if args.checkpoint is not None else shipped_path("tiny-sim")
+    pipe = load_for_inference(checkpoint, base_path=args.base_path, torch_dtype=dtype)
     pipe.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     result = pipe(image, joints, prompt=args.prompt, negative_prompt=args.negative_prompt, height=args.height,
                   width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance, shift=args.shift,

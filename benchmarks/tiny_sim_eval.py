@@ -1,0 +1,206 @@
+"""Does the shipped tiny-sim model follow the joints? Control on vs the same model with control off.
+
+For each held-out synthetic clip (``dexworld synth ... --seed 1000``, never seen in training): generate the clip from
+its first frame + its SparseJoints + K (control on), and again with every joint marked invalid (control off: zero
+control volume and zero motion features, a mode the model was trained in through whole-sample control dropout),
+same seed. Both are scored against the simulated frames with ``worldmodel.evaluation.evaluate`` (PSNR/SSIM, and the
+keypoint probe's 2D joint error / PCK@5px when a probe is available), plus the error inside the hand region (pixels
+within ``--radius`` px of the commanded skeleton, frames 1…T−1), which needs no probe. The VAE's own reconstruction
+of each clip is scored too (the ceiling the video model cannot beat).
+
+    .venv/bin/python benchmarks/tiny_sim_eval.py --data outputs/tiny_sim/data/heldout --out outputs/tiny_sim/eval
+
+Prints a table and the ratios control-on / control-off (baseline: control off); writes ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def hand_region_error(video: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
+    """Mean squared error (float [0, 1] pixels, mean over RGB) inside ``mask`` (T, H, W); frames where mask is set."""
+    d = ((video.astype(np.float64) - reference.astype(np.float64)) ** 2).mean(-1)
+    return float(d[mask].mean()) if mask.any() else float("nan")
+
+
+def control_off(joints):
+    """The same joints with every slot invalid: the pipeline then applies no hand control."""
+    return joints.replace(valid=np.zeros_like(joints.valid))
+
+
+def generate(pipe, clip, joints, seed: int, steps: int | None) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*invalid.*")
+        out = pipe(clip.frames[0], joints, prompt=clip.prompt, seed=seed, num_inference_steps=steps, progress=False)
+    return np.asarray(out.frames, dtype=np.float32)  # (T, H, W, 3) in [0, 1]
+
+
+@torch.no_grad()
+def vae_reconstruction(pipe, frames: np.ndarray) -> np.ndarray:
+    x = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
+    z = pipe.vae.encode(x).latent_dist.mode()
+    y = pipe.vae.decode(z).sample[0].permute(1, 2, 3, 0).clamp(-1, 1)
+    return ((y + 1) / 2).numpy()
+
+
+def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = None, radius: float = 6.0,
+                   progress: bool = True) -> dict:
+    """Per-clip and mean metrics for control on / off and the VAE reconstruction."""
+    from tqdm.auto import tqdm
+
+    from worldmodel.data import read_clip
+    from worldmodel.evaluation import evaluate, hand_region
+    from worldmodel.metrics import psnr
+
+    rows = []
+    for path in tqdm(paths, desc="eval", disable=not progress):
+        clip = read_clip(path)
+        ref = clip.frames.astype(np.float32) / 255.0
+        H, W = ref.shape[1:3]
+        mask = hand_region(clip.joints, (H, W), radius)
+        mask[0] = False  # frame 0 is the given reference image
+        row = {"clip": str(path), "embodiment": clip.joints.embodiment, "hand_pixels": int(mask.sum())}
+        recon = vae_reconstruction(pipe, clip.frames)
+        row["vae_psnr"] = psnr(recon, ref)
+        for name, joints in (("on", clip.joints), ("off", control_off(clip.joints))):
+            video = generate(pipe, clip, joints, seed, steps)
+            rep = evaluate(video, clip, probe=probe, exclude_first=True).to_dict()
+            row[name] = {"psnr": rep["psnr"], "ssim": rep["ssim"],
+                         "hand_mse": hand_region_error(video, ref, mask)}
+            row[name]["hand_psnr"] = float(10 * np.log10(1.0 / max(row[name]["hand_mse"], 1e-12)))
+            if rep.get("keypoints"):
+                k = rep["keypoints"]
+                row[name].update({"joint_error_px": k["mean_px"], "pck@5px": k.get("pck@5px"),
+                                  "probe_heldout": k.get("probe_heldout")})
+        rows.append(row)
+
+    def mean(key, sub=None):
+        vals = [r[sub][key] if sub else r[key] for r in rows]
+        vals = [v for v in vals if v is not None and np.isfinite(v)]
+        return float(np.mean(vals)) if vals else None
+
+    summary = {"clips": len(rows), "seed": seed, "radius_px": radius, "vae_psnr": mean("vae_psnr")}
+    for name in ("on", "off"):
+        summary[name] = {k: mean(k, name) for k in ("psnr", "ssim", "hand_mse", "hand_psnr", "joint_error_px",
+                                                     "pck@5px")}
+    summary["hand_mse_ratio_on_off"] = summary["on"]["hand_mse"] / summary["off"]["hand_mse"]
+    if summary["on"]["joint_error_px"] is not None:
+        summary["joint_error_ratio_on_off"] = summary["on"]["joint_error_px"] / summary["off"]["joint_error_px"]
+    per_emb = {}
+    for e in sorted({r["embodiment"] for r in rows}):
+        sel = [r for r in rows if r["embodiment"] == e]
+        per_emb[e] = {f"{k}_{n}": float(np.nanmean([r[n][k] if r[n].get(k) is not None else np.nan for r in sel]))
+                      for n in ("on", "off") for k in ("hand_mse", "psnr", "joint_error_px")}
+    summary["per_embodiment"] = per_emb
+    return {"summary": summary, "clips": rows}
+
+
+def plot_training(run: str | Path, out: str | Path) -> Path:
+    """Loss curves of both stages (``vae_loss.jsonl``, ``loss.jsonl`` of a run folder) as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = Path(run)
+
+    def load(name):
+        f = run / name
+        return [json.loads(ln) for ln in f.read_text().splitlines() if ln.strip()] if f.exists() else []
+
+    def smooth(y, k=25):
+        y = np.asarray(y, dtype=np.float64)
+        k = max(1, min(k, len(y)))
+        return np.convolve(y, np.ones(k) / k, mode="valid")
+
+    vae, video = load("vae_loss.jsonl"), load("loss.jsonl")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    if vae:
+        ax = axes[0]
+        ax.plot([r["step"] for r in vae], [r["psnr"] for r in vae], alpha=0.25, color="C0")
+        sm = smooth([r["psnr"] for r in vae])
+        ax.plot(np.arange(len(sm)) + len(vae) - len(sm) + 1, sm, color="C0")
+        ax.set(title="stage 1: VAE reconstruction (5-frame 64² crops)", xlabel="step", ylabel="PSNR (dB)")
+    if video:
+        ax = axes[1]
+        ax.plot([r["step"] for r in video], [r["loss"] for r in video], alpha=0.25, color="C1")
+        sm = smooth([r["loss"] for r in video], 10)
+        ax.plot(np.arange(len(sm)) + len(video) - len(sm) + 1, sm, color="C1")
+        ax.set(title="stage 2: flow-matching loss (batch 8, 128²×17)", xlabel="step", ylabel="MSE")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="outputs/tiny_sim/data/heldout", help="folder of held-out .h5 clips")
+    ap.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped tiny-sim model)")
+    ap.add_argument("--probe", default=None, help="keypoint probe folder (default: the shipped one, if present)")
+    ap.add_argument("--no-probe", action="store_true")
+    ap.add_argument("--out", default="outputs/tiny_sim/eval", help="folder for metrics.json")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    ap.add_argument("--limit", type=int, default=None, help="at most this many clips")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--plot-run", default=None, help="also plot this run folder's loss curves")
+    ap.add_argument("--plot-out", default="docs/tiny_sim_training.png")
+    args = ap.parse_args(argv)
+    if args.plot_run:
+        print(f"wrote {plot_training(args.plot_run, args.plot_out)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from worldmodel.data import find_clips
+    from worldmodel.presets import load_shipped
+    from worldmodel.training import load_for_inference
+
+    pipe = load_for_inference(args.checkpoint) if args.checkpoint else load_shipped("tiny-sim")
+    pipe.set_progress_bar_config(disable=True)
+    probe = None
+    if not args.no_probe:
+        from worldmodel.probe import load_probe
+
+        try:
+            probe = load_probe(args.probe)
+        except FileNotFoundError as e:
+            print(f"note: {e}; reporting the hand-region proxy only")
+    paths = find_clips(args.data)[: args.limit]
+    t0 = time.perf_counter()
+    result = evaluate_clips(pipe, paths, probe=probe, seed=args.seed, steps=args.steps)
+    result["summary"]["seconds"] = round(time.perf_counter() - t0, 1)
+    result["summary"]["checkpoint"] = args.checkpoint or "shipped tiny-sim"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    s = result["summary"]
+    print(f"{s['clips']} held-out clips, seed {s['seed']}; VAE reconstruction PSNR {s['vae_psnr']:.2f} dB")
+    print(f"{'':22s}{'control on':>12s}{'control off':>13s}")
+    for key in ("psnr", "ssim", "hand_psnr", "hand_mse", "joint_error_px", "pck@5px"):
+        a, b = s["on"][key], s["off"][key]
+        if a is not None:
+            print(f"{key:22s}{a:12.4f}{b:13.4f}")
+    print(f"hand-region MSE ratio on/off (baseline control off): {s['hand_mse_ratio_on_off']:.3f}")
+    if "joint_error_ratio_on_off" in s:
+        print(f"probe joint error ratio on/off (baseline control off): {s['joint_error_ratio_on_off']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

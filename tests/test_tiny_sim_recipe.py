@@ -1,0 +1,164 @@
+"""The tiny-sim recipe's pieces: VAE stage, whole-transformer training (train_base) with exact resume, control
+dropout, base-weight checkpoints, export to a self-contained inference folder, and the CLI preset defaults."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from _wm_helpers import CONTROL, SMALL_TINY, make_frames, make_joints
+
+from worldmodel.data import ClipDataset, write_clip
+from worldmodel.training import TrainConfig, Trainer, export_for_inference, load_for_inference
+from worldmodel.vae_training import VaeTrainConfig, _batch, latent_statistics, train_vae
+from worldmodel.wan import add_lora, base_state_dict, ensure_widened, load_base_state_dict
+
+torch.set_num_threads(1)
+
+
+def _write_clips(root, n, T=5):
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        write_clip(root / f"c{i}.h5", make_frames(T, seed=i), make_joints(T, seed=i), prompt=f"a hand moves {i}")
+    return root
+
+
+def _smooth_frames(T=5, size=32):
+    """A colour gradient with a bright square moving across it (something a small VAE can learn quickly)."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    frames = np.stack([np.stack([x, y, 1 - x], -1)] * T) * 200
+    for t in range(T):
+        frames[t, 8:16, 4 + 4 * t:12 + 4 * t] = 255
+    return frames.astype(np.uint8)
+
+
+def _tiny_transformer(seed=0):
+    from worldmodel.presets import build_tiny
+
+    return ensure_widened(build_tiny(**SMALL_TINY, seed=seed).transformer)
+
+
+def test_base_state_dict_round_trip_through_lora():
+    a = _tiny_transformer(seed=0)
+    plain_keys = set(a.state_dict())
+    add_lora(a, rank=4)
+    with torch.no_grad():
+        for p in a.parameters():
+            p.add_(torch.randn_like(p) * 0.01)  # make the base weights differ from any fresh build
+    state = base_state_dict(a)
+    assert set(state) == plain_keys  # plain model keys: no lora_, no .base_layer.
+    b = _tiny_transformer(seed=1)
+    load_base_state_dict(b, state)  # into a plain model
+    assert all(torch.equal(state[k], v) for k, v in b.state_dict().items())
+    c = _tiny_transformer(seed=1)
+    add_lora(c, rank=4)
+    load_base_state_dict(c, state)  # into a model carrying LoRA
+    assert all(torch.equal(v, state[k]) for k, v in base_state_dict(c).items())
+    with pytest.raises(ValueError, match="missing"):
+        load_base_state_dict(c, {k: v for k, v in state.items() if "blocks.0." not in k})
+
+
+def test_vae_stage_fits_and_sets_latent_statistics(tmp_path):
+    from worldmodel.presets import build_tiny
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_clip(data / "c0.h5", _smooth_frames(), make_joints(5))
+    vae = build_tiny(**SMALL_TINY).vae
+    cfg = VaeTrainConfig(steps=30, batch_size=1, crop=None, lr=2e-3, warmup_steps=0, stats_batches=2,
+                         progress=False)
+    losses = train_vae(vae, data, 32, 32, cfg, log=tmp_path / "vae.jsonl")
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3]), (losses[:3], losses[-3:])
+    assert len((tmp_path / "vae.jsonl").read_text().splitlines()) == 30
+    assert not any(p.requires_grad for p in vae.parameters())
+    # the streamed (double-sum) statistics match a direct computation over the same windows
+    ds = ClipDataset(data, cfg.num_frames, 32, 32, seed=cfg.seed)
+    with torch.no_grad():
+        z = torch.cat([vae.encode(_batch(ds, 1_000_000 + b, cfg, crop=False)).latent_dist.mode()
+                       for b in range(cfg.stats_batches)])
+    z = z.transpose(0, 1).flatten(1)
+    np.testing.assert_allclose(vae.config.latents_mean, z.mean(1).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(vae.config.latents_std, z.std(1, unbiased=False).numpy(), rtol=1e-3, atol=1e-5)
+    assert latent_statistics(vae, ds, cfg)[0] == pytest.approx(vae.config.latents_mean)
+    with pytest.raises(ValueError, match="num_frames"):
+        VaeTrainConfig(num_frames=4)
+    with pytest.raises(ValueError, match="unknown VAE stage options"):
+        VaeTrainConfig.from_dict({"stepz": 3})
+
+
+def test_control_dropout_validation_and_effect(tmp_path):
+    with pytest.raises(ValueError, match="control_dropout"):
+        TrainConfig(control_dropout=1.0).validate()
+    data = _write_clips(tmp_path / "data", 4)
+    seen = {}
+    for p in (0.0, 0.99):
+        cfg = TrainConfig(data=str(data), out=str(tmp_path / f"run{p}"), tiny=SMALL_TINY, control=CONTROL,
+                          num_frames=5, steps=1, batch_size=4, lora_rank=2, joint_mask_prob=0.0,
+                          control_dropout=p, checkpoint_every=0, progress=False)
+        tr = Trainer(cfg)
+        orig = tr._unwrapped.control_maps
+
+        def spy(joints, K, condition, valid, _orig=orig, _p=p):
+            seen[_p] = valid.clone()
+            return _orig(joints, K, condition, valid)
+
+        tr._unwrapped.control_maps = spy
+        tr.train()
+    assert seen[0.0].all()  # no masking, no dropout
+    assert not seen[0.99].flatten(1).any(1).all()  # ≈ every sample has all joints dropped
+
+
+def test_train_base_resume_and_export(tmp_path):
+    data = _write_clips(tmp_path / "data", 3)
+    common = dict(data=str(data), preset="tiny-sim", tiny=SMALL_TINY, control=CONTROL, num_frames=5, height=32,
+                  width=32, steps=3, batch_size=1, lora_rank=2, train_base=True, lr_lora=1e-3, control_dropout=0.3,
+                  progress=False, keep_checkpoints=3,
+                  vae={"steps": 2, "batch_size": 1, "crop": None, "stats_batches": 1, "progress": False})
+    full = Trainer(TrainConfig(out=str(tmp_path / "a"), checkpoint_every=0, **common)).train()
+
+    run = tmp_path / "b"
+    first = Trainer(TrainConfig(out=str(run), checkpoint_every=2, **common))
+    base_before = {k: v.clone() for k, v in base_state_dict(first._unwrapped.transformer).items()}
+    assert len((run / "vae_loss.jsonl").read_text().splitlines()) == 2  # stage 1 ran, base written after it
+    assert (run / "base" / "vae" / "config.json").exists()
+    assert first.train(2) == full[:2]
+    ckpt = run / "checkpoint-000002"
+    assert (ckpt / "transformer.safetensors").exists()
+    trained = base_state_dict(first._unwrapped.transformer)
+    changed = [k for k in trained if not torch.equal(trained[k], base_before[k])]
+    assert any(k.startswith("blocks.0.attn1.to_q") for k in changed)  # a LoRA-wrapped base weight trained too
+    assert any(k.startswith("proj_out") for k in changed)  # and one never touched by LoRA
+
+    resumed = Trainer(TrainConfig(out=str(run), checkpoint_every=2, **common), resume="latest")
+    assert resumed.train() == full[2:]  # bitwise: base weights restored from transformer.safetensors
+
+    out = export_for_inference(resumed.save_checkpoint(), tmp_path / "export")
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert not any(f.endswith((".pt", ".bin")) for f in files) and "transformer.safetensors" not in files
+    meta = json.loads((out / "dexworld_checkpoint.json").read_text())
+    assert meta["base_path"] == "base" and meta["step"] == 3
+    pipe = load_for_inference(out)
+    want = resumed._unwrapped.transformer.state_dict()
+    got = pipe.transformer.state_dict()
+    assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+    assert pipe.vae.config.latents_mean == pytest.approx(resumed.components.vae.config.latents_mean)
+    assert (pipe.defaults.height, pipe.defaults.num_frames) == (32, 5)
+
+
+def test_cli_tiny_sim_starts_from_the_recipe(tmp_path):
+    from dexworld.cli import build_parser
+    from dexworld.commands.train import build_config
+    from worldmodel.presets import TRAIN_DEFAULTS
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--preset", "tiny-sim", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
+                              "--steps", "7", "--vae-steps", "11"])
+    cfg = build_config(args)
+    recipe = TRAIN_DEFAULTS["tiny-sim"]
+    assert cfg.preset == "tiny-sim" and cfg.train_base and cfg.steps == 7
+    assert cfg.control_dropout == recipe["control_dropout"] and cfg.batch_size == recipe["batch_size"]
+    assert cfg.vae == {**recipe["vae"], "steps": 11}
+    plain = build_config(parser.parse_args(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")]))
+    assert plain.preset == "tiny" and not plain.train_base and plain.vae == {} and plain.control_dropout == 0.0

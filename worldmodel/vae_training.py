@@ -1,0 +1,150 @@
+"""Stage 1 for presets without pretrained weights (``tiny-sim``): train the small ``AutoencoderKLWan`` on clips.
+
+A randomly initialised VAE cannot decode, so before the video model is trained the autoencoder learns to
+reconstruct the clips' frames: loss = MSE + L1 (pixels in [−1, 1]) + a small KL towards N(0, 1), on short windows
+of ``num_frames`` frames (5 = Wan's first frame + one 4-frame chunk, so both the image path and the causal temporal
+path are trained). Afterwards the per-channel latent mean/std over clip windows are written into the VAE config
+(``latents_mean`` / ``latents_std``), which the pipeline uses to normalise latents to unit scale for flow matching.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclasses.dataclass
+class VaeTrainConfig:
+    """Stage-1 settings (``TrainConfig.vae`` holds overrides of these fields)."""
+
+    steps: int = 300
+    batch_size: int = 2
+    num_frames: int = 5  # 4k+1 frames per window
+    crop: int | None = 64  # train on random crop×crop patches (the VAE is convolutional): ~(H/crop)² cheaper steps
+    lr: float = 1e-3
+    warmup_steps: int = 20
+    kl_weight: float = 1e-6
+    # Decode the posterior mean (False) or a sample (True). At init the encoder's means are ~0.1 while the posterior
+    # std is 1, so sampled latents are mostly noise and a short run never learns to reconstruct; with the mean the
+    # stage is a deterministic autoencoder whose latent scale the small KL term (μ² part) keeps bounded.
+    sample_posterior: bool = False
+    l1_weight: float = 1.0
+    max_grad_norm: float = 1.0
+    stats_batches: int = 8  # windows (× batch_size) that set latents_mean / latents_std
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "stats_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"VaeTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_frames < 1 or (self.num_frames - 1) % 4:
+            raise ValueError(f"VaeTrainConfig.num_frames must be 4k+1, got {self.num_frames}")
+        if self.crop is not None and (self.crop < 16 or self.crop % 16):
+            raise ValueError(f"VaeTrainConfig.crop must be None or a multiple of 16 (>= 16), got {self.crop}")
+        if self.lr <= 0 or self.kl_weight < 0 or self.l1_weight < 0:
+            raise ValueError("VaeTrainConfig needs lr > 0, kl_weight >= 0 and l1_weight >= 0")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VaeTrainConfig:
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown VAE stage options {sorted(unknown)}; valid: "
+                             f"{[f.name for f in dataclasses.fields(cls)]}")
+        return cls(**d)
+
+
+def vae_loss(vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generator | None, cfg: VaeTrainConfig):
+    """(loss, reconstruction MSE) for a batch of videos (B, 3, T, H, W) in [−1, 1]."""
+    posterior = vae.encode(video).latent_dist
+    z = posterior.sample(generator=generator) if cfg.sample_posterior else posterior.mode()
+    recon = vae.decode(z).sample
+    mse = torch.nn.functional.mse_loss(recon, video)
+    l1 = (recon - video).abs().mean()
+    # KL(N(μ, σ²) ‖ N(0, 1)) per latent element, averaged (diffusers' .kl() sums over a fixed set of dims).
+    kl = 0.5 * (posterior.mean.square() + posterior.var - 1.0 - posterior.logvar).mean()
+    return mse + cfg.l1_weight * l1 + cfg.kl_weight * kl, mse
+
+
+def _batch(dataset, step: int, cfg: VaeTrainConfig, crop: bool = True) -> torch.Tensor:
+    """Clip windows (B, 3, T, h, w) for ``step``: indices, window starts and crops are a function of (seed, step)."""
+    n = len(dataset)
+    rng = np.random.default_rng([cfg.seed, step])
+    idx = rng.choice(n, size=min(cfg.batch_size, n), replace=False)
+    dataset.set_epoch(step)
+    video = torch.stack([dataset[int(i)]["video"] for i in idx])
+    H, W = video.shape[-2:]
+    if crop and cfg.crop is not None and cfg.crop < min(H, W):
+        # crops on the 16-pixel grid, so crop latents line up with full-frame latents
+        i, j = (int(rng.integers(0, (S - cfg.crop) // 16 + 1)) * 16 for S in (H, W))
+        video = video[..., i:i + cfg.crop, j:j + cfg.crop]
+    return video
+
+
+@torch.no_grad()
+def latent_statistics(vae: torch.nn.Module, dataset, cfg: VaeTrainConfig) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the posterior means over ``stats_batches`` batches of clip windows."""
+    vae.eval()
+    s1 = s2 = None
+    count = 0
+    for b in range(cfg.stats_batches):
+        z = vae.encode(_batch(dataset, 1_000_000 + b, cfg, crop=False)).latent_dist.mode().double()
+        z = z.transpose(0, 1).flatten(1)  # (C, N)
+        s1 = z.sum(1) if s1 is None else s1 + z.sum(1)
+        s2 = z.square().sum(1) if s2 is None else s2 + z.square().sum(1)
+        count += z.shape[1]
+    mean = s1 / count
+    std = (s2 / count - mean.square()).clamp_min(1e-8).sqrt()
+    return mean.float().tolist(), std.float().tolist()
+
+
+def train_vae(vae: torch.nn.Module, data, height: int, width: int, cfg: VaeTrainConfig | None = None,
+              log: str | Path | None = None) -> list[float]:
+    """Train ``vae`` (in place, float32) on windows of the clips under ``data`` resized to (height, width).
+
+    Writes one JSON line per step to ``log`` (loss, reconstruction PSNR, seconds), then sets the VAE config's
+    ``latents_mean`` / ``latents_std`` from the trained encoder. Returns the losses.
+    """
+    import diffusers.optimization as opt
+    from tqdm.auto import tqdm
+
+    from .data import ClipDataset
+
+    cfg = cfg or VaeTrainConfig()
+    dataset = ClipDataset(data, cfg.num_frames, height, width, seed=cfg.seed)
+    vae.float().train().requires_grad_(True)
+    params = [p for p in vae.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    schedule = opt.get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+    losses = []
+    log_file = open(log, "a") if log is not None else None  # noqa: SIM115 — closed in finally
+    try:
+        for step in tqdm(range(cfg.steps), desc="vae", disable=not cfg.progress, dynamic_ncols=True):
+            t0 = time.perf_counter()
+            video = _batch(dataset, step, cfg)
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            loss, mse = vae_loss(vae, video, gen, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            if log_file is not None:
+                psnr = float(10 * torch.log10(4.0 / mse.detach().clamp_min(1e-12)))  # range [−1, 1] → peak² = 4
+                log_file.write(json.dumps({"step": step + 1, "loss": losses[-1], "psnr": round(psnr, 3),
+                                           "lr": schedule.get_last_lr()[0],
+                                           "seconds": round(time.perf_counter() - t0, 4)}) + "\n")
+                log_file.flush()
+    finally:
+        if log_file is not None:
+            log_file.close()
+    mean, std = latent_statistics(vae, dataset, cfg)
+    vae.register_to_config(latents_mean=mean, latents_std=std)
+    vae.requires_grad_(False).eval()
+    return losses
