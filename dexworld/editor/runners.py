@@ -3,7 +3,7 @@
 * :class:`VideoGenerator`: loads the hand-controlled video model once (a checkpoint, the shipped tiny model, or —
   with neither — a freshly initialised ``tiny`` preset, flagged as untrained) and samples a video from the
   reference image and the edited joints, reporting progress per denoising step.
-* :func:`simulate`: retargets the edited hand to a robot hand, recovers the hand's pose in the camera, and rolls it
+* :func:`simulate` (``sim_bridge.plan``): retargets the edited hand to a robot hand, recovers the hand's pose in the camera, and rolls it
   out in a MuJoCo scene whose head camera has the reference camera's field of view.
 """
 
@@ -17,40 +17,24 @@ from pathlib import Path
 
 import numpy as np
 
-from embodiments.layout import SIDES, hand_slots
 from embodiments.sparse import SparseJoints
+from sim_bridge.plan import SIM_MODES, SimResult, simulate, simulation_pair  # noqa: F401 (re-exported)
 
 from .state import largest_4k1
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_ENV = "DEXWORLD_TINY_CHECKPOINT"
-# Where a shipped tiny checkpoint may live (searched in order; the first folder with dexworld_checkpoint.json wins).
-SHIPPED_DIRS = ("worldmodel/weights", "worldmodel/assets", "assets", "models", "checkpoints")
 ROBOTS = ("inspire_right", "inspire_left", "dex3_right", "dex3_left")
-SIM_MODES = ("kinematic", "physics")
 
 Progress = Callable[[int, int], None]
 
 
-def find_shipped_checkpoint(root: str | os.PathLike = REPO_ROOT) -> Path | None:
-    """The shipped tiny checkpoint: ``$DEXWORLD_TINY_CHECKPOINT`` if set, else the first dexworld checkpoint found
-    (at most two levels deep) under the repository's model folders; None when there is none."""
-    env = os.environ.get(SHIPPED_ENV)
-    if env:
-        p = Path(env).expanduser()
-        if not (p / "dexworld_checkpoint.json").exists():
-            raise FileNotFoundError(f"${SHIPPED_ENV}={env} is not a dexworld checkpoint (no dexworld_checkpoint.json)")
-        return p
-    root = Path(root)
-    for d in SHIPPED_DIRS:
-        base = root / d
-        if not base.is_dir():
-            continue
-        hits = sorted(base.glob("dexworld_checkpoint.json")) + sorted(base.glob("*/dexworld_checkpoint.json")) + \
-            sorted(base.glob("*/*/dexworld_checkpoint.json"))
-        if hits:
-            return hits[0].parent
-    return None
+def find_shipped_checkpoint() -> Path | None:
+    """The shipped tiny-sim model (``worldmodel/checkpoints/tiny-sim``), or None when this checkout has none."""
+    from worldmodel.presets import shipped_path
+
+    try:
+        return shipped_path("tiny-sim")
+    except FileNotFoundError:
+        return None
 
 
 @dataclasses.dataclass
@@ -158,85 +142,3 @@ class VideoGenerator:
             finally:
                 pipe.__dict__.pop("progress_bar", None)
         return to_uint8(out.frames)
-
-
-# ---------------------------------------------------------------------------------------------- simulation
-@dataclasses.dataclass
-class SimResult:
-    frames: np.ndarray  # (T, H, W, 3) uint8
-    joints: SparseJoints  # the robot's joints as rolled out, in the (simulated) camera frame
-    robot: str
-    source: str
-    fit_rms: float  # metres: how far the rigidly placed robot keypoints are from the edited joints (max over frames)
-    issues: list[str]
-
-
-def _registered() -> list[str]:
-    import embodiments
-
-    return embodiments.names()
-
-
-def simulation_pair(joints: SparseJoints, robot: str | None = None) -> tuple[str, str]:
-    """(source, target) hands for simulating ``joints``.
-
-    The target is ``robot``, else the joints' own robot hand, else Inspire on the side with the most valid joints.
-    The source is the joints' own hand on the target's side if it is a registered hand, else the human hand.
-    """
-    names = _registered()
-    own = [h for h in joints.embodiment.split("+") if h in names]
-    if robot is None:
-        robots = [h for h in own if not h.startswith("mano_")]
-        if robots:
-            robot = robots[0]
-        else:
-            counts = {s: joints.valid[:, hand_slots(s).start:hand_slots(s).stop].sum() for s in SIDES}
-            robot = f"inspire_{max(counts, key=counts.get)}"
-    if robot not in names or robot.startswith("mano_"):
-        raise ValueError(f"simulate needs a robot hand; choose one of "
-                         f"{', '.join(n for n in names if not n.startswith('mano_'))}, got {robot!r}")
-    side = "left" if robot.endswith("_left") else "right"
-    s = hand_slots(side)
-    if not joints.valid[:, s.start:s.stop].any():
-        raise ValueError(f"{robot} is a {side} hand but the joints have no valid {side}-hand joints; pick a robot "
-                         f"for the other side")
-    same_side = [h for h in own if h.endswith(f"_{side}")]
-    source = same_side[0] if same_side else f"mano_{side}"
-    return source, robot
-
-
-def simulate(joints: SparseJoints, image_size: tuple[int, int], robot: str | None = None, mode: str = "kinematic",
-             height: int = 192, seed: int = 0) -> SimResult:
-    """Retarget ``joints`` (camera frame, with K) to ``robot`` and roll it out in MuJoCo.
-
-    The robot's root pose per frame is the rigid fit of its forward kinematics to the edited joints in the camera;
-    the scene's head camera gets the reference camera's vertical field of view (from K and ``image_size`` (H, W))
-    and the hand is placed relative to it as in the reference camera. Rendered at ``height`` rows, same aspect.
-    """
-    import mujoco
-
-    from retarget import Retargeter
-    from sim_bridge.camera import cv_from_mujoco_cam
-    from sim_bridge.hand_pose import fit_root_pose
-    from sim_bridge.rollout import rollout
-    from sim_bridge.scene import SceneConfig, build_scene
-
-    if mode not in SIM_MODES:
-        raise ValueError(f"simulation mode must be one of {SIM_MODES}, got {mode!r}")
-    source, robot = simulation_pair(joints, robot)
-    q = Retargeter(source, robot).retarget(joints)
-    T_cam_root, rms = fit_root_pose(robot, q, joints)
-    H0, W0 = image_size
-    fy = joints.frame_K()[0, 1, 1]
-    fovy = float(np.degrees(2 * np.arctan(H0 / (2 * fy))))
-    scene = build_scene(robot, SceneConfig(randomize=False, fovy_deg=(fovy, fovy)), seed=seed)
-    data = mujoco.MjData(scene.model)
-    mujoco.mj_forward(scene.model, data)
-    cam = scene.camera_id("ego")
-    T_world_cam = cv_from_mujoco_cam(data.cam_xpos[cam], data.cam_xmat[cam])
-    H = int(height)
-    W = max(2, int(round(H * W0 / H0 / 2)) * 2)
-    roll = rollout(robot, q, T_world_cam @ T_cam_root, camera="ego", mode=mode, size=(H, W), scene=scene,
-                   fps=joints.fps)
-    return SimResult(frames=roll.frames, joints=roll.joints, robot=robot, source=source, fit_rms=float(np.max(rms)),
-                     issues=list(roll.issues))
