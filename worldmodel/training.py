@@ -193,6 +193,20 @@ def _set_rng_state(state: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- trainer
+@torch.no_grad()
+def i2v_condition(pipe, video: torch.Tensor, latent_frames: int, height: int, width: int, device) -> torch.Tensor:
+    """Wan's I2V condition (B, 20, T', h, w) for training: mask + reference latent of each video's first frame.
+
+    It is the condition of a one-frame video, padded with zeros for the later latent frames: the parent pipeline's
+    mask is 0 there, and their image-latent channels (its VAE encoding of black frames) are always overwritten by
+    the motion features (``wan.apply_motion_features``), so the model input equals the full-length condition's
+    while the VAE encodes 1 frame instead of all of them.
+    """
+    return torch.cat([torch.nn.functional.pad(
+        pipe.prepare_latents(v[:, 0][None], 1, 16, height, width, 1, torch.float32, device, None,
+                             torch.zeros(1))[1], (0, 0, 0, 0, 0, latent_frames - 1)) for v in video])
+
+
 class Trainer:
     """Builds models, optimiser, schedule and data from a :class:`TrainConfig`; ``train()`` runs the loop.
 
@@ -342,21 +356,14 @@ class Trainer:
         video = batch["video"].to(dev)
         vae = self.components.vae
         x0 = pipe.normalize_latents(vae.encode(video.to(vae.dtype)).latent_dist.mode().float())
-        # The I2V condition of a one-frame video (mask 1 + reference latent), padded with zeros for the later latent
-        # frames: the parent pipeline's mask is 0 there, and their image-latent channels (its VAE encoding of black
-        # frames) are always overwritten by the motion features (wan.apply_motion_features), so the model input is
-        # the same as from the full-length condition while the VAE encodes 1 frame instead of num_frames.
-        t_lat = x0.shape[2]
-        conds = [torch.nn.functional.pad(
-            pipe.prepare_latents(v[:, 0][None], 1, 16, self.height, self.width, 1, torch.float32, dev, None,
-                                 torch.zeros(1))[1], (0, 0, 0, 0, 0, t_lat - 1)) for v in video]
+        condition = i2v_condition(pipe, video, x0.shape[2], self.height, self.width, dev)
         first = ((video[:, :, 0].permute(0, 2, 3, 1) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
         image_embeds = pipe.image_embeddings(list(first.cpu().numpy()), dev)
         if batch["prompt_embeds"] is not None:
             prompt_embeds = batch["prompt_embeds"].to(dev)
         else:
             prompt_embeds = pipe.embed_prompts(batch["prompt"], dev, torch.float32)
-        out = {"x0": x0, "condition": torch.cat(conds), "prompt_embeds": prompt_embeds.float(),
+        out = {"x0": x0, "condition": condition, "prompt_embeds": prompt_embeds.float(),
                "image_embeds": None if image_embeds is None else image_embeds.float()}
         if self.cache_latents:
             for i, k in enumerate(keys):
