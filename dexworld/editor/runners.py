@@ -3,8 +3,8 @@
 * :class:`VideoGenerator`: loads the hand-controlled video model once (a checkpoint, the shipped tiny model, or —
   with neither — a freshly initialised ``tiny`` preset, flagged as untrained) and samples a video from the
   reference image and the edited joints, reporting progress per denoising step.
-* :func:`simulate` (``sim_bridge.plan``): retargets the edited hand to a robot hand, recovers the hand's pose in the camera, and rolls it
-  out in a MuJoCo scene whose head camera has the reference camera's field of view.
+* :func:`simulate` (``sim_bridge.plan``): retargets the edited hand to a robot hand, recovers the hand's pose in
+  the camera, and rolls it out in a MuJoCo scene whose head camera has the reference camera's field of view.
 """
 
 from __future__ import annotations
