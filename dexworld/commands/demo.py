@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
                      frames=args.frames, size=args.size, steps=args.steps, seed=args.seed,
                      checkpoint=args.checkpoint, physics=not args.kinematic, progress=not args.no_progress)
     report = run_demo(cfg)
-    table = Table(title=f"dexworld demo: {report['motion']} on {report['embodiment']} (frame 0 excluded)")
+    table = Table(title=f"{report['motion']} on {report['embodiment']}",
+                  caption="vs the simulation, frame 0 excluded")
     table.add_column("metric")
     table.add_column("imagined", justify="right")
     table.add_column("control off", justify="right")
