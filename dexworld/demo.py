@@ -21,6 +21,7 @@ from embodiments.io_utils import atomic_path
 from sim_bridge.clips import episode_from_rollout
 from sim_bridge.motion import interpolate_poses
 from sim_bridge.synth import MOTION_VERBS
+from worldmodel.video import to_uint8
 
 
 @dataclasses.dataclass
@@ -56,7 +57,7 @@ def imagine(pipe, sim, prompt: str, steps: int | None, seed: int, control: bool 
     with warnings.catch_warnings():  # the baseline hides the joints on purpose
         warnings.filterwarnings("ignore", message=".*(all|every) joint")
         out = pipe(sim.frames[0], joints, prompt=prompt, num_inference_steps=steps, seed=seed, progress=False)
-    return (np.clip(np.asarray(out.frames), 0.0, 1.0) * 255).round().astype(np.uint8)
+    return to_uint8(out.frames)
 
 
 def run_demo(cfg: DemoConfig) -> dict:
