@@ -18,6 +18,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from . import geometry as geo
+from .baselines import copy_point_tracks
 from .fusion import propagate_and_fuse
 
 __all__ = ["HandControlModule", "UPSTREAM_NAMES"]
@@ -73,7 +74,17 @@ class HandControlModule(ModelMixin, ConfigMixin):
         disparity_scale: float = 0.2,
         encoding_period: float = 10000.0,
         softmax_floor: float = 1e-6,
+        use_occlusion: bool = True,
+        use_depth_weighting: bool = True,
+        use_propagation: bool = True,
+        use_geometric_embedding: bool = True,
+        point_tracks_2d: bool = False,
     ):
+        # Ablation switches (all default to the full module): use_occlusion=False → visibility 1 (no OCA gating);
+        # use_depth_weighting=False → λ·disparity dropped from the propagation softmax (no OP depth order);
+        # use_propagation=False → no motion features (HandControlledWan keeps the plain I2V condition);
+        # use_geometric_embedding=False → structure map from the joint-id embedding only (no 3DGE);
+        # point_tracks_2d=True → Wan-Move style baseline: zero control volume, motion = baselines.copy_point_tracks.
         super().__init__()
         if occlusion not in ("soft", "upstream"):
             raise ValueError(f"occlusion must be 'soft' or 'upstream', got {occlusion!r}")
@@ -180,6 +191,8 @@ class HandControlModule(ModelMixin, ConfigMixin):
         z0 (B, C, h, w) latent of the reference frame (its size sets the grid); valid (B, T, N) bool, default
         all valid. Invalid joints contribute nothing; their coordinates are ignored (NaN allowed).
         """
+        if self.config.point_tracks_2d:
+            return self._point_tracks(joints, K, z0, valid)
         values, gy, gx, floor_feat, floor_sum, empty = self._features(joints, K, z0, valid)
         cfg = self.config
         return propagate_and_fuse(
@@ -200,6 +213,21 @@ class HandControlModule(ModelMixin, ConfigMixin):
         structure, weighted_feat, weight_sum, opacity = maps.split([self.config.embed_dim, z0.shape[1], 1, 1], 1)
         motion = geo.propagate(opacity, weighted_feat, weight_sum, floor_feat, floor_sum, self.config.softmax_floor)
         return structure, motion
+
+    def _point_tracks(self, joints, K, z0, valid):
+        """Wan-Move style baseline: zero control volume, motion (B, C, T', h, w) = 2D tracks copied in z0."""
+        cfg = self.config
+        valid = self._check_inputs(joints, K, z0, valid)
+        b, t, _, _ = joints.shape
+        joints = torch.where(valid[..., None], joints, torch.zeros_like(joints)).to(z0.dtype)
+        K = K.to(z0.dtype)
+        if K.ndim == 3:
+            K = K[:, None].expand(b, t, 3, 3)
+        u, v, _ = geo.project_to_latent(joints, geo.scale_intrinsics(K, cfg.downsample), cfg.min_depth,
+                                        cfg.disparity_scale)
+        motion = copy_point_tracks(z0, u, v, valid, cfg.temporal_stride)
+        control = z0.new_zeros(b, cfg.output_dim, *motion.shape[2:])
+        return control, motion
 
     def _features(self, joints, K, z0, valid):
         """Per (frame, joint) rows to splat (B, T, N, E+C+2) = weight · [E, ε f, ε, 1], Gaussian factors
@@ -227,7 +255,10 @@ class HandControlModule(ModelMixin, ConfigMixin):
         half = cfg.embed_dim // 2
         enc = [geo.sinusoidal_encoding(x, half, cfg.encoding_period) for x in (u, v, disp)]
         enc = (enc[0] + enc[1] + enc[2]) / 3.0 if self.coord_fusion == "mean" else torch.cat(enc, dim=-1)
-        emb = torch.cat([self.coord_mlp(enc), self.joint_embedding.weight.expand(b, t, n, half)], dim=-1)
+        coord = self.coord_mlp(enc)
+        if not cfg.use_geometric_embedding:
+            coord = torch.zeros_like(coord)
+        emb = torch.cat([coord, self.joint_embedding.weight.expand(b, t, n, half)], dim=-1)
 
         gy = geo.gaussian_factors(v, h, cfg.heatmap_sigma, cfg.heatmap_radius)  # (B, T, N, h)
         gx = geo.gaussian_factors(u, w, cfg.heatmap_sigma, cfg.heatmap_radius)  # (B, T, N, w)
@@ -242,12 +273,16 @@ class HandControlModule(ModelMixin, ConfigMixin):
                 u[:, 0], v[:, 0], disp[:, 0], valid[:, 0], cfg.soft_gamma, cfg.soft_tau,
                 cfg.occlusion_radius, cfg.occlusion_depth_margin,
             )
+        if not cfg.use_occlusion:
+            vis = torch.ones_like(vis)
         src = geo.pool_source_features(z0, gy[:, 0], gx[:, 0]) * (vis * valid[:, 0])[..., None]  # (B, N, C)
+        if not cfg.use_propagation:
+            src = torch.zeros_like(src)
 
         # Depth weights per latent frame: e_k = exp(λ (d_k - max d)) over joints present in the latent frame.
         stride = cfg.temporal_stride
         disp_c, present = geo.compress_masked_mean(disp, valid, stride)  # (B, T', N)
-        scaled = self.depth_scale.to(dtype) * disp_c
+        scaled = self.depth_scale.to(dtype) * disp_c if cfg.use_depth_weighting else torch.zeros_like(disp_c)
         scaled = torch.where(present, scaled, torch.full_like(scaled, -torch.inf))
         top = scaled.amax(dim=-1, keepdim=True)
         e = torch.exp(scaled - torch.where(torch.isfinite(top), top, torch.zeros_like(top)))  # 0 when absent

@@ -175,6 +175,8 @@ class HandControlledWan(nn.Module):
             raise ValueError(f"control volume {tuple(control.shape)} does not match the latent grid "
                              f"{tuple(condition.shape[2:])}; joints must have 4k+1 frames matching the video and K "
                              "must be the pixel intrinsics of the generated resolution")
+        if not getattr(getattr(self.control, "config", None), "use_propagation", True):
+            return control, condition  # ablation: no motion features, the plain I2V condition
         return control, apply_motion_features(condition, motion)
 
     def forward(self, noisy: torch.Tensor, timestep: torch.Tensor, condition: torch.Tensor,
