@@ -32,8 +32,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Speed benchmarks (each prints a ratio against a baseline). ablation.py and tiny_sim_eval.py train/evaluate models
+# on synthetic data and take their own arguments (docs/results.md).
+SPEED_BENCHMARKS := fk retarget control_module render export annotation distributed
 bench: $(STAMP)
-	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+	for b in $(SPEED_BENCHMARKS); do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) outputs demo_out
