@@ -1,6 +1,7 @@
-"""Atomic writes: files and folders users keep are built under a temporary name beside the target, then renamed.
+"""File helpers: atomic writes, and reading the YAML files users edit.
 
-A reader (or a crash) never sees a half-written file or folder: either the old one or the complete new one.
+Atomic writes: files and folders users keep are built under a temporary name beside the target, then renamed, so a
+reader (or a crash) never sees a half-written file or folder: either the old one or the complete new one.
 """
 
 from __future__ import annotations
@@ -11,12 +12,26 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def read_yaml(path: str | os.PathLike, what: str) -> Any:
+    """Parse a YAML file; a missing file or bad syntax raises an error naming ``what`` (e.g. "hand spec") and path."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {what} at {path}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{what} {path} is not valid YAML: {e}") from None
 
 
 @contextlib.contextmanager

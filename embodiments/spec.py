@@ -19,8 +19,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import yaml
-
+from .io_utils import read_yaml
 from .layout import HAND_JOINT_NAMES, SIDES, SLOT_NAMES
 
 
@@ -58,12 +57,7 @@ class HandSpec:
 def load_spec(path: str | Path) -> HandSpec:
     """Read a YAML hand spec; malformed files raise ValueError naming the file and the field."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no hand spec at {path}") from None
-    except yaml.YAMLError as e:
-        raise ValueError(f"hand spec {path} is not valid YAML: {e}") from None
+    raw = read_yaml(path, "hand spec")
     if not isinstance(raw, dict):
         raise ValueError(f"hand spec {path} must be a mapping with keys name, side, urdf, slots")
     missing = [k for k in ("name", "side", "urdf", "slots") if k not in raw]

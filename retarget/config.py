@@ -32,8 +32,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from embodiments.io_utils import read_yaml
 from embodiments.layout import FINGERS, HAND_JOINT_NAMES
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -56,13 +55,7 @@ def available_pairs() -> list[tuple[str, str]]:
 
 def load_pair_config(path: str | Path) -> dict[str, Any]:
     """Read and check a pair config file; errors name the file and the field."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no retargeting pair config at {path}") from None
-    except yaml.YAMLError as e:
-        raise ValueError(f"pair config {path} is not valid YAML: {e}") from None
+    raw = read_yaml(path, "retargeting pair config")
     return check_pair_config(raw, str(path))
 
 

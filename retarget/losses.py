@@ -1,4 +1,4 @@
-"""Retargeting objectives as weighted Huber losses on 3D residual vectors, plus the temporal regulariser.
+"""Retargeting objectives as weighted Huber losses on 3D residual vectors (the temporal regulariser is in solver).
 
 Every method is a set of K *terms*; a term is a linear combination of keypoints (a position ``p_b - p_wrist``
 or a vector ``p_b - p_a``), the same combination on the source hand and on the robot. With ``A`` (K, N) the
@@ -131,33 +131,3 @@ def huber(norm: torch.Tensor, delta: float) -> torch.Tensor:
 def huber_irls_weight(norm: torch.Tensor, delta: float) -> torch.Tensor:
     """Iteratively-reweighted-least-squares weight that makes a Gauss–Newton step minimise the Huber penalty."""
     return torch.where(norm <= delta, torch.ones_like(norm), delta / norm.clamp_min(1e-12))
-
-
-def term_residuals(A: torch.Tensor, keypoints: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Residuals (..., K, 3) of keypoints (..., N, 3) against targets (..., K, 3)."""
-    return torch.matmul(A, keypoints) - target
-
-
-def data_cost(A: torch.Tensor, keypoints: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
-              delta: float) -> torch.Tensor:
-    """Per-frame data cost (...,): ``sum_k weight_k huber(|A p - target|_k)``; zero-weight terms drop out."""
-    norm = term_residuals(A, keypoints, target).norm(dim=-1)
-    return (weight * huber(norm, delta)).sum(-1)
-
-
-def temporal_cost(q: torch.Tensor, weight: float, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Temporal regulariser ``weight/2 * sum_t |q_t - q_{t-1}|²`` over a sequence q (T, dof); scalar.
-
-    With ``valid`` (T,) only differences between two solved frames count.
-    """
-    diff = (q[1:] - q[:-1]).pow(2).sum(-1)
-    if valid is not None:
-        diff = diff * (valid[1:] & valid[:-1])
-    return 0.5 * weight * diff.sum()
-
-
-def sequence_cost(A: torch.Tensor, keypoints: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
-                  delta: float, q: torch.Tensor, temporal_weight: float,
-                  valid: torch.Tensor | None = None) -> torch.Tensor:
-    """The full objective the solver minimises (scalar): data cost of every frame plus the regulariser."""
-    return data_cost(A, keypoints, target, weight, delta).sum() + temporal_cost(q, temporal_weight, valid)

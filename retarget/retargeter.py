@@ -213,10 +213,12 @@ class Retargeter:
         R = np.einsum("ij,tkj->tik", self.R_root_canon, R_src)  # target root ← source frame
         rel = np.einsum("tij,tnj->tni", R, pos - w[:, None])
         if scale is None:
-            scale = self.scale_override
-        if scale is None:
-            scale = self.estimate_scale(pos, valid & ok[:, None])
+            scale = self._scale(pos, valid & ok[:, None])
         return rel, ok, scale
+
+    def _scale(self, pos: np.ndarray, valid: np.ndarray) -> float:
+        """The ``scale`` override, else the scale estimated from the valid bones."""
+        return self.scale_override if self.scale_override is not None else self.estimate_scale(pos, valid)
 
     def estimate_scale(self, pos: np.ndarray, valid: np.ndarray) -> float:
         """Target/source ratio of summed bone lengths over the slots both hands fill (1 for the same hand)."""
@@ -251,9 +253,7 @@ class Retargeter:
             raise ValueError(f"no frame of the motion has enough valid source joints for {self.method!r} "
                              f"retargeting (needs the wrist, index_mcp, {self._ulnar} and at least "
                              f"{self.min_valid_fraction:.0%} of {', '.join(self.terms.keypoints)})")
-        scale = self.scale_override
-        if scale is None:
-            scale = self.estimate_scale(pos, valid & ok[:, None])
+        scale = self._scale(pos, valid & ok[:, None])
         src_kp = rel[:, idx]  # (T, N, 3) unscaled, target-root orientation, wrist at 0
         vecs = np.einsum("kn,tnc->tkc", self.terms.A, src_kp)
         target = scale * vecs

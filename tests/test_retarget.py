@@ -212,6 +212,18 @@ def test_user_pair_config_as_mapping():
     assert rt.solve(human_motion("open", "right", frames=3)).scale == 0.9
 
 
+def test_pair_config_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("source: mano_right\nmethods: [a, b\n")
+    with pytest.raises(ValueError, match="pair config .*bad.yaml is not valid YAML"):
+        load_pair_config(bad)
+    with pytest.raises(FileNotFoundError, match="no retargeting pair config at .*nowhere.yaml"):
+        load_pair_config(tmp_path / "nowhere.yaml")
+    bad.write_text("- a list\n")
+    with pytest.raises(ValueError, match="bad.yaml must be a mapping"):
+        load_pair_config(bad)
+
+
 def test_lowpass_and_chunks_stay_within_limits():
     motion = human_motion("random", "right", fps=30, frames=40, seed=2)
     robot = embodiments.get("inspire_right")
