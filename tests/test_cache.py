@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from _wm_helpers import CONTROL, SMALL_TINY, make_frames, make_joints
+from _wm_helpers import CONTROL, SMALL_TINY, make_frames, make_joints, write_clips
 from safetensors.torch import load_file
 
 from dexworld.cli import main
@@ -23,8 +23,7 @@ CFG = dict(tiny=SMALL_TINY, control=CONTROL, steps=3, lora_rank=4, warmup_steps=
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     root = tmp_path_factory.mktemp("cache")
-    for i in range(3):
-        write_clip(root / "clips" / f"c{i}.h5", make_frames(5, seed=i), make_joints(5, seed=i), prompt=f"grab {i}")
+    write_clips(root / "clips", 3)
     (root / "cfg.json").write_text(json.dumps(CFG))
     assert main(["cache", "--config", str(root / "cfg.json"), "--data", str(root / "clips"), "--out",
                  str(root / "enc"), "--no-progress"]) == 0

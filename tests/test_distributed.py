@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from _wm_helpers import CONTROL, SMALL_TINY, make_frames, make_joints
+from _wm_helpers import CONTROL, SMALL_TINY, write_clips
 from safetensors.torch import load_file
 
-from worldmodel.data import write_clip
 from worldmodel.distributed import micro_batches, sample_generator
 from worldmodel.training import TrainConfig, Trainer, read_checkpoint_meta
 
@@ -51,8 +50,7 @@ def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
 def two_process_run(tmp_path_factory):
     """4 clips; `torchrun --nproc_per_node 2 -m dexworld.cli train --batch-size 1` for 4 steps."""
     root = tmp_path_factory.mktemp("dist")
-    for i in range(4):
-        write_clip(root / "clips" / f"c{i}.h5", make_frames(5, seed=i), make_joints(5, seed=i), prompt=f"grab {i}")
+    write_clips(root / "clips", 4)
     (root / "cfg.json").write_text(json.dumps(CFG))
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",

@@ -76,10 +76,7 @@ def no_sync_unless_last(accelerator, model, i: int, n: int):
 
 def global_mean(accelerator, value: torch.Tensor) -> float:
     """Mean of a per-process scalar over all processes (equal per-process batch sizes assumed)."""
-    t = value.detach().float().reshape(1).to(accelerator.device)
-    if accelerator.num_processes > 1:
-        t = accelerator.gather(t)
-    return float(t.mean())
+    return float(accelerator.reduce(value.detach().float().reshape(1).to(accelerator.device), reduction="mean"))
 
 
 def is_fsdp(accelerator) -> bool:

@@ -104,14 +104,17 @@ class HandControlPipeline(WanImageToVideoPipeline):
             raise ValueError("the transformer expects CLIP image embeddings but the pipeline has no image_encoder")
         return self.encode_image(images, device)
 
+    def _latent_stats(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VAE's per-channel latent mean and std, shaped (1, C, 1, 1, 1) like ``z``."""
+        return tuple(torch.tensor(v, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+                     for v in (self.vae.config.latents_mean, self.vae.config.latents_std))
+
     def normalize_latents(self, z: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
-        std = torch.tensor(self.vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+        mean, std = self._latent_stats(z)
         return (z - mean) / std
 
     def denormalize_latents(self, z: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.vae.config.latents_mean, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
-        std = torch.tensor(self.vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+        mean, std = self._latent_stats(z)
         return z * std + mean
 
     def scheduler_with_shift(self, shift: float):

@@ -124,10 +124,6 @@ def set_trainable(transformer: nn.Module, control: nn.Module, train_base: bool =
         if "lora_" in name or name.startswith("patch_embedding."):
             p.requires_grad_(True)
     control.requires_grad_(True)
-    return trainable_parameters(transformer, control)
-
-
-def trainable_parameters(transformer: nn.Module, control: nn.Module) -> list[nn.Parameter]:
     return [p for p in transformer.parameters() if p.requires_grad] + list(control.parameters())
 
 
