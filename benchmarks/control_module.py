@@ -29,7 +29,6 @@ import threading
 import time
 
 import torch
-import torch.nn.functional as F
 
 from worldmodel import HandControlModule
 
@@ -80,12 +79,9 @@ def dense_signal(model: HandControlModule, joints, K, z0):
 
 
 def dense_control(model: HandControlModule, joints, K, z0):
-    """The whole module: dense control signal, then the same fusion written out."""
+    """The whole module: dense control signal, then the dense fusion (``HandControlModule.fuse``)."""
     structure, motion = dense_signal(model, joints, K, z0)
-    x = torch.cat([structure, motion], 1)
-    x = F.silu(model.fuse_in(F.pad(x, (0, 0, 0, 0, 2, 0), mode="replicate")))
-    x = F.silu(model.fuse_out(F.pad(x, (0, 0, 0, 0, 2, 0), mode="replicate")))
-    return model.norm(x.movedim(1, -1)).movedim(-1, 1), motion
+    return model.fuse(structure, motion), motion
 
 
 def make_case(args, device):

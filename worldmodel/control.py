@@ -217,23 +217,29 @@ class HandControlModule(ModelMixin, ConfigMixin):
     def _point_tracks(self, joints, K, z0, valid):
         """Wan-Move style baseline: zero control volume, motion (B, C, T', h, w) = 2D tracks copied in z0."""
         cfg = self.config
+        valid, u, v, _ = self._project(joints, K, z0, valid)
+        motion = copy_point_tracks(z0, u, v, valid, cfg.temporal_stride)
+        control = z0.new_zeros(joints.shape[0], cfg.output_dim, *motion.shape[2:])
+        return control, motion
+
+    def _project(self, joints, K, z0, valid):
+        """Checked valid (B, T, N) and latent coordinates u, v, disparity (B, T, N); invalid joints at the origin."""
+        cfg = self.config
         valid = self._check_inputs(joints, K, z0, valid)
-        b, t, _, _ = joints.shape
+        b, t = joints.shape[:2]
         joints = torch.where(valid[..., None], joints, torch.zeros_like(joints)).to(z0.dtype)
         K = K.to(z0.dtype)
         if K.ndim == 3:
             K = K[:, None].expand(b, t, 3, 3)
-        u, v, _ = geo.project_to_latent(joints, geo.scale_intrinsics(K, cfg.downsample), cfg.min_depth,
-                                        cfg.disparity_scale)
-        motion = copy_point_tracks(z0, u, v, valid, cfg.temporal_stride)
-        control = z0.new_zeros(b, cfg.output_dim, *motion.shape[2:])
-        return control, motion
+        u, v, disp = geo.project_to_latent(joints, geo.scale_intrinsics(K, cfg.downsample), cfg.min_depth,
+                                           cfg.disparity_scale)
+        return valid, u, v, disp
 
     def _features(self, joints, K, z0, valid):
         """Per (frame, joint) rows to splat (B, T, N, E+C+2) = weight · [E, ε f, ε, 1], Gaussian factors
         (B, T, N, h), (B, T, N, w), propagation floors (B, C, T'), (B, 1, T'), elements without valid joints (B,)."""
         cfg = self.config
-        valid = self._check_inputs(joints, K, z0, valid)
+        valid, u, v, disp = self._project(joints, K, z0, valid)
         b, t, n, _ = joints.shape
         _, c, h, w = z0.shape
         dtype = z0.dtype
@@ -244,12 +250,6 @@ class HandControlModule(ModelMixin, ConfigMixin):
                 "their motion features and control volume are zero",
                 stacklevel=3,
             )
-        joints = torch.where(valid[..., None], joints, torch.zeros_like(joints)).to(dtype)
-        K = K.to(dtype)
-        if K.ndim == 3:
-            K = K[:, None].expand(b, t, 3, 3)
-        Kl = geo.scale_intrinsics(K, cfg.downsample)
-        u, v, disp = geo.project_to_latent(joints, Kl, cfg.min_depth, cfg.disparity_scale)
 
         # Geometric embedding per joint and frame (eq. 6): sinusoidal (u, v, d) → MLP, ‖ joint-id embedding.
         half = cfg.embed_dim // 2
