@@ -7,7 +7,7 @@ import numpy as np
 from embodiments.layout import NUM_HAND_JOINTS, skeleton_edges
 from embodiments.sparse import SparseJoints
 
-SIDE_COLOURS = np.array([[255, 80, 40], [40, 160, 255]], np.uint8)  # left, right
+SIDE_COLOURS = np.array([[40, 120, 255], [255, 60, 40]], np.uint8)  # left blue, right red (as worldmodel.video)
 
 
 def draw_joints(frames: np.ndarray, joints: SparseJoints, radius: int = 2, bones: bool = True) -> np.ndarray:

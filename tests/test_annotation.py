@@ -296,6 +296,22 @@ def test_nan_hand_is_dropped_and_counted(tmp_path):
     assert w.num_detections == 22 and w.nonfinite_hands == 1 and w.nonfinite_frames == (0,)
 
 
+def test_columnar_form_names_the_first_bad_row(tmp_path):
+    p = tmp_path / "d.json"
+    p.write_text(json.dumps(_json_doc()))
+    (v,) = load_detections(p)
+    cols = dict(np.load(save_detections(tmp_path / "d.npz", v)))
+    cols["handedness_conf"][5] = 1.5
+    cols["bbox"][3] = [10, 1, 2, 20]  # x1 < x0, an earlier row than the bad confidence
+    np.savez(tmp_path / "e.npz", **cols)
+    with pytest.raises(ValueError, match=rf"frame {int(v.frame[3])} \(row 3\): field 'bbox'"):
+        load_detections(tmp_path / "e.npz")
+    cols["bbox"][3] = v.bbox[3]
+    np.savez(tmp_path / "e.npz", **cols)
+    with pytest.raises(ValueError, match=r"\(row 5\): field 'handedness_conf' must be in \[0, 1\], got 1.5"):
+        load_detections(tmp_path / "e.npz")
+
+
 @pytest.mark.parametrize(("mutate", "match"), [
     (lambda d: d["frames"][3]["hands"][1].pop("bbox"), r"video 'clip.mp4': frame 3, hand 1: missing field 'bbox'"),
     (lambda d: d["frames"][2]["hands"][0].update(handedness="both"), r"frame 2, hand 0: field 'handedness'"),

@@ -11,7 +11,6 @@ import dataclasses
 import io
 import os
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -243,14 +242,6 @@ class EditorState:
                 sel.append(i)
             self.selection = tuple(sel)
         return self.selection
-
-    def select(self, joints: Iterable[int | str]) -> tuple[int, ...]:
-        """Set the selection explicitly (order kept; the first is the anchor)."""
-        ids = tuple(dict.fromkeys(self._slot(j) for j in joints))
-        if not ids:
-            raise ValueError("the selection cannot be empty")
-        self.selection = ids
-        return ids
 
     def _slot(self, joint: int | str) -> int:
         if isinstance(joint, str):

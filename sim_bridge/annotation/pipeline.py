@@ -21,6 +21,7 @@ Per video (:func:`annotate_video`, a pure top-level function so it runs in worke
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import dataclasses
 import multiprocessing
@@ -352,7 +353,7 @@ def annotate_videos(videos: Sequence[VideoDetections], out_dir: str | os.PathLik
     cfg = config or AnnotationConfig()
     out_dir = str(out_dir)
     ids = [v.video_id for v in videos]
-    dup = {i for i in ids if ids.count(i) > 1}
+    dup = {i for i, n in collections.Counter(ids).items() if n > 1}
     if dup:
         raise ValueError(f"video ids must be unique (they name the clip files); repeated: {sorted(dup)}")
     reports: list[VideoReport | None] = [None] * len(videos)

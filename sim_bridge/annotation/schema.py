@@ -466,7 +466,10 @@ def _from_columns(cols: dict, where: str) -> VideoDetections:
     has_j = np.isfinite(joints).all(axis=(1, 2))
     has_m = np.stack([np.isfinite(v).all(-1) for v in mano.values()]).all(0) if mano else np.zeros(D, bool)
     ok = (has_j | has_m) & np.isfinite(conf) & np.isfinite(bbox).all(-1)
-    for i in np.flatnonzero(ok):
+    # Checked on whole columns; the first bad row is re-checked by _check_hand for its message.
+    bad = np.flatnonzero(ok & ((conf < 0) | (conf > 1) | (bbox[:, 2] < bbox[:, 0]) | (bbox[:, 3] < bbox[:, 1])))
+    if bad.size:
+        i = bad[0]
         _check_hand(float(conf[i]), bbox[i], f"{where}: frame {int(frame[i])} (row {i})")
     drop = ~ok
     order = np.argsort(frame[ok], kind="stable")
