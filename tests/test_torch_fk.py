@@ -1,4 +1,4 @@
-"""TorchFK against pinocchio: positions of every frame, analytic Jacobian vs finite differences and autograd."""
+"""TorchFK and the shared chain description against pinocchio: every frame, Jacobians vs finite differences."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import embodiments
+from embodiments.chain import PRISMATIC, REVOLUTE, read_chain
+from embodiments.kinematics import HandKinematics
 from retarget.torch_fk import TorchFK
 
 # A small chain with every joint kind TorchFK handles: aligned and unaligned revolute, prismatic, and mimic
@@ -103,3 +105,52 @@ def test_bad_inputs_are_named():
     fk = TorchFK(hand.kinematics.model, hand.joint_names, ["right_hand_palm_link"])
     with pytest.raises(ValueError, match="dimension 7"):
         fk.frame_positions(torch.zeros(3, 6))
+
+
+@pytest.mark.parametrize("name", ["inspire_right", "odd"])
+def test_chain_description_rebuilds_pinocchio_joint_by_joint(name):
+    if name == "odd":
+        model, names = pin.buildModelFromXML(ODD_URDF, mimic=True), ["j3", "j1", "j2"]
+        lo, hi = [-1, -1, -0.02], [1, 1, 0.03]
+    else:
+        hand = embodiments.get(name)
+        model, names, lo, hi = hand.kinematics.model, hand.joint_names, hand.lower, hand.upper
+    chain = read_chain(model, names)
+    assert chain.joint_names == tuple(names) and chain.frame_names == tuple(f.name for f in model.frames)
+    data = model.createData()
+    for q in np.random.default_rng(3).uniform(lo, hi, (4, len(names))):
+        q_pin = np.zeros(model.nq)
+        q_pin[chain.q_index] = q
+        pin.forwardKinematics(model, data, q_pin)
+        pin.updateFramePlacements(model, data)
+        for j in range(1, model.njoints):  # parent <- joint = placement · exp(θ ξ), θ = scale · q[source] + offset
+            theta = chain.scale[j] * q[chain.source[j]] + chain.offset[j]
+            twist = pin.Motion(chain.axis[j] * theta * (chain.kind[j] == PRISMATIC),
+                               chain.axis[j] * theta * (chain.kind[j] == REVOLUTE))
+            local = pin.SE3(chain.rotation[j], chain.translation[j]) * pin.exp6(twist)
+            np.testing.assert_allclose(local.homogeneous, data.liMi[j].homogeneous, atol=1e-12)
+            assert chain.parent[j] == model.parents[j] and chain.kind[j] in (REVOLUTE, PRISMATIC)
+        for k in range(len(model.frames)):
+            placed = data.oMi[int(chain.frame_joint[k])] * pin.SE3(chain.frame_rotation[k], chain.frame_translation[k])
+            np.testing.assert_allclose(placed.homogeneous, data.oMf[k].homogeneous, atol=1e-12)
+
+
+def test_chain_rejects_what_it_cannot_represent_and_numpy_falls_back_to_pinocchio():
+    model = pin.buildModelFromXML(ODD_URDF, mimic=True)
+    with pytest.raises(ValueError, match="joint_names"):
+        read_chain(model, ["j1", "j1", "j2"])
+    with pytest.raises(KeyError, match="nope"):
+        read_chain(model, None, ["a", "nope"])
+    helical = pin.Model()
+    helical.addJoint(0, pin.JointModelHelicalUnaligned(np.array([0.0, 0.0, 1.0]), 0.1), pin.SE3.Identity(), "h")
+    with pytest.raises(ValueError, match="'h' of type JointModelHelicalUnaligned"):
+        read_chain(helical)
+    # A mimic with multiplier 0 has no axis to read: TorchFK refuses it, HandKinematics evaluates it with pinocchio.
+    frozen = ODD_URDF.replace('multiplier="2.0"', 'multiplier="0"')
+    with pytest.raises(ValueError, match="'m2'"):
+        TorchFK(pin.buildModelFromXML(frozen, mimic=True), None, ["tip"])
+    kin = HandKinematics(frozen)
+    assert kin.chain is None and HandKinematics(ODD_URDF).chain is not None
+    q = np.random.default_rng(4).uniform([-1, -0.02, -1], [1, 0.03, 1], (5, 3))
+    np.testing.assert_allclose(kin.frame_positions(q, ["d", "tip"]), _pin_positions(kin.model, q, ["d", "tip"]),
+                               atol=1e-12)
