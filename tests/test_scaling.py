@@ -47,6 +47,15 @@ def test_sequence_and_estimate():
     e = estimate()
     assert e["tokens"] == 32760 and e["lora_params"] == 40 * 64 * (16 * 5120 + 2 * (5120 + 13824))
     assert e["activations_checkpointed_gib"] < e["activations_gib"] / 10
+    # FSDP over P GPUs: 1/P of weights and trainable state, plus the gathered non-block weights and two blocks.
+    parts = transformer_params(WAN_I2V_14B)
+    nonblock, block = parts["patch_embedding"] + parts["condition_embedder"] + parts["head"], parts["blocks"] / 40
+    assert e["fsdp_gathered_gib"] * 1024**3 == pytest.approx((nonblock + 2 * block) * 2)
+    one = estimate(processes=1)
+    assert one["fsdp_total_checkpointed_gib"] - one["total_checkpointed_gib"] == pytest.approx(
+        one["fsdp_gathered_gib"])
+    assert e["fsdp_total_checkpointed_gib"] == pytest.approx(
+        (e["weights_gib"] + e["trainable_state_gib"]) / 8 + e["fsdp_gathered_gib"] + e["activations_checkpointed_gib"])
     tiny = dict(build_tiny(**SMALL_TINY).transformer.config)
     a1, a2 = activation_bytes(tiny, 100, False), activation_bytes(tiny, 200, False)
     assert a2 == 2 * a1  # linear in tokens (no stored score matrix)

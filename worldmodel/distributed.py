@@ -1,8 +1,14 @@
-"""Multi-process training helpers on top of accelerate: the accelerator, per-sample randomness, micro-batches.
+"""Multi-process training helpers on top of accelerate and torch FSDP2: accelerator, sharding, randomness, batches.
 
-accelerate does the process-group set-up, DDP/FSDP wrapping, per-rank data sharding (``prepare`` on the
-DataLoader: rank r of P takes batches r, r + P, …) and mixed precision; the launch recipe lives in
-``configs/accelerate/*.yaml`` and docs/scaling.md. What is ours:
+accelerate does the process-group set-up, DDP wrapping, per-rank data sharding (``prepare`` on the DataLoader:
+rank r of P takes batches r, r + P, …) and mixed precision; the launch recipe lives in ``configs/accelerate/*.yaml``
+and docs/scaling.md. What is ours:
+
+- sharding (``TrainConfig.fsdp``): torch's FSDP2 ``fully_shard`` on every transformer block and on the transformer,
+  applied here rather than through accelerate's FSDP plugin, because accelerate enables FSDP only on accelerator
+  devices — so the very code that shards on GPUs is the code the 2-process CPU test runs. The ~20 k-parameter
+  control module stays replicated (FSDP2 cannot shard its scalar ``depth_scale``; sharding 80 kB would save
+  nothing): its gradients are averaged in one all-reduce per optimiser step (:func:`average_gradients`);
 
 - randomness per *sample*, not per process: noise, σ and joint masks of a sample are a pure function of
   (seed, optimiser step, dataset index), so P processes × batch b draw exactly what 1 process × batch P·b draws and
@@ -21,7 +27,8 @@ import numpy as np
 import torch
 
 __all__ = ["make_accelerator", "sample_generator", "micro_batches", "global_mean", "offload_encoders",
-           "no_sync_unless_last", "is_fsdp"]
+           "no_sync_unless_last", "is_fsdp", "shard_transformer", "is_sharded", "average_gradients",
+           "clip_grad_norm", "gather_state_dict", "gather_optimizer_state", "load_optimizer_state"]
 
 
 def make_accelerator(cfg):
@@ -42,12 +49,11 @@ def make_accelerator(cfg):
                       gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=1),
                       dataloader_config=DataLoaderConfiguration(even_batches=True))
     if is_fsdp(acc):
-        # The control module runs before the wrapped transformer call and checkpoints read the unwrapped modules;
-        # under FSDP both would see sharded parameters. Refuse clearly instead of failing deep inside torch.
-        raise ValueError("FSDP launch configs are not supported by the trainer yet (configs/accelerate/"
-                         "fsdp_1node_8gpu.yaml is the planned recipe); use configs/accelerate/ddp_1node_8gpu.yaml "
-                         "with --base-dtype bfloat16 --gradient-checkpointing, which fits 80 GB GPUs "
-                         "(docs/scaling.md)")
+        # accelerate's FSDP plugin would wrap the model itself (GPU only, one model per prepare); the trainer shards
+        # with FSDP2 on its own (see the module docstring), so a launch config asking accelerate for FSDP is refused.
+        raise ValueError("this accelerate config sets distributed_type: FSDP; dexworld shards the model itself: "
+                         "launch with a multi-GPU config (configs/accelerate/fsdp_1node_8gpu.yaml) and pass --fsdp "
+                         "to `dexworld train` (docs/scaling.md)")
     return acc
 
 
@@ -68,7 +74,12 @@ def micro_batches(loader: Iterable[dict], n: int) -> Iterator[list[dict]]:
 
 
 def no_sync_unless_last(accelerator, model, i: int, n: int):
-    """DDP's ``no_sync`` for micro-batches 0..n-2 (gradients all-reduced once, after the last)."""
+    """No gradient communication for micro-batches 0..n-2 (reduced once, after the last): DDP's ``no_sync``, or
+    FSDP2's ``set_requires_gradient_sync`` on a sharded transformer."""
+    transformer = accelerator.unwrap_model(model).transformer
+    if is_sharded(transformer):
+        transformer.set_requires_gradient_sync(i == n - 1)
+        return contextlib.nullcontext()
     if i == n - 1 or accelerator.num_processes == 1:
         return contextlib.nullcontext()
     return accelerator.no_sync(model)
@@ -83,6 +94,102 @@ def is_fsdp(accelerator) -> bool:
     from accelerate.utils import DistributedType
 
     return accelerator.distributed_type == DistributedType.FSDP
+
+
+def shard_transformer(transformer: torch.nn.Module, device: torch.device) -> None:
+    """FSDP2 in place: one unit per transformer block (``WanTransformerBlock``), the rest in the transformer's unit.
+
+    Frozen base weights, LoRA tensors and the patch embedding are all sharded over the processes (a unit may mix
+    frozen and trainable, bf16 and float32 parameters); each block's weights are gathered just before it runs and
+    freed after, in the forward and again in the backward (and in the recomputation under gradient checkpointing).
+    """
+    from torch.distributed import get_world_size
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (get_world_size(),))
+    transformer.to(device)
+    for block in transformer.blocks:
+        fully_shard(block, mesh=mesh)
+    fully_shard(transformer, mesh=mesh)
+
+
+def is_sharded(module: torch.nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
+def average_gradients(module: torch.nn.Module) -> None:
+    """Mean of a replicated module's gradients over all processes, in one all-reduce (what DDP does for a model).
+
+    Written out because DDP wraps a whole model and the control module sits beside FSDP-sharded siblings; for
+    20 k parameters one flat collective per optimiser step is all that is needed. Missing gradients count as zero.
+    """
+    import torch.distributed as dist
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
+        p.grad = g.view_as(p).clone()
+
+
+def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Clip to a global norm over sharded (DTensor) and replicated gradients together; returns the norm.
+
+    torch's ``clip_grad_norm_`` cannot mix DTensor and plain tensors in one call, so the norm of each kind is taken
+    with ``get_total_norm`` (a sharded norm is completed across processes) and both are scaled by the total.
+    """
+    from torch.distributed.tensor import DTensor
+
+    grads = [p for p in parameters if p.grad is not None]
+    groups = [[p for p in grads if isinstance(p.grad, DTensor)], [p for p in grads if not isinstance(p.grad, DTensor)]]
+    norms = []
+    for group in groups:
+        if group:
+            n = torch.nn.utils.get_total_norm([p.grad for p in group])
+            norms.append(n.full_tensor() if isinstance(n, DTensor) else n)
+    total = torch.linalg.vector_norm(torch.stack(norms))
+    for group in groups:
+        if group:
+            torch.nn.utils.clip_grads_with_norm_(group, max_norm, total)
+    return total
+
+
+def _full_options(**kw):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, **kw)
+
+
+def gather_state_dict(model: torch.nn.Module, trainable_only: bool) -> dict[str, torch.Tensor]:
+    """The model's full (unsharded) state dict in CPU memory, on the main process; every process must call it.
+
+    ``trainable_only`` skips frozen weights (a LoRA run never gathers the 14 B base). Works the same on a plain,
+    DDP-unwrapped or FSDP2-sharded model, so checkpoints do not depend on how the run was launched.
+    """
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(model, options=_full_options(cpu_offload=True, ignore_frozen_params=trainable_only))
+
+
+def gather_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Full optimiser state keyed by parameter names (not positions), on the main process; every process calls it.
+
+    Name-keyed, so a checkpoint written sharded resumes unsharded and the other way round.
+    """
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=_full_options(cpu_offload=True))
+
+
+def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load :func:`gather_optimizer_state` output (every process passes the whole dict; each keeps its shard)."""
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, state, options=_full_options())
 
 
 def offload_encoders(modules: Iterable[torch.nn.Module | None], device: torch.device) -> None:

@@ -92,12 +92,14 @@ def train_flops(cfg: Mapping, tokens: int, context: int = 512 + 257, checkpointi
 
 def estimate(cfg: Mapping = WAN_I2V_14B, rank: int = 64, num_frames: int = 81, height: int = 480,
              width: int = 832, weight_bytes: int = 2, act_bytes: int = 2, control_params: int = 22_000,
-             tflops: float = 400.0) -> dict:
-    """Per-GPU memory (GiB) by component and time per sample for DDP LoRA training at one sample per GPU.
+             tflops: float = 400.0, processes: int = 8) -> dict:
+    """Per-GPU memory (GiB) by component and time per sample for LoRA training at one sample per GPU.
 
     Trainable tensors (LoRA, patch embedding, control module) are float32 with float32 gradients and two AdamW
     moments: 16 bytes per parameter. ``tflops`` is the sustained throughput assumed (~40 % of an H100's dense
-    bf16 peak).
+    bf16 peak). ``total_checkpointed_gib`` is DDP (a full copy per GPU); ``fsdp_total_checkpointed_gib`` shards
+    weights and trainable state over ``processes`` GPUs and adds what is gathered at a time: the transformer's
+    own (non-block) weights for the whole step and two blocks (the one running and the one prefetched).
     """
     params = transformer_params(cfg)
     lora = lora_params(cfg, rank)
@@ -115,4 +117,8 @@ def estimate(cfg: Mapping = WAN_I2V_14B, rank: int = 64, num_frames: int = 81, h
     out["seconds_per_sample"] = out["step_tflop"] / tflops
     out["total_checkpointed_gib"] = (out["weights_gib"] + out["trainable_state_gib"]
                                      + out["activations_checkpointed_gib"])
+    gathered = (params["total"] - params["blocks"] + 2 * params["blocks"] / cfg["num_layers"]) * weight_bytes / GIB
+    out["fsdp_gathered_gib"] = gathered
+    out["fsdp_total_checkpointed_gib"] = ((out["weights_gib"] + out["trainable_state_gib"]) / processes + gathered
+                                          + out["activations_checkpointed_gib"])
     return out

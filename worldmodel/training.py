@@ -24,12 +24,18 @@ import torch
 from embodiments.io_utils import atomic_dir
 
 from .distributed import (
+    average_gradients,
+    clip_grad_norm,
+    gather_optimizer_state,
+    gather_state_dict,
     global_mean,
+    load_optimizer_state,
     make_accelerator,
     micro_batches,
     no_sync_unless_last,
     offload_encoders,
     sample_generator,
+    shard_transformer,
 )
 from .wan import (
     HandControlledWan,
@@ -85,6 +91,7 @@ class TrainConfig:
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (accelerate autocast)
     base_dtype: str = "float32"  # frozen weights in "bfloat16" halve their memory; needs mixed_precision="bf16"
     gradient_checkpointing: bool = False
+    fsdp: bool = False  # shard the transformer over the processes (FSDP2); default: DDP, a full copy per process
     gradient_accumulation_steps: int = 1  # micro-batches per optimiser step (global batch = this × batch × processes)
     offload_encoders: bool = False  # frozen VAE/CLIP/text encoder weights stay in CPU memory (accelerate hooks)
     cache: str | None = None  # folder written by `dexworld cache`: train from precomputed encodings
@@ -107,6 +114,9 @@ class TrainConfig:
             raise ValueError(f"base_dtype must be 'float32' or 'bfloat16', got {self.base_dtype!r}")
         if self.base_dtype == "bfloat16" and self.mixed_precision != "bf16":
             raise ValueError("base_dtype='bfloat16' needs mixed_precision='bf16'")
+        if self.fsdp and self.mixed_precision == "fp16":
+            raise ValueError("fsdp=True supports mixed_precision 'no' or 'bf16', not 'fp16' (its loss scaler does not "
+                             "handle sharded gradients); use bf16")
         if not 0.0 <= self.joint_mask_prob < 1.0:
             raise ValueError(f"joint_mask_prob must be in [0, 1), got {self.joint_mask_prob}")
         if not 0.0 <= self.control_dropout < 1.0:
@@ -298,6 +308,15 @@ class Trainer:
         self.model = HandControlledWan(transformer, control)
         self.pipe = HandControlPipeline.from_components(components, control)
         self.pipe.set_progress_bar_config(disable=True)
+        checkpoint = self.resolve_checkpoint(resume) if resume is not None else None
+        if checkpoint is not None:  # weights go into the whole modules, before any sharding
+            self._load_weights(checkpoint)
+        self.sharded = cfg.fsdp and acc.num_processes > 1
+        if cfg.fsdp and not self.sharded:
+            warnings.warn("fsdp=True with a single process: nothing to shard, training unsharded", stacklevel=2)
+        if self.sharded:
+            shard_transformer(transformer, acc.device)
+            control.to(acc.device)
 
         lora_pe = [p for p in transformer.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
@@ -322,7 +341,11 @@ class Trainer:
         if len(loader) == 0:
             raise ValueError(f"batch_size={cfg.batch_size} is larger than the {len(self.dataset)} clips in "
                              f"{cfg.data}")
-        self.model, self.optimizer, self.loader = acc.prepare(self.model, self.optimizer, loader)
+        self._optimizer = self.optimizer  # the torch optimizer itself (checkpoints), under accelerate's wrapper
+        if self.sharded:  # already sharded: accelerate must not wrap it in DDP too
+            self.optimizer, self.loader = acc.prepare(self.optimizer, loader)
+        else:
+            self.model, self.optimizer, self.loader = acc.prepare(self.model, self.optimizer, loader)
         encoders = (components.vae, components.image_encoder, components.text_encoder)
         if cfg.offload_encoders:
             offload_encoders(encoders, acc.device)
@@ -332,8 +355,8 @@ class Trainer:
                     m.to(acc.device)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self._cache: dict = {}
-        if resume is not None:
-            self.load_checkpoint(self.resolve_checkpoint(resume))
+        if checkpoint is not None:
+            self._load_training_state(checkpoint)
 
     # ------------------------------------------------------------------ data → model inputs
     @property
@@ -422,8 +445,12 @@ class Trainer:
             sigmas.append(sigma.mean())
         loss = global_mean(self.accelerator, torch.stack(losses).mean())
         sigma = torch.tensor(global_mean(self.accelerator, torch.stack(sigmas).mean()))
-        if self.cfg.max_grad_norm:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if self.sharded:
+            average_gradients(self._unwrapped.control)  # the replicated part; FSDP has reduced the transformer's
+            if self.cfg.max_grad_norm:
+                clip_grad_norm(params, self.cfg.max_grad_norm)
+        elif self.cfg.max_grad_norm:
             self.accelerator.clip_grad_norm_(params, self.cfg.max_grad_norm)
         self.optimizer.step()
         self.lr_scheduler.step()
@@ -465,7 +492,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{rec['loss']:.4f}")
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
-                if cfg.sample_every and self.step % cfg.sample_every == 0 and acc.is_main_process:
+                # sharded: every process takes part in each forward (the weights are gathered), the main one writes
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and (acc.is_main_process or self.sharded):
                     self.sample_video(self.out / "samples" / f"step_{self.step:06d}.mp4")
                 if self.step >= target:
                     break
@@ -520,7 +548,9 @@ class Trainer:
                             num_inference_steps=self.cfg.sample_steps or self.components.defaults.num_inference_steps,
                             progress=False)
         gt = ((item["video"].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1).numpy()
-        return write_video(path, side_by_side(out.frames, gt), fps=joints.fps)
+        if self.accelerator.is_main_process:
+            write_video(path, side_by_side(out.frames, gt), fps=joints.fps)
+        return path
 
     # ------------------------------------------------------------------ checkpoints
     def resolve_checkpoint(self, resume: str | os.PathLike) -> Path:
@@ -545,15 +575,19 @@ class Trainer:
         acc = self.accelerator
         acc.wait_for_everyone()
         path = Path(path) if path is not None else self.out / f"checkpoint-{self.step:06d}"
+        model = self._unwrapped
+        # Collective: the full trainable weights and optimiser state arrive on the main process (sharded or not).
+        state = gather_state_dict(model, trainable_only=not self.cfg.train_base)
+        optimizer_state = gather_optimizer_state(model, self._optimizer)
         if acc.is_main_process:
-            model = self._unwrapped
+            tstate = {k.removeprefix("transformer."): v for k, v in state.items() if k.startswith("transformer.")}
             with atomic_dir(path) as tmp:
-                model.control.save_pretrained(tmp / "control")
-                save_lora(model.transformer, tmp / "lora")
-                save_file(patch_embedding_state(model.transformer), tmp / "patch_embedding.safetensors")
+                model.control.save_pretrained(tmp / "control")  # replicated: every process holds all of it
+                save_lora(model.transformer, tmp / "lora", state=tstate)
+                save_file(patch_embedding_state(model.transformer, tstate), tmp / "patch_embedding.safetensors")
                 if self.cfg.train_base:  # the base weights changed too: store them (non-LoRA keys)
-                    save_file(base_state_dict(model.transformer), tmp / TRANSFORMER_WEIGHTS)
-                torch.save({"optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
+                    save_file(base_state_dict(model.transformer, tstate), tmp / TRANSFORMER_WEIGHTS)
+                torch.save({"optimizer": optimizer_state, "lr_scheduler": self.lr_scheduler.state_dict(),
                             "rng": _rng_state()}, tmp / "training_state.pt")
                 meta = {"kind": CHECKPOINT_KIND, "version": CHECKPOINT_VERSION, "step": self.step,
                         "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
@@ -580,21 +614,24 @@ class Trainer:
             if p.resolve() != keep.resolve():
                 shutil.rmtree(p, ignore_errors=True)
 
-    def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restore weights, optimiser, LR schedule, RNG states, data position and step from a checkpoint."""
+    def _load_weights(self, path: Path) -> None:
+        """Control module, LoRA, patch embedding (and trained base) from a checkpoint, into the unsharded model."""
         from safetensors.torch import load_file
 
-        path = Path(path)
-        meta = read_checkpoint_meta(path)
-        model = self._unwrapped
+        read_checkpoint_meta(path)
+        model = self.model
         control_state = load_file(path / "control" / "diffusion_pytorch_model.safetensors")
         model.control.load_state_dict(control_state)
         if (path / TRANSFORMER_WEIGHTS).exists():
             load_base_state_dict(model.transformer, load_file(path / TRANSFORMER_WEIGHTS))
         load_lora(model.transformer, path / "lora")
         load_patch_embedding_state(model.transformer, load_file(path / "patch_embedding.safetensors"))
+
+    def _load_training_state(self, path: Path) -> None:
+        """Optimiser, LR schedule, RNG states, data position and step, once the model is sharded and prepared."""
+        meta = read_checkpoint_meta(path)
         state = torch.load(path / "training_state.pt", weights_only=True, map_location="cpu")
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self._unwrapped, self._optimizer, state["optimizer"])
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         _set_rng_state(state["rng"])
         self.step, self.epoch, self.batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]

@@ -127,11 +127,14 @@ def set_trainable(transformer: nn.Module, control: nn.Module, train_base: bool =
     return [p for p in transformer.parameters() if p.requires_grad] + list(control.parameters())
 
 
-def patch_embedding_state(transformer: nn.Module) -> dict[str, torch.Tensor]:
-    """The widened patch embedding's weights, keyed as in the transformer's state dict."""
-    pe = transformer.patch_embedding
-    return {"patch_embedding.weight": pe.weight.detach().contiguous(),
-            "patch_embedding.bias": pe.bias.detach().contiguous()}
+def patch_embedding_state(transformer: nn.Module, state: dict[str, torch.Tensor] | None = None
+                          ) -> dict[str, torch.Tensor]:
+    """The widened patch embedding's weights, keyed as in the transformer's state dict.
+
+    ``state``: a (gathered) transformer state dict to read from instead of the module (sharded training).
+    """
+    state = transformer.state_dict() if state is None else state
+    return {k: state[k].detach().contiguous() for k in ("patch_embedding.weight", "patch_embedding.bias")}
 
 
 def load_patch_embedding_state(transformer: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -184,13 +187,15 @@ class HandControlledWan(nn.Module):
                                 encoder_hidden_states_image=encoder_hidden_states_image, return_dict=False)[0]
 
 
-def base_state_dict(transformer: nn.Module) -> dict[str, torch.Tensor]:
+def base_state_dict(transformer: nn.Module, state: dict[str, torch.Tensor] | None = None
+                    ) -> dict[str, torch.Tensor]:
     """The transformer's own (non-LoRA) weights under the plain model's keys (peft's ``.base_layer`` removed).
 
-    What a checkpoint of a run that trains the base (``train_base``) stores beside the LoRA adapter.
+    What a checkpoint of a run that trains the base (``train_base``) stores beside the LoRA adapter. ``state``: a
+    (gathered) transformer state dict to read from instead of the module.
     """
-    return {k.replace(".base_layer.", "."): v.detach().contiguous()
-            for k, v in transformer.state_dict().items() if "lora_" not in k}
+    state = transformer.state_dict() if state is None else state
+    return {k.replace(".base_layer.", "."): v.detach().contiguous() for k, v in state.items() if "lora_" not in k}
 
 
 def load_base_state_dict(transformer: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -213,11 +218,13 @@ LORA_WEIGHTS = "adapter_model.safetensors"
 _PEFT_PREFIX = "base_model.model."
 
 
-def save_lora(transformer: nn.Module, directory, adapter_name: str = "default") -> None:
+def save_lora(transformer: nn.Module, directory, adapter_name: str = "default",
+              state: dict[str, torch.Tensor] | None = None) -> None:
     """Write the adapter in peft's on-disk layout: ``adapter_config.json`` + ``adapter_model.safetensors``.
 
     Keys carry peft's ``base_model.model.`` prefix, so ``peft.PeftModel.from_pretrained(transformer, directory)``
-    reads the folder as well as :func:`load_lora` does.
+    reads the folder as well as :func:`load_lora` does. ``state``: a (gathered) transformer state dict to read the
+    adapter from instead of the module (sharded training).
     """
     from pathlib import Path
 
@@ -228,7 +235,7 @@ def save_lora(transformer: nn.Module, directory, adapter_name: str = "default") 
     directory.mkdir(parents=True, exist_ok=True)
     config = transformer.peft_config[adapter_name]
     config.save_pretrained(directory)
-    state = get_peft_model_state_dict(transformer, adapter_name=adapter_name)
+    state = get_peft_model_state_dict(transformer, state_dict=state, adapter_name=adapter_name)
     save_file({_PEFT_PREFIX + k: v.detach().float().contiguous() for k, v in state.items()},
               directory / LORA_WEIGHTS, metadata={"format": "pt"})
 

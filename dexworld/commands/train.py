@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--base-dtype", choices=("float32", "bfloat16"), default=None,
                    help="dtype of the frozen weights (bfloat16 needs --mixed-precision bf16)")
     p.add_argument("--gradient-checkpointing", action="store_true", default=None)
+    p.add_argument("--fsdp", action=argparse.BooleanOptionalAction, default=None,
+                   help="shard the transformer over the processes (FSDP2) instead of a full copy each (DDP); "
+                        "a checkpoint resumes either way")
     p.add_argument("--gradient-accumulation-steps", type=int, default=None,
                    help="micro-batches per optimiser step (global batch = this × batch size × processes)")
     p.add_argument("--offload-encoders", action="store_true", default=None,
@@ -97,6 +100,8 @@ def build_config(args: argparse.Namespace):
         values["gradient_checkpointing"] = True
     if args.train_base:
         values["train_base"] = True
+    if args.fsdp is not None:
+        values["fsdp"] = args.fsdp
     if args.vae_steps is not None:
         values["vae"] = {**values.get("vae", {}), "steps": args.vae_steps}
     if args.offload_encoders:
@@ -121,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"preset {trainer.components.name}: {count_parameters(model, trainable_only=True):,} trainable of "
               f"{count_parameters(model):,} parameters; {len(trainer.dataset)} clips; "
               f"{trainer.num_frames} frames at {trainer.height}x{trainer.width}; {trainer.accelerator.num_processes} "
-              f"process(es); starting at step {trainer.step}")
+              f"process(es){', FSDP-sharded' if trainer.sharded else ''}; starting at step {trainer.step}")
     losses = trainer.train()
     path = trainer.save_checkpoint()
     if not main_process:
