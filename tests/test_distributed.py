@@ -19,7 +19,7 @@ import torch
 from _wm_helpers import CONTROL, SMALL_TINY, write_clips
 from safetensors.torch import load_file
 
-from worldmodel.distributed import micro_batches, sample_generator
+from worldmodel.distributed import micro_batches, sample_generator, shard_transformer
 from worldmodel.training import TrainConfig, Trainer, read_checkpoint_meta
 
 torch.set_num_threads(1)
@@ -155,6 +155,10 @@ def test_fsdp_gradient_accumulation(two_process_run):
 def test_fsdp_refusals():
     with pytest.raises(ValueError, match="fsdp=True supports mixed_precision 'no' or 'bf16'"):
         TrainConfig(fsdp=True, mixed_precision="fp16").validate()
+    with pytest.raises(ValueError, match="fsdp_cpu_offload=True needs fsdp=True"):
+        TrainConfig(fsdp_cpu_offload=True).validate()
+    with pytest.raises(ValueError, match="fsdp_cpu_offload needs CUDA devices"):
+        shard_transformer(torch.nn.Module(), torch.device("cpu"), cpu_offload=True)
 
 
 def test_per_sample_randomness_and_micro_batches():

@@ -96,22 +96,28 @@ def is_fsdp(accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.FSDP
 
 
-def shard_transformer(transformer: torch.nn.Module, device: torch.device) -> None:
+def shard_transformer(transformer: torch.nn.Module, device: torch.device, cpu_offload: bool = False) -> None:
     """FSDP2 in place: one unit per transformer block (``WanTransformerBlock``), the rest in the transformer's unit.
 
     Frozen base weights, LoRA tensors and the patch embedding are all sharded over the processes (a unit may mix
     frozen and trainable, bf16 and float32 parameters); each block's weights are gathered just before it runs and
     freed after, in the forward and again in the backward (and in the recomputation under gradient checkpointing).
+    ``cpu_offload`` keeps the shards, their gradients and the optimiser step in pinned CPU memory (CUDA only).
     """
     from torch.distributed import get_world_size
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
 
+    if cpu_offload and device.type != "cuda":
+        raise ValueError(f"fsdp_cpu_offload needs CUDA devices (FSDP2 moves each shard to the GPU when it is "
+                         f"gathered); this process runs on {device}")
     mesh = init_device_mesh(device.type, (get_world_size(),))
-    transformer.to(device)
+    kw = {"offload_policy": CPUOffloadPolicy()} if cpu_offload else {}
+    if not cpu_offload:
+        transformer.to(device)
     for block in transformer.blocks:
-        fully_shard(block, mesh=mesh)
-    fully_shard(transformer, mesh=mesh)
+        fully_shard(block, mesh=mesh, **kw)
+    fully_shard(transformer, mesh=mesh, **kw)
 
 
 def is_sharded(module: torch.nn.Module) -> bool:
@@ -150,7 +156,8 @@ def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) ->
     for group in groups:
         if group:
             n = torch.nn.utils.get_total_norm([p.grad for p in group])
-            norms.append(n.full_tensor() if isinstance(n, DTensor) else n)
+            # on the CPU: with fsdp_cpu_offload the sharded gradients live there, the replicated ones on the GPU
+            norms.append((n.full_tensor() if isinstance(n, DTensor) else n).float().cpu())
     total = torch.linalg.vector_norm(torch.stack(norms))
     for group in groups:
         if group:

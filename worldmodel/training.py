@@ -92,6 +92,7 @@ class TrainConfig:
     base_dtype: str = "float32"  # frozen weights in "bfloat16" halve their memory; needs mixed_precision="bf16"
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard the transformer over the processes (FSDP2); default: DDP, a full copy per process
+    fsdp_cpu_offload: bool = False  # with fsdp: shards, gradients and their optimiser step in CPU memory (CUDA)
     gradient_accumulation_steps: int = 1  # micro-batches per optimiser step (global batch = this × batch × processes)
     offload_encoders: bool = False  # frozen VAE/CLIP/text encoder weights stay in CPU memory (accelerate hooks)
     cache: str | None = None  # folder written by `dexworld cache`: train from precomputed encodings
@@ -117,6 +118,8 @@ class TrainConfig:
         if self.fsdp and self.mixed_precision == "fp16":
             raise ValueError("fsdp=True supports mixed_precision 'no' or 'bf16', not 'fp16' (its loss scaler does not "
                              "handle sharded gradients); use bf16")
+        if self.fsdp_cpu_offload and not self.fsdp:
+            raise ValueError("fsdp_cpu_offload=True needs fsdp=True")
         if not 0.0 <= self.joint_mask_prob < 1.0:
             raise ValueError(f"joint_mask_prob must be in [0, 1), got {self.joint_mask_prob}")
         if not 0.0 <= self.control_dropout < 1.0:
@@ -315,7 +318,7 @@ class Trainer:
         if cfg.fsdp and not self.sharded:
             warnings.warn("fsdp=True with a single process: nothing to shard, training unsharded", stacklevel=2)
         if self.sharded:
-            shard_transformer(transformer, acc.device)
+            shard_transformer(transformer, acc.device, cpu_offload=cfg.fsdp_cpu_offload)
             control.to(acc.device)
 
         lora_pe = [p for p in transformer.parameters() if p.requires_grad]
