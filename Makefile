@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP) browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 # Debian's Chromium for the editor's end-to-end test; without it that one test is skipped with the reason.
 browser:
