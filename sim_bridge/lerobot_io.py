@@ -272,6 +272,28 @@ def _quiet_lerobot() -> None:
         av.logging.set_level(av.logging.ERROR)
 
 
+@contextlib.contextmanager
+def _ffmpeg_warnings_only() -> Iterator[None]:
+    """FFmpeg's own log shows only warnings and errors inside the block; PyAV's logging is put back after it.
+
+    lerobot's encoder ends every video with ``av.logging.restore_default_callback()``, which hands FFmpeg's log
+    back to FFmpeg's stderr printer at FFmpeg's default level (INFO), so libx264 printed its statistics
+    (``[libx264 @ 0x…] frame I:…``) on the terminal during exports. Lowering FFmpeg's level (which that printer
+    obeys) drops the chatter and keeps real warnings and errors on stderr. On exit FFmpeg's default level is set
+    again (PyAV cannot read the previous one) and PyAV's callback is reinstalled at its previous threshold, which
+    undoes lerobot's switch for the rest of the process.
+    """
+    import av.logging
+
+    previous = av.logging.get_level()
+    av.logging.set_libav_level(av.logging.WARNING)
+    try:
+        yield
+    finally:
+        av.logging.set_libav_level(av.logging.INFO)
+        av.logging.set_level(previous)
+
+
 def default_encoder(crf: int = 18):
     """h264 via PyAV/libx264: available in every FFmpeg build; lerobot's default libsvtav1 rejects tiny frames."""
     from lerobot.configs.video import RGBEncoderConfig
@@ -363,7 +385,7 @@ def export_lerobot(episodes: Iterable[Episode], repo_id: str, root: str | os.Pat
         raise ValueError(f"commit_every must be ≥ 1, got {commit_every}")
     encoder = encoder or default_encoder()
     report = ExportReport()
-    with _lock(root):
+    with _lock(root), _ffmpeg_warnings_only():
         recover(root)
         sidecar = read_sidecar(root)
         if sidecar is None and (root / "meta" / "info.json").exists():

@@ -235,13 +235,13 @@ def test_cli_ingest(task, tmp_path, capsys):
 
 def test_dataset_show_draws_the_wrist_on_the_dot(task, tmp_path):
     from dexworld.cli import main
-    from sim_bridge.overlay import SIDE_COLOURS, draw_joints
+    from worldmodel.video import HAND_COLOURS, draw_joints
 
     ep = next(he.iter_episodes(task, K=K_SMALL))
-    drawn = draw_joints(ep.frames, ep.joints, bones=False)
     uvd, ok = ep.joints.project()
+    drawn = draw_joints(ep.frames, uvd[..., :2], ok, radius=2.0, bones=False)
     u, v = np.rint(uvd[0, 21, :2]).astype(int)
-    assert (drawn[0, v, u] == SIDE_COLOURS[1]).all() and (ep.frames[0, v, u] > 200).all()
+    assert (drawn[0, v, u] == HAND_COLOURS[1]).all() and (ep.frames[0, v, u] > 200).all()
     he.ingest(task, lerobot_root=tmp_path / "lr", K=K_SMALL)
     out = tmp_path / "ep.gif"
     assert main(["dataset", "show", str(tmp_path / "lr"), "--episode", "1", "-o", str(out)]) == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from embodiments.io_utils import atomic_path
-from embodiments.layout import skeleton_edges
+from embodiments.layout import NUM_HAND_JOINTS, NUM_SLOTS, skeleton_edges
 
 
 def to_uint8(frames) -> np.ndarray:
@@ -55,33 +55,85 @@ def side_by_side(*videos, gap: int = 2) -> np.ndarray:
     return np.concatenate(parts, axis=2)
 
 
-def _disc(img: np.ndarray, u: float, v: float, r: float, color) -> None:
-    H, W = img.shape[:2]
-    y0, y1 = max(int(v - r), 0), min(int(v + r) + 1, H)
-    x0, x1 = max(int(u - r), 0), min(int(u + r) + 1, W)
-    if y0 >= y1 or x0 >= x1:
+# Left hand blue, right hand red; also the colours of ``dexworld dataset show`` and the demo panels.
+HAND_COLOURS = np.array([[40, 120, 255], [255, 60, 40]], np.uint8)
+
+
+def _stamp(frames: np.ndarray, t: np.ndarray, uv: np.ndarray, colours: np.ndarray, r: float) -> None:
+    """Paint discs of radius ``r`` px centred at ``uv`` (P, 2) on frames ``t`` (P,), in place.
+
+    Pixel (x, y) covers [x, x+1) × [y, y+1) (centre at x + 0.5, the convention of ``intrinsics_from_fovy``'s
+    cx = W/2); a pixel is painted if its centre lies within ``r`` of the point, and the pixel the point falls in
+    is always painted, so even a thin disc leaves a mark. Pixels outside the image are dropped.
+    """
+    if not len(t):
         return
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    m = (yy + 0.5 - v) ** 2 + (xx + 0.5 - u) ** 2 <= r * r
-    img[y0:y1, x0:x1][m] = color
+    H, W = frames.shape[1:3]
+    R = int(np.floor(r + 0.5))  # farthest pixel offset (from the containing pixel) whose centre can lie within r
+    d = np.arange(-R, R + 1)
+    dy, dx = (a.ravel() for a in np.meshgrid(d, d, indexing="ij"))
+    base = np.floor(uv).astype(np.int64)
+    x = base[:, :1] + dx  # (P, S)
+    y = base[:, 1:] + dy
+    keep = ((x + 0.5 - uv[:, :1]) ** 2 + (y + 0.5 - uv[:, 1:]) ** 2 <= r * r) | ((dx == 0) & (dy == 0))
+    keep &= (x >= 0) & (x < W) & (y >= 0) & (y < H)
+    p, s = np.nonzero(keep)
+    frames[t[p], y[p, s], x[p, s]] = colours[p]
 
 
-def draw_joints(frames, uv: np.ndarray, valid: np.ndarray, radius: float = 1.5) -> np.ndarray:
-    """Overlay joints (T, N, 2) pixels and the hand skeleton on (T, H, W, 3) frames; invalid joints are skipped.
+def _clip_segments(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """Clip segments a→b (E, 2) to the box [lo, hi] (Liang–Barsky); returns the clipped ends and a kept mask.
 
-    Left hand in blue, right hand in red; bones are sampled as small discs along the segment.
+    Keeps bone sampling bounded when a joint projects far outside the image (near the camera plane).
+    """
+    d = b - a
+    t0, t1 = np.zeros(len(a)), np.ones(len(a))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for p, q in ((-d, a - lo), (d, hi - a)):  # -d·t <= a - lo and d·t <= hi - a, per axis
+            for k in range(2):
+                ratio = q[:, k] / p[:, k]
+                parallel = p[:, k] == 0
+                t0 = np.where(~parallel & (p[:, k] < 0), np.maximum(t0, ratio), t0)
+                t1 = np.where(~parallel & (p[:, k] > 0), np.minimum(t1, ratio), t1)
+                t1 = np.where(parallel & (q[:, k] < 0), -1.0, t1)  # parallel to and outside this edge
+    keep = t0 <= t1
+    return a + t0[:, None] * d, a + t1[:, None] * d, keep
+
+
+def draw_joints(frames, uv: np.ndarray, valid: np.ndarray, radius: float = 1.5, bones: bool = True) -> np.ndarray:
+    """Copy of ``frames`` (T, H, W, 3) (uint8, or float in [0, 1]) as uint8 with the hand joints drawn on it.
+
+    ``uv`` (T, 42, 2) are pixel coordinates (e.g. ``SparseJoints.project()[0][..., :2]``), ``valid`` (T, 42) which
+    joints to draw: invalid or non-finite joints are skipped, and so are bones touching them; parts outside the
+    image are clipped. Joints are discs of ``radius`` px in their hand's colour (``HAND_COLOURS``: left blue, right
+    red) drawn over the bones (parent→child, half the radius, same colour). All frames are drawn at once.
     """
     out = to_uint8(frames).copy()
-    uv, valid = np.asarray(uv, np.float64), np.asarray(valid, bool)
-    colors = np.array([[40, 120, 255]] * 21 + [[255, 60, 40]] * 21, np.uint8)
-    edges = skeleton_edges()
-    for t in range(out.shape[0]):
-        for a, b in edges:
-            if valid[t, a] and valid[t, b]:
-                n = int(np.ceil(np.linalg.norm(uv[t, b] - uv[t, a]))) + 1
-                for s in np.linspace(0.0, 1.0, n):
-                    p = (1 - s) * uv[t, a] + s * uv[t, b]
-                    _disc(out[t], p[0], p[1], radius * 0.5, colors[b])
-        for j in np.flatnonzero(valid[t]):
-            _disc(out[t], uv[t, j, 0], uv[t, j, 1], radius, colors[j])
+    T, H, W = out.shape[:3]
+    uv = np.asarray(uv, np.float64)
+    valid = np.asarray(valid)
+    if uv.shape != (T, NUM_SLOTS, 2):
+        raise ValueError(f"uv must have shape (T, {NUM_SLOTS}, 2) = ({T}, {NUM_SLOTS}, 2) for {T} frames, "
+                         f"got {uv.shape}")
+    if valid.shape != (T, NUM_SLOTS):
+        raise ValueError(f"valid must have shape (T, {NUM_SLOTS}) = ({T}, {NUM_SLOTS}), got {valid.shape}")
+    if not radius > 0:
+        raise ValueError(f"radius must be a positive number of pixels, got {radius}")
+    ok = valid.astype(bool) & np.isfinite(uv).all(-1)
+    colours = HAND_COLOURS[(np.arange(NUM_SLOTS) >= NUM_HAND_JOINTS).astype(int)]
+    if bones:
+        edges = np.array(skeleton_edges())
+        ta, ea = np.nonzero(ok[:, edges[:, 0]] & ok[:, edges[:, 1]])
+        margin = radius + 1.0
+        a, b, keep = _clip_segments(uv[ta, edges[ea, 0]], uv[ta, edges[ea, 1]], np.array([-margin, -margin]),
+                                    np.array([W + margin, H + margin]))
+        ta, ea, a, b = ta[keep], ea[keep], a[keep], b[keep]
+        # Samples at most 1 px apart, so consecutive marks touch and a bone is a connected line.
+        n = np.ceil(np.linalg.norm(b - a, axis=-1)).astype(np.int64) + 1
+        seg = np.repeat(np.arange(len(n)), n)
+        k = np.arange(len(seg)) - np.repeat(np.cumsum(n) - n, n)
+        s = (k / np.maximum(n[seg] - 1, 1))[:, None]
+        _stamp(out, ta[seg], (1 - s) * a[seg] + s * b[seg], colours[edges[ea[seg], 1]], 0.5 * radius)
+    t, j = np.nonzero(ok)
+    _stamp(out, t, uv[t, j], colours[j], radius)
     return out

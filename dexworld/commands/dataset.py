@@ -25,7 +25,7 @@ def run(args) -> int:
     import imageio.v3 as iio
 
     from embodiments.io_utils import atomic_path
-    from sim_bridge.overlay import draw_joints
+    from worldmodel.video import draw_joints
 
     if args.path.suffix.lower() in (".h5", ".hdf5"):
         from worldmodel.data import read_clip
@@ -38,7 +38,8 @@ def run(args) -> int:
         ep = next(import_lerobot(args.path, args.repo_id, hands=args.embodiment, robot=args.robot,
                                  episodes=[args.episode]))
         frames, joints, fps = ep.frames, ep.joints, ep.joints.fps
-    drawn = draw_joints(frames, joints)
+    uvd, ok = joints.project()
+    drawn = draw_joints(frames, uvd[..., :2], ok, radius=2.0)
     suffix = args.out.suffix.lower()
     with atomic_path(args.out) as tmp:
         if suffix == ".png":
