@@ -60,6 +60,16 @@ def imagine(pipe, sim, prompt: str, steps: int | None, seed: int, control: bool 
     return to_uint8(out.frames)
 
 
+def _quiet_library_progress() -> None:
+    """The demo shows one progress bar of its own; transformers' weight loading and datasets' map bars (LeRobot
+    export) would print through it."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every step, write ``cfg.out``, and return the metrics that went into ``metrics.json``."""
     from rich.progress import Progress
@@ -76,6 +86,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     emb = embodiments.get(cfg.embodiment)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    _quiet_library_progress()
     timings: dict[str, float] = {}
     with Progress(disable=not cfg.progress, transient=True) as bar:
         task = bar.add_task("demo", total=6)
