@@ -132,8 +132,13 @@ def run(args: argparse.Namespace) -> int:
               f"{count_parameters(model):,} parameters; {len(trainer.dataset)} clips; "
               f"{trainer.num_frames} frames at {trainer.height}x{trainer.width}; {trainer.accelerator.num_processes} "
               f"process(es){', FSDP-sharded' if trainer.sharded else ''}; starting at step {trainer.step}")
-    losses = trainer.train()
-    path = trainer.save_checkpoint()
+    try:
+        losses = trainer.train()
+        path = trainer.save_checkpoint()
+    finally:
+        # Tear the process group down before the interpreter exits: a gloo group left to process exit can abort
+        # a rank ("terminate called without an active exception") after everything was written.
+        trainer.accelerator.end_training()
     if not main_process:
         return 0
     if losses:
