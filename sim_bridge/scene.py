@@ -1,11 +1,14 @@
-"""MuJoCo scenes of one registered hand over a table with graspable objects, lights and an egocentric camera.
+"""MuJoCo scenes of one registered hand, or a left/right pair, over a table with graspable objects, lights and an
+egocentric camera.
 
-Built with ``mujoco.MjSpec``: the hand's MJCF (``Embodiment.mjcf_xml``) is attached under a free-floating root
-body. The 6-DoF wrist is **mocap-driven**: a mocap body ``wrist_target`` is welded to the hand root, so in physics
-the wrist follows its path compliantly (contacts can push back), while kinematic replay writes the root's free
-joint directly. Hand bodies get gravity compensation (a real arm holds the hand up), so the weld only has to
-track motion. Fingers are driven by position actuators. Mimic couplings are joint equality constraints; any
-``<mimic>`` of the URDF the MJCF lacks is added here.
+Built with ``mujoco.MjSpec``: each hand's MJCF (``Embodiment.mjcf_xml``) is attached under a free-floating root
+body with its own name prefix (``hand/`` for one hand, ``left/`` and ``right/`` for a pair), so two hands never
+collide by name. Each 6-DoF wrist is **mocap-driven**: a mocap body ``<prefix>wrist_target`` is welded to the hand
+root, so in physics the wrist follows its path compliantly (contacts can push back), while kinematic replay writes
+the root's free joint directly. Hand bodies get gravity compensation (a real arm holds the hand up), so the weld
+only has to track motion. Fingers are driven by position actuators. Mimic couplings are joint equality
+constraints; any ``<mimic>`` of the URDF the MJCF lacks is added here. A hand collides with the table, the objects
+and the other hand, never with itself.
 
 World frame: z up, table top at z = 0, the person sits at −y and looks along +y.
 """
@@ -14,16 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 
 import mujoco
 import numpy as np
 
 from embodiments import Embodiment, get
+from embodiments.layout import SIDES
 from embodiments.transforms import look_at
 
 from .camera import camera_intrinsics, mujoco_cam_from_cv
+from .hand_pose import join_names, split_names
 
-HAND_PREFIX = "hand/"
+HAND_PREFIX = "hand/"  # names of a one-hand scene; a pair uses "left/" and "right/"
 LABEL_BACKGROUND, LABEL_HAND, LABEL_OBJECT, LABEL_ENV = 0, 1, 2, 3
 OBJECT_KINDS = ("box", "cylinder", "sphere")
 _GEOM_TYPE = {"box": mujoco.mjtGeom.mjGEOM_BOX, "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER,
@@ -83,28 +89,94 @@ class SceneConfig:
 
 
 @dataclasses.dataclass
-class Scene:
-    """A compiled scene and the indices rollouts need. Arrays index the compiled ``model``."""
+class SceneHand:
+    """One hand of a scene and its indices into the compiled model; every name of it starts with ``prefix``."""
 
     embodiment: Embodiment
+    prefix: str
+    root_body: int
+    free_qadr: int  # 7 qpos entries (pos, quat wxyz) of the hand root's free joint
+    qadr: np.ndarray  # (dof,) qpos address of each actuated joint, in embodiment.joint_names order
+    dofadr: np.ndarray  # (dof,)
+    actuators: np.ndarray  # (dof,) actuator id driving each actuated joint
+    mocap_id: int  # row of data.mocap_pos / mocap_quat of its wrist target
+
+    @property
+    def name(self) -> str:
+        return self.embodiment.name
+
+
+@dataclasses.dataclass
+class Scene:
+    """A compiled scene and the indices rollouts need. Arrays index the compiled ``model``.
+
+    ``hands`` holds one hand, or two ordered left then right. The one-hand attributes (``embodiment``,
+    ``hand_qadr``, ``actuators``, …) read the only hand and refuse a pair; ``hand(name or side)`` works for both.
+    Mimic couplings and geom labels cover every hand.
+    """
+
     config: SceneConfig
     seed: int
     spec: mujoco.MjSpec
     model: mujoco.MjModel
-    hand_root_body: int
-    hand_free_qadr: int  # 7 qpos entries (pos, quat wxyz) of the hand root's free joint
-    hand_qadr: np.ndarray  # (dof,) qpos address of each actuated joint, in embodiment.joint_names order
-    hand_dofadr: np.ndarray  # (dof,)
-    actuators: np.ndarray  # (dof,) actuator id driving each actuated joint
+    hands: tuple[SceneHand, ...]
     mimic_qadr: np.ndarray  # (M,) qpos address of each coupled joint
     mimic_src_qadr: np.ndarray  # (M,) qpos address of the joint it follows
     mimic_poly: np.ndarray  # (M, 2) offset, multiplier: q_mimic = offset + multiplier · q_src
-    mocap_id: int
     object_names: list[str]
     object_bodies: np.ndarray  # (K,)
     object_free_qadr: np.ndarray  # (K,)
     geom_labels: np.ndarray  # (ngeom,) LABEL_* per geom
+    geom_hand: np.ndarray  # (ngeom,) index into ``hands`` of each hand geom, -1 for the rest
     cameras: list[str]
+
+    # ---- hands
+    @property
+    def name(self) -> str:
+        """``"dex3_right"``, or ``"dex3_left+dex3_right"`` for a pair (the ``SparseJoints.embodiment`` form)."""
+        return join_names([h.name for h in self.hands])
+
+    def hand(self, key: str | Embodiment | None = None) -> SceneHand:
+        """The hand named ``key`` (embodiment name or side); ``None`` for the only hand of a one-hand scene."""
+        if key is None:
+            if len(self.hands) != 1:
+                raise ValueError(f"this scene has {len(self.hands)} hands ({self.name}); name one, e.g. "
+                                 f"scene.hand('left') or scene.hand({self.hands[0].name!r})")
+            return self.hands[0]
+        name = key.name if isinstance(key, Embodiment) else key
+        for h in self.hands:
+            if name in (h.name, h.embodiment.side):
+                return h
+        raise ValueError(f"no hand {name!r} in this scene; its hands are "
+                         f"{', '.join(f'{h.name} ({h.embodiment.side})' for h in self.hands)}")
+
+    @property
+    def embodiment(self) -> Embodiment:
+        return self.hand().embodiment
+
+    @property
+    def hand_root_body(self) -> int:
+        return self.hand().root_body
+
+    @property
+    def hand_free_qadr(self) -> int:
+        return self.hand().free_qadr
+
+    @property
+    def hand_qadr(self) -> np.ndarray:
+        return self.hand().qadr
+
+    @property
+    def hand_dofadr(self) -> np.ndarray:
+        return self.hand().dofadr
+
+    @property
+    def actuators(self) -> np.ndarray:
+        return self.hand().actuators
+
+    @property
+    def mocap_id(self) -> int:
+        return self.hand().mocap_id
 
     def camera_id(self, name: str) -> int:
         if name not in self.cameras:
@@ -122,9 +194,12 @@ class Scene:
             raise ValueError(f"camera {camera!r} is attached to a moving body; it cannot be placed in the world")
         self.model.cam_pos[cid], self.model.cam_quat[cid] = mujoco_cam_from_cv(T_world_cam)
 
-    def body_id(self, frame: str) -> int:
-        """Id of the body named after a hand-model frame (prefixed in the scene); -1 when the MJCF lacks it."""
-        return mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, HAND_PREFIX + frame)
+    def body_id(self, frame: str, hand: str | Embodiment | None = None) -> int:
+        """Id of the body named after a hand-model frame (prefixed in the scene); -1 when the MJCF lacks it.
+
+        ``hand`` (name or side) picks the hand of a pair; a one-hand scene needs none.
+        """
+        return mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, self.hand(hand).prefix + frame)
 
     def apply_mimic(self, qpos: np.ndarray) -> None:
         """Set coupled joints from the joints they follow, in place on qpos (..., nq); resolves chains."""
@@ -186,19 +261,48 @@ def _material(spec: mujoco.MjSpec, name: str, rng: np.random.Generator, kinds, r
     return name
 
 
-def build_scene(embodiment: str | Embodiment, config: SceneConfig | None = None, seed: int = 0) -> Scene:
-    """Compile a scene for a registered hand; the same (embodiment, config, seed) gives the same scene.
+HandsLike = str | Embodiment | Sequence[str | Embodiment]
+
+
+def scene_hands(embodiment: HandsLike) -> tuple[Embodiment, ...]:
+    """The hands a scene holds, left before right: one hand (name or :class:`Embodiment`), or a pair of one
+    left and one right hand as a sequence ``("dex3_left", "dex3_right")`` (either order) or ``"dex3_left+dex3_right"``.
+    """
+    if isinstance(embodiment, str) and "+" in embodiment:
+        embodiment = split_names(embodiment)
+    if isinstance(embodiment, (str, Embodiment)):
+        return (get(embodiment),)
+    form = "a hand name, an Embodiment, or a (left, right) pair such as ('dex3_left', 'dex3_right')"
+    if not isinstance(embodiment, Sequence) or not 1 <= len(embodiment) <= 2:
+        raise ValueError(f"embodiment must be {form}; got {embodiment!r}")
+    embs = tuple(get(e) for e in embodiment)
+    sides = sorted(e.side for e in embs)
+    if len(embs) == 2 and sides != list(SIDES):
+        raise ValueError(f"embodiment: a pair must be one left-hand and one right-hand embodiment, e.g. "
+                         f"('dex3_left', 'dex3_right'); got {tuple(e.name for e in embs)} (sides {sides})")
+    return tuple(sorted(embs, key=lambda e: SIDES.index(e.side)))
+
+
+def hand_prefix(side: str, num_hands: int) -> str:
+    """Name prefix of a hand's bodies, joints, actuators and wrist target: ``hand/`` alone, ``<side>/`` in a pair."""
+    return HAND_PREFIX if num_hands == 1 else f"{side}/"
+
+
+def build_scene(embodiment: HandsLike, config: SceneConfig | None = None, seed: int = 0) -> Scene:
+    """Compile a scene for a registered hand or a left/right pair (see :func:`scene_hands`); the same
+    (embodiment, config, seed) gives the same scene.
 
     The seed picks the structure (textures, object kinds and sizes, number of lights), then
     :func:`randomize_appearance` draws the continuous appearance on the compiled model.
     """
-    emb = get(embodiment)
+    embs = scene_hands(embodiment)
+    name = join_names([e.name for e in embs])
     cfg = config or SceneConfig()
     rng = np.random.default_rng(seed)
     R = cfg.randomize
 
     spec = mujoco.MjSpec()
-    spec.modelname = f"dexworld_{emb.name}"
+    spec.modelname = f"dexworld_{name}"
     spec.option.timestep = cfg.timestep
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
     spec.option.noslip_iterations = 2  # firmer grasps at a small cost
@@ -256,24 +360,28 @@ def build_scene(embodiment: str | Embodiment, config: SceneConfig | None = None,
                       material=_material(spec, f"{name}_mat", rng, cfg.object_textures, R, rgb, repeat=1.0))
         object_names.append(name)
 
-    # ---- the hand under a floating root, welded to a mocap wrist target
-    hand = _hand_spec(emb)
-    frame = world.add_frame()
-    root = frame.attach_body(hand.worldbody.first_body(), HAND_PREFIX, "")
-    root.add_freejoint(name=HAND_PREFIX + "root_free")
-    _configure_hand(spec, root, emb, cfg)
-    mocap = world.add_body(name="wrist_target", mocap=True)
-    mocap.add_site(name="wrist_target_site", size=[0.005, 0, 0], rgba=[0, 0, 0, 0])
-    weld = spec.add_equality(type=mujoco.mjtEq.mjEQ_WELD, name="wrist_weld", name1="wrist_target",
-                             name2=root.name, objtype=mujoco.mjtObj.mjOBJ_BODY)
-    weld.data = np.r_[np.zeros(3), np.zeros(3), [1.0, 0, 0, 0], 1.0, 0.0]
-    weld.solref = list(cfg.weld_solref)
+    # ---- each hand under a floating root, welded to its mocap wrist target. Collision bits: the table and
+    # objects are bit 0; hand i is bit i + 1 and accepts bit 0 and the other hands' bits (not its own).
+    hand_bits = [2 << i for i in range(len(embs))]
+    roots = []
+    for i, emb in enumerate(embs):
+        prefix = hand_prefix(emb.side, len(embs))
+        root = world.add_frame().attach_body(_hand_spec(emb).worldbody.first_body(), prefix, "")
+        root.add_freejoint(name=prefix + "root_free")
+        _configure_hand(spec, root, emb, cfg, prefix, hand_bits[i], 1 | (sum(hand_bits) - hand_bits[i]))
+        mocap = world.add_body(name=prefix + "wrist_target", mocap=True)
+        mocap.add_site(name=prefix + "wrist_target_site", size=[0.005, 0, 0], rgba=[0, 0, 0, 0])
+        weld = spec.add_equality(type=mujoco.mjtEq.mjEQ_WELD, name=prefix + "wrist_weld", name1=mocap.name,
+                                 name2=root.name, objtype=mujoco.mjtObj.mjOBJ_BODY)
+        weld.data = np.r_[np.zeros(3), np.zeros(3), [1.0, 0, 0, 0], 1.0, 0.0]
+        weld.solref = list(cfg.weld_solref)
+        roots.append((emb, prefix, root.name, mocap.name))
 
     try:
         model = spec.compile()
     except ValueError as e:
-        raise ValueError(f"{emb.name}: the scene does not compile: {e}") from None
-    scene = _index(emb, cfg, seed, spec, model, root.name, object_names)
+        raise ValueError(f"{name}: the scene does not compile: {e}") from None
+    scene = _index(cfg, seed, spec, model, roots, object_names)
     randomize_appearance(scene, rng)
     return scene
 
@@ -328,18 +436,19 @@ def randomize_appearance(scene: Scene, rng: np.random.Generator) -> None:
         m.body_quat[b] = m.qpos0[adr + 3:adr + 7]
 
 
-def _configure_hand(spec: mujoco.MjSpec, root, emb: Embodiment, cfg: SceneConfig) -> None:
+def _configure_hand(spec: mujoco.MjSpec, root, emb: Embodiment, cfg: SceneConfig, prefix: str, contype: int,
+                    conaffinity: int) -> None:
     """Gravity compensation, collision filtering, joint dynamics, mimic equalities and position actuators."""
     bodies = [root] + list(root.find_all(mujoco.mjtObj.mjOBJ_BODY))
     for b in bodies:
         b.gravcomp = 1.0
     for g in root.find_all(mujoco.mjtObj.mjOBJ_GEOM):
-        if g.contype or g.conaffinity:  # collide with table/objects (bit 1), not with its own fingers
-            g.contype, g.conaffinity = 2, 1
+        if g.contype or g.conaffinity:  # collide with table/objects and other hands, not with its own fingers
+            g.contype, g.conaffinity = contype, conaffinity
             g.friction = [cfg.friction, 0.01, 1e-4]
     joints = {j.name: j for j in root.find_all(mujoco.mjtObj.mjOBJ_JOINT)
               if j.type in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE)}
-    missing = [n for n in emb.joint_names if HAND_PREFIX + n not in joints]
+    missing = [n for n in emb.joint_names if prefix + n not in joints]
     if missing:
         raise ValueError(f"{emb.name}: the MJCF lacks the actuated joints {missing} (names must match the URDF)")
     for j in joints.values():
@@ -348,53 +457,61 @@ def _configure_hand(spec: mujoco.MjSpec, root, emb: Embodiment, cfg: SceneConfig
     # Mimic couplings: keep those the MJCF has, add the URDF's missing ones.
     coupled = {e.name1 for e in spec.equalities if e.type == mujoco.mjtEq.mjEQ_JOINT}
     for jname, src, mult, off in _urdf_mimics(emb.urdf_xml):
-        if HAND_PREFIX + jname not in coupled and HAND_PREFIX + jname in joints:
-            eq = spec.add_equality(type=mujoco.mjtEq.mjEQ_JOINT, name1=HAND_PREFIX + jname, name2=HAND_PREFIX + src)
+        if prefix + jname not in coupled and prefix + jname in joints:
+            eq = spec.add_equality(type=mujoco.mjtEq.mjEQ_JOINT, name1=prefix + jname, name2=prefix + src)
             eq.data = np.r_[off, mult, np.zeros(9)]
     # Position actuators on the actuated joints (existing ones that target them are replaced, so gains agree).
     for act in list(spec.actuators):
-        if act.target in {HAND_PREFIX + n for n in emb.joint_names}:
+        if act.target in {prefix + n for n in emb.joint_names}:
             spec.delete(act)
     for n, lo, hi in zip(emb.joint_names, emb.lower, emb.upper, strict=True):
-        j = joints[HAND_PREFIX + n]
+        j = joints[prefix + n]
         flim = j.actfrcrange[1] if j.actfrclimited != mujoco.mjtLimited.mjLIMITED_FALSE and j.actfrcrange[1] > 0 \
             else cfg.force_limit
-        act = spec.add_actuator(name=HAND_PREFIX + n + "_pos", target=HAND_PREFIX + n,
-                                trntype=mujoco.mjtTrn.mjTRN_JOINT)
+        act = spec.add_actuator(name=prefix + n + "_pos", target=prefix + n, trntype=mujoco.mjtTrn.mjTRN_JOINT)
         act.set_to_position(kp=cfg.kp)
         act.ctrllimited, act.ctrlrange = mujoco.mjtLimited.mjLIMITED_TRUE, [lo, hi]
         act.forcelimited, act.forcerange = mujoco.mjtLimited.mjLIMITED_TRUE, [-flim, flim]
 
 
-def _index(emb, cfg, seed, spec, model, root_name, object_names) -> Scene:
+def _index(cfg, seed, spec, model, roots, object_names) -> Scene:
+    """Look the compiled model's indices up; ``roots`` is (embodiment, prefix, root body, mocap body) per hand."""
     obj = mujoco.mjtObj
-    root_id = mujoco.mj_name2id(model, obj.mjOBJ_BODY, root_name)
-    free_jnt = mujoco.mj_name2id(model, obj.mjOBJ_JOINT, HAND_PREFIX + "root_free")
-    jids = [mujoco.mj_name2id(model, obj.mjOBJ_JOINT, HAND_PREFIX + n) for n in emb.joint_names]
-    acts = [mujoco.mj_name2id(model, obj.mjOBJ_ACTUATOR, HAND_PREFIX + n + "_pos") for n in emb.joint_names]
+
+    def ids(kind, names) -> np.ndarray:
+        return np.array([mujoco.mj_name2id(model, kind, n) for n in names], dtype=int)
+
+    hands = []
+    for emb, prefix, root_name, mocap_name in roots:
+        jids = ids(obj.mjOBJ_JOINT, [prefix + n for n in emb.joint_names])
+        hands.append(SceneHand(
+            embodiment=emb, prefix=prefix, root_body=mujoco.mj_name2id(model, obj.mjOBJ_BODY, root_name),
+            free_qadr=int(model.jnt_qposadr[mujoco.mj_name2id(model, obj.mjOBJ_JOINT, prefix + "root_free")]),
+            qadr=model.jnt_qposadr[jids].astype(int), dofadr=model.jnt_dofadr[jids].astype(int),
+            actuators=ids(obj.mjOBJ_ACTUATOR, [prefix + n + "_pos" for n in emb.joint_names]),
+            mocap_id=int(model.body_mocapid[mujoco.mj_name2id(model, obj.mjOBJ_BODY, mocap_name)])))
     mq, ms, mp = [], [], []
     for e in range(model.neq):
         if model.eq_type[e] == mujoco.mjtEq.mjEQ_JOINT and model.eq_obj2id[e] >= 0:
             if np.any(model.eq_data[e, 2:5] != 0):
-                raise ValueError(f"{emb.name}: non-linear joint coupling (polycoef beyond degree 1) is not supported")
+                raise ValueError(f"joint {model.joint(model.eq_obj1id[e]).name}: non-linear joint coupling "
+                                 "(polycoef beyond degree 1) is not supported")
             mq.append(model.jnt_qposadr[model.eq_obj1id[e]])
             ms.append(model.jnt_qposadr[model.eq_obj2id[e]])
             mp.append(model.eq_data[e, :2])
-    bodies = np.array([mujoco.mj_name2id(model, obj.mjOBJ_BODY, n) for n in object_names], dtype=int)
-    # Label every geom: hand subtree, objects, the rest (table/floor).
-    root_of = np.array(model.body_rootid)
+    bodies = ids(obj.mjOBJ_BODY, object_names)
+    # Label every geom: hand subtrees (and which hand), objects, the rest (table/floor).
+    geom_root = np.array(model.body_rootid)[model.geom_bodyid]
+    geom_hand = np.full(model.ngeom, -1, dtype=np.int8)
+    for i, h in enumerate(hands):
+        geom_hand[geom_root == model.body_rootid[h.root_body]] = i
     labels = np.full(model.ngeom, LABEL_ENV, dtype=np.int8)
-    labels[root_of[model.geom_bodyid] == root_of[root_id]] = LABEL_HAND
+    labels[geom_hand >= 0] = LABEL_HAND
     labels[np.isin(model.geom_bodyid, bodies)] = LABEL_OBJECT
     return Scene(
-        embodiment=emb, config=cfg, seed=seed, spec=spec, model=model, hand_root_body=root_id,
-        hand_free_qadr=int(model.jnt_qposadr[free_jnt]),
-        hand_qadr=np.array([model.jnt_qposadr[j] for j in jids]),
-        hand_dofadr=np.array([model.jnt_dofadr[j] for j in jids]),
-        actuators=np.array(acts), mimic_qadr=np.array(mq, dtype=int), mimic_src_qadr=np.array(ms, dtype=int),
-        mimic_poly=np.array(mp, dtype=np.float64).reshape(-1, 2), mocap_id=int(model.body_mocapid[
-            mujoco.mj_name2id(model, obj.mjOBJ_BODY, "wrist_target")]),
+        config=cfg, seed=seed, spec=spec, model=model, hands=tuple(hands), mimic_qadr=np.array(mq, dtype=int),
+        mimic_src_qadr=np.array(ms, dtype=int), mimic_poly=np.array(mp, dtype=np.float64).reshape(-1, 2),
         object_names=list(object_names), object_bodies=bodies,
         object_free_qadr=np.array([model.jnt_qposadr[model.body_jntadr[b]] for b in bodies], dtype=int),
-        geom_labels=labels, cameras=[model.camera(i).name for i in range(model.ncam)],
+        geom_labels=labels, geom_hand=geom_hand, cameras=[model.camera(i).name for i in range(model.ncam)],
     )

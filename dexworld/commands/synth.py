@@ -53,8 +53,11 @@ def register(subparsers) -> None:
 
     s = subparsers.add_parser("simulate", help=SIM_HELP, description=SIM_HELP)
     s.add_argument("trajectory", type=Path,
-                   help=".npy (T, dof) joint angles, or .npz with 'q' (T, dof) and optional 'wrist_path' (T, 4, 4)")
-    s.add_argument("--embodiment", required=True, help="registered robot hand, e.g. inspire_right")
+                   help=".npy (T, dof) joint angles, or .npz with 'q' (T, dof) and optional 'wrist_path' (T, 4, 4); "
+                        "for two hands per-hand 'q_<hand>' / 'wrist_path_<hand>' (<hand>: name or side) or one 'q' "
+                        "with the left hand's joints then the right's")
+    s.add_argument("--embodiment", required=True,
+                   help="registered robot hand, e.g. inspire_right, or a left,right pair: dex3_left,dex3_right")
     s.add_argument("--out", type=Path, required=True, help="output .mp4 (or .gif)")
     s.add_argument("--physics", action="store_true", help="physics rollout (default: kinematic replay)")
     s.add_argument("--camera", default="ego", help="scene camera: ego or third (default ego)")
@@ -86,34 +89,65 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_trajectory(path: Path, embs) -> tuple[dict, dict]:
+    """Per-hand joint angles (T, dof) and wrist paths (T, 4, 4) (absent ones left out) from a .npy or .npz file.
+
+    Per hand: ``q_<name>`` or ``q_<side>``, else its columns of ``q`` (hands side by side, left first, as in the
+    ``q`` of synthetic clips); ``wrist_path_<name>`` / ``wrist_path_<side>``, or ``wrist_path`` for one hand.
+    """
+    import numpy as np
+
+    if not path.exists():
+        raise FileNotFoundError(f"no trajectory file at {path}")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    elif path.suffix == ".npy":
+        arrays = {"q": np.load(path, allow_pickle=False)}
+    else:
+        raise ValueError(f"trajectory must be .npy or .npz, got {path.suffix!r}")
+    q, wrist = {}, {}
+    dofs = [e.dof for e in embs]
+    for i, e in enumerate(embs):
+        key = next((f"q_{k}" for k in (e.name, e.side) if f"q_{k}" in arrays), None)
+        if key is not None:
+            q[e.name] = np.asarray(arrays[key])
+            if q[e.name].ndim != 2 or q[e.name].shape[1] != e.dof:
+                raise ValueError(f"{path}: '{key}' must have shape (T, {e.dof}) for {e.name}, got {q[e.name].shape}")
+        elif "q" in arrays:
+            full = np.asarray(arrays["q"])
+            if full.ndim != 2 or full.shape[1] != sum(dofs):
+                parts = " then ".join(f"{x.name}'s {x.dof}" for x in embs)
+                raise ValueError(f"{path}: 'q' must have shape (T, {sum(dofs)}) ({parts} joints), got {full.shape}")
+            q[e.name] = full[:, sum(dofs[:i]):sum(dofs[:i + 1])]
+        else:
+            raise ValueError(f"{path}: no joint angles for {e.name}; give 'q_{e.side}' (T, {e.dof}) or 'q' "
+                             f"(T, {sum(dofs)})")
+        keys = [f"wrist_path_{e.name}", f"wrist_path_{e.side}"] + (["wrist_path"] if len(embs) == 1 else [])
+        key = next((k for k in keys if k in arrays), None)
+        if key is not None:
+            wrist[e.name] = arrays[key]
+    return q, wrist
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     import imageio.v2 as imageio
     import numpy as np
 
-    from embodiments import get
     from sim_bridge.motion import hand_axes, wrist_pose
     from sim_bridge.rollout import rollout
+    from sim_bridge.scene import scene_hands
 
-    emb = get(args.embodiment)
-    path = args.trajectory
-    if not path.exists():
-        raise FileNotFoundError(f"no trajectory file at {path}")
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            if "q" not in f:
-                raise ValueError(f"{path}: an .npz trajectory needs an array 'q' (T, {emb.dof})")
-            q = f["q"]
-            wrist = f.get("wrist_path", None)
-    elif path.suffix == ".npy":
-        q, wrist = np.load(path, allow_pickle=False), None
-    else:
-        raise ValueError(f"trajectory must be .npy or .npz, got {path.suffix!r}")
-    if wrist is None:  # a still hand over the table, palm down
-        q = np.asarray(q)
-        wrist = np.repeat(wrist_pose(hand_axes(emb), [0.05 if emb.side == "right" else -0.05, 0.14, 0.1])[None],
-                          len(q) if q.ndim == 2 else 1, 0)
-    r = rollout(emb, q, wrist, camera=args.camera, mode="physics" if args.physics else "kinematic",
+    embs = scene_hands([h.strip() for h in args.embodiment.replace("+", ",").split(",") if h.strip()])
+    q, wrist = _load_trajectory(args.trajectory, embs)
+    for e in embs:
+        if e.name not in wrist:  # a still hand over the table, palm down (a pair side by side)
+            qe = np.asarray(q[e.name])
+            x = (0.05 if len(embs) == 1 else 0.09) * (1 if e.side == "right" else -1)
+            wrist[e.name] = np.repeat(wrist_pose(hand_axes(e), [x, 0.14, 0.1])[None], len(qe) if qe.ndim == 2 else 1,
+                                      0)
+    r = rollout(embs, q, wrist, camera=args.camera, mode="physics" if args.physics else "kinematic",
                 size=args.size, seed=args.seed, fps=args.fps)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from embodiments.io_utils import atomic_path
