@@ -34,7 +34,7 @@ lint: $(STAMP)
 
 # Speed benchmarks (each prints a ratio against a baseline). ablation.py and tiny_sim_eval.py train/evaluate models
 # on synthetic data and take their own arguments (docs/results.md).
-SPEED_BENCHMARKS := fk retarget control_module render export annotation distributed
+SPEED_BENCHMARKS := fk retarget control_module render bimanual_render export annotation distributed
 bench: $(STAMP)
 	for b in $(SPEED_BENCHMARKS); do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
