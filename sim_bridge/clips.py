@@ -5,11 +5,13 @@ joint states (``q``, ``action``), hand-root poses and the source id.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from embodiments import registry
+from embodiments.layout import SIDES
 from embodiments.transforms import invert_transform
 
 from .hand_pose import join_names
@@ -111,10 +113,46 @@ def episode_from_clip(path: str | os.PathLike) -> Episode:
                    T_cam_root=roots)
 
 
+def rollout_hands(sim) -> dict[str, dict[str, np.ndarray]]:
+    """Per-hand ``q``, ``q_target`` and ``T_world_hand`` of a rollout, left hand first (``"q"`` → hand → array).
+
+    A pair rollout keeps them as dicts keyed by hand name; a one-hand rollout as arrays (keyed here by
+    ``sim.hands[0]``, else the joints' embodiment). Left-then-right is the order of both halves of the 42 slots and
+    of the concatenated joint vectors (``q`` of a clip, LeRobot ``observation.state``).
+    """
+    fields = ("q", "q_target", "T_world_hand")
+    if not isinstance(sim.q, Mapping):
+        hand = (getattr(sim, "hands", None) or (sim.joints.embodiment,))[0]
+        return {f: {hand: np.asarray(getattr(sim, f))} for f in fields}
+    hands = sorted(sim.q, key=lambda h: SIDES.index(registry.get(h).side))
+    out = {}
+    for f in fields:
+        value = getattr(sim, f)
+        if not isinstance(value, Mapping) or set(value) != set(hands):
+            raise ValueError(f"rollout.{f} must be a dict keyed by the pair's hands {hands} like rollout.q, "
+                             f"got {sorted(value) if isinstance(value, Mapping) else type(value).__name__}")
+        out[f] = {h: np.asarray(value[h]) for h in hands}
+    return out
+
+
 def episode_from_rollout(sim, hand: str | None = None, task: str = "", source: str = "") -> Episode:
     """A ``sim_bridge.rollout.SimRollout`` as an :class:`Episode`: its frames, camera-frame joints with K, the
-    rendered joints as state, the commanded ones as action, and camera-from-hand-root from its recorded poses."""
-    hand = hand or sim.joints.embodiment
-    T_cam_root = invert_transform(np.asarray(sim.T_world_cam)) @ np.asarray(sim.T_world_hand)
-    return Episode(frames=np.asarray(sim.frames), joints=sim.joints, q={hand: np.asarray(sim.q)},
-                   action={hand: np.asarray(sim.q_target)}, task=task, source=source, T_cam_root={hand: T_cam_root})
+    rendered joints as state, the commanded ones as action, and camera-from-hand-root from its recorded poses.
+
+    A pair rollout gives a two-hand episode, left hand first (its LeRobot state is the left hand's joints then the
+    right's, named per hand); ``hand`` renames the one hand of a single-hand rollout and must be None for a pair.
+    """
+    per_hand = rollout_hands(sim)
+    if len(per_hand["q"]) > 1:
+        if hand is not None:
+            raise ValueError(f"hand: a pair rollout ({join_names(list(per_hand['q']))}) names its own hands; "
+                             f"leave hand=None, got {hand!r}")
+    elif hand is not None:
+        per_hand = {f: {hand: next(iter(v.values()))} for f, v in per_hand.items()}
+    T_cam_world = invert_transform(np.asarray(sim.T_world_cam))
+    T_cam_root = {h: T_cam_world @ T for h, T in per_hand["T_world_hand"].items()}
+    joints = sim.joints
+    if len(per_hand["q"]) > 1:
+        joints = joints.replace(embodiment=join_names(list(per_hand["q"])))
+    return Episode(frames=np.asarray(sim.frames), joints=joints, q=per_hand["q"], action=per_hand["q_target"],
+                   task=task, source=source, T_cam_root=T_cam_root)

@@ -446,7 +446,9 @@ def _new_sidecar(ep: Episode, camera: str, fps: int | None, dex3_convention: str
 def _check_compatible(ep: Episode, sidecar: dict, camera: str) -> None:
     who = f"episode {ep.source or '<unnamed>'}"
     if list(ep.hands) != sidecar["hands"]:
-        raise ValueError(f"{who}: hands {list(ep.hands)} differ from the dataset's {sidecar['hands']}")
+        kinds = "a pair and a single hand" if len(ep.hands) != len(sidecar["hands"]) else "different hands"
+        raise ValueError(f"{who}: hands {list(ep.hands)} differ from the dataset's {sidecar['hands']}; one dataset "
+                         f"has one state layout, so export {kinds} into separate datasets")
     if list(ep.frames.shape[1:3]) != sidecar["image_size"]:
         raise ValueError(f"{who}: frames are {tuple(ep.frames.shape[1:3])}, the dataset's images are "
                          f"{tuple(sidecar['image_size'])}")

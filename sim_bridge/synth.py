@@ -20,7 +20,7 @@ import dataclasses
 import json
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import mujoco
@@ -205,17 +205,32 @@ def _material_rgb(scene: Scene, body: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- writing
 def write_episode(path: Path, r: SimRollout, ep: Episode, meta: dict) -> Path:
-    """One clip file, atomically (``worldmodel.data.write_clip``: a temp file renamed into place)."""
+    """One clip file, atomically (``worldmodel.data.write_clip``: a temp file renamed into place).
+
+    A pair rollout's clip holds both halves of the joints (embodiment ``"<left>+<right>"``); its ``q`` and
+    ``q_target`` are (T, dof_left + dof_right), the left hand's joints then the right's, and ``T_world_hand`` is
+    (T, 2, 4, 4), left then right. One hand: (T, dof) and (T, 4, 4) as before.
+    """
     from worldmodel.data import write_clip
 
-    extra = {"q": r.q.astype(np.float32), "q_target": r.q_target.astype(np.float32), "T_world_cam": r.T_world_cam,
-             "T_world_hand": r.T_world_hand, "object_poses": r.object_poses, "object_names": ",".join(r.object_names),
+    from .clips import rollout_hands
+
+    joints = r.joints
+    if isinstance(r.q, Mapping):
+        per_hand = rollout_hands(r)  # left hand first
+        q, q_target = (np.concatenate(list(per_hand[f].values()), axis=1) for f in ("q", "q_target"))
+        T_world_hand = np.stack(list(per_hand["T_world_hand"].values()), axis=1)
+        joints = joints.replace(embodiment="+".join(per_hand["q"]))
+    else:
+        q, q_target, T_world_hand = r.q, r.q_target, r.T_world_hand
+    extra = {"q": q.astype(np.float32), "q_target": q_target.astype(np.float32), "T_world_cam": r.T_world_cam,
+             "T_world_hand": T_world_hand, "object_poses": r.object_poses, "object_names": ",".join(r.object_names),
              "motion": ep.kind, "mode": r.mode, **meta}
     if r.depth is not None:
         extra["depth"] = r.depth
     if r.segmentation is not None:
         extra["segmentation_labels"] = r.geom_labels[np.maximum(r.segmentation, 0)] * (r.segmentation >= 0)
-    return write_clip(path, r.frames, r.joints, prompt=ep.prompt, **extra)
+    return write_clip(path, r.frames, joints, prompt=ep.prompt, **extra)
 
 
 def episode_path(out_dir: Path, index: int) -> Path:
