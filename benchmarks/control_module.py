@@ -1,4 +1,4 @@
-"""Benchmark: HandControlModule (windowed splat, active-cell fusion) vs a straightforward dense implementation.
+"""Benchmark: HandControlModule (tiled active-cell splat and fusion) vs a straightforward dense implementation.
 
 Full scale by default: B=1, 81 frames, 42 joints, 480x832 canvas → 60x104 latent, 16 latent channels.
 Prints forward time, forward+backward time, peak memory and the max abs difference of the outputs.

@@ -285,9 +285,6 @@ def _grads(m, fn, *inputs):
 
 @pytest.mark.parametrize("occlusion", ["upstream", "soft"])
 def test_active_cell_fusion_equals_dense_fusion_values_and_gradients(occlusion):
-    from worldmodel import geometry as geo
-    from worldmodel.fusion import _blocks
-
     joints, K, z0, valid = _sparse_case()
     m = tiny(occlusion, N=3, heatmap_radius=2)
     ours = _grads(m, lambda m, *a: m(*a), joints, K, z0, valid)
@@ -296,30 +293,66 @@ def test_active_cell_fusion_equals_dense_fusion_values_and_gradients(occlusion):
     assert set(ours[2]) == set(dense[2]) and ("depth_scale" in ours[2]) == (occlusion == "soft")
     for name, g in dense[2].items():
         assert torch.allclose(ours[2][name], g, rtol=1e-10, atol=1e-12), name
-    # The case is sparse: some cells never active, and some active columns start after frame 0.
-    values, gy, gx, *_ = m._features(joints, K, z0, valid)
-    moving = m.control_signal(joints, K, z0, valid)[1].abs().sum(1) > 0  # (B, T', h, w) motion features ≠ 0
-    assert (~moving.any(1)).any() and moving.any(1).any()
-    vals_g = geo.group_latent(values, 4)
-    op = torch.bmm((geo.group_latent(gy, 4) * vals_g[..., -1:]).transpose(1, 2), geo.group_latent(gx, 4))
-    blocks = _blocks((op > 0).reshape(2, 9, -1), 4)
-    assert any(t0 > 0 for _, _, t0, _ in blocks) and any(t1 < 9 for _, _, _, t1 in blocks)
 
 
-def test_propagate_and_fuse_small_blocks_and_factor_gradients():
-    """Many small blocks (chunk 3); gradients with respect to the splatted rows and the Gaussian factors too."""
+def _plan_of(m, joints, K, z0, valid, tile, chunk):
+    """The chunks ``propagate_and_fuse`` computes for this input, and the latent grid (T', h, w)."""
+    from worldmodel import geometry as geo
+    from worldmodel.fusion import _specs, tile_size
+
+    values, gy, gx, _, _, empty = m._features(joints, K, z0, valid)
+    grouped = [geo.group_latent(x.detach(), 4) for x in (values, gy, gx)]
+    grid = (geo.temporal_groups(joints.shape[1], 4)[0], *z0.shape[-2:])
+    return [spec.build() for spec in _specs(*grouped, empty, tile or tile_size(*grid[1:]), chunk)], grid
+
+
+@pytest.mark.parametrize("tile, chunk", [(None, 64), ((2, 3), 10**6), ((3, 4), 1)])
+def test_chunks_cover_every_point_that_differs_from_the_empty_scene(tile, chunk):
+    """Independent check of the planning: the dense computation's outputs differ from the empty-scene value only
+    at points some chunk computes, each once. With small tiles, chunks start after frame 0 and end before the last
+    (joint 2 appears late, joint 1 leaves early)."""
+    from worldmodel.fusion import empty_scene_value
+
+    joints, K, z0, valid = _sparse_case()
+    m = tiny("soft", N=3, heatmap_radius=2)
+    with torch.no_grad():
+        control, motion = _dense_path(m, joints, K, z0, valid)
+        const = empty_scene_value(m.fuse_in.weight, m.fuse_in.bias, m.fuse_out.weight, m.fuse_out.bias,
+                                  m.norm.weight, m.norm.bias, m.norm.eps)
+    differs = ((control - const[:, None, None, None]).abs().amax(1) > 1e-12) | (motion.abs().amax(1) > 0)
+    chunks, (frames, h, w) = _plan_of(m, joints, K, z0, valid, tile, chunk)
+    covered = torch.zeros(2, frames * h * w, dtype=torch.bool)
+    for ch in chunks:
+        rows = (ch.rows[:, None] * ch.run + torch.arange(ch.run)).reshape(-1)  # runs → cells
+        assert not covered[ch.element, rows].any()  # each point computed once
+        covered[ch.element, rows] = True
+    assert differs.any() and not (differs.flatten(1) & ~covered).any()
+    assert not covered.all()
+    if tile == (3, 4):
+        assert covered.sum() < covered.numel() / 2
+        assert any(not ch.start for ch in chunks) and any(ch.frames.stop % frames for ch in chunks)
+
+
+@pytest.mark.parametrize("tile, chunk", [((2, 3), 3), (None, 10**6)])
+def test_propagate_and_fuse_tiles_chunks_and_factor_gradients(tile, chunk):
+    """Tiles that do and do not divide the grid, many chunks or one; gradients with respect to the splatted rows
+    and the Gaussian factors too."""
     from worldmodel import geometry as geo
     from worldmodel.fusion import propagate_and_fuse
 
     joints, K, z0, valid = _sparse_case(seed=13)
     m = tiny("soft", N=3, heatmap_radius=2)
     values, gy, gx, ff, fs, empty = (x.detach() for x in m._features(joints, K, z0, valid))
+    chunks = _plan_of(m, joints, K, z0, valid, tile, chunk)[0]
+    assert (len(chunks) > 5) == (chunk == 3) and any(len(ch.groups) > 1 for ch in chunks)
+    assert (tile is None) == all(ch.run > 1 and ch.inside is None for ch in chunks)  # 12 x 20: (12, 10) tiles
 
     def run(fused):
         leaves = [x.clone().requires_grad_() for x in (values, gy, gx, ff, fs)]
         v, y, x, f, s_ = leaves
         if fused:
-            control, motion = propagate_and_fuse(v, y, x, f, s_, 1e-6, m.fuse_in, m.fuse_out, m.norm, 4, empty, 3)
+            control, motion = propagate_and_fuse(v, y, x, f, s_, 1e-6, m.fuse_in, m.fuse_out, m.norm, 4, empty,
+                                                 chunk=chunk, tile=tile)
         else:
             maps = geo.splat_separable(v, y, x, 4)
             structure, wf, ws, opacity = maps.split([16, 4, 1, 1], 1)
@@ -342,6 +375,65 @@ def test_propagate_and_fuse_small_blocks_and_factor_gradients():
         assert torch.allclose(a[2][i], b[2][i], atol=1e-12)
     for ga, gb in zip(a[3], b[3], strict=True):
         assert torch.allclose(ga, gb, rtol=1e-10, atol=1e-12)
+
+
+def test_chunks_side_by_side_on_torch_threads():
+    """With n intra-op threads the chunks run on n threads, one each: same values and gradients as with one
+    thread, torch's setting restored afterwards, and the caller's grad and inference modes kept."""
+    joints, K, z0, valid = _sparse_case(seed=14)
+    m = tiny("soft", N=3, heatmap_radius=2)
+    from worldmodel import control as control_mod
+    from worldmodel import fusion
+    from worldmodel.fusion import propagate_and_fuse
+
+    before = torch.get_num_threads()
+    original = control_mod.propagate_and_fuse
+    results = {}
+    try:
+        control_mod.propagate_and_fuse = lambda *a, **k: propagate_and_fuse(*a, **k, chunk=3, tile=(2, 3))
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            results[n] = _grads(m, lambda m, *a: m(*a), joints, K, z0, valid)
+            assert torch.get_num_threads() == n
+            with torch.inference_mode():
+                control, motion = m(joints, K, z0, valid)
+            assert torch.equal(control, results[n][0]) and torch.equal(motion, results[n][1])
+    finally:
+        control_mod.propagate_and_fuse = original
+        torch.set_num_threads(before)
+    assert fusion._POOL[1] >= 2  # three threads: two workers besides the caller
+    for n in (2, 3):
+        assert torch.allclose(results[n][0], results[1][0], atol=1e-13)
+        assert torch.allclose(results[n][1], results[1][1], atol=1e-13)
+        for name, g in results[1][2].items():
+            assert torch.allclose(results[n][2][name], g, rtol=1e-11, atol=1e-13), name
+
+
+def test_group_cuts_are_optimal_partitions():
+    """The grouping of tile-frames by joint count: exhaustive search over all cuts of short ascending lists."""
+    from itertools import combinations
+
+    from worldmodel.fusion import _cuts
+
+    g = torch.Generator().manual_seed(0)
+    for n in (1, 2, 5, 9):
+        counts = sorted(torch.randint(0, 40, (n,), generator=g).tolist())
+        cuts = _cuts(counts, most=3)
+        assert cuts[0] == 0 and cuts[-1] == n and len(cuts) <= 4 and cuts == sorted(set(cuts))
+
+        def cost(cs, counts=counts):
+            return sum((z - a) * counts[z - 1] for a, z in zip(cs[:-1], cs[1:], strict=True))
+
+        best = min(cost([0, *inner, n]) for r in range(3) for inner in combinations(range(1, n), r))
+        assert cost(cuts) == best
+
+
+def test_tile_size_divides_the_grid_when_it_can():
+    from worldmodel.fusion import tile_size
+
+    assert tile_size(60, 104) == (12, 8) and tile_size(64, 64) == (8, 8) and tile_size(90, 160) == (10, 8)
+    th, tw = tile_size(7, 11)  # primes: no dividing tile, 8 x 8 with edge tiles reaching beyond the grid
+    assert (th, tw) == (8, 8)
 
 
 def test_soft_visibility_approaches_hard_mask():
@@ -482,3 +574,32 @@ def test_clear_errors(change, match):
     m = tiny("upstream").float()
     with pytest.raises(ValueError, match=match):
         m(*change(joints, K, z0, valid))
+
+
+def test_concurrent_calls_leave_torch_thread_setting_alone():
+    """Two threads running the module at once: same outputs as one call, and torch's thread count is restored."""
+    import threading
+
+    from worldmodel.control import HandControlModule
+
+    torch.manual_seed(0)
+    module = HandControlModule(embed_dim=16)
+    joints = torch.randn(1, 9, 42, 3) * 0.05 + torch.tensor([0.0, 0.0, 0.5])
+    K = torch.tensor([[[60.0, 0.0, 32.0], [0.0, 60.0, 32.0], [0.0, 0.0, 1.0]]])
+    z0 = torch.randn(1, 16, 8, 8)
+    before = torch.get_num_threads()
+    with torch.no_grad():
+        ref = module(joints, K, z0)[0]
+        out = [None, None]
+
+        def run(i):
+            out[i] = module(joints, K, z0)[0]
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert torch.get_num_threads() == before
+    for o in out:
+        torch.testing.assert_close(o, ref)
