@@ -577,29 +577,36 @@ def test_clear_errors(change, match):
 
 
 def test_concurrent_calls_leave_torch_thread_setting_alone():
-    """Two threads running the module at once: same outputs as one call, and torch's thread count is restored."""
+    """Two Python threads running the module at once with 2 torch threads and many chunks (so the chunks go side by
+    side): one call takes the thread pool, the other runs on its own; same outputs, torch's setting restored."""
     import threading
 
-    from worldmodel.control import HandControlModule
+    joints, K, z0, valid = _sparse_case(seed=14)
+    m = tiny("soft", N=3, heatmap_radius=2)
+    from worldmodel import control as control_mod
+    from worldmodel.fusion import propagate_and_fuse
 
-    torch.manual_seed(0)
-    module = HandControlModule(embed_dim=16)
-    joints = torch.randn(1, 9, 42, 3) * 0.05 + torch.tensor([0.0, 0.0, 0.5])
-    K = torch.tensor([[[60.0, 0.0, 32.0], [0.0, 60.0, 32.0], [0.0, 0.0, 1.0]]])
-    z0 = torch.randn(1, 16, 8, 8)
     before = torch.get_num_threads()
-    with torch.no_grad():
-        ref = module(joints, K, z0)[0]
-        out = [None, None]
+    original = control_mod.propagate_and_fuse
+    try:
+        control_mod.propagate_and_fuse = lambda *a, **k: propagate_and_fuse(*a, **k, chunk=3, tile=(2, 3))
+        torch.set_num_threads(2)
+        with torch.no_grad():
+            ref = m(joints, K, z0, valid)
+            out: list = [None] * 4
 
-        def run(i):
-            out[i] = module(joints, K, z0)[0]
+            def run(i):
+                out[i] = m(joints, K, z0, valid)
 
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert torch.get_num_threads() == before
-    for o in out:
-        torch.testing.assert_close(o, ref)
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert torch.get_num_threads() == 2
+    finally:
+        control_mod.propagate_and_fuse = original
+        torch.set_num_threads(before)
+    for o in out:  # a call that ran alone used torch's 2 threads inside each chunk: equal up to reduction order
+        torch.testing.assert_close(o[0], ref[0], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(o[1], ref[1], rtol=1e-6, atol=1e-7)
