@@ -14,11 +14,10 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import numpy as np  # noqa: E402
+from _sim_helpers import pair_motion  # noqa: E402
 
-import embodiments  # noqa: E402
-from sim_bridge.motion import hand_axes, wrist_pose  # noqa: E402
 from sim_bridge.render import FrameRenderer  # noqa: E402
 from sim_bridge.rollout import rollout  # noqa: E402
 from sim_bridge.scene import SceneConfig, build_scene  # noqa: E402
@@ -27,20 +26,9 @@ CASES = {"single (baseline)": (("inspire_right",), (0.05,)),
          "pair": (("inspire_left", "inspire_right"), (-0.08, 0.08))}
 
 
-def closing_motion(names, xs, frames: int):
-    """Each hand closes 60 % of the way while its wrist rises 2 cm, side by side above the table."""
-    s = np.linspace(0.0, 1.0, frames)
-    q, wrist = {}, {}
-    for name, x in zip(names, xs, strict=True):
-        ax = hand_axes(embodiments.get(name))
-        q[name] = ax.open_q + 0.6 * s[:, None] * (ax.closed_q - ax.open_q)
-        wrist[name] = np.stack([wrist_pose(ax, [x, 0.14 + 0.02 * si, 0.08]) for si in s])
-    return q, wrist
-
-
 def frames_per_second(names, xs, frames: int, mode: str, repeats: int = 3) -> float:
     scene = build_scene(names, SceneConfig(), seed=0)
-    q, wrist = closing_motion(names, xs, frames)
+    q, wrist = pair_motion(names, frames, xs, turn=0.0)
     with FrameRenderer(scene.model, 128, 128) as renderer:
         rollout(names, {k: v[:2] for k, v in q.items()}, {k: v[:2] for k, v in wrist.items()}, scene=scene,
                 renderer=renderer, mode=mode)  # warm-up

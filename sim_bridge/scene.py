@@ -97,7 +97,6 @@ class SceneHand:
     root_body: int
     free_qadr: int  # 7 qpos entries (pos, quat wxyz) of the hand root's free joint
     qadr: np.ndarray  # (dof,) qpos address of each actuated joint, in embodiment.joint_names order
-    dofadr: np.ndarray  # (dof,)
     actuators: np.ndarray  # (dof,) actuator id driving each actuated joint
     mocap_id: int  # row of data.mocap_pos / mocap_quat of its wrist target
 
@@ -110,8 +109,8 @@ class SceneHand:
 class Scene:
     """A compiled scene and the indices rollouts need. Arrays index the compiled ``model``.
 
-    ``hands`` holds one hand, or two ordered left then right. The one-hand attributes (``embodiment``,
-    ``hand_qadr``, ``actuators``, …) read the only hand and refuse a pair; ``hand(name or side)`` works for both.
+    ``hands`` holds one hand, or two ordered left then right. The one-hand shortcuts (``embodiment``,
+    ``hand_qadr``, ``hand_free_qadr``) read the only hand and refuse a pair; ``hand(name or side)`` works for both.
     Mimic couplings and geom labels cover every hand.
     """
 
@@ -155,28 +154,12 @@ class Scene:
         return self.hand().embodiment
 
     @property
-    def hand_root_body(self) -> int:
-        return self.hand().root_body
-
-    @property
     def hand_free_qadr(self) -> int:
         return self.hand().free_qadr
 
     @property
     def hand_qadr(self) -> np.ndarray:
         return self.hand().qadr
-
-    @property
-    def hand_dofadr(self) -> np.ndarray:
-        return self.hand().dofadr
-
-    @property
-    def actuators(self) -> np.ndarray:
-        return self.hand().actuators
-
-    @property
-    def mocap_id(self) -> int:
-        return self.hand().mocap_id
 
     def camera_id(self, name: str) -> int:
         if name not in self.cameras:
@@ -487,7 +470,7 @@ def _index(cfg, seed, spec, model, roots, object_names) -> Scene:
         hands.append(SceneHand(
             embodiment=emb, prefix=prefix, root_body=mujoco.mj_name2id(model, obj.mjOBJ_BODY, root_name),
             free_qadr=int(model.jnt_qposadr[mujoco.mj_name2id(model, obj.mjOBJ_JOINT, prefix + "root_free")]),
-            qadr=model.jnt_qposadr[jids].astype(int), dofadr=model.jnt_dofadr[jids].astype(int),
+            qadr=model.jnt_qposadr[jids].astype(int),
             actuators=ids(obj.mjOBJ_ACTUATOR, [prefix + n + "_pos" for n in emb.joint_names]),
             mocap_id=int(model.body_mocapid[mujoco.mj_name2id(model, obj.mjOBJ_BODY, mocap_name)])))
     mq, ms, mp = [], [], []

@@ -10,6 +10,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from _sim_helpers import pair_motion  # noqa: E402
 
 import embodiments  # noqa: E402
 from dexworld.cli import main  # noqa: E402
@@ -23,19 +24,6 @@ from sim_bridge.scene import LABEL_HAND, SceneConfig, build_scene  # noqa: E402
 
 NO_OBJECTS = SceneConfig(num_objects=(0, 0), randomize=False)  # nominal camera, no jitter
 DEX3 = ("dex3_left", "dex3_right")
-
-
-def _pair_motion(pair, T, xs=(-0.08, 0.08), z=0.08, closing=0.6, keys="name"):
-    """Per-hand q (T, dof) and palm-down wrist paths (T, 4, 4), hands side by side, fingers closing."""
-    q, w = {}, {}
-    s = np.linspace(0, 1, T)
-    for name, x in zip(pair, xs, strict=True):
-        emb = embodiments.get(name)
-        ax = hand_axes(emb)
-        key = name if keys == "name" else emb.side
-        q[key] = ax.open_q + closing * s[:, None] * (ax.closed_q - ax.open_q)
-        w[key] = np.stack([wrist_pose(ax, [x, 0.14 + 0.02 * si, z], yaw=0.2 * si * np.sign(x)) for si in s])
-    return q, w
 
 
 def _mujoco_xpos(scene, qpos):
@@ -54,7 +42,7 @@ def test_both_hands_match_pinocchio_fk(pair):
     """Every slot body of both hands in MuJoCo = pinocchio FK through the wrist poses (1e-6 m), and the rollout's
     camera-frame joints fill both halves with exactly those points."""
     scene = build_scene(pair, NO_OBJECTS, seed=0)
-    q, w = _pair_motion(pair, 3)
+    q, w = pair_motion(pair, 3)
     r = rollout(pair, q, w, size=(32, 32), scene=scene)
     xpos = _mujoco_xpos(scene, r.qpos)
     assert r.hands == pair and r.joints.embodiment == "+".join(pair)
@@ -81,7 +69,7 @@ def test_both_hands_match_pinocchio_fk(pair):
 def test_validity_follows_projection_per_hand():
     """Keys by side work; a hand leaving the view invalidates its own half only (outside the image or behind)."""
     scene = build_scene(DEX3, NO_OBJECTS, seed=0)
-    q, w = _pair_motion(DEX3, 3, keys="side")
+    q, w = pair_motion(DEX3, 3, keys="side")
     ax = hand_axes(embodiments.get("dex3_right"))
     w["right"] = np.stack([w["right"][0], wrist_pose(ax, [0.35, 0.14, 0.08]), wrist_pose(ax, [0.0, -0.5, 0.2])])
     r = rollout(DEX3, q, w, size=(40, 56), scene=scene)
@@ -101,7 +89,7 @@ def test_validity_follows_projection_per_hand():
 def test_segmentation_shows_both_hands_at_their_projected_wrists():
     pair = ("inspire_left", "inspire_right")
     scene = build_scene(pair, SceneConfig(num_objects=(1, 1), randomize=False), seed=1)
-    q, w = _pair_motion(pair, 2, closing=0.3)
+    q, w = pair_motion(pair, 2, closing=0.3)
     r = rollout(pair, q, w, size=(96, 96), scene=scene, segmentation=True)
     seg = r.segmentation
     hand_of = np.where(seg >= 0, scene.geom_hand[np.maximum(seg, 0)], -1)  # (T, H, W) index of the hand
@@ -139,7 +127,7 @@ def test_bad_pairs_and_per_hand_inputs_are_refused():
     assert scene.hand("right") is scene.hand("dex3_right") is scene.hands[1]
     with pytest.raises(ValueError, match="no hand 'inspire_left'"):
         scene.hand("inspire_left")
-    q, w = _pair_motion(DEX3, 2)
+    q, w = pair_motion(DEX3, 2)
     with pytest.raises(ValueError, match=r"q: a scene with hands dex3_left\+dex3_right needs one entry per hand"):
         rollout(DEX3, q["dex3_left"], w, scene=scene, size=(16, 16))
     with pytest.raises(ValueError, match="wrist_path: missing the hand"):
@@ -162,7 +150,7 @@ def test_hands_collide_with_each_other_not_themselves():
     """Overlapping hands touch (contacts between the two hands); a hand never collides with its own links."""
     scene = build_scene(DEX3, NO_OBJECTS, seed=0)
     m, d = scene.model, mujoco.MjData(scene.model)
-    q, w = _pair_motion(DEX3, 1, xs=(0.0, 0.01), closing=0.0)
+    q, w = pair_motion(DEX3, 1, xs=(0.0, 0.01), closing=0.0)
     for h in scene.hands:
         d.qpos[h.free_qadr:h.free_qadr + 7] = pose_to_qpos(w[h.name][0])
         d.qpos[h.qadr] = q[h.name][0]
@@ -172,7 +160,7 @@ def test_hands_collide_with_each_other_not_themselves():
 
 
 def test_physics_pair_is_stable_tracks_and_is_deterministic_by_seed():
-    q, w = _pair_motion(DEX3, 4, z=0.14, closing=0.8)  # high above the objects: fingers touch nothing
+    q, w = pair_motion(DEX3, 4, z=0.14, closing=0.8)  # high above the objects: fingers touch nothing
     q = {k: np.r_[v, v[-1:], v[-1:]] for k, v in q.items()}  # hold the last pose to settle
     w = {k: np.r_[v, v[-1:], v[-1:]] for k, v in w.items()}
     a, b, c = (rollout(DEX3, q, w, mode="physics", size=(24, 24), seed=s) for s in (5, 5, 6))
@@ -202,7 +190,7 @@ def test_one_hand_is_the_one_element_case():
     scene = build_scene(("inspire_right",), NO_OBJECTS, seed=0)
     assert len(scene.hands) == 1 and scene.hands[0].prefix == "hand/" and scene.embodiment.name == "inspire_right"
     assert scene.spec.to_xml() == build_scene("inspire_right", NO_OBJECTS, seed=0).spec.to_xml()
-    q, w = _pair_motion(("inspire_right",), 2, xs=(0.0,))
+    q, w = pair_motion(("inspire_right",), 2, xs=(0.0,))
     a = rollout("inspire_right", q["inspire_right"], w["inspire_right"], scene=scene, size=(16, 16))
     b = rollout("inspire_right", {"right": q["inspire_right"]}, {"right": w["inspire_right"]}, scene=scene,
                 size=(16, 16))
@@ -213,7 +201,7 @@ def test_one_hand_is_the_one_element_case():
 
 def test_simulate_command_renders_a_pair(tmp_path, capsys):
     """``dexworld simulate --embodiment dex3_left,dex3_right``: per-side arrays or one side-by-side q."""
-    q, w = _pair_motion(DEX3, 2, keys="side")
+    q, w = pair_motion(DEX3, 2, keys="side")
     np.savez(tmp_path / "pair.npz", q_left=q["left"], q_right=q["right"], wrist_path_right=w["right"])
     np.save(tmp_path / "both.npy", np.concatenate([q["left"], q["right"]], axis=1))
     for traj in ("pair.npz", "both.npy"):

@@ -10,12 +10,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from _sim_helpers import pair_motion  # noqa: E402
 
 import embodiments  # noqa: E402
 from embodiments.transforms import apply_transform, invert_transform  # noqa: E402
 from sim_bridge import lerobot_io as lio  # noqa: E402
 from sim_bridge.clips import episode_from_clip, episode_from_rollout  # noqa: E402
-from sim_bridge.motion import hand_axes, wrist_pose  # noqa: E402
 from sim_bridge.rollout import rollout  # noqa: E402
 from sim_bridge.scene import SceneConfig, build_scene  # noqa: E402
 from sim_bridge.synth import Episode as SynthEpisode  # noqa: E402
@@ -29,26 +29,16 @@ REPO = "local/bimanual"
 NO_OBJECTS = SceneConfig(num_objects=(0, 0), randomize=False)
 
 
-def _motion(names, xs):
-    """Per-hand q (T, dof) closing from open, palm-down wrist paths (T, 4, 4), keyed by hand name."""
-    s = np.linspace(0, 1, T)
-    q, w = {}, {}
-    for name, x in zip(names, xs, strict=True):
-        ax = hand_axes(embodiments.get(name))
-        q[name] = ax.open_q + 0.6 * s[:, None] * (ax.closed_q - ax.open_q)
-        w[name] = np.stack([wrist_pose(ax, [x, 0.14 + 0.02 * si, 0.09]) for si in s])
-    return q, w
-
-
 @pytest.fixture(scope="module")
 def pair_rollout():
-    q, w = _motion(PAIR[::-1], (0.08, -0.08))  # given right first: outputs must still be left first
+    # given right first: outputs must still be left first
+    q, w = pair_motion(PAIR[::-1], T, (0.08, -0.08), z=0.09, turn=0.0)
     return rollout(PAIR, q, w, scene=build_scene(PAIR, NO_OBJECTS, seed=0), size=SIZE)
 
 
 @pytest.fixture(scope="module")
 def single_rollout():
-    q, w = _motion(("dex3_right",), (0.05,))
+    q, w = pair_motion(("dex3_right",), T, (0.05,), z=0.09, turn=0.0)
     return rollout("dex3_right", q["dex3_right"], w["dex3_right"], scene=build_scene("dex3_right", NO_OBJECTS),
                    size=SIZE)
 

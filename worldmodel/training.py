@@ -344,7 +344,6 @@ class Trainer:
         if len(loader) == 0:
             raise ValueError(f"batch_size={cfg.batch_size} is larger than the {len(self.dataset)} clips in "
                              f"{cfg.data}")
-        self._optimizer = self.optimizer  # the torch optimizer itself (checkpoints), under accelerate's wrapper
         if self.sharded:  # already sharded: accelerate must not wrap it in DDP too
             self.optimizer, self.loader = acc.prepare(self.optimizer, loader)
         else:
@@ -365,6 +364,11 @@ class Trainer:
     @property
     def _unwrapped(self) -> HandControlledWan:
         return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def _torch_optimizer(self) -> torch.optim.Optimizer:
+        """The AdamW under accelerate's wrapper: torch's state-dict functions need the optimizer itself."""
+        return self.optimizer.optimizer
 
     @torch.no_grad()
     def encode_batch(self, batch: dict) -> dict:
@@ -581,7 +585,7 @@ class Trainer:
         model = self._unwrapped
         # Collective: the full trainable weights and optimiser state arrive on the main process (sharded or not).
         state = gather_state_dict(model, trainable_only=not self.cfg.train_base)
-        optimizer_state = gather_optimizer_state(model, self._optimizer)
+        optimizer_state = gather_optimizer_state(model, self._torch_optimizer)
         if acc.is_main_process:
             tstate = {k.removeprefix("transformer."): v for k, v in state.items() if k.startswith("transformer.")}
             with atomic_dir(path) as tmp:
@@ -634,7 +638,7 @@ class Trainer:
         """Optimiser, LR schedule, RNG states, data position and step, once the model is sharded and prepared."""
         meta = read_checkpoint_meta(path)
         state = torch.load(path / "training_state.pt", weights_only=True, map_location="cpu")
-        load_optimizer_state(self._unwrapped, self._optimizer, state["optimizer"])
+        load_optimizer_state(self._unwrapped, self._torch_optimizer, state["optimizer"])
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         _set_rng_state(state["rng"])
         self.step, self.epoch, self.batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
