@@ -49,8 +49,8 @@ METRICS = ("joint_error_px", "pck@5px", "psnr", "ssim")
 
 def train_variant(name: str, args) -> Path:
     """Train one variant from the shared base; returns its final checkpoint folder."""
-    from worldmodel.presets import TRAIN_DEFAULTS
-    from worldmodel.training import TrainConfig, Trainer
+    from worldmodel.training.trainer import TrainConfig, Trainer
+    from worldmodel.wan.presets import TRAIN_DEFAULTS
 
     defaults = {k: v for k, v in TRAIN_DEFAULTS["tiny-sim"].items() if k != "vae"}
     cfg = TrainConfig.from_dict({
@@ -68,9 +68,9 @@ def evaluate_variant(name: str, checkpoint: Path, paths, probe, args) -> dict:
     """Per-clip metrics of one checkpoint (and of control off for the full variant)."""
     from tiny_sim_eval import control_off, generate
 
-    from worldmodel.data import read_clip
-    from worldmodel.evaluation import evaluate
-    from worldmodel.training import load_for_inference
+    from embodiments.clip import read_clip
+    from worldmodel.evaluation.report import evaluate
+    from worldmodel.wan.checkpoint import load_for_inference
 
     pipe = load_for_inference(checkpoint)
     pipe.set_progress_bar_config(disable=True)
@@ -146,8 +146,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     if not args.report:
-        from worldmodel.data import find_clips
-        from worldmodel.probe import load_probe
+        from embodiments.clip import find_clips
+        from worldmodel.evaluation.probe import load_probe
 
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         probe = load_probe()

@@ -48,7 +48,7 @@ def run(tmp: Path, nproc: int, batch: int, steps: int, *extra: str) -> dict:
 def main() -> None:
     from _wm_helpers import CONTROL, SMALL_TINY, make_frames, make_joints
 
-    from worldmodel.data import write_clip
+    from embodiments.clip import write_clip
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=8)

@@ -60,9 +60,9 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
     """Per-clip and mean metrics for control on / off and the VAE reconstruction."""
     from tqdm.auto import tqdm
 
-    from worldmodel.data import read_clip
-    from worldmodel.evaluation import evaluate, hand_region
-    from worldmodel.metrics import psnr
+    from embodiments.clip import read_clip
+    from worldmodel.evaluation.metrics import psnr
+    from worldmodel.evaluation.report import evaluate, hand_region
 
     rows = []
     for path in tqdm(paths, desc="eval", disable=not progress):
@@ -167,15 +167,15 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from worldmodel.data import find_clips
-    from worldmodel.presets import load_shipped
-    from worldmodel.training import load_for_inference
+    from embodiments.clip import find_clips
+    from worldmodel.wan.checkpoint import load_for_inference
+    from worldmodel.wan.presets import load_shipped
 
     pipe = load_for_inference(args.checkpoint) if args.checkpoint else load_shipped("tiny-sim")
     pipe.set_progress_bar_config(disable=True)
     probe = None
     if not args.no_probe:
-        from worldmodel.probe import load_probe
+        from worldmodel.evaluation.probe import load_probe
 
         try:
             probe = load_probe(args.probe)

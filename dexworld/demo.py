@@ -21,7 +21,7 @@ from embodiments.io_utils import atomic_path
 from sim_bridge.clips import episode_from_rollout
 from sim_bridge.motion import interpolate_poses
 from sim_bridge.synth import MOTION_VERBS
-from worldmodel.video import to_uint8
+from worldmodel.evaluation.video import to_uint8
 
 
 @dataclasses.dataclass
@@ -74,10 +74,10 @@ def run_demo(cfg: DemoConfig) -> dict:
     """Run every step, write ``cfg.out``, and return the metrics that went into ``metrics.json``."""
     from rich.progress import Progress
 
-    from worldmodel.evaluation import evaluate
-    from worldmodel.presets import load_shipped
-    from worldmodel.training import load_for_inference
-    from worldmodel.video import draw_joints, side_by_side, write_video
+    from worldmodel.evaluation.report import evaluate
+    from worldmodel.evaluation.video import draw_joints, side_by_side, write_video
+    from worldmodel.wan.checkpoint import load_for_inference
+    from worldmodel.wan.presets import load_shipped
 
     if (cfg.frames - 1) % 4:
         raise ValueError(f"--frames must be 4k+1 (e.g. 17), got {cfg.frames}")
@@ -150,7 +150,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 def _probe_for(embodiment: str):
     """The shipped keypoint probe if it knows this hand, else None (metrics then omit joint error)."""
-    from worldmodel.probe import load_probe
+    from worldmodel.evaluation.probe import load_probe
 
     try:
         probe = load_probe()

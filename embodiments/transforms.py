@@ -86,3 +86,11 @@ def project(points: np.ndarray, K: np.ndarray, min_depth: float = 1e-6) -> tuple
     uvd = np.concatenate([uv, (1.0 / safe_z)[..., None]], axis=-1)
     uvd[~in_front] = np.nan
     return uvd, in_front
+
+
+def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Pixel intrinsics after resizing an image by (sx, sy): rows 0 and 1 scale (pixel-edge convention)."""
+    K = np.array(K, dtype=np.float64, copy=True)
+    K[..., 0, :] *= sx
+    K[..., 1, :] *= sy
+    return K

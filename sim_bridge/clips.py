@@ -1,4 +1,4 @@
-"""Episodes ↔ training clips (``worldmodel.data`` HDF5): time resampling, windowing, and the clip extras that carry
+"""Episodes ↔ training clips (``embodiments.clip`` HDF5): time resampling, windowing, and the clip extras that carry
 joint states (``q``, ``action``), hand-root poses and the source id.
 """
 
@@ -71,7 +71,7 @@ def write_episode_clips(ep: Episode, out_dir: str | os.PathLike, stem: str, fps:
                         num_frames: int | None = None, stride: int | None = None, keep_short: bool = True
                         ) -> list[Path]:
     """Resample an episode to ``fps`` and write windows of ``num_frames`` as training clips ``<stem>_sNNNNN.h5``."""
-    from worldmodel.data import write_clip
+    from embodiments.clip import write_clip
 
     out_dir = Path(out_dir)
     ep = resample_episode(ep, fps) if fps else ep
@@ -91,7 +91,7 @@ def write_episode_clips(ep: Episode, out_dir: str | os.PathLike, stem: str, fps:
 
 def episode_from_clip(path: str | os.PathLike) -> Episode:
     """A training clip as an :class:`Episode` (needs the joint states in the clip's ``q`` extra)."""
-    from worldmodel.data import read_clip
+    from embodiments.clip import read_clip
 
     path = Path(path)
     clip = read_clip(path)

@@ -253,7 +253,7 @@ def to_episode(src: TaskSource, raw: RawEpisode, K: np.ndarray | None = None, T_
     frames = np.stack(frames)
     spec = robot_spec(raw.robot)
     if K is None:
-        from worldmodel.data import scale_intrinsics
+        from embodiments.transforms import scale_intrinsics
 
         H, W = frames.shape[1:3]
         K = scale_intrinsics(spec.K, W / spec.image_size[1], H / spec.image_size[0])

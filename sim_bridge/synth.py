@@ -205,13 +205,13 @@ def _material_rgb(scene: Scene, body: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- writing
 def write_episode(path: Path, r: SimRollout, ep: Episode, meta: dict) -> Path:
-    """One clip file, atomically (``worldmodel.data.write_clip``: a temp file renamed into place).
+    """One clip file, atomically (``embodiments.clip.write_clip``: a temp file renamed into place).
 
     A pair rollout's clip holds both halves of the joints (embodiment ``"<left>+<right>"``); its ``q`` and
     ``q_target`` are (T, dof_left + dof_right), the left hand's joints then the right's, and ``T_world_hand`` is
     (T, 2, 4, 4), left then right. One hand: (T, dof) and (T, 4, 4) as before.
     """
-    from worldmodel.data import write_clip
+    from embodiments.clip import write_clip
 
     from .clips import rollout_hands
 

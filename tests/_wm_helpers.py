@@ -37,14 +37,14 @@ def make_frames(T: int = 5, seed: int = 0) -> np.ndarray:
 
 def write_clips(root, n: int, T: int = 5, prompt: str = "grab") -> None:
     """Write ``n`` synthetic clips ``root/c{i}.h5`` (T frames, seed i, prompt ``"{prompt} {i}"``)."""
-    from worldmodel.data import write_clip
+    from embodiments.clip import write_clip
 
     for i in range(n):
         write_clip(root / f"c{i}.h5", make_frames(T, seed=i), make_joints(T, seed=i), prompt=f"{prompt} {i}")
 
 
 def make_control():
-    from worldmodel.control import HandControlModule
+    from worldmodel.control.module import HandControlModule
 
     torch.manual_seed(0)
     return HandControlModule(**CONTROL)

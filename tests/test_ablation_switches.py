@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from worldmodel import HandControlModule
-from worldmodel.baselines import copy_point_tracks
-from worldmodel.geometry import project_to_latent, scale_intrinsics
+from worldmodel.control.baselines import copy_point_tracks
+from worldmodel.control.geometry import project_to_latent, scale_intrinsics
 
 N, C, T, H, W = 5, 4, 9, 80, 112  # latent grid 10 × 14, T' = 3
 

@@ -435,7 +435,7 @@ def _e2e_detections(tmp_path, T: int = 40) -> dict:
 
 def test_end_to_end_cli(tmp_path, capsys):
     from dexworld.cli import main
-    from worldmodel.data import read_clip
+    from embodiments.clip import read_clip
 
     e2e = _e2e_detections(tmp_path)
     out = tmp_path / "clips"
@@ -474,7 +474,7 @@ def test_end_to_end_cli(tmp_path, capsys):
 
 def test_cli_errors_and_frame_step(tmp_path, capsys):
     from dexworld.cli import main
-    from worldmodel.data import read_clip
+    from embodiments.clip import read_clip
 
     e2e = _e2e_detections(tmp_path)
     assert main(["annotate", str(e2e["path"]), "--video", "x.mp4", "-o", str(tmp_path / "o")]) == 1

@@ -10,10 +10,11 @@ from _wm_helpers import CONTROL, SMALL_TINY, make_frames, make_joints, write_cli
 from safetensors.torch import load_file
 
 from dexworld.cli import main
-from worldmodel.cache import CachedClipDataset, build_cache, read_manifest
-from worldmodel.data import ClipDataset, write_clip
-from worldmodel.presets import build_tiny
-from worldmodel.training import TrainConfig, Trainer
+from embodiments.clip import write_clip
+from worldmodel.training.cache import CachedClipDataset, build_cache, read_manifest
+from worldmodel.training.data import ClipDataset
+from worldmodel.training.trainer import TrainConfig, Trainer
+from worldmodel.wan.presets import build_tiny
 
 torch.set_num_threads(1)
 CFG = dict(tiny=SMALL_TINY, control=CONTROL, steps=3, lora_rank=4, warmup_steps=1, progress=False,

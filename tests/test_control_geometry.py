@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from worldmodel import geometry as geo
+from worldmodel.control import geometry as geo
 
 
 def test_projection_scales_intrinsics_and_clamps_depth():

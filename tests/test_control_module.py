@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 from worldmodel import HandControlModule
-from worldmodel.control import UPSTREAM_NAMES
-from worldmodel.geometry import hard_visibility, project_to_latent, scale_intrinsics
+from worldmodel.control.geometry import hard_visibility, project_to_latent, scale_intrinsics
+from worldmodel.control.module import UPSTREAM_NAMES
 
 TO_UPSTREAM = {ours: theirs for theirs, ours in UPSTREAM_NAMES.items()}
 
@@ -297,8 +297,8 @@ def test_active_cell_fusion_equals_dense_fusion_values_and_gradients(occlusion):
 
 def _plan_of(m, joints, K, z0, valid, tile, chunk):
     """The chunks ``propagate_and_fuse`` computes for this input, and the latent grid (T', h, w)."""
-    from worldmodel import geometry as geo
-    from worldmodel.fusion import _specs, tile_size
+    from worldmodel.control import geometry as geo
+    from worldmodel.control.fusion import _specs, tile_size
 
     values, gy, gx, _, _, empty = m._features(joints, K, z0, valid)
     grouped = [geo.group_latent(x.detach(), 4) for x in (values, gy, gx)]
@@ -311,7 +311,7 @@ def test_chunks_cover_every_point_that_differs_from_the_empty_scene(tile, chunk)
     """Independent check of the planning: the dense computation's outputs differ from the empty-scene value only
     at points some chunk computes, each once. With small tiles, chunks start after frame 0 and end before the last
     (joint 2 appears late, joint 1 leaves early)."""
-    from worldmodel.fusion import empty_scene_value
+    from worldmodel.control.fusion import empty_scene_value
 
     joints, K, z0, valid = _sparse_case()
     m = tiny("soft", N=3, heatmap_radius=2)
@@ -337,8 +337,8 @@ def test_chunks_cover_every_point_that_differs_from_the_empty_scene(tile, chunk)
 def test_propagate_and_fuse_tiles_chunks_and_factor_gradients(tile, chunk):
     """Tiles that do and do not divide the grid, many chunks or one; gradients with respect to the splatted rows
     and the Gaussian factors too."""
-    from worldmodel import geometry as geo
-    from worldmodel.fusion import propagate_and_fuse
+    from worldmodel.control import geometry as geo
+    from worldmodel.control.fusion import propagate_and_fuse
 
     joints, K, z0, valid = _sparse_case(seed=13)
     m = tiny("soft", N=3, heatmap_radius=2)
@@ -382,9 +382,9 @@ def test_chunks_side_by_side_on_torch_threads():
     thread, torch's setting restored afterwards, and the caller's grad and inference modes kept."""
     joints, K, z0, valid = _sparse_case(seed=14)
     m = tiny("soft", N=3, heatmap_radius=2)
-    from worldmodel import control as control_mod
-    from worldmodel import fusion
-    from worldmodel.fusion import propagate_and_fuse
+    from worldmodel.control import fusion
+    from worldmodel.control import module as control_mod
+    from worldmodel.control.fusion import propagate_and_fuse
 
     before = torch.get_num_threads()
     original = control_mod.propagate_and_fuse
@@ -413,7 +413,7 @@ def test_group_cuts_are_optimal_partitions():
     """The grouping of tile-frames by joint count: exhaustive search over all cuts of short ascending lists."""
     from itertools import combinations
 
-    from worldmodel.fusion import _cuts
+    from worldmodel.control.fusion import _cuts
 
     g = torch.Generator().manual_seed(0)
     for n in (1, 2, 5, 9):
@@ -429,7 +429,7 @@ def test_group_cuts_are_optimal_partitions():
 
 
 def test_tile_size_divides_the_grid_when_it_can():
-    from worldmodel.fusion import tile_size
+    from worldmodel.control.fusion import tile_size
 
     assert tile_size(60, 104) == (12, 8) and tile_size(64, 64) == (8, 8) and tile_size(90, 160) == (10, 8)
     th, tw = tile_size(7, 11)  # primes: no dividing tile, 8 x 8 with edge tiles reaching beyond the grid
@@ -531,7 +531,7 @@ REGRESSION = [-1659.964111328125, 1.987999439239502, 454.32037353515625, 0.03311
 
 def test_check_reference_and_cli(tmp_path):
     from dexworld.commands import check_upstream
-    from worldmodel.upstream import check_reference
+    from worldmodel.control.upstream import check_reference
 
     state = random_authors_state(seed=2)
     cfg = {"num_joints": 6, "embed_dim": 16, "vae_channels": 4, "output_dim": 8}
@@ -583,8 +583,8 @@ def test_concurrent_calls_leave_torch_thread_setting_alone():
 
     joints, K, z0, valid = _sparse_case(seed=14)
     m = tiny("soft", N=3, heatmap_radius=2)
-    from worldmodel import control as control_mod
-    from worldmodel.fusion import propagate_and_fuse
+    from worldmodel.control import module as control_mod
+    from worldmodel.control.fusion import propagate_and_fuse
 
     before = torch.get_num_threads()
     original = control_mod.propagate_and_fuse

@@ -10,11 +10,11 @@ from _wm_helpers import SMALL_TINY, make_joints
 from safetensors.torch import save_file
 
 from dexworld.cli import main
-from worldmodel.control import UPSTREAM_NAMES, HandControlModule
-from worldmodel.convert import DIT_MODULE_NAMES, convert_dit_lora, convert_hand, convert_upstream
-from worldmodel.presets import build_tiny
-from worldmodel.training import load_for_inference, read_checkpoint_meta
-from worldmodel.wan import WIDE_IN_CHANNELS, widen_patch_embedding
+from worldmodel.control.module import UPSTREAM_NAMES, HandControlModule
+from worldmodel.wan.adapter import WIDE_IN_CHANNELS, widen_patch_embedding
+from worldmodel.wan.checkpoint import load_for_inference, read_checkpoint_meta
+from worldmodel.wan.convert import DIT_MODULE_NAMES, convert_dit_lora, convert_hand, convert_upstream
+from worldmodel.wan.presets import build_tiny
 
 torch.set_num_threads(1)
 RANK = 4

@@ -19,8 +19,9 @@ import torch
 from _wm_helpers import CONTROL, SMALL_TINY, write_clips
 from safetensors.torch import load_file
 
-from worldmodel.distributed import micro_batches, sample_generator, shard_transformer
-from worldmodel.training import TrainConfig, Trainer, read_checkpoint_meta
+from worldmodel.training.distributed import micro_batches, sample_generator, shard_transformer
+from worldmodel.training.trainer import TrainConfig, Trainer
+from worldmodel.wan.checkpoint import read_checkpoint_meta
 
 torch.set_num_threads(1)
 # One xdist worker for the whole file (`make test` runs `--dist loadgroup`): the 2-process fixture runs once.

@@ -15,13 +15,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from embodiments import get  # noqa: E402
 from embodiments.layout import FINGERTIPS, WRIST  # noqa: E402
 from embodiments.sparse import SparseJoints  # noqa: E402
-from worldmodel.evaluation import (  # noqa: E402
-    control_sensitivity,
-    evaluate,
-    hand_region,
-    move_fingertips,
-    shift_hand,
-)
+from worldmodel.evaluation.report import control_sensitivity, evaluate, hand_region, move_fingertips, shift_hand
 
 EMB = "inspire_right"
 K128 = np.array([[80.0, 0.0, 64.0], [0.0, 80.0, 64.0], [0.0, 0.0, 1.0]])
@@ -128,7 +122,7 @@ def test_evaluate_clear_errors():
         evaluate(ref, ref)
     with pytest.raises(ValueError, match="intrinsics K"):
         evaluate(ref, types.SimpleNamespace(frames=ref, joints=joints.replace(K=None)))
-    from worldmodel.probe import KeypointProbe
+    from worldmodel.evaluation.probe import KeypointProbe
 
     other = KeypointProbe(embodiments=["dex3_right"], size=32, widths=(4, 4, 4, 4)).eval()
     with pytest.raises(ValueError, match="trained for dex3_right"):
@@ -229,10 +223,10 @@ def test_sensitivity_k_size_and_errors():
 def test_evaluate_a_simulated_clip_with_the_shipped_probe_and_cli(tmp_path):
     """A fresh MuJoCo rollout scored against itself: PSNR ∞, and the probe's error near its recorded figure."""
     from dexworld.cli import main
+    from embodiments.clip import write_clip
     from sim_bridge import rollout
     from sim_bridge.motion import hand_axes, wrist_pose
-    from worldmodel.data import write_clip
-    from worldmodel.probe import load_probe
+    from worldmodel.evaluation.probe import load_probe
 
     emb = get("dex3_right")
     axes = hand_axes(emb)

@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from embodiments import registry
+from embodiments.clip import read_clip
 from embodiments.transforms import invert_transform, make_transform, project, rotation_about
 from sim_bridge import humanoid_everyday as he
 from sim_bridge import lerobot_io as lio
 from sim_bridge.robots import HE_PUBLISHED_K, arm_kinematics
 from sim_bridge.unitree import unitree_layout
-from worldmodel.data import read_clip
 
 H, W = 48, 64  # tiny colour frames; K is the published 640×480 K scaled by 0.1
 K_SMALL = HE_PUBLISHED_K * np.array([[0.1], [0.1], [1.0]])
@@ -235,7 +235,7 @@ def test_cli_ingest(task, tmp_path, capsys):
 
 def test_dataset_show_draws_the_wrist_on_the_dot(task, tmp_path):
     from dexworld.cli import main
-    from worldmodel.video import HAND_COLOURS, draw_joints
+    from worldmodel.evaluation.video import HAND_COLOURS, draw_joints
 
     ep = next(he.iter_episodes(task, K=K_SMALL))
     uvd, ok = ep.joints.project()

@@ -6,7 +6,7 @@ import scipy.linalg
 import torch
 from scipy.spatial.transform import Rotation
 
-from worldmodel import metrics
+from worldmodel.evaluation import metrics
 
 
 def test_psnr_matches_hand_computation():

@@ -1,10 +1,10 @@
-"""``worldmodel.video.draw_joints``: drawn pixels against a per-pixel reference, validity, clipping, bones."""
+"""``worldmodel.evaluation.video.draw_joints``: drawn pixels against a per-pixel reference, validity, clipping."""
 
 import numpy as np
 import pytest
 
 from embodiments.layout import NUM_SLOTS, skeleton_edges
-from worldmodel.video import HAND_COLOURS, draw_joints
+from worldmodel.evaluation.video import HAND_COLOURS, draw_joints
 
 H, W = 16, 20
 GREY = 90

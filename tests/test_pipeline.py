@@ -12,9 +12,9 @@ from _wm_helpers import CONTROL, SMALL_TINY, K, make_control, make_frames, make_
 
 from embodiments.layout import hand_slots
 from worldmodel.editing import edit_joints
-from worldmodel.pipeline import HandControlPipeline
-from worldmodel.presets import build_tiny, load_preset
-from worldmodel.wan import add_lora, ensure_widened
+from worldmodel.wan.adapter import add_lora, ensure_widened
+from worldmodel.wan.pipeline import HandControlPipeline
+from worldmodel.wan.presets import build_tiny, load_preset
 
 torch.set_num_threads(1)
 STEPS = 3
@@ -80,7 +80,7 @@ def test_different_joints_give_different_videos(pipe, image):
 
 def test_invalid_joints_change_nothing(pipe, image):
     """Joints marked invalid (some frames, some slots) have no influence, whatever their coordinates."""
-    from worldmodel.wan import HandControlledWan
+    from worldmodel.wan.adapter import HandControlledWan
 
     joints = make_joints(5)
     valid = joints.valid.copy()
@@ -192,8 +192,8 @@ def test_cli_train_then_generate(tmp_path, image):
     import PIL.Image
 
     from dexworld.cli import main
-    from worldmodel.data import write_clip
-    from worldmodel.training import load_for_inference
+    from embodiments.clip import write_clip
+    from worldmodel.wan.checkpoint import load_for_inference
 
     data = tmp_path / "data"
     write_clip(data / "c0.h5", make_frames(5), make_joints(5), prompt="a hand")

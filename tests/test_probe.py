@@ -14,13 +14,13 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from embodiments import get  # noqa: E402
 from embodiments.layout import NUM_HAND_JOINTS, side_offset  # noqa: E402
 from embodiments.sparse import SparseJoints  # noqa: E402
-from worldmodel.probe import (  # noqa: E402
+from sim_bridge.probe_renders import render_heldout, render_probe_data  # noqa: E402
+from worldmodel.evaluation.probe import (  # noqa: E402
     DEFAULT_PROBE_DIR,
     KeypointProbe,
     evaluate_probe,
     keypoint_error,
     load_probe,
-    render_probe_data,
     soft_argmax,
     train_probe,
 )
@@ -84,8 +84,10 @@ def test_soft_argmax_matches_peak_and_centre():
 
 
 def test_tiny_probe_trains_saves_and_loads(tmp_path):
-    report = train_probe(["dex3_right"], num_renders=48, size=32, steps=60, out_dir=tmp_path / "p", seed=3,
-                         batch_size=16, num_heldout=8, widths=(8, 8, 16, 16), progress=False, eval_sizes=(32,))
+    train = [render_probe_data("dex3_right", 48, 32, seed=3, progress=False)]
+    heldout = [render_heldout("dex3_right", 8, 32, seed=3 + 1_000_003, progress=False)]
+    report = train_probe(train, heldout, size=32, steps=60, out_dir=tmp_path / "p", seed=3, batch_size=16,
+                         widths=(8, 8, 16, 16), progress=False, eval_sizes=(32,))
     assert report.loss_last < 0.85 * report.loss_first
     held = report.heldout["dex3_right"]["32"]
     assert np.isfinite(held["mean_px"]) and 0 <= held["pck@5px"] <= 1

@@ -6,8 +6,9 @@ import pytest
 import torch
 from _wm_helpers import SMALL_TINY
 
-from worldmodel.presets import build_tiny
-from worldmodel.scaling import (
+from worldmodel.wan.adapter import add_lora, ensure_widened
+from worldmodel.wan.presets import build_tiny
+from worldmodel.wan.scaling import (
     WAN_I2V_14B,
     activation_bytes,
     estimate,
@@ -16,7 +17,6 @@ from worldmodel.scaling import (
     train_flops,
     transformer_params,
 )
-from worldmodel.wan import add_lora, ensure_widened
 
 torch.set_num_threads(1)
 

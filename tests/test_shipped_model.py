@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.data import read_clip
-from worldmodel.evaluation import hand_region
-from worldmodel.presets import SHIPPED_DIR, load_shipped, shipped_path
+from embodiments.clip import read_clip
+from worldmodel.evaluation.report import hand_region
+from worldmodel.wan.presets import SHIPPED_DIR, load_shipped, shipped_path
 
 DATA = Path(__file__).parent / "data"
 CLIPS = sorted(DATA.glob("tiny_sim_heldout_*.h5"))
@@ -47,7 +47,7 @@ def test_shipped_model_loads_with_trained_weights(pipe):
     # trained, not the preset's seeded random init: the VAE carries fitted latent statistics and the transformer
     # differs from a fresh build
     assert np.std(pipe.vae.config.latents_std) > 0 and not np.allclose(pipe.vae.config.latents_mean, 0.0)
-    from worldmodel.presets import build_tiny
+    from worldmodel.wan.presets import build_tiny
 
     fresh = build_tiny("tiny-sim").transformer.state_dict()
     own = {k.replace(".base_layer.", "."): v for k, v in pipe.transformer.state_dict().items() if "lora_" not in k}

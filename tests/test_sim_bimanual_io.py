@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 from _sim_helpers import pair_motion  # noqa: E402
 
 import embodiments  # noqa: E402
+from embodiments.clip import read_clip
 from embodiments.transforms import apply_transform, invert_transform  # noqa: E402
 from sim_bridge import lerobot_io as lio  # noqa: E402
 from sim_bridge.clips import episode_from_clip, episode_from_rollout  # noqa: E402
@@ -21,7 +22,7 @@ from sim_bridge.scene import SceneConfig, build_scene  # noqa: E402
 from sim_bridge.synth import Episode as SynthEpisode  # noqa: E402
 from sim_bridge.synth import write_episode  # noqa: E402
 from sim_bridge.unitree import unitree_layout  # noqa: E402
-from worldmodel.data import ClipDataset, read_clip  # noqa: E402
+from worldmodel.training.data import ClipDataset
 
 PAIR = ("inspire_left", "dex3_right")  # different DoF (6 + 7), so a swapped or shifted layout cannot pass
 T, SIZE = 5, (32, 48)

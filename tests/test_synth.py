@@ -10,9 +10,9 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from embodiments.clip import read_clip
 from embodiments.transforms import apply_transform, invert_transform  # noqa: E402
 from sim_bridge.synth import SynthConfig, episode_path, synthesize  # noqa: E402
-from worldmodel.data import read_clip  # noqa: E402
 
 FAST = SynthConfig(frames=5, size=(48, 64), motions=("reach_grasp", "random"), episodes_per_scene=2)
 

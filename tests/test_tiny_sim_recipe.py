@@ -10,10 +10,12 @@ import pytest
 import torch
 from _wm_helpers import CONTROL, SMALL_TINY, make_frames, make_joints
 
-from worldmodel.data import ClipDataset, write_clip
-from worldmodel.training import TrainConfig, Trainer, export_for_inference, load_for_inference
-from worldmodel.vae_training import VaeTrainConfig, _batch, latent_statistics, train_vae
-from worldmodel.wan import add_lora, base_state_dict, ensure_widened, load_base_state_dict
+from embodiments.clip import write_clip
+from worldmodel.training.data import ClipDataset
+from worldmodel.training.trainer import TrainConfig, Trainer
+from worldmodel.training.vae import VaeTrainConfig, _batch, latent_statistics, train_vae
+from worldmodel.wan.adapter import add_lora, base_state_dict, ensure_widened, load_base_state_dict
+from worldmodel.wan.checkpoint import export_for_inference, load_for_inference
 
 torch.set_num_threads(1)
 
@@ -35,7 +37,7 @@ def _smooth_frames(T=5, size=32):
 
 
 def _tiny_transformer(seed=0):
-    from worldmodel.presets import build_tiny
+    from worldmodel.wan.presets import build_tiny
 
     return ensure_widened(build_tiny(**SMALL_TINY, seed=seed).transformer)
 
@@ -61,7 +63,7 @@ def test_base_state_dict_round_trip_through_lora():
 
 
 def test_vae_stage_fits_and_sets_latent_statistics(tmp_path):
-    from worldmodel.presets import build_tiny
+    from worldmodel.wan.presets import build_tiny
 
     data = tmp_path / "data"
     data.mkdir()
@@ -150,7 +152,7 @@ def test_train_base_resume_and_export(tmp_path):
 def test_cli_tiny_sim_starts_from_the_recipe(tmp_path):
     from dexworld.cli import build_parser
     from dexworld.commands.train import build_config
-    from worldmodel.presets import TRAIN_DEFAULTS
+    from worldmodel.wan.presets import TRAIN_DEFAULTS
 
     parser = build_parser()
     args = parser.parse_args(["train", "--preset", "tiny-sim", "--data", str(tmp_path), "--out", str(tmp_path / "r"),

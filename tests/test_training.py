@@ -11,9 +11,10 @@ import pytest
 import torch
 from _wm_helpers import CONTROL, OVERFIT_TINY, SMALL_TINY, make_frames, make_joints
 
+from embodiments.clip import read_clip, write_clip
 from embodiments.io_utils import atomic_dir
-from worldmodel.data import ClipDataset, read_clip, write_clip
-from worldmodel.training import (
+from worldmodel.training.data import ClipDataset
+from worldmodel.training.trainer import (
     TrainConfig,
     Trainer,
     flow_matching_pair,

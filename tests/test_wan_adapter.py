@@ -8,8 +8,7 @@ import pytest
 import torch
 from _wm_helpers import SMALL_TINY, make_control
 
-from worldmodel.presets import build_tiny
-from worldmodel.wan import (
+from worldmodel.wan.adapter import (
     HandControlledWan,
     add_lora,
     apply_motion_features,
@@ -21,6 +20,7 @@ from worldmodel.wan import (
     transformer_input,
     widen_patch_embedding,
 )
+from worldmodel.wan.presets import build_tiny
 
 torch.set_num_threads(1)
 

@@ -1,15 +1,15 @@
 """Video world model: the occlusion-aware hand control module and its Wan 2.1 I2V integration."""
 
-from .control import HandControlModule
+from .control.module import HandControlModule
 
 __all__ = ["HandControlModule"]
 
 # Wan 2.1 I2V integration, training, sampling, editing: imported on first use (they pull in diffusers pipelines).
-_LAZY = {"HandControlPipeline": "pipeline", "HandControlledWan": "wan", "TrainConfig": "training",
-         "Trainer": "training", "load_for_inference": "training", "edit_joints": "editing", "write_clip": "data",
-         "read_clip": "data", "ClipDataset": "data", "load_preset": "presets", "WanComponents": "presets",
-         "evaluate": "evaluation", "control_sensitivity": "evaluation", "load_probe": "probe",
-         "load_shipped": "presets"}
+_LAZY = {"HandControlPipeline": "wan.pipeline", "HandControlledWan": "wan.adapter", "TrainConfig": "training.trainer",
+         "Trainer": "training.trainer", "load_for_inference": "wan.checkpoint", "edit_joints": "editing",
+         "write_clip": "embodiments.clip", "read_clip": "embodiments.clip", "ClipDataset": "training.data",
+         "load_preset": "wan.presets", "WanComponents": "wan.presets", "evaluate": "evaluation.report",
+         "control_sensitivity": "evaluation.report", "load_probe": "evaluation.probe", "load_shipped": "wan.presets"}
 __all__ += list(_LAZY)
 
 
@@ -17,5 +17,7 @@ def __getattr__(name):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        module = _LAZY[name]
+        absolute = module if module.startswith("embodiments") else f"{__name__}.{module}"
+        return getattr(importlib.import_module(absolute), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

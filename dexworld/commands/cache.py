@@ -31,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worldmodel.cache import build_cache, load_encoders, read_manifest
-    from worldmodel.presets import load_preset
+    from worldmodel.training.cache import build_cache, load_encoders, read_manifest
+    from worldmodel.wan.presets import load_preset
 
     values: dict = {}
     if args.config:

@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the max abs differences; 0 when both are within tolerance, 1 otherwise."""
-    from worldmodel.upstream import check_reference  # lazy: keeps `dexworld --help` fast
+    from worldmodel.control.upstream import check_reference
 
     result = check_reference(args.path)
     print(f"control volume (out):        max abs diff {result['out']:.3e}")

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worldmodel.convert import convert_upstream
+    from worldmodel.wan.convert import convert_upstream
 
     hand_config = None
     if args.hand_config:

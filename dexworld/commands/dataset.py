@@ -25,10 +25,10 @@ def run(args) -> int:
     import imageio.v3 as iio
 
     from embodiments.io_utils import atomic_path
-    from worldmodel.video import draw_joints
+    from worldmodel.evaluation.video import draw_joints
 
     if args.path.suffix.lower() in (".h5", ".hdf5"):
-        from worldmodel.data import read_clip
+        from embodiments.clip import read_clip
 
         clip = read_clip(args.path)
         frames, joints, fps = clip.frames, clip.joints, clip.joints.fps

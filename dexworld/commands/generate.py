@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     import PIL.Image
 
     from embodiments.sparse import SparseJoints
-    from worldmodel.training import load_for_inference
-    from worldmodel.video import draw_joints, side_by_side, write_video
+    from worldmodel.evaluation.video import draw_joints, side_by_side, write_video
+    from worldmodel.wan.checkpoint import load_for_inference
 
     out = Path(args.output)
     if out.suffix.lower() not in (".mp4", ".gif"):
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
-    from worldmodel.presets import shipped_path
+    from worldmodel.wan.presets import shipped_path
 
     checkpoint = args.checkpoint if args.checkpoint is not None else shipped_path("tiny-sim")
     pipe = load_for_inference(checkpoint, base_path=args.base_path, torch_dtype=dtype)

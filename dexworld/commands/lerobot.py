@@ -94,9 +94,9 @@ def _progress(total: int | None, desc: str):
 
 
 def run_export(args) -> int:
+    from embodiments.clip import find_clips
     from sim_bridge.clips import episode_from_clip
     from sim_bridge.lerobot_io import export_lerobot
-    from worldmodel.data import find_clips
 
     paths = find_clips(args.clips)
     bar = _progress(len(paths), "export")

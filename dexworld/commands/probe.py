@@ -41,11 +41,15 @@ def register(subparsers) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from worldmodel.probe import train_probe
+    from sim_bridge.probe_renders import render_probe_sets
+    from worldmodel.evaluation.probe import eval_sizes_for, train_probe
 
-    report = train_probe(args.embodiment, num_renders=args.renders, size=args.size, steps=args.steps,
-                         out_dir=args.out, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
-                         num_heldout=args.heldout, progress=not args.no_progress)
+    eval_sizes = eval_sizes_for(args.size)
+    train, heldout, info = render_probe_sets(args.embodiment, args.renders, args.heldout, args.size, max(eval_sizes),
+                                             seed=args.seed, progress=not args.no_progress)
+    report = train_probe(train, heldout, size=args.size, steps=args.steps, out_dir=args.out, seed=args.seed,
+                         batch_size=args.batch_size, lr=args.lr, progress=not args.no_progress,
+                         eval_sizes=eval_sizes, data_info=info)
     _print_probe_table(report.heldout, report.size)
     print(f"{report.num_parameters:,} parameters; rendering {report.render_seconds:.0f} s, training "
           f"{report.train_seconds:.0f} s; loss {report.loss_first:.3f} → {report.loss_last:.3f}; saved to {args.out}")
@@ -82,15 +86,15 @@ def _read_video(path: Path):
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from embodiments.clip import read_clip
     from embodiments.io_utils import atomic_path
-    from worldmodel.data import read_clip
-    from worldmodel.evaluation import evaluate
+    from worldmodel.evaluation.report import evaluate
 
     video = _read_video(args.video)
     clip = read_clip(args.clip)
     probe = None
     if not args.no_probe:
-        from worldmodel.probe import load_probe
+        from worldmodel.evaluation.probe import load_probe
 
         probe = load_probe(args.probe)
     report = evaluate(video, clip, probe=probe)

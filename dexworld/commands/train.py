@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train the hand-control module + LoRA on Wan 2.1 I2V (flow matching)",
         description="Flow-matching training of the joint-controlled Wan 2.1 I2V model on clips written by "
-                    "worldmodel.data.write_clip. Writes checkpoints, loss.jsonl and sample videos to --out; "
+                    "embodiments.clip.write_clip. Writes checkpoints, loss.jsonl and sample videos to --out; "
                     "see docs/worldmodel.md.")
     p.add_argument("--preset", choices=("tiny", "tiny-sim", "wan2.1-i2v-14b-480p"), default=None,
                    help="default tiny; tiny-sim: stage 1 trains the VAE on the clips, stage 2 the whole transformer "
@@ -75,13 +75,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_config(args: argparse.Namespace):
-    from worldmodel.presets import TRAIN_DEFAULTS
-    from worldmodel.training import TrainConfig
+    from worldmodel.training.trainer import TrainConfig
+    from worldmodel.wan.presets import TRAIN_DEFAULTS
 
     values: dict = {}
     if args.resume:
         # Start from the configuration the run was started with; flags given now override it.
-        from worldmodel.training import Trainer, read_checkpoint_meta
+        from worldmodel.training.trainer import Trainer
+        from worldmodel.wan.checkpoint import read_checkpoint_meta
 
         out = Path(args.out) if args.out else (Path(args.resume).parent if args.resume != "latest" else None)
         if out is None:
@@ -123,7 +124,7 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from worldmodel.training import Trainer, count_parameters
+    from worldmodel.training.trainer import Trainer, count_parameters
 
     cfg = build_config(args)
     trainer = Trainer(cfg, resume=args.resume)

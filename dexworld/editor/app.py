@@ -451,7 +451,7 @@ class EditorApp:
                 self.status_md.content = f"Generating {n} frames… denoising step {i}/{total}"
 
             frames = self.generator(image, joints, settings, progress=progress)
-            from worldmodel.video import draw_joints
+            from worldmodel.evaluation.video import draw_joints
 
             H, W = frames.shape[1:3]
             uvd, ok = joints[:n].project()
@@ -500,7 +500,7 @@ class EditorApp:
     # ------------------------------------------------------------------ callbacks: export, uploads
     def export(self, folder: str | Path | None = None) -> list[Path]:
         """Write ``edited_joints.npz`` and whichever videos exist (mp4 + gif) into ``folder``."""
-        from worldmodel.video import side_by_side, write_video
+        from worldmodel.evaluation.video import side_by_side, write_video
 
         out = Path(folder) if folder is not None else self.out_dir
         with self._lock:

@@ -29,7 +29,7 @@ Progress = Callable[[int, int], None]
 
 def find_shipped_checkpoint() -> Path | None:
     """The shipped tiny-sim model (``worldmodel/checkpoints/tiny-sim``), or None when this checkout has none."""
-    from worldmodel.presets import shipped_path
+    from worldmodel.wan.presets import shipped_path
 
     try:
         return shipped_path("tiny-sim")
@@ -94,15 +94,15 @@ class VideoGenerator:
 
     def _load(self):
         if self.checkpoint is not None:
-            from worldmodel.training import load_for_inference
+            from worldmodel.wan.checkpoint import load_for_inference
 
             pipe = load_for_inference(self.checkpoint)
         else:
             import torch
 
-            from worldmodel.control import HandControlModule
-            from worldmodel.pipeline import HandControlPipeline
-            from worldmodel.presets import build_tiny
+            from worldmodel.control.module import HandControlModule
+            from worldmodel.wan.pipeline import HandControlPipeline
+            from worldmodel.wan.presets import build_tiny
 
             components = build_tiny(**self.tiny_overrides)
             with torch.random.fork_rng(devices=[]):
@@ -119,7 +119,7 @@ class VideoGenerator:
     def __call__(self, image: np.ndarray, joints: SparseJoints, settings: GenerateSettings | None = None,
                  progress: Progress | None = None) -> np.ndarray:
         """Video (T, H, W, 3) uint8 of the first :meth:`frames_for` frames of ``joints`` from ``image``."""
-        from worldmodel.video import to_uint8
+        from worldmodel.evaluation.video import to_uint8
 
         settings = settings or GenerateSettings()
         pipe = self.pipeline()

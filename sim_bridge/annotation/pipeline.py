@@ -7,7 +7,7 @@ Per video (:func:`annotate_video`, a pure top-level function so it runs in worke
 2. two-slot tracking on the wrists (:mod:`.tracking`) and per-hand plausibility (:mod:`.filters`);
 3. clips of ``clip_frames`` frames (81 by default) every ``clip_stride`` source frames, each sampling every
    ``frame_step``-th frame; each clip is filtered and the kept ones are written with
-   :func:`worldmodel.data.write_clip` (frames read once, in order, with imageio's pyav plugin, or its ffmpeg
+   :func:`embodiments.clip.write_clip` (frames read once, in order, with imageio's pyav plugin, or its ffmpeg
    plugin where PyAV is not installed);
 4. canonical mirroring (the paper maps right hands into the canonical space by mirroring across X): a clip whose
    only hand is the right one (``mirror="right_only"``; ``"right_dominant"`` also mirrors clips where the right hand
@@ -301,7 +301,7 @@ def annotate_video(det: VideoDetections, out_dir: str | os.PathLike, config: Ann
 
 def _write_clips(det: VideoDetections, todo: list, report: VideoReport, out_dir: Path,
                  cfg: AnnotationConfig) -> None:
-    from worldmodel.data import write_clip
+    from embodiments.clip import write_clip
 
     index_sets = [range(report.clips[n].start, report.clips[n].start + len(j) * cfg.frame_step, cfg.frame_step)
                   for n, j, _ in todo]

@@ -12,7 +12,7 @@ import os
 import torch
 from safetensors import safe_open
 
-from .control import HandControlModule
+from worldmodel.control.module import HandControlModule
 
 __all__ = ["check_reference", "TOLERANCE"]
 

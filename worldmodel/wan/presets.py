@@ -47,7 +47,7 @@ TINY_DEFAULTS = SamplingDefaults(height=64, width=64, num_frames=5, num_inferenc
 # "unedited" branch differs from the dropped-control input it saw; it samples without CFG (guidance 1).
 TINY_SIM_DEFAULTS = SamplingDefaults(height=128, width=128, num_frames=17, num_inference_steps=10,
                                      guidance_scale=1.0)
-SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 
 # TrainConfig values a preset starts from (a config file and CLI flags override them). tiny-sim has no pretrained
 # base: stage 1 trains its VAE on the clips' frames, stage 2 trains the whole transformer (not only LoRA).
@@ -315,13 +315,13 @@ def shipped_path(name: str = "tiny-sim") -> Path:
     if not (path / "dexworld_checkpoint.json").is_file():
         raise FileNotFoundError(f"no shipped model {name!r} at {path} (expected dexworld_checkpoint.json); "
                                 "train one with `dexworld train --preset tiny-sim` and export it with "
-                                "`worldmodel.training.export_for_inference`")
+                                "`worldmodel.wan.checkpoint.export_for_inference`")
     return path
 
 
 def load_shipped(name: str = "tiny-sim", torch_dtype: torch.dtype = torch.float32):
     """The trained model shipped in the repository as a ready ``HandControlPipeline`` (one code path with any
     checkpoint: :func:`worldmodel.training.load_for_inference`)."""
-    from .training import load_for_inference
+    from worldmodel.wan.checkpoint import load_for_inference
 
     return load_for_inference(shipped_path(name), torch_dtype=torch_dtype)

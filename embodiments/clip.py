@@ -1,4 +1,7 @@
-"""Training clips on disk (one HDF5 file per clip) and a torch Dataset over a folder of them.
+"""The training clip file: frames + camera-frame SparseJoints + K + extras, one HDF5 file per clip.
+
+The contract between the writers in ``sim_bridge`` (synth, ingest, annotate, import) and the reader in
+``worldmodel``; it lives here, next to :class:`SparseJoints`, so neither of them imports the other.
 
 File layout (schema version 1)::
 
@@ -20,10 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from embodiments.io_utils import atomic_path
-from embodiments.sparse import SparseJoints
+from .io_utils import atomic_path
+from .sparse import SparseJoints
 
 CLIP_FORMAT = "dexworld.clip"
 CLIP_SCHEMA_VERSION = 1
@@ -104,7 +106,8 @@ def write_clip(path: str | os.PathLike, frames: np.ndarray, joints: SparseJoints
     return path
 
 
-def _open(path: Path):
+def open_clip(path: Path):
+    """Open a clip file for reading (an ``h5py.File``), checking format, schema version and required fields."""
     import h5py
 
     if not path.exists():
@@ -127,7 +130,8 @@ def _open(path: Path):
     return f
 
 
-def _joints(f, path: Path, sl: slice = slice(None)) -> SparseJoints:
+def clip_joints(f, path: Path, sl: slice = slice(None)) -> SparseJoints:
+    """The SparseJoints of an open clip file, frames ``sl``."""
     K = f["joints/K"][()]
     if K.ndim == 3:
         K = K[sl]
@@ -142,9 +146,9 @@ def _joints(f, path: Path, sl: slice = slice(None)) -> SparseJoints:
 def read_clip(path: str | os.PathLike) -> Clip:
     """Read a clip written by :func:`write_clip`; wrong format, schema version or missing fields raise ValueError."""
     path = Path(path)
-    with _open(path) as f:
+    with open_clip(path) as f:
         frames = f["frames"][()]
-        joints = _joints(f, path)
+        joints = clip_joints(f, path)
         if len(joints) != frames.shape[0]:
             raise ValueError(f"{path}: {frames.shape[0]} frames but {len(joints)} joint frames")
         pe = f["prompt_embeds"][()] if "prompt_embeds" in f else None
@@ -159,7 +163,7 @@ def read_clip(path: str | os.PathLike) -> Clip:
 
 
 def clip_length(path: str | os.PathLike) -> int:
-    with _open(Path(path)) as f:
+    with open_clip(Path(path)) as f:
         return int(f["frames"].shape[0])
 
 
@@ -176,95 +180,3 @@ def find_clips(root: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Pa
     if not files:
         raise FileNotFoundError(f"no .h5/.hdf5 clip files under {root}")
     return files
-
-
-def pad_prompt_embeds(pe: torch.Tensor, length: int = 512) -> torch.Tensor:
-    """Zero-pad (or truncate) (..., L, D) prompt embeddings to ``length`` tokens, as Wan pads UMT5 outputs.
-
-    Wan's attention splits image from text tokens assuming exactly 512 text tokens, so shorter stored
-    embeddings must be padded.
-    """
-    n = pe.shape[-2]
-    if n >= length:
-        return pe[..., :length, :]
-    pad = pe.new_zeros(*pe.shape[:-2], length - n, pe.shape[-1])
-    return torch.cat([pe, pad], dim=-2)
-
-
-def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """Pixel intrinsics after resizing an image by (sx, sy): rows 0 and 1 scale (pixel-edge convention)."""
-    K = np.array(K, dtype=np.float64, copy=True)
-    K[..., 0, :] *= sx
-    K[..., 1, :] *= sy
-    return K
-
-
-class ClipDataset(torch.utils.data.Dataset):
-    """Windows of ``num_frames`` frames from clip files, resized to (height, width), as model-ready tensors.
-
-    Item: ``video`` (3, T, H, W) float in [−1, 1]; ``joints`` (T, 42, 3); ``valid`` (T, 42) bool; ``K`` (T, 3, 3)
-    for the resized frames; ``prompt`` str; ``prompt_embeds`` (L, D) or None; ``index``; ``start``.
-    The window start is drawn from a generator seeded by (seed, epoch, index), so data order and content are a
-    pure function of the epoch — what exact resume needs.
-    """
-
-    def __init__(self, root, num_frames: int, height: int | None = None, width: int | None = None,
-                 random_window: bool = True, seed: int = 0):
-        if num_frames < 1 or (num_frames - 1) % 4:
-            raise ValueError(f"num_frames must be 4k+1 (1, 5, 9, …, 81), got {num_frames}")
-        for name, v in (("height", height), ("width", width)):
-            if v is not None and (v <= 0 or v % 16):
-                raise ValueError(f"{name} must be a positive multiple of 16, got {v}")
-        self.paths = find_clips(root)
-        self.num_frames, self.height, self.width = num_frames, height, width
-        self.random_window, self.seed, self.epoch = random_window, seed, 0
-        self.lengths = [clip_length(p) for p in self.paths]
-        short = [(str(p), n) for p, n in zip(self.paths, self.lengths, strict=True) if n < num_frames]
-        if short:
-            raise ValueError(f"clips shorter than num_frames={num_frames}: {short[:3]}")
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def window_start(self, index: int) -> int:
-        span = self.lengths[index] - self.num_frames
-        if not self.random_window or span == 0:
-            return 0
-        return int(np.random.default_rng([self.seed, self.epoch, index]).integers(0, span + 1))
-
-    def __getitem__(self, index: int) -> dict:
-        path = self.paths[index]
-        start = self.window_start(index)
-        sl = slice(start, start + self.num_frames)
-        with _open(path) as f:
-            frames = f["frames"][sl]
-            joints = _joints(f, path, sl)
-            prompt = str(f.attrs.get("prompt", ""))
-            pe = pad_prompt_embeds(torch.from_numpy(f["prompt_embeds"][()])) if "prompt_embeds" in f else None
-        K = joints.frame_K()
-        video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0  # (3, T, H, W)
-        H0, W0 = frames.shape[1:3]
-        H, W = self.height or H0, self.width or W0
-        if H % 16 or W % 16:
-            raise ValueError(f"{path}: frame size {H0}x{W0} must be a multiple of 16, or set height/width")
-        if (H, W) != (H0, W0):
-            video = torch.nn.functional.interpolate(video.transpose(0, 1), size=(H, W), mode="bilinear",
-                                                    antialias=True, align_corners=False).transpose(0, 1)
-            K = scale_intrinsics(K, W / W0, H / H0)
-        return {"video": video.clamp(-1, 1), "joints": torch.from_numpy(joints.positions),
-                "valid": torch.from_numpy(joints.valid), "K": torch.from_numpy(np.asarray(K, np.float32)),
-                "prompt": prompt, "prompt_embeds": pe, "index": index, "start": start}
-
-
-def collate_clips(items: list[dict]) -> dict:
-    """Stack tensors; prompts stay a list; prompt_embeds stacked only when every item has one (else None)."""
-    out = {k: torch.stack([it[k] for it in items]) for k in ("video", "joints", "valid", "K")}
-    out["prompt"] = [it["prompt"] for it in items]
-    pes = [it["prompt_embeds"] for it in items]
-    out["prompt_embeds"] = torch.stack(pes) if all(p is not None for p in pes) else None
-    out["index"] = torch.tensor([it["index"] for it in items])
-    out["start"] = torch.tensor([it["start"] for it in items])
-    return out

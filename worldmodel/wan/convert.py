@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from .wan import LORA_TARGET_REGEX, LORA_WEIGHTS, WIDE_IN_CHANNELS
+from worldmodel.wan.adapter import LORA_TARGET_REGEX, LORA_WEIGHTS, WIDE_IN_CHANNELS
 
 __all__ = ["DIT_MODULE_NAMES", "convert_dit_lora", "convert_hand", "convert_upstream", "load_state_dict"]
 
@@ -198,7 +198,7 @@ def convert_hand(state_dict: Mapping[str, torch.Tensor], config: Mapping | None 
     Any common key prefix (``state.``, ``hand_encoder.`` …) is stripped. Without a config, the sizes come from the
     weight shapes and the rest from the module's defaults (which are the authors' values).
     """
-    from .control import UPSTREAM_NAMES, HandControlModule
+    from worldmodel.control.module import UPSTREAM_NAMES, HandControlModule
 
     names = list(state_dict)
     prefix = ""
@@ -241,8 +241,8 @@ def convert_upstream(dit: str | os.PathLike, hand: str | os.PathLike, out: str |
     from safetensors.torch import save_file
 
     from embodiments.io_utils import atomic_dir
-
-    from .training import CHECKPOINT_KIND, CHECKPOINT_VERSION, TrainConfig
+    from worldmodel.training.trainer import TrainConfig
+    from worldmodel.wan.checkpoint import CHECKPOINT_KIND, CHECKPOINT_VERSION
 
     if num_frames < 1 or (num_frames - 1) % 4:
         raise ValueError(f"num_frames must be 4k+1, got {num_frames}")

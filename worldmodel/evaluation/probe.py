@@ -19,7 +19,7 @@ import json
 import math
 import os
 import time
-import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +29,20 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from embodiments import JointLimitWarning, get
+from embodiments import get
 from embodiments.layout import NUM_HAND_JOINTS, NUM_SLOTS, side_offset
 from embodiments.sparse import SparseJoints
+from worldmodel.evaluation.metrics import pck
 
-from .metrics import pck
-
-DEFAULT_PROBE_DIR = Path(__file__).resolve().parent / "checkpoints" / "probe"
+DEFAULT_PROBE_DIR = Path(__file__).resolve().parents[1] / "checkpoints" / "probe"
 PCK_THRESHOLD_PX = 5.0
+
+
+def eval_sizes_for(size: int) -> tuple[int, ...]:
+    """Frame sizes the held-out accuracy is reported at: the working size, 64 and 128."""
+    return tuple(sorted({size, 64, 128}))
+
 ACCURACY_FILE = "accuracy.json"
-HELDOUT_SEED_OFFSET = 1_000_003  # held-out scenes use seed + this offset, so they never share a scene with training
-HELDOUT_RENDERS_PER_SCENE = 16  # many scenes in a small held-out set: the figure should not hinge on one camera
 
 
 # =============================================================================================== network
@@ -204,100 +207,6 @@ def load_probe(path: str | os.PathLike | None = None) -> KeypointProbe:
     return KeypointProbe.from_pretrained(str(path), use_safetensors=True).eval()
 
 
-# =============================================================================================== data
-@dataclasses.dataclass
-class ProbeData:
-    """Renders of one embodiment at the working size.
-
-    images (N, S, S, 3) uint8; uv (N, 21, 2) float32 hand-local joint pixels; valid (N, 21) bool: the slot exists
-    on this hand and projects into the image (occluded joints stay valid, as in ``sim_bridge.rollout``).
-    """
-
-    embodiment: str
-    images: np.ndarray
-    uv: np.ndarray
-    valid: np.ndarray
-
-
-def _sample_poses(emb, axes, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """n random hand poses (n, dof) and wrist poses (n, 4, 4) over the table, broader than the synth clips'."""
-    from sim_bridge.motion import wrist_pose
-
-    grip = rng.uniform(0, 1, (n, 1))
-    q = axes.open_q + grip * (axes.closed_q - axes.open_q) + rng.normal(0, 0.15, (n, emb.dof)) * (emb.upper - emb.lower)
-    uniform = rng.uniform(emb.lower, emb.upper, (n, emb.dof))
-    q = np.where(rng.uniform(size=(n, 1)) < 0.3, uniform, q)
-    q = np.clip(q, emb.lower, emb.upper)
-    home_x = 0.06 if emb.side == "right" else -0.06
-    wrist = np.stack([
-        wrist_pose(axes, [home_x + rng.uniform(-0.12, 0.12), rng.uniform(0.0, 0.25), rng.uniform(0.04, 0.2)],
-                   yaw=rng.uniform(-0.8, 0.8), pitch=rng.uniform(-0.5, 0.35), roll=rng.uniform(-0.5, 0.5))
-        for _ in range(n)])
-    return q, wrist
-
-
-def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: int = 0,
-                      renders_per_scene: int = 96, renders_per_appearance: int = 8, progress: bool = True,
-                      scene_config=None) -> ProbeData:
-    """Render ``num_renders`` single frames of random poses over randomised MuJoCo scenes (kinematic replay).
-
-    A scene (textures, objects, lights) is compiled every ``renders_per_scene`` frames and its continuous
-    appearance (camera pose and fovy, lights, tints, object places) re-drawn every ``renders_per_appearance``;
-    everything is a function of ``seed``.
-    """
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    from tqdm.auto import tqdm
-
-    from sim_bridge import FrameRenderer, SceneConfig, build_scene, randomize_appearance, rollout
-    from sim_bridge.motion import hand_axes
-
-    emb = get(embodiment)
-    if num_renders < 1:
-        raise ValueError(f"num_renders must be >= 1, got {num_renders}")
-    cfg = scene_config or SceneConfig(camera_eye_jitter=0.05, camera_target_jitter=0.05, fovy_deg=(50.0, 75.0))
-    axes = hand_axes(emb)
-    o = side_offset(emb.side)
-    mask = emb.slot_mask[o:o + NUM_HAND_JOINTS]
-    images = np.empty((num_renders, size, size, 3), np.uint8)
-    uv = np.zeros((num_renders, NUM_HAND_JOINTS, 2), np.float32)
-    valid = np.zeros((num_renders, NUM_HAND_JOINTS), bool)
-    bar = tqdm(total=num_renders, desc=f"render {emb.name}", unit="frame", disable=not progress)
-    done, block = 0, 0
-    try:
-        while done < num_renders:
-            scene = build_scene(emb, cfg, seed=int(np.random.SeedSequence([seed, block]).generate_state(1)[0]))
-            renderer = FrameRenderer(scene.model, size, size)
-            try:
-                stop = min(done + renders_per_scene, num_renders)
-                while done < stop:
-                    n = min(renders_per_appearance, stop - done)
-                    rng = np.random.default_rng([seed, block, done])
-                    randomize_appearance(scene, rng)
-                    q, wrist = _sample_poses(emb, axes, n, rng)
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", JointLimitWarning)
-                        r = rollout(emb, q, wrist, scene=scene, renderer=renderer, size=(size, size))
-                    uvd, ok = r.joints.project()
-                    ok = ok[:, o:o + NUM_HAND_JOINTS] & mask
-                    images[done:done + n] = r.frames
-                    uv[done:done + n] = np.where(ok[..., None], uvd[:, o:o + NUM_HAND_JOINTS, :2], 0.0)
-                    valid[done:done + n] = ok
-                    done += n
-                    bar.update(n)
-            finally:
-                renderer.close()
-            block += 1
-    finally:
-        bar.close()
-    return ProbeData(emb.name, images, uv, valid)
-
-
-def render_heldout(embodiment: str, num: int, size: int, seed: int, progress: bool = True) -> ProbeData:
-    """Held-out renders: like the training ones, but a new scene every ``HELDOUT_RENDERS_PER_SCENE`` frames."""
-    return render_probe_data(embodiment, num, size, seed=seed, renders_per_scene=HELDOUT_RENDERS_PER_SCENE,
-                             progress=progress)
-
-
 # =============================================================================================== training
 @dataclasses.dataclass
 class ProbeReport:
@@ -385,7 +294,7 @@ def probe_loss(model: KeypointProbe, images: torch.Tensor, uv: torch.Tensor, val
     return loss, parts
 
 
-def evaluate_probe(model: KeypointProbe, data: ProbeData, sizes: tuple[int, ...] | None = None,
+def evaluate_probe(model: KeypointProbe, data, sizes: tuple[int, ...] | None = None,
                    threshold: float = PCK_THRESHOLD_PX) -> dict:
     """Held-out accuracy on renders, at the working size and at other frame sizes (renders resized to each).
 
@@ -413,35 +322,34 @@ def evaluate_probe(model: KeypointProbe, data: ProbeData, sizes: tuple[int, ...]
     return out
 
 
-def train_probe(embodiments: list[str] | tuple[str, ...] = ("inspire_right", "dex3_right"), num_renders: int = 4000,
-                size: int = 128, steps: int = 1500, out_dir: str | os.PathLike | None = None, seed: int = 0,
-                batch_size: int = 32, lr: float = 3e-3, num_heldout: int = 256,
+def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int = 1500,
+                out_dir: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 32, lr: float = 3e-3,
                 widths: tuple[int, ...] = (16, 32, 64, 96), progress: bool = True,
-                eval_sizes: tuple[int, ...] | None = None) -> ProbeReport:
-    """Render, train and evaluate a keypoint probe; save it to ``out_dir`` (weights, config, ``accuracy.json``).
+                eval_sizes: tuple[int, ...] | None = None, data_info: dict | None = None) -> ProbeReport:
+    """Train and evaluate a keypoint probe on labelled renders; save it to ``out_dir`` (weights, config, accuracy).
 
     Args:
-        embodiments: robot hands to cover (one heatmap block each; all share the encoder).
-        num_renders: training renders per embodiment; ``num_heldout`` more per embodiment, from other scenes
-            (another seed), measure the held-out accuracy.
+        train, heldout: labelled renders, one entry per embodiment in the same order (each with ``embodiment``,
+            ``images`` (N, S, S, 3) uint8, ``uv`` (N, 21, 2), ``valid`` (N, 21): ``sim_bridge.render_probe_data``
+            makes them). Held-out renders should come from other scenes; they are rendered at the largest size.
         size: working size S (frames S × S); steps / batch_size / lr: AdamW with a one-cycle schedule.
         eval_sizes: frame sizes to report held-out accuracy at (default S, 64 and 128): held-out frames are
-            rendered at the largest and resized (antialiased) to each, as generated frames of any size are.
+            resized (antialiased) to each, as generated frames of any size are.
+        data_info: how the renders were made (seeds, timings), recorded with the accuracy.
     """
     from tqdm.auto import tqdm
 
-    embodiments = [get(e).name for e in embodiments]
+    embodiments = [get(d.embodiment).name for d in train]
     if not embodiments:
-        raise ValueError("train_probe needs at least one embodiment")
+        raise ValueError("train_probe needs renders of at least one embodiment")
     if len(set(embodiments)) != len(embodiments):
         raise ValueError(f"embodiments must be distinct, got {embodiments}")
+    if [get(d.embodiment).name for d in heldout] != embodiments:
+        raise ValueError("heldout must hold renders of the same embodiments as train, in the same order")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}")
-    eval_sizes = tuple(sorted(set(eval_sizes or (size, 64, 128))))
-    t0 = time.perf_counter()
-    train = [render_probe_data(e, num_renders, size, seed=seed, progress=progress) for e in embodiments]
-    held = [render_heldout(e, num_heldout, max(eval_sizes), seed + HELDOUT_SEED_OFFSET, progress) for e in embodiments]
-    render_seconds = time.perf_counter() - t0
+    eval_sizes = tuple(sorted(set(eval_sizes or eval_sizes_for(size))))
+    held = heldout
 
     torch.manual_seed(seed)
     model = KeypointProbe(embodiments=embodiments, size=size, widths=tuple(widths))
@@ -474,10 +382,11 @@ def train_probe(embodiments: list[str] | tuple[str, ...] = ("inspire_right", "de
     train_seconds = time.perf_counter() - t1
     model.eval()
     heldout = {d.embodiment: evaluate_probe(model, d, eval_sizes) for d in held}
-    info = {"num_renders": int(num_renders), "num_heldout": int(num_heldout), "steps": int(steps),
-            "batch_size": int(batch_size), "lr": float(lr), "seed": int(seed),
-            "heldout_seed": int(seed + HELDOUT_SEED_OFFSET), "heldout_renders_per_scene": HELDOUT_RENDERS_PER_SCENE,
-            "render_seconds": round(render_seconds, 1), "train_seconds": round(train_seconds, 1)}
+    num_renders = len(train[0].images)
+    info = {"num_renders": int(num_renders), "num_heldout": int(len(held[0].images)), "steps": int(steps),
+            "batch_size": int(batch_size), "lr": float(lr), "seed": int(seed), **(data_info or {}),
+            "train_seconds": round(train_seconds, 1)}
+    render_seconds = float(info.get("render_seconds", 0.0))
     model.register_to_config(heldout=heldout, train_info=info)
     k = max(1, len(losses) // 20)
     report = ProbeReport(embodiments=embodiments, size=size, num_renders=num_renders, steps=steps, seed=seed,

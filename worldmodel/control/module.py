@@ -17,9 +17,10 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from worldmodel.control.baselines import copy_point_tracks
+from worldmodel.control.fusion import propagate_and_fuse
+
 from . import geometry as geo
-from .baselines import copy_point_tracks
-from .fusion import propagate_and_fuse
 
 __all__ = ["HandControlModule", "UPSTREAM_NAMES"]
 

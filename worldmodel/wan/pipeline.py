@@ -16,10 +16,10 @@ import torch
 from diffusers import WanImageToVideoPipeline
 
 from embodiments.sparse import SparseJoints
-
-from .data import pad_prompt_embeds, scale_intrinsics
-from .presets import FULL_DEFAULTS, SamplingDefaults, WanComponents
-from .wan import HandControlledWan, ensure_widened
+from embodiments.transforms import scale_intrinsics
+from worldmodel.training.data import pad_prompt_embeds
+from worldmodel.wan.adapter import HandControlledWan, ensure_widened
+from worldmodel.wan.presets import FULL_DEFAULTS, SamplingDefaults, WanComponents
 
 UNCOND_CONTROL = ("unedited", "joints")
 
@@ -241,3 +241,17 @@ class HandControlPipeline(WanImageToVideoPipeline):
             frames = self.video_processor.postprocess_video(video, output_type=output_type)[0]
         return HandControlOutput(frames=frames, control=control if return_control else None,
                                  condition=cond_joint if return_control else None)
+
+
+@torch.no_grad()
+def i2v_condition(pipe, video: torch.Tensor, latent_frames: int, height: int, width: int, device) -> torch.Tensor:
+    """Wan's I2V condition (B, 20, T', h, w) for training: mask + reference latent of each video's first frame.
+
+    It is the condition of a one-frame video, padded with zeros for the later latent frames: the parent pipeline's
+    mask is 0 there, and their image-latent channels (its VAE encoding of black frames) are always overwritten by
+    the motion features (``wan.apply_motion_features``), so the model input equals the full-length condition's
+    while the VAE encodes 1 frame instead of all of them.
+    """
+    return torch.cat([torch.nn.functional.pad(
+        pipe.prepare_latents(v[:, 0][None], 1, 16, height, width, 1, torch.float32, device, None,
+                             torch.zeros(1))[1], (0, 0, 0, 0, 0, latent_frames - 1)) for v in video])

@@ -1,7 +1,7 @@
 """Evaluation that measures control: a generated video against its simulated reference, and control sensitivity.
 
-* :func:`evaluate`: PSNR and SSIM against the simulated frames (``worldmodel.metrics``, torchmetrics inside) and,
-  with a keypoint probe (:mod:`worldmodel.probe`), the 2D joint error in pixels and PCK@5 px of the hand the probe
+* :func:`evaluate`: PSNR and SSIM against the simulated frames (``metrics``, torchmetrics inside) and, with a
+  keypoint probe (:mod:`worldmodel.evaluation.probe`), the 2D joint error in pixels and PCK@5 px of the hand the probe
   finds in the generated frames against the projections of the commanded joints — reported next to the probe's own
   held-out accuracy, so a reader can tell model error from probe error.
 * :func:`control_sensitivity`: perturb the joints (shift the hand, move the fingertips), regenerate with the same
@@ -22,10 +22,9 @@ import torch.nn.functional as F
 
 from embodiments.layout import FINGERTIPS, NUM_HAND_JOINTS, WRIST, skeleton_edges
 from embodiments.sparse import SparseJoints
-
-from .data import scale_intrinsics
-from .metrics import psnr, ssim
-from .probe import PCK_THRESHOLD_PX, keypoint_error
+from embodiments.transforms import scale_intrinsics
+from worldmodel.evaluation.metrics import psnr, ssim
+from worldmodel.evaluation.probe import PCK_THRESHOLD_PX, keypoint_error
 
 RATIO_EPS = 1e-4  # added to both mean changes (in [0, 1] units) so "no change anywhere" gives a ratio of 1
 
@@ -132,8 +131,8 @@ def evaluate(video, reference, probe=None, exclude_first: bool = False,
 
     Args:
         reference: anything with ``frames`` (T, H0, W0, 3) and ``joints`` (camera-frame SparseJoints with K in
-            the pixels of those frames): a ``sim_bridge.SimRollout`` or a ``worldmodel.data.Clip``.
-        probe: a :class:`worldmodel.probe.KeypointProbe` trained for the reference's embodiment, or None.
+            the pixels of those frames): a ``sim_bridge.SimRollout`` or a ``embodiments.clip.Clip``.
+        probe: a :class:`worldmodel.evaluation.probe.KeypointProbe` trained for the reference's embodiment, or None.
         exclude_first: drop frame 0 from PSNR/SSIM (in image-to-video it is the given reference image).
     If the video's size differs from the reference's, the reference frames are resized to it and K scaled.
     """

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from embodiments.io_utils import atomic_dir
-
-from .distributed import (
+from worldmodel.training.distributed import (
     average_gradients,
     clip_grad_norm,
     gather_optimizer_state,
@@ -37,7 +36,7 @@ from .distributed import (
     sample_generator,
     shard_transformer,
 )
-from .wan import (
+from worldmodel.wan.adapter import (
     HandControlledWan,
     add_lora,
     base_state_dict,
@@ -49,10 +48,9 @@ from .wan import (
     save_lora,
     set_trainable,
 )
+from worldmodel.wan.checkpoint import CHECKPOINT_KIND, CHECKPOINT_VERSION, TRANSFORMER_WEIGHTS, read_checkpoint_meta
+from worldmodel.wan.pipeline import i2v_condition
 
-CHECKPOINT_KIND = "dexworld.hand_control_checkpoint"
-TRANSFORMER_WEIGHTS = "transformer.safetensors"  # whole-transformer weights of train_base runs
-CHECKPOINT_VERSION = 1
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 
 
@@ -125,7 +123,7 @@ class TrainConfig:
         if not 0.0 <= self.control_dropout < 1.0:
             raise ValueError(f"control_dropout must be in [0, 1), got {self.control_dropout}")
         if self.vae:
-            from .vae_training import VaeTrainConfig
+            from worldmodel.training.vae import VaeTrainConfig
 
             VaeTrainConfig.from_dict(self.vae)
         if self.shift <= 0:
@@ -206,20 +204,6 @@ def _set_rng_state(state: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- trainer
-@torch.no_grad()
-def i2v_condition(pipe, video: torch.Tensor, latent_frames: int, height: int, width: int, device) -> torch.Tensor:
-    """Wan's I2V condition (B, 20, T', h, w) for training: mask + reference latent of each video's first frame.
-
-    It is the condition of a one-frame video, padded with zeros for the later latent frames: the parent pipeline's
-    mask is 0 there, and their image-latent channels (its VAE encoding of black frames) are always overwritten by
-    the motion features (``wan.apply_motion_features``), so the model input equals the full-length condition's
-    while the VAE encodes 1 frame instead of all of them.
-    """
-    return torch.cat([torch.nn.functional.pad(
-        pipe.prepare_latents(v[:, 0][None], 1, 16, height, width, 1, torch.float32, device, None,
-                             torch.zeros(1))[1], (0, 0, 0, 0, 0, latent_frames - 1)) for v in video])
-
-
 class Trainer:
     """Builds models, optimiser, schedule and data from a :class:`TrainConfig`; ``train()`` runs the loop.
 
@@ -229,9 +213,10 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, components=None, control: torch.nn.Module | None = None,
                  resume: str | os.PathLike | None = None, accelerator=None):
-        from .data import ClipDataset, collate_clips, find_clips
-        from .pipeline import HandControlPipeline
-        from .presets import load_preset
+        from embodiments.clip import find_clips
+        from worldmodel.training.data import ClipDataset, collate_clips
+        from worldmodel.wan.pipeline import HandControlPipeline
+        from worldmodel.wan.presets import load_preset
 
         cfg.validate()
         cfg = dataclasses.replace(cfg)  # the caller's config stays untouched (base_path is filled in below)
@@ -244,7 +229,7 @@ class Trainer:
         self.accelerator = accelerator or make_accelerator(cfg)
         acc = self.accelerator
 
-        from .presets import TINY_PRESETS
+        from worldmodel.wan.presets import TINY_PRESETS
 
         if components is None and cfg.base_path is None and (self.out / "base" / "dexworld_preset.json").exists():
             cfg.base_path = str((self.out / "base").resolve())  # an earlier start of this run wrote its base
@@ -267,7 +252,7 @@ class Trainer:
             stage1 = bool(cfg.vae.get("steps", 0)) and cfg.cache is None
             if acc.is_main_process and not base.exists():
                 if stage1:
-                    from .vae_training import VaeTrainConfig, train_vae
+                    from worldmodel.training.vae import VaeTrainConfig, train_vae
 
                     self.out.mkdir(parents=True, exist_ok=True)
                     vcfg = VaeTrainConfig.from_dict({"seed": cfg.seed, "progress": cfg.progress, **cfg.vae})
@@ -281,7 +266,7 @@ class Trainer:
         self.cache_latents = cfg.cache_latents if cfg.cache_latents is not None else components.name in TINY_PRESETS
 
         if control is None:
-            from .control import HandControlModule
+            from worldmodel.control.module import HandControlModule
 
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed)
@@ -330,7 +315,7 @@ class Trainer:
             self.optimizer, lr_schedule_fns(cfg.warmup_steps, cfg.cosine_steps or cfg.steps))
 
         if cfg.cache is not None:
-            from .cache import CachedClipDataset, collate_cached
+            from worldmodel.training.cache import CachedClipDataset, collate_cached
 
             self.dataset = CachedClipDataset(cfg.cache, components, self.num_frames, self.height, self.width,
                                              seed=cfg.seed)
@@ -404,7 +389,7 @@ class Trainer:
         """Per-sample randomness (noise, σ, joint mask) as a pure function of (seed, step, dataset index).
 
         Independent of the process count and the batch split, so P processes × batch b reproduce 1 process ×
-        batch P·b (see worldmodel/distributed.py).
+        batch P·b (see worldmodel/training/distributed.py).
         """
         step = 0 if self.cfg.fixed_noise else self.step
         return [sample_generator(self.cfg.seed, step, int(i)) for i in index.tolist()]
@@ -532,13 +517,12 @@ class Trainer:
     def sample_video(self, path: Path, index: int = 0) -> Path:
         """Generate from clip ``index``'s first frame and joints; write [generated | ground truth] side by side."""
         from embodiments.sparse import SparseJoints
-
-        from .video import side_by_side, write_video
+        from worldmodel.evaluation.video import side_by_side, write_video
 
         if self.cfg.cache is None:
             item = self.dataset[index]
         else:  # the cache holds no pixels: sample from the raw clips
-            from .data import ClipDataset
+            from worldmodel.training.data import ClipDataset
 
             item = ClipDataset(self.cfg.data, self.num_frames, self.height, self.width, seed=self.cfg.seed)[index]
         ref = ((item["video"][:, 0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
@@ -651,18 +635,6 @@ class Trainer:
             self.batch_in_epoch = meta["samples_in_epoch"] // per_batch
 
 
-def read_checkpoint_meta(path: str | os.PathLike) -> dict:
-    """The JSON a checkpoint carries; a clear error if ``path`` is not a dexworld checkpoint."""
-    path = Path(path)
-    f = path / "dexworld_checkpoint.json"
-    if not f.exists():
-        raise FileNotFoundError(f"{path} is not a dexworld checkpoint (no dexworld_checkpoint.json)")
-    meta = json.loads(f.read_text())
-    if meta.get("kind") != CHECKPOINT_KIND or meta.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: unsupported checkpoint kind/version {meta.get('kind')}/{meta.get('version')}")
-    return meta
-
-
 class _EpochPermutation(torch.utils.data.Sampler):
     """A fresh permutation per epoch, seeded by (seed, epoch): the data order is reproducible after a resume."""
 
@@ -679,81 +651,9 @@ class _EpochPermutation(torch.utils.data.Sampler):
         return self.n
 
 
-def load_for_inference(checkpoint: str | os.PathLike, base_path: str | os.PathLike | None = None,
-                       torch_dtype: torch.dtype = torch.float32):
-    """Base components + trained control module, LoRA and patch embedding → a ready ``HandControlPipeline``."""
-    from safetensors.torch import load_file
-
-    from .pipeline import HandControlPipeline
-    from .presets import load_local
-
-    checkpoint = Path(checkpoint)
-    meta = read_checkpoint_meta(checkpoint)
-    components = load_local(_base_dir(checkpoint, meta, base_path), torch_dtype=torch_dtype)
-    ensure_widened(components.transformer)
-    if (checkpoint / TRANSFORMER_WEIGHTS).exists():
-        load_base_state_dict(components.transformer, load_file(checkpoint / TRANSFORMER_WEIGHTS))
-    load_lora(components.transformer, checkpoint / "lora")
-    load_patch_embedding_state(components.transformer, load_file(checkpoint / "patch_embedding.safetensors"))
-    control_dir = checkpoint / "control"
-    cls_name = json.loads((control_dir / "config.json").read_text()).get("_class_name", "HandControlModule")
-    if cls_name == "HandControlModule":
-        from .control import HandControlModule as cls
-    else:
-        raise ValueError(f"{control_dir}: unknown control module class {cls_name!r}")
-    control = cls.from_pretrained(control_dir)
-    components.transformer.eval()
-    control.eval()
-    pipe = HandControlPipeline.from_components(components, control)
-    pipe.defaults = dataclasses.replace(components.defaults, height=meta["height"], width=meta["width"],
-                                        num_frames=meta["num_frames"])
-    return pipe
-
-
-def _base_dir(checkpoint: Path, meta: dict, base_path=None) -> Path:
-    """The base directory a checkpoint names; a relative path is relative to the checkpoint (exported models)."""
-    base = base_path or meta.get("base_path")
-    if base is None:
-        raise ValueError(f"{checkpoint}: the checkpoint names no base model; pass base_path=")
-    base = Path(base)
-    return base if base.is_absolute() or base_path is not None else checkpoint / base
-
-
-def export_for_inference(checkpoint: str | os.PathLike, out: str | os.PathLike,
-                         base_path: str | os.PathLike | None = None) -> Path:
-    """Write a self-contained inference folder: ``base/`` + control, LoRA, patch embedding and metadata.
-
-    The base transformer is written with the checkpoint's trained weights (``train_base`` runs) and the widened
-    patch embedding, so the folder needs nothing else: :func:`load_for_inference` (and
-    ``presets.load_shipped``) read it through the same code as a training checkpoint. No optimiser state.
-    """
-    import shutil
-
-    from safetensors.torch import load_file
-
-    from .presets import load_local
-
-    checkpoint, out = Path(checkpoint), Path(out)
-    meta = read_checkpoint_meta(checkpoint)
-    components = load_local(_base_dir(checkpoint, meta, base_path))
-    ensure_widened(components.transformer)
-    if (checkpoint / TRANSFORMER_WEIGHTS).exists():
-        load_base_state_dict(components.transformer, load_file(checkpoint / TRANSFORMER_WEIGHTS))
-    load_patch_embedding_state(components.transformer, load_file(checkpoint / "patch_embedding.safetensors"))
-    meta = {**meta, "base_path": "base", "exported_from": str(checkpoint),
-            "config": {**meta.get("config", {}), "base_path": "base"}}
-    with atomic_dir(out) as tmp:
-        components.save(tmp / "base")
-        shutil.copytree(checkpoint / "control", tmp / "control")
-        shutil.copytree(checkpoint / "lora", tmp / "lora")
-        shutil.copy2(checkpoint / "patch_embedding.safetensors", tmp / "patch_embedding.safetensors")
-        (tmp / "dexworld_checkpoint.json").write_text(json.dumps(meta, indent=2))
-    return out
-
-
 def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 __all__ = ["TrainConfig", "Trainer", "sample_sigmas", "mask_joints", "flow_matching_pair", "lr_schedule_fns",
-           "load_for_inference", "export_for_inference", "read_checkpoint_meta", "count_parameters"]
+           "count_parameters"]

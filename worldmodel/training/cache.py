@@ -29,8 +29,7 @@ import numpy as np
 import torch
 
 from embodiments.io_utils import atomic_dir
-
-from .data import ClipDataset
+from worldmodel.training.data import ClipDataset
 
 CACHE_FORMAT = "dexworld.encoding_cache"
 CACHE_VERSION = 1
@@ -97,7 +96,7 @@ def check_fingerprint(cache: Path, stored: dict, current: dict) -> None:
 # ---------------------------------------------------------------------------------------------- encoding
 def _pipeline(components):
     """A pipeline carrying only the encoders: the helpers ``Trainer.encode_batch`` uses, no transformer needed."""
-    from .pipeline import HandControlPipeline
+    from worldmodel.wan.pipeline import HandControlPipeline
 
     pipe = HandControlPipeline(tokenizer=components.tokenizer, text_encoder=components.text_encoder,
                                vae=components.vae, scheduler=components.scheduler,
@@ -111,7 +110,7 @@ def _pipeline(components):
 def encode_window(pipe, item: dict, num_frames: int, height: int, width: int, device) -> dict:
     """One ``ClipDataset`` item → x0 (1, 16, T', h, w), condition (1, 20, T', h, w), image (1, L, D) | None,
     prompt (1, 512, D): the same calls, in the same order, as ``Trainer.encode_batch``."""
-    from .training import i2v_condition
+    from worldmodel.wan.pipeline import i2v_condition
 
     video = item["video"][None].to(device)
     vae = pipe.vae
@@ -134,7 +133,7 @@ def build_cache(components, data, out: str | os.PathLike, num_frames: int | None
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from .data import find_clips
+    from embodiments.clip import find_clips
 
     d = components.defaults
     num_frames, height, width = num_frames or d.num_frames, height or d.height, width or d.width
@@ -197,7 +196,7 @@ def load_encoders(path: str | os.PathLike, torch_dtype: torch.dtype = torch.floa
     """
     from diffusers import AutoencoderKLWan
 
-    from .presets import (
+    from worldmodel.wan.presets import (
         FULL_DEFAULTS,
         HashPromptEmbedder,
         SamplingDefaults,

@@ -113,7 +113,7 @@ def train_vae(vae: torch.nn.Module, data, height: int, width: int, cfg: VaeTrain
     import diffusers.optimization as opt
     from tqdm.auto import tqdm
 
-    from .data import ClipDataset
+    from worldmodel.training.data import ClipDataset
 
     cfg = cfg or VaeTrainConfig()
     dataset = ClipDataset(data, cfg.num_frames, height, width, seed=cfg.seed)

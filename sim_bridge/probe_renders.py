@@ -1,0 +1,123 @@
+"""Labelled renders for the keypoint probe: random hand poses over randomised MuJoCo scenes, with 2D joint labels.
+
+The probe (``worldmodel.evaluation.probe``) learns from these; they reach it as data, so the world model never
+imports the simulator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+
+from embodiments import JointLimitWarning, get
+from embodiments.layout import NUM_HAND_JOINTS, side_offset
+
+from .motion import hand_axes, wrist_pose
+from .render import FrameRenderer
+from .rollout import rollout
+from .scene import SceneConfig, build_scene, randomize_appearance
+
+HELDOUT_SEED_OFFSET = 1_000_003  # held-out scenes use seed + this offset, so they never share a scene with training
+HELDOUT_RENDERS_PER_SCENE = 16  # many scenes in a small held-out set: the figure should not hinge on one camera
+
+
+@dataclasses.dataclass
+class ProbeData:
+    """Renders of one embodiment at the working size.
+
+    images (N, S, S, 3) uint8; uv (N, 21, 2) float32 hand-local joint pixels; valid (N, 21) bool: the slot exists
+    on this hand and projects into the image (occluded joints stay valid, as in ``sim_bridge.rollout``).
+    """
+
+    embodiment: str
+    images: np.ndarray
+    uv: np.ndarray
+    valid: np.ndarray
+
+
+def _sample_poses(emb, axes, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n random hand poses (n, dof) and wrist poses (n, 4, 4) over the table, broader than the synth clips'."""
+    grip = rng.uniform(0, 1, (n, 1))
+    q = axes.open_q + grip * (axes.closed_q - axes.open_q) + rng.normal(0, 0.15, (n, emb.dof)) * (emb.upper - emb.lower)
+    uniform = rng.uniform(emb.lower, emb.upper, (n, emb.dof))
+    q = np.where(rng.uniform(size=(n, 1)) < 0.3, uniform, q)
+    q = np.clip(q, emb.lower, emb.upper)
+    home_x = 0.06 if emb.side == "right" else -0.06
+    wrist = np.stack([
+        wrist_pose(axes, [home_x + rng.uniform(-0.12, 0.12), rng.uniform(0.0, 0.25), rng.uniform(0.04, 0.2)],
+                   yaw=rng.uniform(-0.8, 0.8), pitch=rng.uniform(-0.5, 0.35), roll=rng.uniform(-0.5, 0.5))
+        for _ in range(n)])
+    return q, wrist
+
+
+def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: int = 0,
+                      renders_per_scene: int = 96, renders_per_appearance: int = 8, progress: bool = True,
+                      scene_config=None) -> ProbeData:
+    """Render ``num_renders`` single frames of random poses over randomised MuJoCo scenes (kinematic replay).
+
+    A scene (textures, objects, lights) is compiled every ``renders_per_scene`` frames and its continuous
+    appearance (camera pose and fovy, lights, tints, object places) re-drawn every ``renders_per_appearance``;
+    everything is a function of ``seed``.
+    """
+    from tqdm.auto import tqdm
+
+    emb = get(embodiment)
+    if num_renders < 1:
+        raise ValueError(f"num_renders must be >= 1, got {num_renders}")
+    cfg = scene_config or SceneConfig(camera_eye_jitter=0.05, camera_target_jitter=0.05, fovy_deg=(50.0, 75.0))
+    axes = hand_axes(emb)
+    o = side_offset(emb.side)
+    mask = emb.slot_mask[o:o + NUM_HAND_JOINTS]
+    images = np.empty((num_renders, size, size, 3), np.uint8)
+    uv = np.zeros((num_renders, NUM_HAND_JOINTS, 2), np.float32)
+    valid = np.zeros((num_renders, NUM_HAND_JOINTS), bool)
+    bar = tqdm(total=num_renders, desc=f"render {emb.name}", unit="frame", disable=not progress)
+    done, block = 0, 0
+    try:
+        while done < num_renders:
+            scene = build_scene(emb, cfg, seed=int(np.random.SeedSequence([seed, block]).generate_state(1)[0]))
+            renderer = FrameRenderer(scene.model, size, size)
+            try:
+                stop = min(done + renders_per_scene, num_renders)
+                while done < stop:
+                    n = min(renders_per_appearance, stop - done)
+                    rng = np.random.default_rng([seed, block, done])
+                    randomize_appearance(scene, rng)
+                    q, wrist = _sample_poses(emb, axes, n, rng)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", JointLimitWarning)
+                        r = rollout(emb, q, wrist, scene=scene, renderer=renderer, size=(size, size))
+                    uvd, ok = r.joints.project()
+                    ok = ok[:, o:o + NUM_HAND_JOINTS] & mask
+                    images[done:done + n] = r.frames
+                    uv[done:done + n] = np.where(ok[..., None], uvd[:, o:o + NUM_HAND_JOINTS, :2], 0.0)
+                    valid[done:done + n] = ok
+                    done += n
+                    bar.update(n)
+            finally:
+                renderer.close()
+            block += 1
+    finally:
+        bar.close()
+    return ProbeData(emb.name, images, uv, valid)
+
+
+def render_heldout(embodiment: str, num: int, size: int, seed: int, progress: bool = True) -> ProbeData:
+    """Held-out renders: like the training ones, but a new scene every ``HELDOUT_RENDERS_PER_SCENE`` frames."""
+    return render_probe_data(embodiment, num, size, seed=seed, renders_per_scene=HELDOUT_RENDERS_PER_SCENE,
+                             progress=progress)
+
+
+def render_probe_sets(embodiments, num_renders: int, num_heldout: int, size: int, heldout_size: int, seed: int = 0,
+                      progress: bool = True) -> tuple[list[ProbeData], list[ProbeData], dict]:
+    """Training and held-out renders for each embodiment, and a record of how they were made (for the probe)."""
+    import time
+
+    t0 = time.perf_counter()
+    train = [render_probe_data(e, num_renders, size, seed=seed, progress=progress) for e in embodiments]
+    held = [render_heldout(e, num_heldout, heldout_size, seed + HELDOUT_SEED_OFFSET, progress) for e in embodiments]
+    info = {"heldout_seed": int(seed + HELDOUT_SEED_OFFSET), "heldout_renders_per_scene": HELDOUT_RENDERS_PER_SCENE,
+            "render_seconds": round(time.perf_counter() - t0, 1)}
+    return train, held, info
