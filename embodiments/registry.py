@@ -98,4 +98,5 @@ def _load_builtins() -> None:
 
     for side in ("left", "right"):
         _factories[f"mano_{side}"] = lambda s=side: human.HumanHand(s)
+        _factories[f"webxr_{side}"] = lambda s=side: human.WebXRHand(s)
     _builtins.update(_factories)
