@@ -36,12 +36,11 @@ def spec_files(hand_specs: list[Path] | None = None, env: str | None = None) -> 
 def load_user_hands(hand_specs: list[Path] | None = None, env: str | None = None) -> list[str]:
     """Register every user spec (see :func:`spec_files`); returns their names. Errors name the spec file."""
     import embodiments
+    from embodiments.spec import load_spec
 
     names = []
     for path in spec_files(hand_specs, env):
         resolved = path.resolve()
-        from embodiments.spec import load_spec
-
         name = load_spec(resolved).name
         if _loaded.get(name) == resolved:
             names.append(name)
