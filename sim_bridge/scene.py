@@ -206,8 +206,9 @@ def _urdf_mimics(urdf_xml: str) -> list[tuple[str, str, float, float]]:
 
 
 def _hand_spec(emb: Embodiment) -> mujoco.MjSpec:
-    spec_file = getattr(getattr(emb, "spec", None), "mjcf", None)
-    if getattr(emb.spec, "mjcf_joints", None):  # a renamed third-party model: its text has absolute asset folders
+    hand_spec = getattr(emb, "spec", None)
+    spec_file = getattr(hand_spec, "mjcf", None)
+    if getattr(hand_spec, "mjcf_joints", None):  # a renamed third-party model: its text has absolute asset folders
         spec_file = None
     try:
         # From the file when there is one, so relative mesh paths resolve.
