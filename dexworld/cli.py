@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 from . import commands
+from .hands import add_hand_spec_options, load_user_hands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         if hasattr(module, "register"):
             module.register(sub)
+    add_hand_spec_options(parser)
     return parser
 
 
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if hasattr(args, "hand_spec"):  # a command that takes an embodiment: user hands first
+            load_user_hands(args.hand_spec)
         return int(args.func(args) or 0)
     except (ValueError, KeyError, FileNotFoundError) as e:
         # User errors are reported as one line, not a traceback.

@@ -23,6 +23,8 @@ class Embodiment(abc.ABC):
         joint_names: actuated joints, in the order of every joint vector ``q`` this embodiment takes.
         lower, upper: joint limits (dof,) in radians.
         slot_frames: shared slot name (``"right_index_tip"``) → frame name in the hand's model.
+        input_layout: joint layout of raw one-hand arrays of this hand's motion: ``"mano"`` (21 joints, the slot
+            order) or ``"webxr"`` (25 joints).
     """
 
     name: str
@@ -31,6 +33,8 @@ class Embodiment(abc.ABC):
     lower: np.ndarray
     upper: np.ndarray
     slot_frames: dict[str, str]
+    # Joint layout of raw (T, J, 3) arrays of one hand given as this hand's motion (embodiments.skeletons.LAYOUTS).
+    input_layout: str = "mano"
 
     @property
     def dof(self) -> int:

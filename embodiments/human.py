@@ -172,8 +172,12 @@ def _joint(name, kind, parent, child, xyz, rpy, side, axis=None) -> str:
     return out + "</joint>\n"
 
 
-def human_hand_urdf(side: str) -> str:
-    """URDF text of the human hand skeleton of one side (root link ``wrist``, 20 revolute joints)."""
+def human_hand_urdf(side: str, figures: dict[str, FingerFigures] | None = None) -> str:
+    """URDF text of the human hand skeleton of one side (root link ``wrist``, 20 revolute joints).
+
+    ``figures`` replaces :data:`FIGURES` (per finger), e.g. for hands of other sizes and proportions.
+    """
+    figures = FIGURES if figures is None else {**FIGURES, **figures}
     if side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}, got {side!r}")
     palm_xyz = _fmt(_mirror_xyz((-0.002, 0.048, 0.004), side))
@@ -183,7 +187,7 @@ def human_hand_urdf(side: str) -> str:
              f'rpy="0 0 0"/><mass value="{PALM_MASS}"/><inertia ixx="2e-4" ixy="0" ixz="0" iyy="1.2e-4" iyz="0" '
              f'izz="3e-4"/></inertial><visual>{palm}</visual><collision>{palm}</collision></link>\n']
     for finger in FINGERS:
-        fig = FIGURES[finger]
+        fig = figures[finger]
         (j0, a0), (j1, a1), (j2, a2), (j3, a3) = _AXES[finger]
         seg = _SEGMENTS[finger]
         saddle = _SADDLE[finger]
@@ -210,10 +214,10 @@ def human_slot_frames(side: str) -> dict[str, str]:
     return frames
 
 
-def human_hand_spec(side: str) -> HandSpec:
-    """The :class:`HandSpec` of the human hand of one side (URDF text generated from :data:`FIGURES`)."""
-    return HandSpec(name=f"mano_{side}", side=side, slots=human_slot_frames(side), urdf_xml=human_hand_urdf(side),
-                    root_link="wrist", joint_names=list(JOINT_NAMES),
+def human_hand_spec(side: str, name: str | None = None) -> HandSpec:
+    """The :class:`HandSpec` of the human hand of one side (URDF from :data:`FIGURES`), named ``name``."""
+    return HandSpec(name=name or f"mano_{side}", side=side, slots=human_slot_frames(side),
+                    urdf_xml=human_hand_urdf(side), root_link="wrist", joint_names=list(JOINT_NAMES),
                     description=f"Human {side} hand skeleton: 21 keypoints in the MANO/OpenPose order, 20 DoF "
                                 "(thumb CMC 2, MCP, IP; finger MCP flexion + abduction, PIP, DIP).")
 
@@ -222,7 +226,9 @@ class HumanHand(UrdfHand):
     """The human hand skeleton of one side as an embodiment (``mano_left`` / ``mano_right``)."""
 
     def __init__(self, side: str = "right"):
-        super().__init__(human_hand_spec(side))
+        super().__init__(human_hand_spec(side, f"{self.name_prefix}_{side}"))
+
+    name_prefix = "mano"
 
     def joint_index(self, name: str) -> int:
         """Position of a joint in ``q``; raises listing the joint names."""
@@ -237,3 +243,19 @@ class HumanHand(UrdfHand):
         for name, value in angles.items():
             q[self.joint_index(name)] = value
         return q
+
+
+class WebXRHand(HumanHand):
+    """The human hand as recorded in the 25-joint WebXR / Vision Pro layout (``webxr_left`` / ``webxr_right``).
+
+    Same skeleton and slots as ``mano_<side>``; raw arrays given to a retargeter from this source are (T, 25, 3)
+    and are mapped onto the 21 slots by :func:`embodiments.skeletons.to_mano_order`.
+    """
+
+    name_prefix = "webxr"
+    input_layout = "webxr"
+
+    @property
+    def pair_config_name(self) -> str:
+        """Retargeting pair configs are shared with ``mano_<side>`` (same skeleton once mapped onto the slots)."""
+        return f"mano_{self.side}"

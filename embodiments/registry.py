@@ -20,13 +20,15 @@ def register(item: Embodiment | Callable[[], Embodiment] | str | Path, name: str
              overwrite: bool = False) -> str:
     """Add a hand: an Embodiment instance, a zero-argument factory (needs ``name``), or a YAML spec path.
 
-    Returns the registered name. Registering an existing name needs ``overwrite=True``.
+    Returns the registered name. Registering an existing name needs ``overwrite=True``; the built-in hands'
+    names (:func:`builtin_names`) cannot be taken at all, whatever the order of calls.
     """
     if isinstance(item, str | Path):
         from .spec import load_spec
         from .urdf_hand import UrdfHand
 
         spec = load_spec(item)
+        _check_name(spec.name, True, where=f"hand spec {item}: ")  # a reserved name fails before the build
         hand = UrdfHand(spec)  # built now so a bad spec fails at registration, not at first use
         name, factory = spec.name, (lambda: hand)
     elif isinstance(item, Embodiment):
@@ -37,11 +39,19 @@ def register(item: Embodiment | Callable[[], Embodiment] | str | Path, name: str
         factory = item
     else:
         raise TypeError("register() takes an Embodiment, a factory with name=, or a YAML spec path")
-    if name in _factories and not overwrite:
-        raise ValueError(f"embodiment {name!r} is already registered; pass overwrite=True to replace it")
+    _check_name(name, overwrite)
     _factories[name] = factory
     _cache.pop(name, None)
     return name
+
+
+def _check_name(name: str, overwrite: bool, where: str = "") -> None:
+    _load_builtins()
+    if name in _builtins:
+        raise ValueError(f"{where}embodiment {name!r} is a built-in hand and cannot be replaced; give yours another "
+                         "name")
+    if name in _factories and not overwrite:
+        raise ValueError(f"{where}embodiment {name!r} is already registered; pass overwrite=True to replace it")
 
 
 def names() -> list[str]:
@@ -63,6 +73,13 @@ def get(name: str | Embodiment) -> Embodiment:
 
 
 _builtins_loaded = False
+_builtins: set[str] = set()
+
+
+def builtin_names() -> list[str]:
+    """Names of the hands that ship with dexworld (reserved: :func:`register` refuses them)."""
+    _load_builtins()
+    return sorted(_builtins)
 
 
 def _load_builtins() -> None:
@@ -76,10 +93,10 @@ def _load_builtins() -> None:
 
     for path in sorted(ASSETS.glob("*.yaml")):
         spec_name = path.stem
-        _factories.setdefault(spec_name, lambda p=path: UrdfHand(load_spec(p)))
-    try:
-        from . import human
-    except ImportError:  # the human hand module is optional while it is being built
-        return
+        _factories[spec_name] = lambda p=path: UrdfHand(load_spec(p))
+    from . import human
+
     for side in ("left", "right"):
-        _factories.setdefault(f"mano_{side}", lambda s=side: human.HumanHand(s))
+        _factories[f"mano_{side}"] = lambda s=side: human.HumanHand(s)
+        _factories[f"webxr_{side}"] = lambda s=side: human.WebXRHand(s)
+    _builtins.update(_factories)

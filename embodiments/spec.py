@@ -9,9 +9,14 @@ of the model that fills it::
     mjcf: my_hand.xml           # optional; otherwise built from the URDF
     root_link: base_link        # optional check that the URDF's root is this link
     joint_names: [j1, j2, ...]  # optional; default: the URDF's actuated joints
+    mjcf_joints:                # optional, with mjcf: URDF joint -> the MJCF's name for it, when they differ
+      j1: finger1_joint         # (a third-party model, e.g. MuJoCo Menagerie's); URDF mimic couplings the MJCF
+                                # lacks are added when the hand is simulated
     slots:
       wrist: base_link          # '<joint>' (the spec's side is implied) or '<side>_<joint>'
       index_tip: index_tip_link
+
+The URDF gives the kinematics (pinocchio); the MJCF, when given, is what MuJoCo simulates and renders.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class HandSpec:
     mjcf: Path | None = None
     root_link: str | None = None
     joint_names: list[str] | None = None
+    mjcf_joints: dict[str, str] | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -52,6 +58,15 @@ class HandSpec:
                 raise ValueError(f"hand spec {self.name!r}: slot {key!r} must name a frame (a string)")
             slots[slot] = frame
         self.slots = slots
+        if self.mjcf_joints is not None:
+            if self.mjcf is None:
+                raise ValueError(f"hand spec {self.name!r}: 'mjcf_joints' needs 'mjcf' (the model it renames)")
+            if not isinstance(self.mjcf_joints, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in self.mjcf_joints.items()):
+                raise ValueError(f"hand spec {self.name!r}: 'mjcf_joints' must map URDF joint names to MJCF joint "
+                                 "names (strings)")
+            if len(set(self.mjcf_joints.values())) != len(self.mjcf_joints):
+                raise ValueError(f"hand spec {self.name!r}: 'mjcf_joints' maps two URDF joints to one MJCF joint")
 
 
 def load_spec(path: str | Path) -> HandSpec:

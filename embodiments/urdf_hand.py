@@ -45,6 +45,13 @@ class UrdfHand(Embodiment):
         self.lower = self.kinematics.lower
         self.upper = self.kinematics.upper
         self.slot_frames = dict(spec.slots)
+        if spec.mjcf_joints is not None:
+            urdf_joints = {j.get("name") for j in ET.fromstring(self._urdf_xml).iter("joint")}
+            unknown = sorted(set(spec.mjcf_joints) - urdf_joints)
+            if unknown:
+                raise ValueError(f"{spec.name}: mjcf_joints maps {', '.join(map(repr, unknown))}, which the URDF "
+                                 f"does not have")
+            _ = self.mjcf_xml  # renamed now, so a bad map fails at registration
 
     @property
     def urdf_xml(self) -> str:
@@ -52,6 +59,10 @@ class UrdfHand(Embodiment):
 
     @functools.cached_property
     def mjcf_xml(self) -> str:
+        if self.spec.mjcf is not None and self.spec.mjcf_joints:
+            from .mjcf_rename import renamed_mjcf
+
+            return renamed_mjcf(self.spec.mjcf, self.spec.mjcf_joints, self.spec.name)
         if self.spec.mjcf is not None:
             return self.spec.mjcf.read_text()
         from .mjcf import urdf_to_mjcf

@@ -5,7 +5,8 @@
     res = rt.solve(motion)           # RetargetResult: q plus per-frame report (held frames, cost, scale, …)
 
 Input is a :class:`~embodiments.SparseJoints` (the source's side is read from it; any frame: camera, world or
-hand root) or an array (T, 21, 3) of one hand in the MANO/OpenPose joint order, NaN where a joint is missing.
+hand root) or an array of one hand in the source's joint layout, NaN where a joint is missing: (T, 21, 3) in the
+MANO/OpenPose order for ``mano_*`` and robot sources, (T, 25, 3) WebXR / Vision Pro joints for ``webxr_*``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import torch
 import embodiments
 from embodiments import SparseJoints
 from embodiments.layout import HAND_JOINT_NAMES, NUM_HAND_JOINTS, NUM_SLOTS, side_offset
+from embodiments.skeletons import to_mano_order
 
 from . import alignment
 from .config import DEXPILOT_DEFAULTS, METHODS, resolve_pair_config
+from .cpu_threads import solver_threads
 from .losses import Terms, dexpilot_pinch, dexpilot_terms, position_terms, vector_terms
 from .solver import SolverOptions, solve_sequence
 from .torch_fk import TorchFK
@@ -89,8 +92,9 @@ class Retargeter:
                              "retargeting needs a URDF-based embodiment")
         self.src_joints = _joint_names(self.source)
         self.tgt_joints = _joint_names(self.target)
-        cfg = resolve_pair_config(self.source.name, self.target.name, config, set(self.src_joints),
-                                  set(self.tgt_joints))
+        # A source may share another's pair configs (webxr_right uses mano_right's: same skeleton once on the slots).
+        cfg = resolve_pair_config(getattr(self.source, "pair_config_name", self.source.name), self.target.name,
+                                  config, set(self.src_joints), set(self.tgt_joints))
         if method not in cfg["methods"]:
             raise ValueError(f"the pair config {self.source.name} → {self.target.name} has no {method!r} "
                              f"section; it defines {', '.join(cfg['methods'])}")
@@ -193,9 +197,8 @@ class Retargeter:
         if arr.ndim == 3 and arr.shape[1:] == (NUM_SLOTS, 3):
             o = side_offset(side)
             arr = arr[:, o:o + NUM_HAND_JOINTS]
-        if arr.ndim != 3 or arr.shape[1:] != (NUM_HAND_JOINTS, 3):
-            raise ValueError(f"motion must be SparseJoints or an array (T, {NUM_HAND_JOINTS}, 3) of one hand "
-                             f"(MANO/OpenPose joint order, metres), got shape {arr.shape}")
+        else:
+            arr = to_mano_order(arr, self.source.input_layout, where=f"motion for source {self.source.name!r}")
         if arr.shape[0] == 0:
             raise ValueError("motion has no frames (T = 0)")
         valid = np.isfinite(arr).all(-1)
@@ -268,8 +271,12 @@ class Retargeter:
             target[:, :P] = pair_target
             weight = weight.copy()
             weight[:, :P] *= mult
-        res = solve_sequence(self.fk, self.terms.A, np.nan_to_num(target), weight, solve_mask, self.target.lower,
-                             self.target.upper, self.q_init, self.options, fps=fps, q_rest=self.target.neutral())
+        rows = int(solve_mask.sum()) * self.options.seeds if self.options.chunk_size is None else \
+            min(int(solve_mask.sum()), self.options.chunk_size) * self.options.seeds
+        with solver_threads(rows * 3 * len(self.terms.names) * self.target.dof, self.fk.device):
+            res = solve_sequence(self.fk, self.terms.A, np.nan_to_num(target), weight, solve_mask,
+                                 self.target.lower, self.target.upper, self.q_init, self.options, fps=fps,
+                                 q_rest=self.target.neutral())
         reference = np.full((len(pos), NUM_SLOTS, 3), np.nan)
         o = side_offset(self.target.side)
         ref_hand = self._target_wrist + scale * rel

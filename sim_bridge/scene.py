@@ -206,7 +206,10 @@ def _urdf_mimics(urdf_xml: str) -> list[tuple[str, str, float, float]]:
 
 
 def _hand_spec(emb: Embodiment) -> mujoco.MjSpec:
-    spec_file = getattr(getattr(emb, "spec", None), "mjcf", None)
+    hand_spec = getattr(emb, "spec", None)
+    spec_file = getattr(hand_spec, "mjcf", None)
+    if getattr(hand_spec, "mjcf_joints", None):  # a renamed third-party model: its text has absolute asset folders
+        spec_file = None
     try:
         # From the file when there is one, so relative mesh paths resolve.
         hand = mujoco.MjSpec.from_file(str(spec_file)) if spec_file else mujoco.MjSpec.from_string(emb.mjcf_xml)
@@ -442,7 +445,9 @@ def _configure_hand(spec: mujoco.MjSpec, root, emb: Embodiment, cfg: SceneConfig
     for jname, src, mult, off in _urdf_mimics(emb.urdf_xml):
         if prefix + jname not in coupled and prefix + jname in joints:
             eq = spec.add_equality(type=mujoco.mjtEq.mjEQ_JOINT, name1=prefix + jname, name2=prefix + src)
-            eq.data = np.r_[off, mult, np.zeros(9)]
+            data = np.zeros(len(eq.data))  # polycoef q1 = off + mult q2, then the rest (11 or 12 values by version)
+            data[:2] = off, mult
+            eq.data = data
     # Position actuators on the actuated joints (existing ones that target them are replaced, so gains agree).
     for act in list(spec.actuators):
         if act.target in {prefix + n for n in emb.joint_names}:
