@@ -1,0 +1,149 @@
+"""LeRobot v2.1 datasets in unitree_IL_lerobot's layout (and Humanoid Everyday's LeRobot copies) → converted v3.0
+copies → episodes with hands placed through the G1 arm chain. Datasets are written here file by file (AV1 mp4s)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from _v21_helpers import ARM, DEX3_NAMES, H, W, snapshot, unitree_columns, write_v21
+
+from embodiments import registry
+from embodiments.transforms import invert_transform, make_transform, rotation_about
+from sim_bridge import lerobot_io as lio
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+T = 6
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEXWORLD_CACHE", str(tmp_path / "cache"))
+
+
+def rpy(r, p, y):
+    return rotation_about([0, 0, 1], y) @ rotation_about([0, 1, 0], p) @ rotation_about([1, 0, 0], r)
+
+
+def joint(xyz, r=(0, 0, 0), axis=None, q=0.0):
+    T_ = make_transform(rpy(*r), xyz)
+    return T_ @ make_transform(rotation_about(axis, q), np.zeros(3)) if axis is not None else T_
+
+
+def g1_right_inspire_base_in_camera(arm):
+    """Independent numpy FK from unitree_ros g1_29dof_rev_1_0_with_inspire_hand_DFQ.urdf: camera-from-R_hand_base."""
+    a = arm[7:]
+    T_ = (joint([0.0039563, -0.10021, 0.23778], (-0.27931, 5.4949e-05, 0.00019159), [0, 1, 0], a[0])
+          @ joint([0, -0.038, -0.013831], (0.27925, 0, 0), [1, 0, 0], a[1])
+          @ joint([0, -0.00624, -0.1032], axis=[0, 0, 1], q=a[2])
+          @ joint([0.015783, 0, -0.080518], axis=[0, 1, 0], q=a[3])
+          @ joint([0.100, -0.00188791, -0.010], axis=[1, 0, 0], q=a[4])
+          @ joint([0.038, 0, 0], axis=[0, 1, 0], q=a[5])
+          @ joint([0.046, 0, 0], axis=[0, 0, 1], q=a[6])
+          @ joint([0.0415, 0, 0], (np.pi, 0, -np.pi / 2)))
+    cam = joint([0.0576235, 0.01753, 0.42987], (0, 0.8307767239493009, 0))
+    cam = cam @ make_transform(np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float), np.zeros(3))
+    return invert_transform(cam) @ T_
+
+
+def wrists_in_image(ep) -> bool:
+    uvd, ok = ep.joints.project()
+    uv = uvd[:, [0, 21], :2]
+    return bool(ok[:, [0, 21]].all() and (uv[..., 0] >= 0).all() and (uv[..., 0] < W).all()
+                and (uv[..., 1] >= 0).all() and (uv[..., 1] < H).all())
+
+
+def test_g1_inspire_v21_nested_names_skip_bad_and_source_untouched(tmp_path):
+    rng = np.random.default_rng(0)
+    values = [rng.uniform(0, 1, (T, 12)) for _ in range(3)]
+    eps, specs = unitree_columns(values, nested=True)
+    root = write_v21(tmp_path / "g1_inspire", eps, specs, robot_type="Unitree_G1_Inspire")
+    os.remove(root / "videos/chunk-000/observation.images.cam_right_high/episode_000001.mp4")
+    before = snapshot(root)
+    with pytest.raises(ValueError, match=r"episode 1: missing observation.images.cam_right_high .*episode_000001"):
+        next(lio.import_lerobot(root))
+    skipped = []
+    got = list(lio.import_lerobot(root, skip_bad=True, skipped=skipped))
+    assert snapshot(root) == before  # the v2.1 source is never written
+    assert [s for s, _ in skipped] == ["g1_inspire#1"]
+    assert [e.source for e in got] == ["g1_inspire#0", "g1_inspire#2"]
+    for ep, v in zip(got, (values[0], values[2]), strict=True):
+        assert ep.task == "pick the cube" and ep.frames.shape == (T, H, W, 3) and ep.joints.fps == 30
+        e = int(ep.source[-1])
+        # head camera = cam_left_high (camera index 0): frame value 30 + 20 t + 5 e, AV1 is lossy
+        np.testing.assert_allclose(ep.frames.mean(axis=(1, 2, 3)), 30 + 20 * np.arange(T) + 5 * e, atol=3)
+        names = registry.get("inspire_left").joint_names
+        q = ep.q["inspire_left"]
+        # Unitree's Inspire normalisation, 1 = open: fingers 1.7(1 − v), thumb bend 0.5(1 − v), rotation over −0.1…1.3
+        np.testing.assert_allclose(q[:, names.index("L_pinky_proximal_joint")], 1.7 * (1 - v[:, 0]), atol=1e-5)
+        np.testing.assert_allclose(q[:, names.index("L_index_proximal_joint")], 1.7 * (1 - v[:, 3]), atol=1e-5)
+        np.testing.assert_allclose(q[:, names.index("L_thumb_proximal_pitch_joint")], 0.5 * (1 - v[:, 4]), atol=1e-5)
+        np.testing.assert_allclose(q[:, names.index("L_thumb_proximal_yaw_joint")], 1.3 - 1.4 * v[:, 5], atol=1e-5)
+        rnames = registry.get("inspire_right").joint_names
+        np.testing.assert_allclose(ep.q["inspire_right"][:, rnames.index("R_ring_proximal_joint")],
+                                   1.7 * (1 - v[:, 7]), atol=1e-5)
+        arm = ARM + 0.02 * np.sin(np.arange(T)[:, None] / 3 + e)
+        want = np.stack([g1_right_inspire_base_in_camera(a) for a in arm.astype(np.float32).astype(np.float64)])
+        np.testing.assert_allclose(ep.T_cam_root["inspire_right"], want, atol=1e-5)
+        assert wrists_in_image(ep)
+    # converted once: a second read reuses the cached copy
+    assert len(list((tmp_path / "cache" / "lerobot_v30").iterdir())) == 1
+
+
+def test_g1_dex3_v21_flat_names_detected_without_flags(tmp_path):
+    rng = np.random.default_rng(1)
+    lo = np.concatenate([registry.get("dex3_left").lower, registry.get("dex3_right").lower])
+    hi = np.concatenate([registry.get("dex3_left").upper, registry.get("dex3_right").upper])
+    values = [rng.uniform(lo, hi, (T, 14))]
+    eps, specs = unitree_columns(values, nested=False)
+    assert specs["observation.state"]["names"][14:] == DEX3_NAMES
+    root = write_v21(tmp_path / "g1_dex3", eps, specs, robot_type="Unitree_G1_Dex3",
+                     cameras=("cam_left_high", "cam_right_high", "cam_left_wrist"))
+    ep = next(lio.import_lerobot(root, camera="cam_right_high"))
+    np.testing.assert_allclose(ep.frames.mean(axis=(1, 2, 3)), 90 + 20 * np.arange(T), atol=3)
+    # Dex3 motor order on both hands: thumb 0-2, middle 0-1, index 0-1 (right slots 3-4 are labelled Index)
+    order = ["thumb_0", "thumb_1", "thumb_2", "middle_0", "middle_1", "index_0", "index_1"]
+    for side, block in (("left", values[0][:, :7]), ("right", values[0][:, 7:])):
+        names = registry.get(f"dex3_{side}").joint_names
+        for slot, part in enumerate(order):
+            np.testing.assert_allclose(ep.q[f"dex3_{side}"][:, names.index(f"{side}_hand_{part}_joint")],
+                                       block[:, slot], atol=1e-6)
+    assert wrists_in_image(ep)
+    K = ep.joints.frame_K()[0]  # the robot's default K scaled from 640×480 to 128×96
+    np.testing.assert_allclose([K[0, 0], K[0, 2]], [389.07278 * W / 640, 321.61887 * W / 640], rtol=1e-6)
+
+
+def test_humanoid_everyday_lerobot_copy(tmp_path):
+    """he2lerobot.py layout: egocentric video, arm/leg/hand joint features, action = hand values then sol_q."""
+    rng = np.random.default_rng(2)
+    lo = np.concatenate([registry.get("dex3_left").lower, registry.get("dex3_right").lower])
+    hi = np.concatenate([registry.get("dex3_left").upper, registry.get("dex3_right").upper])
+    hand = rng.uniform(0.8 * lo + 0.2 * hi, 0.5 * (lo + hi), (T, 14)).astype(np.float32)
+    arm = np.tile(ARM, (T, 1)).astype(np.float32)
+    act_hand = (hand + 0.05).astype(np.float32)
+    eps = [{"observation.arm_joints": arm, "observation.leg_joints": np.zeros((T, 15), np.float32),
+            "observation.hand_joints": hand, "action": np.concatenate([act_hand, arm], 1)}]
+    specs = {k: {"dtype": "float32", "shape": (v.shape[1],), "names": None} for k, v in eps[0].items()}
+    root = write_v21(tmp_path / "he_copy", eps, specs, robot_type="G1", cameras=("egocentric",))
+    ep = next(lio.import_lerobot(root))
+    names = registry.get("dex3_right").joint_names
+    # HE hand_state: left then right, each thumb 0-2, middle 0-1, index 0-1 (README)
+    np.testing.assert_allclose(ep.q["dex3_right"][:, names.index("right_hand_middle_0_joint")], hand[:, 10], atol=1e-6)
+    np.testing.assert_allclose(ep.action["dex3_right"][:, names.index("right_hand_index_1_joint")], act_hand[:, 13],
+                               atol=1e-6)
+    assert wrists_in_image(ep)
+
+
+def test_cli_import_v21_reports_skipped(tmp_path, capsys):
+    from dexworld.cli import main
+
+    eps, specs = unitree_columns([np.full((T, 12), 0.5), np.full((T, 12), 0.5)])
+    root = write_v21(tmp_path / "ds", eps, specs, robot_type="Unitree_G1_Inspire", cameras=("cam_left_high",))
+    os.remove(root / "data/chunk-000/episode_000000.parquet")
+    assert main(["import-lerobot", str(root), "-o", str(tmp_path / "clips")]) != 0
+    assert "episode 0: missing data data/chunk-000/episode_000000.parquet" in capsys.readouterr().err
+    assert main(["import-lerobot", str(root), "-o", str(tmp_path / "clips"), "--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped ds#0: missing data" in out and "clips of 1 episodes" in out
+    assert sorted(p.name for p in (tmp_path / "clips").glob("*.h5")) == ["ds_ep000001_s00000.h5"]
