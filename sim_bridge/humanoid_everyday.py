@@ -34,6 +34,7 @@ import numpy as np
 from embodiments import registry
 
 from .hand_pose import hands_in_camera
+from .ingest import IngestReport, write_episodes
 from .lerobot_io import Episode
 from .robots import arm_kinematics, robot_spec
 from .unitree import unitree_layout
@@ -265,15 +266,6 @@ def to_episode(src: TaskSource, raw: RawEpisode, K: np.ndarray | None = None, T_
                    source=src.label(raw.name), T_cam_root=roots)
 
 
-@dataclasses.dataclass
-class IngestReport:
-    episodes: list[str] = dataclasses.field(default_factory=list)
-    clips: list[Path] = dataclasses.field(default_factory=list)
-    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    lerobot_written: list[str] = dataclasses.field(default_factory=list)
-    lerobot_skipped: list[str] = dataclasses.field(default_factory=list)
-
-
 def iter_episodes(path: str | os.PathLike, robot: str | None = None, K: np.ndarray | None = None,
                   T_torso_cam: np.ndarray | None = None, task: str | None = None, with_depth: bool = False,
                   skip_bad: bool = False, report: IngestReport | None = None) -> Iterator[Episode]:
@@ -310,28 +302,9 @@ def ingest(path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
            progress: Callable[[Episode], None] | None = None) -> IngestReport:
     """Raw task → training clips (``fps``, windows of ``num_frames``) in ``out_dir`` and/or a LeRobot dataset at
     30 Hz in ``lerobot_root``. Every episode is read once."""
-    from .clips import write_episode_clips
-    from .lerobot_io import export_lerobot
-
     if out_dir is None and lerobot_root is None:
         raise ValueError("nothing to write: give out_dir (clips) and/or lerobot_root")
     report = IngestReport()
-
-    def stream() -> Iterator[Episode]:
-        for ep in iter_episodes(path, robot, K, T_torso_cam, task, with_depth, skip_bad, report):
-            if out_dir is not None:
-                stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", ep.source)
-                report.clips += write_episode_clips(ep, out_dir, stem, fps=fps, num_frames=num_frames, stride=stride)
-            if progress:
-                progress(ep)
-            yield ep
-
-    if lerobot_root is not None:
-        rep = export_lerobot(stream(), repo_id or f"local/{Path(lerobot_root).name}", lerobot_root,
-                             fps=int(HE_FPS), camera="ego", skip_bad=skip_bad)
-        report.lerobot_written, report.lerobot_skipped = rep.written, rep.skipped
-        report.failed += rep.failed
-    else:
-        for _ in stream():
-            pass
-    return report
+    eps = iter_episodes(path, robot, K, T_torso_cam, task, with_depth, skip_bad, report)
+    return write_episodes(eps, report, out_dir, lerobot_root, repo_id, int(HE_FPS), fps=fps, num_frames=num_frames,
+                          stride=stride, skip_bad=skip_bad, progress=progress)

@@ -559,10 +559,8 @@ def import_lerobot(root: str | os.PathLike, repo_id: str | None = None, hands: l
     hf = ds.hf_dataset.with_format("numpy", columns=columns)
     tasks_by_ep = {e["episode_index"]: e for e in sidecar["episodes"]} if sidecar else {}
     to_copy = {src: i for i, src in enumerate(index_map)} if index_map is not None else None
-    if episodes is not None:
-        wanted = episodes
-    else:
-        wanted = index_map if index_map is not None else range(ds.meta.total_episodes)
+    every = index_map if index_map is not None else range(ds.meta.total_episodes)
+    wanted = episodes if episodes is not None else every
     for want in wanted:
         ep_index = want
         if to_copy is not None:

@@ -7,10 +7,10 @@ import os
 
 import numpy as np
 import pytest
+from _g1_fk import g1_right_hand_in_camera
 from _v21_helpers import ARM, DEX3_NAMES, H, W, snapshot, unitree_columns, write_v21
 
 from embodiments import registry
-from embodiments.transforms import invert_transform, make_transform, rotation_about
 from sim_bridge import lerobot_io as lio
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -20,31 +20,6 @@ T = 6
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DEXWORLD_CACHE", str(tmp_path / "cache"))
-
-
-def rpy(r, p, y):
-    return rotation_about([0, 0, 1], y) @ rotation_about([0, 1, 0], p) @ rotation_about([1, 0, 0], r)
-
-
-def joint(xyz, r=(0, 0, 0), axis=None, q=0.0):
-    T_ = make_transform(rpy(*r), xyz)
-    return T_ @ make_transform(rotation_about(axis, q), np.zeros(3)) if axis is not None else T_
-
-
-def g1_right_inspire_base_in_camera(arm):
-    """Independent numpy FK from unitree_ros g1_29dof_rev_1_0_with_inspire_hand_DFQ.urdf: camera-from-R_hand_base."""
-    a = arm[7:]
-    T_ = (joint([0.0039563, -0.10021, 0.23778], (-0.27931, 5.4949e-05, 0.00019159), [0, 1, 0], a[0])
-          @ joint([0, -0.038, -0.013831], (0.27925, 0, 0), [1, 0, 0], a[1])
-          @ joint([0, -0.00624, -0.1032], axis=[0, 0, 1], q=a[2])
-          @ joint([0.015783, 0, -0.080518], axis=[0, 1, 0], q=a[3])
-          @ joint([0.100, -0.00188791, -0.010], axis=[1, 0, 0], q=a[4])
-          @ joint([0.038, 0, 0], axis=[0, 1, 0], q=a[5])
-          @ joint([0.046, 0, 0], axis=[0, 0, 1], q=a[6])
-          @ joint([0.0415, 0, 0], (np.pi, 0, -np.pi / 2)))
-    cam = joint([0.0576235, 0.01753, 0.42987], (0, 0.8307767239493009, 0))
-    cam = cam @ make_transform(np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float), np.zeros(3))
-    return invert_transform(cam) @ T_
 
 
 def wrists_in_image(ep) -> bool:
@@ -84,7 +59,7 @@ def test_g1_inspire_v21_nested_names_skip_bad_and_source_untouched(tmp_path):
         np.testing.assert_allclose(ep.q["inspire_right"][:, rnames.index("R_ring_proximal_joint")],
                                    1.7 * (1 - v[:, 7]), atol=1e-5)
         arm = ARM + 0.02 * np.sin(np.arange(T)[:, None] / 3 + e)
-        want = np.stack([g1_right_inspire_base_in_camera(a) for a in arm.astype(np.float32).astype(np.float64)])
+        want = np.stack([g1_right_hand_in_camera(a, "inspire") for a in arm.astype(np.float32).astype(np.float64)])
         np.testing.assert_allclose(ep.T_cam_root["inspire_right"], want, atol=1e-5)
         assert wrists_in_image(ep)
     # converted once: a second read reuses the cached copy
