@@ -512,12 +512,12 @@ def import_lerobot(root: str | os.PathLike, repo_id: str | None = None, hands: l
     to ``skipped`` as (name, reason). Episode indices (``episodes``, sources ``<name>#<i>``) are the source's.
     """
     from .lerobot_layouts import resolve
-    from .lerobot_v21 import V21, codebase_version, convert_v21
+    from .lerobot_v21 import convert_v21, needs_conversion
 
     source = Path(root)
     repo_id = repo_id or f"local/{source.name}"
     index_map = None
-    if (source / "meta" / "info.json").exists() and codebase_version(source) == V21:
+    if (source / "meta" / "info.json").exists() and needs_conversion(source):
         conv = convert_v21(source, convert_dir, skip_bad=skip_bad, repo_id=repo_id)
         root, index_map = conv.root, conv.episodes
         if skipped is not None:
@@ -531,7 +531,6 @@ def import_lerobot(root: str | os.PathLike, repo_id: str | None = None, hands: l
     convention = dex3_convention or (sidecar["dex3_convention"] if sidecar else "motor")
     layout = StateLayout(hands, convention)
     state_names, action_names = lay.state_names, lay.action_names
-    H, W = feats[cam_key]["shape"][:2]
     arm = None
     if T_cam_root is None and FEATURE_ROOT not in feats:
         if robot is None:
@@ -543,17 +542,13 @@ def import_lerobot(root: str | os.PathLike, repo_id: str | None = None, hands: l
         missing = [n for n in arm_feature_names() if n not in state_names]
         if missing:
             raise ValueError(f"robot {robot!r} needs arm columns {missing} in {' + '.join(lay.state_keys)}")
+    default_K = None
     if K is None and FEATURE_K not in feats:
         if robot is None:
             raise ValueError("no intrinsics: pass K= or robot= (uses the robot's default camera K)")
-        from embodiments.transforms import intrinsics
-
         from .robots import robot_spec
 
-        spec = robot_spec(robot)
-        sy, sx = H / spec.image_size[0], W / spec.image_size[1]
-        K0 = spec.K
-        K = intrinsics(K0[0, 0] * sx, K0[1, 1] * sy, K0[0, 2] * sx, K0[1, 2] * sy)
+        default_K = robot_spec(robot)
     columns = lay.state_keys + [k for k in lay.action_keys if k not in lay.state_keys] + \
         [k for k in (FEATURE_K, FEATURE_ROOT) if k in feats]
     hf = ds.hf_dataset.with_format("numpy", columns=columns)
@@ -587,9 +582,15 @@ def import_lerobot(root: str | os.PathLike, repo_id: str | None = None, hands: l
         else:
             arm_q = state[:, [state_names.index(n) for n in arm_feature_names()]]
             roots = arm.camera_from_roots(arm_q, T_torso_cam)
-        Kep = K if K is not None else np.asarray(rows[FEATURE_K], np.float64)
-        joints = hands_in_camera(q, roots, Kep, fps=float(ds.fps), strict=strict)
         frames = _episode_frames(ds, ep_index, cam_key, hi - lo)
+        if default_K is not None:  # the robot's K scaled to the decoded frames (declared shapes may differ)
+            from embodiments.transforms import scale_intrinsics
+
+            H, W = frames.shape[1:3]
+            Kep = scale_intrinsics(default_K.K, W / default_K.image_size[1], H / default_K.image_size[0])
+        else:
+            Kep = K if K is not None else np.asarray(rows[FEATURE_K], np.float64)
+        joints = hands_in_camera(q, roots, Kep, fps=float(ds.fps), strict=strict)
         info = tasks_by_ep.get(ep_index, {})
         task = meta["tasks"][0] if len(meta["tasks"]) else ""
         yield Episode(frames=frames, joints=joints, q=q, action=action, task=str(task),

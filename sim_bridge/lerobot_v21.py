@@ -148,7 +148,7 @@ def convert_v21(source: str | os.PathLike, dest: str | os.PathLike | None = None
     """
     source = Path(source)
     version = codebase_version(source)
-    if version != V21:
+    if version != V21 and not is_he_copy(_read_json(source / "meta" / "info.json")):
         raise ValueError(f"{source}: codebase_version {version!r}, expected {V21!r} for conversion")
     dest = Path(dest) if dest is not None else default_cache(source)
     done = _load_origin(dest, source, skip_bad)
@@ -191,25 +191,62 @@ def _load_origin(dest: Path, source: Path, skip_bad: bool) -> Converted | None:
     return Converted(dest, source, [int(i) for i in data["episodes"]], [(int(i), str(w)) for i, w in data["skipped"]])
 
 
+def needs_conversion(root: str | os.PathLike) -> bool:
+    """True for a v2.1 dataset or a Humanoid Everyday copy (v2.x layout), which :func:`convert_v21` reads."""
+    info = _read_json(Path(root) / "meta" / "info.json")
+    version = str(info.get("codebase_version", ""))
+    return version == V21 or (version.lstrip("v").startswith("2.") and is_he_copy(info))
+
+
+def is_he_copy(info: dict) -> bool:
+    """A Humanoid Everyday LeRobot copy (their ``he2lerobot.py``: codebase_version "2.0.1", arm/hand joint features,
+    ``video_info``, videos under ``videos/chunk-*/egocentric/``)."""
+    feats = info.get("features") or {}
+    return "observation.arm_joints" in feats and "observation.hand_joints" in feats
+
+
+# Columns of Humanoid Everyday copies that have no fixed shape (or are large) and are not read: left out of the copy.
+HE_DROPPED = ("observation.depth.egocentric", "observation.lidar", "observation.tactile")
+
+
 def _copy_subset(source: Path, work: Path, keep: list[int]) -> None:
-    """Copy ``source`` to ``work`` with only episodes ``keep``, renumbered 0…n−1 (files hard-linked when kept as
-    they are). Renumbering rewrites the episode and frame index columns of the copied parquet files."""
+    """Copy ``source`` to ``work`` in the strict v2.1 layout lerobot's converter expects, with only episodes
+    ``keep``, renumbered 0…n−1 (files hard-linked when kept as they are).
+
+    Humanoid Everyday copies are brought to that layout on the way: videos moved under their feature key,
+    ``video_info`` → ``info``, variable shapes ([-1]) fixed from the data, untyped columns (depth, lidar, tactile)
+    dropped, integer task references replaced by the task text, per-episode ``index`` made global.
+    """
     info = _read_json(source / "meta" / "info.json")
     files = episode_files(source)
-    renumber = keep != sorted(files)
+    he = is_he_copy(info)
+    renumber = he or keep != sorted(files)
     (work / "meta").mkdir(parents=True)
     chunk = int(info.get("chunks_size", 1000))
     new_index = {old: new for new, old in enumerate(keep)}
     episodes = [r for r in _read_jsonl(source / "meta" / "episodes.jsonl") if r["episode_index"] in new_index]
-    stats = [r for r in _read_jsonl(source / "meta" / "episodes_stats.jsonl") if r["episode_index"] in new_index]
-    for rows in (episodes, stats):
-        for r in rows:
-            r["episode_index"] = new_index[r["episode_index"]]
-    shutil.copy2(source / "meta" / "tasks.jsonl", work / "meta" / "tasks.jsonl")
+    stats = {r["episode_index"]: r for r in _read_jsonl(source / "meta" / "episodes_stats.jsonl")}
+    tasks = _read_jsonl(source / "meta" / "tasks.jsonl")
+    if he:
+        text = {t["task_index"]: str(t.get("description") or t.get("task") or "") for t in tasks}
+        tasks = [{"task_index": i, "task": t} for i, t in enumerate(dict.fromkeys(text.values()))]
+        episodes = [{"episode_index": r["episode_index"], "length": int(r["length"]),
+                     "tasks": [text.get(x, str(x)) if isinstance(x, int) else str(x) for x in r.get("tasks", [])]}
+                    for r in episodes]
+        info["codebase_version"] = V21
+        info["video_path"] = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
+        for key in HE_DROPPED:
+            info["features"].pop(key, None)
+    for r in episodes:
+        r["episode_index"] = new_index[r["episode_index"]]
+    _write_jsonl(work / "meta" / "tasks.jsonl", tasks)
     _write_jsonl(work / "meta" / "episodes.jsonl", episodes)
-    _write_jsonl(work / "meta" / "episodes_stats.jsonl", stats)
+    _write_jsonl(work / "meta" / "episodes_stats.jsonl",
+                 [{"episode_index": new_index[i], "stats": _keep_stats(stats.get(i, {}).get("stats", {}), info)}
+                  for i in keep])
     offset = 0
     lengths = {r["episode_index"]: int(r["length"]) for r in episodes}
+    widths: dict[str, int] = {}
     for old in keep:
         new = new_index[old]
         for key, src in files[old].items():
@@ -220,29 +257,52 @@ def _copy_subset(source: Path, work: Path, keep: list[int]) -> None:
             dst = work / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             if key == "data" and renumber:
-                _renumber_parquet(src, dst, new, offset)
+                widths.update(_rewrite_parquet(src, dst, new, offset, HE_DROPPED if he else ()))
             else:
                 _link_or_copy(src, dst)
         offset += lengths[new]
+    for key, ft in info["features"].items():
+        if ft.get("dtype") == "video" and "info" not in ft:
+            ft["info"] = {**ft.pop("video_info", {}), "video.height": ft["shape"][0], "video.width": ft["shape"][1],
+                          "video.channels": ft["shape"][2]}
+        elif key in widths and (list(ft.get("shape", [])) == [-1] or (he and len(ft.get("shape", [])) == 1)):
+            ft["shape"] = [widths[key]]
     info["total_episodes"] = len(keep)
     info["total_frames"] = offset
     info["total_videos"] = len(keep) * sum(1 for k in files[keep[0]] if k != "data")
     info["total_chunks"] = (len(keep) - 1) // chunk + 1
+    info["total_tasks"] = len(tasks)
     info["splits"] = {"train": f"0:{len(keep)}"}
     (work / "meta" / "info.json").write_text(json.dumps(info, indent=4))
 
 
-def _renumber_parquet(src: Path, dst: Path, episode: int, offset: int) -> None:
+def _keep_stats(stats: dict, info: dict) -> dict:
+    return {k: v for k, v in stats.items() if k in info["features"]}
+
+
+def _rewrite_parquet(src: Path, dst: Path, episode: int, offset: int, drop: tuple[str, ...]) -> dict[str, int]:
+    """Copy one episode's parquet with its episode index and global frame indices rewritten and ``drop`` columns
+    left out; returns the width of each list column (checked constant)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     table = pq.read_table(src)
+    table = table.drop_columns([c for c in drop if c in table.column_names])
     n = table.num_rows
     for name, values in (("episode_index", [episode] * n), ("index", list(range(offset, offset + n)))):
         if name in table.column_names:
             col = table.schema.get_field_index(name)
             table = table.set_column(col, table.schema.field(col), pa.array(values, table.schema.field(col).type))
-    pq.write_table(table, dst)
+    widths = {}
+    for name in table.column_names:
+        if pa.types.is_list(table.schema.field(name).type) and n:
+            lens = pc.unique(pc.list_value_length(table.column(name))).to_pylist()
+            if len(lens) != 1:
+                raise ValueError(f"{src}: column {name} changes length within the episode ({lens})")
+            widths[name] = int(lens[0])
+    pq.write_table(table.replace_schema_metadata(None), dst)
+    return widths
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 from _g1_fk import g1_right_hand_in_camera
-from _v21_helpers import ARM, DEX3_NAMES, H, W, snapshot, unitree_columns, write_v21
+from _v21_helpers import ARM, DEX3_NAMES, H, W, snapshot, unitree_columns, write_he_copy, write_v21
 
 from embodiments import registry
 from sim_bridge import lerobot_io as lio
@@ -94,20 +94,30 @@ def test_humanoid_everyday_lerobot_copy(tmp_path):
     rng = np.random.default_rng(2)
     lo = np.concatenate([registry.get("dex3_left").lower, registry.get("dex3_right").lower])
     hi = np.concatenate([registry.get("dex3_left").upper, registry.get("dex3_right").upper])
-    hand = rng.uniform(0.8 * lo + 0.2 * hi, 0.5 * (lo + hi), (T, 14)).astype(np.float32)
-    arm = np.tile(ARM, (T, 1)).astype(np.float32)
-    act_hand = (hand + 0.05).astype(np.float32)
-    eps = [{"observation.arm_joints": arm, "observation.leg_joints": np.zeros((T, 15), np.float32),
-            "observation.hand_joints": hand, "action": np.concatenate([act_hand, arm], 1)}]
-    specs = {k: {"dtype": "float32", "shape": (v.shape[1],), "names": None} for k, v in eps[0].items()}
-    root = write_v21(tmp_path / "he_copy", eps, specs, robot_type="G1", cameras=("egocentric",))
-    ep = next(lio.import_lerobot(root))
+    eps = []
+    for e in range(2):
+        hand = rng.uniform(0.8 * lo + 0.2 * hi, 0.5 * (lo + hi), (T, 14))
+        arm = ARM + 0.02 * np.sin(np.arange(T)[:, None] / 3 + e)
+        eps.append({"observation.arm_joints": arm, "observation.leg_joints": np.zeros((T, 15)),
+                    "observation.hand_joints": hand, "action": np.concatenate([hand + 0.05, arm], 1)})
+    root = write_he_copy(tmp_path / "he_copy", eps)
+    before = snapshot(root)
+    got = list(lio.import_lerobot(root))
+    assert snapshot(root) == before
+    assert [ep.source for ep in got] == ["he_copy#0", "he_copy#1"]
     names = registry.get("dex3_right").joint_names
-    # HE hand_state: left then right, each thumb 0-2, middle 0-1, index 0-1 (README)
-    np.testing.assert_allclose(ep.q["dex3_right"][:, names.index("right_hand_middle_0_joint")], hand[:, 10], atol=1e-6)
-    np.testing.assert_allclose(ep.action["dex3_right"][:, names.index("right_hand_index_1_joint")], act_hand[:, 13],
-                               atol=1e-6)
-    assert wrists_in_image(ep)
+    for e, ep in enumerate(got):
+        hand = eps[e]["observation.hand_joints"]
+        assert ep.task == "Pick up the cup" and ep.joints.fps == 30
+        np.testing.assert_allclose(ep.frames.mean(axis=(1, 2, 3)), 30 + 20 * np.arange(T) + 5 * e, atol=3)
+        # HE hand_state: left then right, each thumb 0-2, middle 0-1, index 0-1 (README)
+        np.testing.assert_allclose(ep.q["dex3_right"][:, names.index("right_hand_middle_0_joint")], hand[:, 10],
+                                   atol=1e-6)
+        np.testing.assert_allclose(ep.action["dex3_right"][:, names.index("right_hand_index_1_joint")],
+                                   hand[:, 13] + 0.05, atol=1e-6)
+        want = np.stack([g1_right_hand_in_camera(a) for a in eps[e]["observation.arm_joints"].astype(np.float32)])
+        np.testing.assert_allclose(ep.T_cam_root["dex3_right"], want, atol=1e-5)
+        assert wrists_in_image(ep)
 
 
 def test_cli_import_v21_reports_skipped(tmp_path, capsys):
