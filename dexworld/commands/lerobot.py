@@ -53,6 +53,9 @@ def register(subparsers) -> None:
     p.add_argument("--robot", default=None, help="g1 or h1_2 (default: detected per episode)")
     p.add_argument("--task", default=None, help="task text (default: the task folder name)")
     p.add_argument("--check-depth", action="store_true", help="also check every depth file decodes")
+    p.add_argument("--hand-order", choices=("left-first", "right-first"), default="left-first",
+                   help="which hand hand_state lists first: left (README, default) or right (early H1 recordings; "
+                        "a warning says when the data look swapped)")
     p.add_argument("--skip-bad", action="store_true", help="report and skip bad episodes instead of stopping")
     _camera_args(p)
     _clip_args(p, fps=16.0, num_frames=81)
@@ -169,7 +172,7 @@ def run_ingest(args) -> int:
             rep = ingest(path, out_dir=args.out, lerobot_root=args.lerobot_root, repo_id=args.repo_id,
                          fps=args.fps, num_frames=args.num_frames, stride=args.stride, robot=args.robot, K=K,
                          T_torso_cam=T, task=args.task, with_depth=args.check_depth, skip_bad=args.skip_bad,
-                         progress=lambda ep: bar.update())
+                         progress=lambda ep: bar.update(), hand_order=args.hand_order)
             for name, msg in rep.failed:
                 print(f"skipped {path.name}:{name}: {msg}")
             failed += len(rep.failed)
