@@ -188,6 +188,8 @@ def _load_origin(dest: Path, source: Path, skip_bad: bool) -> Converted | None:
     data = _read_json(path)
     if data.get("source") != str(source.resolve()) or (data.get("skipped") and not skip_bad):
         return None
+    if sorted(int(i) for i, _ in data["skipped"]) != sorted(check_episodes(source)):  # files came back or went
+        return None
     return Converted(dest, source, [int(i) for i in data["episodes"]], [(int(i), str(w)) for i, w in data["skipped"]])
 
 

@@ -132,3 +132,22 @@ def test_cli_import_v21_reports_skipped(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "skipped ds#0: missing data" in out and "clips of 1 episodes" in out
     assert sorted(p.name for p in (tmp_path / "clips").glob("*.h5")) == ["ds_ep000001_s00000.h5"]
+
+
+def test_layout_detection_from_names():
+    from sim_bridge.lerobot_layouts import camera_key, flat_names
+    from sim_bridge.unitree import detect_hands, robot_from_type
+
+    inspire = ["kLeftHandPinky", "kLeftHandRing", "kLeftHandMiddle", "kLeftHandIndex", "kLeftHandThumbBend",
+               "kLeftHandThumbRotation"]
+    assert detect_hands(flat_names([["kLeftShoulderPitch", *inspire]])) == ["inspire_left"]
+    assert detect_hands(DEX3_NAMES) == ["dex3_left", "dex3_right"]
+    assert detect_hands(["a", "b"]) == []
+    with pytest.raises(ValueError, match=r"Inspire left hand columns incomplete; missing \['kLeftHandThumbRotation'\]"):
+        detect_hands(inspire[:5])
+    assert robot_from_type("Unitree_G1_Inspire") == "g1_inspire" and robot_from_type("Unitree_G1_Dex3") == "g1"
+    assert robot_from_type("Unitree_Z1_Dual") is None
+    feats = {f"observation.images.{c}": {"dtype": "video"} for c in ("cam_left_wrist", "cam_left_high")}
+    assert camera_key(feats, None) == "observation.images.cam_left_high"
+    with pytest.raises(ValueError, match="no camera 'cam_high'"):
+        camera_key(feats, "cam_high")
