@@ -5,10 +5,11 @@ Raw layout (per task, a folder or a zip of it; verified against the dataset's RE
 ``humanoid_everyday/core.py``)::
 
     <task>/episode_<N>/data.json   list, one dict per frame:
-        "time", "robot_type" (G1 only), "states": {"arm_state" (14), "leg_state", "hand_state" (14 Dex3 | 12 Inspire),
-        "hand_pressure_state", "imu", "odometry"}, "actions": {"left_angles", "right_angles", "sol_q", ...},
-        "image": "color/<...>.jpg|png", "depth": "depth/<...>" (lzma-compressed uint16 480×640),
-        "lidar": "lidar/<...>.pcd"
+        "time", "robot_type" ("g1"/"G1"/"h1", top level or in "states", or none), "states": {"arm_state" (14),
+        "leg_state", "hand_state" (14 Dex3 | 12 Inspire; left first per the README, right first in early H1
+        recordings), "hand_pressure_state", "imu", "odometry"}, "actions": {"left_angles", "right_angles", "sol_q",
+        ...}, "image": "color/<...>.jpg|png", "depth": "depth/frame_000000.npy.lzma" (lzma-compressed raw uint16
+        480×640 mm), "lidar": "lidar/<...>.pcd" (optional)
 
 Hand placement: arm_state (Unitree order, README) → our G1 / H1-2 upper-body URDF (``sim_bridge/assets``) gives
 camera-from-hand-root per frame; the hand's own FK (registry ``dex3_*`` / ``inspire_*``) gives the joints. What is
