@@ -8,6 +8,7 @@ Layout (one folder per episode, usually ``<task>/episode_0000/``)::
                  "data": [{"idx", "colors": {"color_0": "colors/000000_color_0.jpg", ...}, "depths": {...},
                            "states": {"left_arm": {"qpos": [7], ...}, "right_arm": {...},
                                       "left_ee": {"qpos": [7 Dex3 | 6 Inspire]}, "right_ee": {...}, "body": ...},
+                                      (avp_teleoperate: "left_hand" / "right_hand" instead of *_ee)
                            "actions": {same keys}, ...}, ...]}
     colors/000000_color_0.jpg …
 
@@ -69,12 +70,15 @@ def find_episodes(path: str | os.PathLike) -> list[Path]:
     return found
 
 
-def _qpos(frame: dict, group: str, part: str, n: tuple[int, ...], who: str) -> np.ndarray:
+def _qpos(frame: dict, group: str, parts: tuple[str, ...], n: tuple[int, ...], who: str) -> np.ndarray:
+    """``frame[group][part]["qpos"]`` of the first of ``parts`` present, validated to hold ``n`` numbers."""
     node = frame.get(group)
+    part = next((p for p in parts if p in node), parts[0]) if isinstance(node, dict) else parts[0]
     node = node.get(part) if isinstance(node, dict) else None
     node = node.get("qpos") if isinstance(node, dict) else None
     if node is None:
-        raise XRFormatError(f"{who}: missing {group}.{part}.qpos")
+        alt = f" (or {', '.join(parts[1:])})" if len(parts) > 1 else ""
+        raise XRFormatError(f"{who}: missing {group}.{part}.qpos{alt}")
     try:
         v = np.asarray(node, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
@@ -85,6 +89,11 @@ def _qpos(frame: dict, group: str, part: str, n: tuple[int, ...], who: str) -> n
     if not np.isfinite(v).all():
         raise XRFormatError(f"{who}: {group}.{part}.qpos contains NaN or inf")
     return v
+
+
+def _hand_keys(side: str) -> tuple[str, str]:
+    """Hand entries of a side: ``<side>_ee`` (xr_teleoperate) or ``<side>_hand`` (avp_teleoperate)."""
+    return f"{side}_ee", f"{side}_hand"
 
 
 def parse_episode(folder: str | os.PathLike, camera: str = HEAD_COLOR) -> XREpisode:
@@ -104,18 +113,18 @@ def parse_episode(folder: str | os.PathLike, camera: str = HEAD_COLOR) -> XREpis
     text = doc.get("text") if isinstance(doc.get("text"), dict) else {}
     arm, ee, act, images = [], {"left": [], "right": []}, {"left": [], "right": []}, []
     has_act = all(isinstance(f, dict) and isinstance(f.get("actions"), dict)
-                  and all(isinstance(f["actions"].get(f"{s}_ee"), dict) for s in ("left", "right"))
+                  and all(any(isinstance(f["actions"].get(k), dict) for k in _hand_keys(s)) for s in ("left", "right"))
                   for f in doc["data"])
     root = folder.resolve()
     for t, f in enumerate(doc["data"]):
         wf = f"{who} frame {t}"
         if not isinstance(f, dict):
             raise XRFormatError(f"{wf}: record is not an object")
-        arm.append(np.concatenate([_qpos(f, "states", f"{s}_arm", (7,), wf) for s in ("left", "right")]))
+        arm.append(np.concatenate([_qpos(f, "states", (f"{s}_arm",), (7,), wf) for s in ("left", "right")]))
         for s in ("left", "right"):
-            ee[s].append(_qpos(f, "states", f"{s}_ee", (6, 7), wf))
+            ee[s].append(_qpos(f, "states", _hand_keys(s), (6, 7), wf))
             if has_act:
-                act[s].append(_qpos(f, "actions", f"{s}_ee", (ee[s][0].shape[0],), wf))
+                act[s].append(_qpos(f, "actions", _hand_keys(s), (ee[s][0].shape[0],), wf))
         rel = (f.get("colors") or {}).get(camera) if isinstance(f.get("colors"), dict) else None
         if not isinstance(rel, str) or not rel:
             raise XRFormatError(f"{wf}: missing colour image colors.{camera}")

@@ -22,7 +22,7 @@ ARM = np.array([-0.5, 0.0, 0.0, 1.2, 0.0, 0.0, 0.0, -0.5, 0.0, 0.0, 1.2, 0.0, 0.
 
 
 def write_episode(task: Path, n: int, ee: np.ndarray, T: int = 8, goal: str = "Pick up the red cup on the table.",
-                  hand: str = "dex3") -> Path:
+                  hand: str = "dex3", key: str = "ee") -> Path:
     """One EpisodeWriter episode: data.json {info, text, data, rewards}, colors/<idx>_color_0.jpg with a white dot
     on the right hand root's pixel. ``ee`` (T, 2n) is left then right hand qpos."""
     ep = task / f"episode_{n:04d}"
@@ -41,8 +41,8 @@ def write_episode(task: Path, n: int, ee: np.ndarray, T: int = 8, goal: str = "P
         k = ee.shape[1] // 2
         state = {"left_arm": {"qpos": arm[:7].tolist(), "qvel": [0.0] * 7, "torque": [0.0] * 7},
                  "right_arm": {"qpos": arm[7:].tolist(), "qvel": [0.0] * 7, "torque": [0.0] * 7},
-                 "left_ee": {"qpos": ee[t, :k].tolist(), "qvel": [], "torque": []},
-                 "right_ee": {"qpos": ee[t, k:].tolist(), "qvel": [], "torque": []}, "body": None}
+                 f"left_{key}": {"qpos": ee[t, :k].tolist(), "qvel": [], "torque": []},
+                 f"right_{key}": {"qpos": ee[t, k:].tolist(), "qvel": [], "torque": []}, "body": None}
         action = {kk: {"qpos": [x + 0.0 for x in vv["qpos"]]} for kk, vv in state.items() if vv}
         items.append({"idx": t, "colors": {"color_0": f"colors/{name}"}, "depths": {}, "states": state,
                       "actions": action, "tactiles": None, "audios": None, "sim_state": None})
@@ -85,10 +85,11 @@ def test_dex3_episode_places_hands_through_the_arm_chain(tmp_path):
 
 
 def test_inspire_episode_is_normalised_open_one(tmp_path):
+    """avp_teleoperate's older writer: hands under states.left_hand / right_hand."""
     v = np.random.default_rng(1).uniform(0, 1, (8, 12))
-    write_episode(tmp_path / "wave", 0, v, hand="inspire")
+    write_episode(tmp_path / "wave", 0, v, hand="inspire", key="hand")
     ep = next(xr.iter_episodes(tmp_path / "wave" / "episode_0000"))
-    assert list(ep.q) == ["inspire_left", "inspire_right"]
+    assert list(ep.q) == ["inspire_left", "inspire_right"] and list(ep.action) == list(ep.q)
     names = registry.get("inspire_right").joint_names
     np.testing.assert_allclose(ep.q["inspire_right"][:, names.index("R_middle_proximal_joint")],
                                1.7 * (1 - v[:, 8]), atol=1e-9)
