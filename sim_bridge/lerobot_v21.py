@@ -151,6 +151,9 @@ def convert_v21(source: str | os.PathLike, dest: str | os.PathLike | None = None
     if version != V21 and not is_he_copy(_read_json(source / "meta" / "info.json")):
         raise ValueError(f"{source}: codebase_version {version!r}, expected {V21!r} for conversion")
     dest = Path(dest) if dest is not None else default_cache(source)
+    if dest.exists() and not _is_copy_of(dest, source) and (not dest.is_dir() or any(dest.iterdir())):
+        raise ValueError(f"convert folder {dest} exists and is not a converted copy of {source}; choose a new "
+                         "or empty folder")
     done = _load_origin(dest, source, skip_bad)
     if done is not None:
         return done
@@ -179,6 +182,10 @@ def convert_v21(source: str | os.PathLike, dest: str | os.PathLike | None = None
     for i, why in sorted(bad.items()):
         log.warning("%s: skipped episode %d: %s", source, i, why)
     return Converted(dest, source, keep, sorted(bad.items()))
+
+
+def _is_copy_of(dest: Path, source: Path) -> bool:
+    return (dest / ORIGIN).is_file() and _read_json(dest / ORIGIN).get("source") == str(source.resolve())
 
 
 def _load_origin(dest: Path, source: Path, skip_bad: bool) -> Converted | None:

@@ -128,6 +128,11 @@ def test_cli_import_v21_reports_skipped(tmp_path, capsys):
     os.remove(root / "data/chunk-000/episode_000000.parquet")
     assert main(["import-lerobot", str(root), "-o", str(tmp_path / "clips")]) != 0
     assert "episode 0: missing data data/chunk-000/episode_000000.parquet" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert main(["import-lerobot", str(root), "-o", str(tmp_path / "clips"), "--convert-dir", str(tmp_path / "mine"),
+                 "--skip-bad"]) != 0
+    assert "convert folder" in capsys.readouterr().err and (tmp_path / "mine" / "notes.txt").exists()
     assert main(["import-lerobot", str(root), "-o", str(tmp_path / "clips"), "--skip-bad"]) == 0
     out = capsys.readouterr().out
     assert "skipped ds#0: missing data" in out and "clips of 1 episodes" in out
