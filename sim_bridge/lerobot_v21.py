@@ -266,7 +266,10 @@ def _copy_subset(source: Path, work: Path, keep: list[int]) -> None:
             dst = work / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             if key == "data" and renumber:
-                widths.update(_rewrite_parquet(src, dst, new, offset, HE_DROPPED if he else ()))
+                for col, n in _rewrite_parquet(src, dst, new, offset, HE_DROPPED if he else ()).items():
+                    if widths.setdefault(col, n) != n:
+                        raise ValueError(f"{source}: {col} has {widths[col]} values in earlier episodes but {n} in "
+                                         f"episode {old} (mixed robots?); import the robots' episodes separately")
             else:
                 _link_or_copy(src, dst)
         offset += lengths[new]

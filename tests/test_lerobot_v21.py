@@ -120,6 +120,22 @@ def test_humanoid_everyday_lerobot_copy(tmp_path):
         assert wrists_in_image(ep)
 
 
+def test_humanoid_everyday_h1_copy_and_mixed_robots(tmp_path):
+    v = np.random.default_rng(4).uniform(0, 1, (T, 12))
+    arm = np.tile(ARM, (T, 1))
+    h1 = {"observation.arm_joints": arm, "observation.leg_joints": np.zeros((T, 13)), "observation.hand_joints": v,
+          "action": np.concatenate([1.7 - v, arm], 1)}
+    ep = next(lio.import_lerobot(write_he_copy(tmp_path / "h1", [h1], robot_type="h1")))
+    assert list(ep.q) == ["inspire_left", "inspire_right"] and ep.action is None  # H1 actions are not read
+    names = registry.get("inspire_right").joint_names
+    np.testing.assert_allclose(ep.q["inspire_right"][:, names.index("R_index_proximal_joint")], 1.7 * (1 - v[:, 9]),
+                               atol=1e-5)
+    g1 = {**h1, "observation.hand_joints": np.zeros((T, 14)), "action": np.zeros((T, 28))}
+    with pytest.raises(ValueError, match=r"observation.hand_joints has 12 values in earlier episodes but 14 in "
+                                         r"episode 1 \(mixed robots\?\)"):
+        next(lio.import_lerobot(write_he_copy(tmp_path / "mixed", [h1, g1], robot_type="mixed")))
+
+
 def test_cli_import_v21_reports_skipped(tmp_path, capsys):
     from dexworld.cli import main
 
