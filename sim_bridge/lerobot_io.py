@@ -542,13 +542,13 @@ def import_lerobot(root: str | os.PathLike, repo_id: str | None = None, hands: l
         missing = [n for n in arm_feature_names() if n not in state_names]
         if missing:
             raise ValueError(f"robot {robot!r} needs arm columns {missing} in {' + '.join(lay.state_keys)}")
-    default_K = None
+    default_spec = None
     if K is None and FEATURE_K not in feats:
         if robot is None:
             raise ValueError("no intrinsics: pass K= or robot= (uses the robot's default camera K)")
         from .robots import robot_spec
 
-        default_K = robot_spec(robot)
+        default_spec = robot_spec(robot)
     columns = lay.state_keys + [k for k in lay.action_keys if k not in lay.state_keys] + \
         [k for k in (FEATURE_K, FEATURE_ROOT) if k in feats]
     hf = ds.hf_dataset.with_format("numpy", columns=columns)
@@ -583,11 +583,11 @@ def import_lerobot(root: str | os.PathLike, repo_id: str | None = None, hands: l
             arm_q = state[:, [state_names.index(n) for n in arm_feature_names()]]
             roots = arm.camera_from_roots(arm_q, T_torso_cam)
         frames = _episode_frames(ds, ep_index, cam_key, hi - lo)
-        if default_K is not None:  # the robot's K scaled to the decoded frames (declared shapes may differ)
+        if default_spec is not None:  # the robot's K scaled to the decoded frames (declared shapes may differ)
             from embodiments.transforms import scale_intrinsics
 
             H, W = frames.shape[1:3]
-            Kep = scale_intrinsics(default_K.K, W / default_K.image_size[1], H / default_K.image_size[0])
+            Kep = scale_intrinsics(default_spec.K, W / default_spec.image_size[1], H / default_spec.image_size[0])
         else:
             Kep = K if K is not None else np.asarray(rows[FEATURE_K], np.float64)
         joints = hands_in_camera(q, roots, Kep, fps=float(ds.fps), strict=strict)
