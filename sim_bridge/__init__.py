@@ -1,4 +1,5 @@
-"""The outside world: MuJoCo scenes, rollouts and rendering, synthetic clips, LeRobot datasets, Humanoid Everyday.
+"""The outside world: MuJoCo scenes, rollouts and rendering, synthetic clips, LeRobot datasets, Humanoid Everyday,
+Unitree teleoperation recordings.
 
 Imported eagerly: ``sim_bridge.rollout`` must be the function, not the submodule of the same name (a lazy
 ``__getattr__`` would lose to the submodule once anything imported ``sim_bridge.rollout``).
@@ -18,9 +19,10 @@ from .render import FrameRenderer
 from .rollout import SimRollout, rollout
 from .scene import Scene, SceneConfig, build_scene, randomize_appearance
 from .synth import SynthConfig, SynthReport, synthesize
+from .xr_teleoperate import ingest as ingest_unitree
 
 __all__ = [
-    "Episode", "export_lerobot", "import_lerobot", "ingest_humanoid_everyday",
+    "Episode", "export_lerobot", "import_lerobot", "ingest_humanoid_everyday", "ingest_unitree",
     "FrameRenderer", "HandAxes", "Scene", "SceneConfig", "SimRollout", "SynthConfig", "SynthReport", "build_scene",
     "hand_axes", "randomize_appearance", "rollout", "synthesize", "wrist_pose",
 ]

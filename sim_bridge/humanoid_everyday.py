@@ -5,10 +5,11 @@ Raw layout (per task, a folder or a zip of it; verified against the dataset's RE
 ``humanoid_everyday/core.py``)::
 
     <task>/episode_<N>/data.json   list, one dict per frame:
-        "time", "robot_type" (G1 only), "states": {"arm_state" (14), "leg_state", "hand_state" (14 Dex3 | 12 Inspire),
-        "hand_pressure_state", "imu", "odometry"}, "actions": {"left_angles", "right_angles", "sol_q", ...},
-        "image": "color/<...>.jpg|png", "depth": "depth/<...>" (lzma-compressed uint16 480×640),
-        "lidar": "lidar/<...>.pcd"
+        "time", "robot_type" ("g1"/"G1"/"h1", top level or in "states", or none), "states": {"arm_state" (14),
+        "leg_state", "hand_state" (14 Dex3 | 12 Inspire; left first per the README, right first in early H1
+        recordings), "hand_pressure_state", "imu", "odometry"}, "actions": {"left_angles", "right_angles", "sol_q",
+        ...}, "image": "color/<...>.jpg|png", "depth": "depth/frame_000000.npy.lzma" (lzma-compressed raw uint16
+        480×640 mm), "lidar": "lidar/<...>.pcd" (optional)
 
 Hand placement: arm_state (Unitree order, README) → our G1 / H1-2 upper-body URDF (``sim_bridge/assets``) gives
 camera-from-hand-root per frame; the hand's own FK (registry ``dex3_*`` / ``inspire_*``) gives the joints. What is
@@ -25,6 +26,7 @@ import json
 import lzma
 import os
 import re
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
@@ -34,9 +36,10 @@ import numpy as np
 from embodiments import registry
 
 from .hand_pose import hands_in_camera
+from .ingest import IngestReport, write_episodes
 from .lerobot_io import Episode
 from .robots import arm_kinematics, robot_spec
-from .unitree import unitree_layout
+from .unitree import inspire_to_command, unitree_layout
 
 HE_FPS = 30.0
 DEPTH_SHAPE = (480, 640)
@@ -50,6 +53,10 @@ HE_INSPIRE_ACTION_PARTS = ("index_proximal", "index_intermediate", "middle_proxi
 
 class HEFormatError(ValueError):
     """A Humanoid Everyday episode that does not follow the format; the message names the episode and frame."""
+
+
+class HandOrderWarning(UserWarning):
+    """Humanoid Everyday hand_state looks like it lists the hands in the other order."""
 
 
 # ---------------------------------------------------------------------------------------------------- sources
@@ -215,17 +222,69 @@ def load_image(src: TaskSource, rel: str, who: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------- conversion
-def hand_vectors(raw: RawEpisode) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
-    """Joint states and commanded joints per hand (T, dof), in each hand's ``joint_names`` order."""
-    spec = robot_spec(raw.robot)
+HAND_ORDERS = ("left-first", "right-first")
+
+
+def _hand_blocks(raw: RawEpisode, hand_order: str) -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) halves of ``hand_state`` under ``hand_order`` (README: left first)."""
+    if hand_order not in HAND_ORDERS:
+        raise ValueError(f"hand_order must be one of {HAND_ORDERS}, got {hand_order!r}")
     n = raw.hand_state.shape[1] // 2
+    first, second = raw.hand_state[:, :n], raw.hand_state[:, n:]
+    return (first, second) if hand_order == "left-first" else (second, first)
+
+
+def _commanded_state(raw: RawEpisode, side: str) -> np.ndarray | None:
+    """The commanded hand of ``side`` in ``hand_state`` units (Dex3 radians; Inspire 1 = open), or None."""
+    acts = raw.left_angles if side == "left" else raw.right_angles
+    if acts is None:
+        return None
+    spec = robot_spec(raw.robot)
+    layout = unitree_layout(spec.hands[side])
+    if not layout.normalised:
+        return acts
+    if acts.shape[1] == 6:
+        return acts
+    prefix = "L_" if side == "left" else "R_"
+    order = [f"{prefix}{p}_joint" for p in HE_INSPIRE_ACTION_PARTS]
+    return inspire_to_command(acts[:, [order.index(j) for j in layout.slot_joints]])
+
+
+def hand_order_warning(raw: RawEpisode, hand_order: str = "left-first") -> str | None:
+    """A warning when ``hand_state`` looks swapped under ``hand_order``: the commanded right hand
+    (``actions.right_angles``) follows the block read as the left hand much better than the block read as the right
+    (mean absolute difference under half), as in early H1 recordings that store the right hand first."""
+    want = _commanded_state(raw, "right")
+    if want is None or len(want) < 2:
+        return None
+    left, right = _hand_blocks(raw, hand_order)
+    same, swapped = np.abs(right - want).mean(), np.abs(left - want).mean()
+    if swapped < 0.5 * same:
+        other = HAND_ORDERS[1 - HAND_ORDERS.index(hand_order)]
+        return (f"{raw.name}: hand_state looks swapped (commanded right hand differs by {swapped:.3f} from the "
+                f"block read as left, {same:.3f} from the one read as right); if this recording stores the right "
+                f"hand first, pass hand_order={other!r} (--hand-order {other})")
+    return None
+
+
+def hand_vectors(raw: RawEpisode, hand_order: str = "left-first"
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """Joint states and commanded joints per hand (T, dof), in each hand's ``joint_names`` order.
+
+    ``hand_order`` says which hand ``hand_state`` lists first: ``"left-first"`` (the README, default) or
+    ``"right-first"`` (early H1 recordings); a :class:`HandOrderWarning` is issued when the data look swapped.
+    """
+    spec = robot_spec(raw.robot)
+    blocks = dict(zip(("left", "right"), _hand_blocks(raw, hand_order), strict=True))
+    message = hand_order_warning(raw, hand_order)
+    if message:
+        warnings.warn(message, HandOrderWarning, stacklevel=2)
     q, action = {}, {}
-    for i, side in enumerate(("left", "right")):
+    for side in ("left", "right"):
         hand = spec.hands[side]
         layout = unitree_layout(hand)
-        block = raw.hand_state[:, i * n:(i + 1) * n]
         try:
-            q[hand] = layout.from_unitree(block)
+            q[hand] = layout.from_unitree(blocks[side])
         except ValueError as e:
             raise HEFormatError(f"{raw.name}: {side} hand_state: {e}") from None
         acts = raw.left_angles if side == "left" else raw.right_angles
@@ -242,7 +301,7 @@ def hand_vectors(raw: RawEpisode) -> tuple[dict[str, np.ndarray], dict[str, np.n
 
 
 def to_episode(src: TaskSource, raw: RawEpisode, K: np.ndarray | None = None, T_torso_cam: np.ndarray | None = None,
-               task: str | None = None, strict: bool = False) -> Episode:
+               task: str | None = None, strict: bool = False, hand_order: str = "left-first") -> Episode:
     """Decode the colour frames and place both hands in the head camera: a dexworld :class:`Episode` at 30 Hz."""
     frames = []
     for t, rel in enumerate(raw.images):
@@ -257,7 +316,7 @@ def to_episode(src: TaskSource, raw: RawEpisode, K: np.ndarray | None = None, T_
 
         H, W = frames.shape[1:3]
         K = scale_intrinsics(spec.K, W / spec.image_size[1], H / spec.image_size[0])
-    q, action = hand_vectors(raw)
+    q, action = hand_vectors(raw, hand_order)
     roots = arm_kinematics(spec.name).camera_from_roots(raw.arm_state, T_torso_cam)
     joints = hands_in_camera(q, roots, K, fps=HE_FPS, strict=strict)
     text = task if task is not None else src.task_name.replace("_", " ")
@@ -265,19 +324,12 @@ def to_episode(src: TaskSource, raw: RawEpisode, K: np.ndarray | None = None, T_
                    source=src.label(raw.name), T_cam_root=roots)
 
 
-@dataclasses.dataclass
-class IngestReport:
-    episodes: list[str] = dataclasses.field(default_factory=list)
-    clips: list[Path] = dataclasses.field(default_factory=list)
-    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    lerobot_written: list[str] = dataclasses.field(default_factory=list)
-    lerobot_skipped: list[str] = dataclasses.field(default_factory=list)
-
-
 def iter_episodes(path: str | os.PathLike, robot: str | None = None, K: np.ndarray | None = None,
                   T_torso_cam: np.ndarray | None = None, task: str | None = None, with_depth: bool = False,
-                  skip_bad: bool = False, report: IngestReport | None = None) -> Iterator[Episode]:
-    """Episodes of a task folder or zip, in episode order. ``with_depth`` also checks every depth file decodes."""
+                  skip_bad: bool = False, report: IngestReport | None = None,
+                  hand_order: str = "left-first") -> Iterator[Episode]:
+    """Episodes of a task folder or zip, in episode order. ``with_depth`` also checks every depth file decodes;
+    ``hand_order``: see :func:`hand_vectors`."""
     src = TaskSource(path)
     try:
         for name in src.episodes:
@@ -288,7 +340,7 @@ def iter_episodes(path: str | os.PathLike, robot: str | None = None, K: np.ndarr
                         if rel is None:
                             raise HEFormatError(f"{src.path.name}:{name} frame {t}: missing field depth")
                         load_depth(src, rel, f"{src.path.name}:{name} frame {t}")
-                ep = to_episode(src, raw, K, T_torso_cam, task)
+                ep = to_episode(src, raw, K, T_torso_cam, task, hand_order=hand_order)
             except HEFormatError as e:
                 if not skip_bad:
                     raise
@@ -307,31 +359,12 @@ def ingest(path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
            num_frames: int | None = 81, stride: int | None = None, robot: str | None = None,
            K: np.ndarray | None = None, T_torso_cam: np.ndarray | None = None, task: str | None = None,
            with_depth: bool = False, skip_bad: bool = False,
-           progress: Callable[[Episode], None] | None = None) -> IngestReport:
+           progress: Callable[[Episode], None] | None = None, hand_order: str = "left-first") -> IngestReport:
     """Raw task → training clips (``fps``, windows of ``num_frames``) in ``out_dir`` and/or a LeRobot dataset at
     30 Hz in ``lerobot_root``. Every episode is read once."""
-    from .clips import write_episode_clips
-    from .lerobot_io import export_lerobot
-
     if out_dir is None and lerobot_root is None:
         raise ValueError("nothing to write: give out_dir (clips) and/or lerobot_root")
     report = IngestReport()
-
-    def stream() -> Iterator[Episode]:
-        for ep in iter_episodes(path, robot, K, T_torso_cam, task, with_depth, skip_bad, report):
-            if out_dir is not None:
-                stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", ep.source)
-                report.clips += write_episode_clips(ep, out_dir, stem, fps=fps, num_frames=num_frames, stride=stride)
-            if progress:
-                progress(ep)
-            yield ep
-
-    if lerobot_root is not None:
-        rep = export_lerobot(stream(), repo_id or f"local/{Path(lerobot_root).name}", lerobot_root,
-                             fps=int(HE_FPS), camera="ego", skip_bad=skip_bad)
-        report.lerobot_written, report.lerobot_skipped = rep.written, rep.skipped
-        report.failed += rep.failed
-    else:
-        for _ in stream():
-            pass
-    return report
+    eps = iter_episodes(path, robot, K, T_torso_cam, task, with_depth, skip_bad, report, hand_order)
+    return write_episodes(eps, report, out_dir, lerobot_root, repo_id, int(HE_FPS), fps=fps, num_frames=num_frames,
+                          stride=stride, skip_bad=skip_bad, progress=progress)

@@ -474,11 +474,9 @@ def load_dataset(repo_id: str, root: str | os.PathLike):
 
 
 def _flat_names(names) -> list[str]:
-    if isinstance(names, dict):
-        names = next(iter(names.values()))
-    if names and isinstance(names[0], list | tuple):
-        names = [n for group in names for n in group]
-    return [str(n) for n in names or []]
+    from .lerobot_layouts import flat_names
+
+    return flat_names(names)
 
 
 def _episode_frames(ds, ep_index: int, camera_key: str, length: int) -> np.ndarray:
@@ -496,69 +494,85 @@ def import_lerobot(root: str | os.PathLike, repo_id: str | None = None, hands: l
                    camera: str | None = None, robot: str | None = None, K: np.ndarray | None = None,
                    T_cam_root: dict[str, np.ndarray] | None = None, T_torso_cam: np.ndarray | None = None,
                    episodes: list[int] | None = None, dex3_convention: str | None = None,
-                   strict: bool = False) -> Iterator[Episode]:
-    """Episodes of a LeRobot dataset as dexworld episodes: frames, SparseJoints by hand FK, K.
+                   strict: bool = False, skip_bad: bool = False, convert_dir: str | os.PathLike | None = None,
+                   skipped: list[tuple[str, str]] | None = None) -> Iterator[Episode]:
+    """Episodes of a LeRobot dataset (v3.0, or v2.1 through a converted copy) as dexworld episodes: frames,
+    SparseJoints by hand FK, K.
 
-    Hand joints come from ``observation.state`` by name (Unitree names for Dex3/Inspire). The camera-from-hand
+    The layout is told from the feature names (:mod:`sim_bridge.lerobot_layouts`: dexworld exports, Unitree's
+    unitree_IL_lerobot G1 Dex3 / Inspire, Humanoid Everyday's LeRobot copies); ``hands``, ``robot`` and ``camera``
+    override what is detected. Hand joints are read by name (Unitree names for Dex3/Inspire). The camera-from-hand
     transform comes from, in order: ``T_cam_root`` (hand → (4, 4), e.g. a wrist camera's fixed calibration); the
-    dataset's ``observation.hand_root_pose`` (dexworld exports); the arm chain of ``robot`` (``g1``/``h1_2``) fed
-    with the state's Unitree arm columns (``kLeftShoulderPitch`` …), optionally with a calibrated ``T_torso_cam``.
+    dataset's ``observation.hand_root_pose`` (dexworld exports); the arm chain of the robot (detected, or
+    ``g1``/``g1_inspire``/``h1_2``) fed with the Unitree arm columns, optionally with a calibrated ``T_torso_cam``.
     K: ``K``, else the dataset's ``observation.intrinsics``, else the robot's default scaled to the image size.
+
+    A v2.1 dataset is converted once into ``convert_dir`` (default: a cache folder) by lerobot's converter; the
+    source is not written. Its episodes with missing files raise, or with ``skip_bad`` are left out and appended
+    to ``skipped`` as (name, reason). Episode indices (``episodes``, sources ``<name>#<i>``) are the source's.
     """
+    from .lerobot_layouts import resolve
+    from .lerobot_v21 import convert_v21, needs_conversion
+
+    source = Path(root)
+    repo_id = repo_id or f"local/{source.name}"
+    index_map = None
+    if (source / "meta" / "info.json").exists() and needs_conversion(source):
+        conv = convert_v21(source, convert_dir, skip_bad=skip_bad, repo_id=repo_id)
+        root, index_map = conv.root, conv.episodes
+        if skipped is not None:
+            skipped += [(f"{source.name}#{i}", why) for i, why in conv.skipped]
     root = Path(root)
     sidecar = read_sidecar(root)
-    repo_id = repo_id or f"local/{root.name}"
     ds = load_dataset(repo_id, root)
     feats = ds.meta.features
-    hands = list(hands or (sidecar["hands"] if sidecar else []))
-    if not hands:
-        raise ValueError("which hands does the dataset hold? pass hands=[...] (e.g. dex3_left dex3_right)")
+    lay = resolve(feats, ds.meta.robot_type, sidecar, hands, robot, camera)
+    hands, robot, cam_key = lay.hands, lay.robot, lay.camera_key
     convention = dex3_convention or (sidecar["dex3_convention"] if sidecar else "motor")
     layout = StateLayout(hands, convention)
-    video_keys = [k for k in feats if feats[k]["dtype"] == "video"]
-    if camera is None:
-        camera = sidecar["camera"] if sidecar else None
-    cam_key = f"observation.images.{camera}" if camera else (video_keys[0] if len(video_keys) == 1 else None)
-    if cam_key not in feats:
-        raise ValueError(f"choose the camera: video features are {video_keys}")
-    if "observation.state" not in feats:
-        raise ValueError(f"{root}: dataset has no observation.state")
-    state_names = _flat_names(feats["observation.state"].get("names"))
-    action_names = _flat_names(feats["action"].get("names")) if "action" in feats else []
-    H, W = feats[cam_key]["shape"][:2]
+    state_names, action_names = lay.state_names, lay.action_names
     arm = None
     if T_cam_root is None and FEATURE_ROOT not in feats:
         if robot is None:
             raise ValueError("no camera-from-hand transform: the dataset has no observation.hand_root_pose; pass "
-                             "robot='g1'/'h1_2' (arm joints in the state) or a fixed T_cam_root per hand")
+                             "robot='g1'/'g1_inspire'/'h1_2' (arm joints in the state) or a fixed T_cam_root per hand")
         from .robots import arm_kinematics
 
         arm = arm_kinematics(robot)
         missing = [n for n in arm_feature_names() if n not in state_names]
         if missing:
-            raise ValueError(f"robot {robot!r} needs arm columns {missing} in observation.state")
+            raise ValueError(f"robot {robot!r} needs arm columns {missing} in {' + '.join(lay.state_keys)}")
+    default_spec = None
     if K is None and FEATURE_K not in feats:
         if robot is None:
             raise ValueError("no intrinsics: pass K= or robot= (uses the robot's default camera K)")
-        from embodiments.transforms import intrinsics
-
         from .robots import robot_spec
 
-        spec = robot_spec(robot)
-        sy, sx = H / spec.image_size[0], W / spec.image_size[1]
-        K0 = spec.K
-        K = intrinsics(K0[0, 0] * sx, K0[1, 1] * sy, K0[0, 2] * sx, K0[1, 2] * sy)
-    columns = ["observation.state"] + (["action"] if action_names else []) + \
-              [k for k in (FEATURE_K, FEATURE_ROOT) if k in feats]
+        default_spec = robot_spec(robot)
+    columns = lay.state_keys + [k for k in lay.action_keys if k not in lay.state_keys] + \
+        [k for k in (FEATURE_K, FEATURE_ROOT) if k in feats]
     hf = ds.hf_dataset.with_format("numpy", columns=columns)
     tasks_by_ep = {e["episode_index"]: e for e in sidecar["episodes"]} if sidecar else {}
-    for ep_index in (episodes if episodes is not None else range(ds.meta.total_episodes)):
+    to_copy = {src: i for i, src in enumerate(index_map)} if index_map is not None else None
+    every = index_map if index_map is not None else range(ds.meta.total_episodes)
+    wanted = episodes if episodes is not None else every
+    for want in wanted:
+        ep_index = want
+        if to_copy is not None:
+            if want not in to_copy:
+                raise ValueError(f"{source}: episode {want} is not in the dataset (or was skipped as bad)")
+            ep_index = to_copy[want]
+        elif not 0 <= want < ds.meta.total_episodes:
+            raise ValueError(f"{source}: episode {want} is out of range (0…{ds.meta.total_episodes - 1})")
         meta = ds.meta.episodes[ep_index]
         lo, hi = int(meta["dataset_from_index"]), int(meta["dataset_to_index"])
         rows = hf[lo:hi]
-        state = np.asarray(rows["observation.state"], np.float64)
+        state = np.concatenate([np.asarray(rows[k], np.float64).reshape(hi - lo, -1) for k in lay.state_keys], 1)
         q = layout.decode(state, state_names)
-        action = layout.decode(np.asarray(rows["action"], np.float64), action_names) if action_names else None
+        action = None
+        if lay.action_keys:
+            act = np.concatenate([np.asarray(rows[k], np.float64).reshape(hi - lo, -1) for k in lay.action_keys], 1)
+            action = layout.decode(act, action_names)
         if T_cam_root is not None:
             roots = T_cam_root
         elif FEATURE_ROOT in feats:
@@ -568,13 +582,19 @@ def import_lerobot(root: str | os.PathLike, repo_id: str | None = None, hands: l
         else:
             arm_q = state[:, [state_names.index(n) for n in arm_feature_names()]]
             roots = arm.camera_from_roots(arm_q, T_torso_cam)
-        Kep = K if K is not None else np.asarray(rows[FEATURE_K], np.float64)
-        joints = hands_in_camera(q, roots, Kep, fps=float(ds.fps), strict=strict)
         frames = _episode_frames(ds, ep_index, cam_key, hi - lo)
+        if default_spec is not None:  # the robot's K scaled to the decoded frames (declared shapes may differ)
+            from embodiments.transforms import scale_intrinsics
+
+            H, W = frames.shape[1:3]
+            Kep = scale_intrinsics(default_spec.K, W / default_spec.image_size[1], H / default_spec.image_size[0])
+        else:
+            Kep = K if K is not None else np.asarray(rows[FEATURE_K], np.float64)
+        joints = hands_in_camera(q, roots, Kep, fps=float(ds.fps), strict=strict)
         info = tasks_by_ep.get(ep_index, {})
         task = meta["tasks"][0] if len(meta["tasks"]) else ""
         yield Episode(frames=frames, joints=joints, q=q, action=action, task=str(task),
-                      source=info.get("source", f"{root.name}#{ep_index}"), T_cam_root=roots)
+                      source=info.get("source", f"{source.name}#{want}"), T_cam_root=roots)
 
 
 def split_clip_state(embodiment: str, q: np.ndarray) -> dict[str, np.ndarray]:

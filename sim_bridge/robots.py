@@ -55,19 +55,40 @@ ROBOTS: dict[str, RobotSpec] = {
     "g1": RobotSpec("g1", ASSETS / "g1_upper_body.urdf", {"left": "dex3_left", "right": "dex3_right"},
                     {"left": "left_hand_palm_link", "right": "right_hand_palm_link"}, "head_camera_optical",
                     HE_PUBLISHED_K),
+    # G1 with Inspire DFQ hands (unitree_IL_lerobot "Unitree_G1_Inspire"): same arms and head camera as the G1
+    "g1_inspire": RobotSpec("g1_inspire", ASSETS / "g1_upper_body.urdf",
+                            {"left": "inspire_left", "right": "inspire_right"},
+                            {"left": "L_hand_base_link", "right": "R_hand_base_link"}, "head_camera_optical",
+                            HE_PUBLISHED_K),
     "h1_2": RobotSpec("h1_2", ASSETS / "h1_2_upper_body.urdf", {"left": "inspire_left", "right": "inspire_right"},
                       {"left": "L_hand_base_link", "right": "R_hand_base_link"}, "head_camera_optical",
                       HE_PUBLISHED_K, camera_mount_verified=False),
 }
-ROBOT_ALIASES = {"g1": "g1", "h1_2": "h1_2", "h1-2": "h1_2", "h12": "h1_2", "h1": "h1_2"}
+ROBOT_ALIASES = {"g1": "g1", "g1_dex3": "g1", "g1_inspire": "g1_inspire", "g1+inspire": "g1_inspire",
+                 "h1_2": "h1_2", "h1-2": "h1_2", "h12": "h1_2", "h1": "h1_2"}
 
 
 def robot_spec(name: str) -> RobotSpec:
-    """The robot called ``name`` (``g1``, ``h1_2``; ``h1``/``h1-2`` mean the H1-2 of Humanoid Everyday)."""
+    """The robot called ``name`` (``g1``, ``g1_inspire``, ``h1_2``; ``h1``/``h1-2`` mean the H1-2 of Humanoid
+    Everyday)."""
     key = ROBOT_ALIASES.get(str(name).lower())
     if key is None:
         raise ValueError(f"unknown robot {name!r}; known robots: {', '.join(sorted(ROBOTS))}")
     return ROBOTS[key]
+
+
+def robot_with_hands(robot: str, hands: list[str] | tuple[str, ...]) -> str:
+    """The robot spec name for ``robot`` carrying ``hands``: ``("g1", ["inspire_left", …])`` → ``"g1_inspire"``.
+
+    Raises when no spec of that robot body carries those hands.
+    """
+    base = robot_spec(robot)
+    body = base.urdf
+    for name, spec in ROBOTS.items():
+        if spec.urdf == body and set(hands) <= set(spec.hands.values()):
+            return name
+    raise ValueError(f"robot {robot!r} has no model with hands {list(hands)}; known: "
+                     + ", ".join(f"{n} ({'+'.join(s.hands.values())})" for n, s in ROBOTS.items()))
 
 
 class ArmKinematics:

@@ -202,3 +202,42 @@ def _last_dim(x: np.ndarray, n: int, what: str) -> np.ndarray:
     if x.ndim == 0 or x.shape[-1] != n:
         raise ValueError(f"{what} must end in dimension {n}, got shape {x.shape}")
     return x
+
+
+# ---------------------------------------------------------------------------------------------------- detection
+def detect_hands(names: list[str] | tuple[str, ...], what: str = "observation.state") -> list[str]:
+    """Registered hands whose complete Unitree name set appears in ``names`` (left first), e.g. the 28 columns of a
+    unitree_IL_lerobot G1 Dex3 dataset → ``["dex3_left", "dex3_right"]``; empty when no hand's names are there.
+    A hand whose names are only partly there raises, naming the missing columns.
+    """
+    present = set(names)
+    found = []
+    for side in SIDES:
+        fits = []
+        for kind, want in (("dex3", dex3_feature_names(side)), ("inspire", inspire_feature_names(side))):
+            have = [n for n in want if n in present]
+            if len(have) == len(want):
+                fits.append(f"{kind}_{side}")
+            elif kind == "inspire" and any(n.endswith(("ThumbBend", "ThumbRotation", "Pinky")) for n in have):
+                raise ValueError(f"{what}: Inspire {side} hand columns incomplete; missing "
+                                 f"{[n for n in want if n not in present]}")
+            elif kind == "dex3" and any(re.search(r"Thumb\d$", n) for n in have):
+                raise ValueError(f"{what}: Dex3 {side} hand columns incomplete; missing "
+                                 f"{[n for n in want if n not in present]}")
+        if len(fits) > 1:
+            raise ValueError(f"{what}: the {side} hand's columns fit both {fits}; pass the hands explicitly")
+        found += fits
+    return found
+
+
+def robot_from_type(robot_type: str | None) -> str | None:
+    """Our robot name for a LeRobot ``robot_type`` as unitree_IL_lerobot writes it (``Unitree_G1_Dex3`` → ``g1``,
+    ``Unitree_G1_Inspire`` → ``g1_inspire``, ``…H1…`` → ``h1_2``), or None when it names no Unitree humanoid."""
+    if not robot_type:
+        return None
+    t = str(robot_type).lower()
+    if "g1" in t:
+        return "g1_inspire" if "inspire" in t else "g1"
+    if "h1" in t:
+        return "h1_2"
+    return None

@@ -32,10 +32,17 @@ def register(subparsers) -> None:
     p.add_argument("--embodiment", nargs="+", default=None,
                    help="registered hands in the state, e.g. dex3_left dex3_right (default: the dexworld sidecar)")
     p.add_argument("--camera", default=None, help="camera name (observation.images.<camera>)")
-    p.add_argument("--robot", default=None, help="g1 or h1_2: place hands with the arm joints in the state")
+    p.add_argument("--robot", default=None,
+                   help="g1, g1_inspire or h1_2: place hands with the arm joints in the state (default: told from "
+                        "the feature names and robot_type)")
     _camera_args(p)
     _clip_args(p, fps=None, num_frames=None)
     p.add_argument("--episodes", type=int, nargs="+", default=None, help="episode indices (default all)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="v2.1 datasets: report and leave out episodes whose data or video files are missing")
+    p.add_argument("--convert-dir", type=Path, default=None,
+                   help="where a v2.1 dataset's converted v3.0 copy goes (default: $DEXWORLD_CACHE or "
+                        "~/.cache/dexworld; the source is never written)")
     p.set_defaults(func=run_import)
 
     p = subparsers.add_parser("ingest-humanoid-everyday", help=INGEST_HELP, description=INGEST_HELP)
@@ -46,6 +53,9 @@ def register(subparsers) -> None:
     p.add_argument("--robot", default=None, help="g1 or h1_2 (default: detected per episode)")
     p.add_argument("--task", default=None, help="task text (default: the task folder name)")
     p.add_argument("--check-depth", action="store_true", help="also check every depth file decodes")
+    p.add_argument("--hand-order", choices=("left-first", "right-first"), default="left-first",
+                   help="which hand hand_state lists first: left (README, default) or right (early H1 recordings; "
+                        "a warning says when the data look swapped)")
     p.add_argument("--skip-bad", action="store_true", help="report and skip bad episodes instead of stopping")
     _camera_args(p)
     _clip_args(p, fps=16.0, num_frames=81)
@@ -130,18 +140,23 @@ def run_import(args) -> int:
     from sim_bridge.clips import write_episode_clips
     from sim_bridge.lerobot_io import import_lerobot
 
+    skipped: list[tuple[str, str]] = []
     eps = import_lerobot(args.root, args.repo_id, hands=args.embodiment, camera=args.camera, robot=args.robot,
                          K=_parse_K(args.intrinsics), T_torso_cam=_parse_T(args.camera_to_torso),
-                         episodes=args.episodes)
+                         episodes=args.episodes, skip_bad=args.skip_bad, convert_dir=args.convert_dir,
+                         skipped=skipped)
     n = 0
     with _progress(None, "import") as bar:
         for ep in eps:
-            index = n if args.episodes is None else args.episodes[n]
+            tail = ep.source.rpartition("#")[2]
+            index = int(tail) if tail.isdigit() else (n if args.episodes is None else args.episodes[n])
             stem = f"{args.root.name}_ep{index:06d}"
             write_episode_clips(ep, args.out, stem, fps=args.fps, num_frames=args.num_frames, stride=args.stride)
             n += 1
             bar.update()
-    print(f"{args.out}: clips of {n} episodes")
+    for name, why in skipped:
+        print(f"skipped {name}: {why}")
+    print(f"{args.out}: clips of {n} episodes" + (f", {len(skipped)} skipped" if skipped else ""))
     return 0
 
 
@@ -157,7 +172,7 @@ def run_ingest(args) -> int:
             rep = ingest(path, out_dir=args.out, lerobot_root=args.lerobot_root, repo_id=args.repo_id,
                          fps=args.fps, num_frames=args.num_frames, stride=args.stride, robot=args.robot, K=K,
                          T_torso_cam=T, task=args.task, with_depth=args.check_depth, skip_bad=args.skip_bad,
-                         progress=lambda ep: bar.update())
+                         progress=lambda ep: bar.update(), hand_order=args.hand_order)
             for name, msg in rep.failed:
                 print(f"skipped {path.name}:{name}: {msg}")
             failed += len(rep.failed)
