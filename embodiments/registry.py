@@ -20,7 +20,8 @@ def register(item: Embodiment | Callable[[], Embodiment] | str | Path, name: str
              overwrite: bool = False) -> str:
     """Add a hand: an Embodiment instance, a zero-argument factory (needs ``name``), or a YAML spec path.
 
-    Returns the registered name. Registering an existing name needs ``overwrite=True``.
+    Returns the registered name. Registering an existing name needs ``overwrite=True``; the built-in names
+    (:func:`builtin_names`) are reserved and always refused.
     """
     if isinstance(item, str | Path):
         from .spec import load_spec
@@ -37,11 +38,18 @@ def register(item: Embodiment | Callable[[], Embodiment] | str | Path, name: str
         factory = item
     else:
         raise TypeError("register() takes an Embodiment, a factory with name=, or a YAML spec path")
+    if name in builtin_names():
+        raise ValueError(f"embodiment name {name!r} is reserved for a built-in hand; give your hand another name")
     if name in _factories and not overwrite:
         raise ValueError(f"embodiment {name!r} is already registered; pass overwrite=True to replace it")
     _factories[name] = factory
     _cache.pop(name, None)
     return name
+
+
+def builtin_names() -> frozenset[str]:
+    """Names of the hands dexworld ships (the YAML specs in ``embodiments/assets/`` and the human hands)."""
+    return frozenset({p.stem for p in ASSETS.glob("*.yaml")} | {"mano_left", "mano_right"})
 
 
 def names() -> list[str]:
