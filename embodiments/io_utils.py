@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -71,3 +71,29 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def confined_path(base: str | os.PathLike, rel: str, what: str, follow_links: bool = True) -> Path:
+    """``base / rel`` for a relative path read from a data file, refusing one that leaves ``base``.
+
+    Refused with a ``ValueError`` naming ``what`` (e.g. the file and field): an empty or absolute path, a ``..``
+    part, a NUL byte, or (``follow_links``, for paths on disk) one that resolves outside ``base`` through a
+    symbolic link.
+    """
+    base = Path(base)
+    text = str(rel)
+    parts = PurePosixPath(text.replace("\\", "/"))
+    if not text or "\0" in text or parts.is_absolute() or ".." in parts.parts or (len(text) > 1 and text[1] == ":"):
+        raise ValueError(f"{what}: {text!r} must be a relative path inside {base} (no '..', not absolute)")
+    path = base / parts
+    if follow_links and not path.resolve().is_relative_to(base.resolve()):
+        raise ValueError(f"{what}: {text!r} leads outside {base} through a symbolic link")
+    return path
+
+
+def plain_name(name: str, what: str) -> str:
+    """``name`` if it is a single file-name component (no separators, not ``.``/``..``); else a ``ValueError``."""
+    text = str(name)
+    if not text or text in (".", "..") or any(c in text for c in "/\\\0"):
+        raise ValueError(f"{what}: {text!r} must be a plain name (no '/', '\\' or '..')")
+    return text
