@@ -10,7 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -97,3 +97,25 @@ def plain_name(name: str, what: str) -> str:
     if not text or text in (".", "..") or any(c in text for c in "/\\\0"):
         raise ValueError(f"{what}: {text!r} must be a plain name (no '/', '\\' or '..')")
     return text
+
+
+def clean_atomic_leftovers(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Remove what a killed :func:`atomic_path` / :func:`atomic_dir` left in ``folder`` for targets matching the
+    globs ``names`` (their hidden ``.<name>.*`` temporaries); returns the removed paths.
+
+    A previous version that a killed :func:`atomic_dir` swap had set aside (``.<name>.old-*``) is put back when the
+    target itself is missing, so nothing that was complete is lost.
+    """
+    folder = Path(folder)
+    removed = []
+    for pattern in names:
+        for p in sorted(folder.glob(f".{pattern}.*")):
+            name, old, _ = p.name[1:].rpartition(".old-")
+            if old and p.is_dir() and (p / "x").exists() and not (folder / name).exists():
+                os.replace(p / "x", folder / name)
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+    return removed
