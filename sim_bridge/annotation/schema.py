@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embodiments.io_utils import atomic_path, plain_name
+from embodiments.io_utils import atomic_path, h5_writer, plain_name
 from embodiments.layout import NUM_HAND_JOINTS, SIDES
 
 MANO_FIELDS: dict[str, int] = {"pose": 45, "betas": 10, "global_orient": 3, "transl": 3}
@@ -175,9 +175,7 @@ def save_detections(path: str | os.PathLike, videos: VideoDetections | list[Vide
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **videos[0]._columns())
         elif suffix in (".h5", ".hdf5"):
-            import h5py
-
-            with h5py.File(tmp, "w") as f:
+            with h5_writer(tmp) as f:
                 f.attrs.update(schema=SCHEMA_NAME, version=SCHEMA_VERSION)
                 for v in videos:
                     g = f.create_group(v.video_id)
