@@ -169,7 +169,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
+        if old is not None and path.exists():  # else it holds the only copy (clean_atomic_leftovers restores it)
             shutil.rmtree(old, ignore_errors=True)
 
 
