@@ -170,3 +170,12 @@ def test_synth_on_a_full_disk_keeps_the_old_clip_and_leaves_no_temporary(tmp_pat
     assert main([*args, "--overwrite"]) == 1
     _one_line_error(capsys, f"cannot write {tmp_path / 'episode_000000.h5'}: No space left on device")
     assert _listing(tmp_path) == before  # the old clip and manifest; no temporary file, the killed run's removed
+
+
+def test_save_probe_into_an_unwritable_folder_is_one_error(tmp_path):
+    from worldmodel.evaluation.probe import KeypointProbe, save_probe
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'file' / 'probe'}"):
+        save_probe(KeypointProbe(), tmp_path / "file" / "probe")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
