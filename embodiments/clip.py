@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io_utils import atomic_path
+from .io_utils import atomic_path, h5_writer
 from .sparse import SparseJoints
 
 CLIP_FORMAT = "dexworld.clip"
@@ -64,7 +64,6 @@ def write_clip(path: str | os.PathLike, frames: np.ndarray, joints: SparseJoints
     Extras: ``prompt_embeds=`` (L, D) array is stored as the clip's precomputed prompt embedding; other arrays go to
     ``/extra``, numbers and strings to attributes, dicts as JSON; ``None`` values are skipped.
     """
-    import h5py
 
     path = Path(path)
     frames = _check_clip(frames, joints)
@@ -75,7 +74,7 @@ def write_clip(path: str | os.PathLike, frames: np.ndarray, joints: SparseJoints
         prompt_embeds = np.asarray(prompt_embeds, dtype=np.float32)
         if prompt_embeds.ndim != 2:
             raise ValueError(f"prompt_embeds must have shape (L, D), got {prompt_embeds.shape}")
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5_writer(tmp) as f:
         f.attrs.update({"format": CLIP_FORMAT, "schema_version": CLIP_SCHEMA_VERSION, "fps": joints.fps,
                         "embodiment": joints.embodiment, "prompt": prompt, "mirrored": joints.mirrored})
         f.create_dataset("frames", data=frames, chunks=(1, *frames.shape[1:]), compression="gzip",

@@ -48,10 +48,12 @@ def register(item: Embodiment | Callable[[], Embodiment] | str | Path, name: str
 def _check_name(name: str, overwrite: bool, where: str = "") -> None:
     _load_builtins()
     if name in _builtins:
-        raise ValueError(f"{where}embodiment {name!r} is a built-in hand and cannot be replaced; give yours another "
-                         "name")
+        raise ValueError(f"{where}embodiment name {name!r} is reserved for a built-in hand and cannot be replaced; "
+                         "give yours another name")
     if name in _factories and not overwrite:
         raise ValueError(f"{where}embodiment {name!r} is already registered; pass overwrite=True to replace it")
+
+
 
 
 def names() -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io_utils import atomic_path
+from .io_utils import atomic_path, h5_writer
 from .layout import NUM_HAND_JOINTS, NUM_SLOTS, hand_slots, side_offset
 from .transforms import apply_transform, project
 
@@ -189,9 +189,7 @@ class SparseJoints:
                 with open(tmp, "wb") as f:
                     np.savez(f, **arrays, **meta)
             elif suffix in (".h5", ".hdf5"):
-                import h5py
-
-                with h5py.File(tmp, "w") as f:
+                with h5_writer(tmp) as f:
                     g = f.create_group("sparse_joints")
                     for k, v in arrays.items():
                         g.create_dataset(k, data=v, compression="gzip" if v.size > 4096 else None)

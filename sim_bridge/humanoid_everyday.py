@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from embodiments import registry
+from embodiments.io_utils import confined_path
 
 from .hand_pose import hands_in_camera
 from .ingest import IngestReport, write_episodes
@@ -91,15 +92,26 @@ class TaskSource:
         try:
             if self._zip is not None:
                 return self._zip.read(rel)
-            return (self.path / rel).read_bytes()
+            return confined_path(self.path, rel, who).read_bytes()  # no symbolic link out of the task folder
         except (KeyError, FileNotFoundError):
             raise HEFormatError(f"{who}: file {rel} is missing") from None
+        except ValueError as e:
+            raise HEFormatError(str(e)) from None
         except (zipfile.BadZipFile, lzma.LZMAError, OSError, EOFError) as e:
             raise HEFormatError(f"{who}: file {rel} cannot be read ({e})") from None
 
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
+
+
+def _inside(episode: str, rel: str, who: str) -> str:
+    """``<episode>/<rel>`` for a file path read from ``data.json``; one leaving the episode folder is refused."""
+    try:
+        confined_path(episode, rel, who, follow_links=False)  # no '..', not absolute (links: checked on reading)
+    except ValueError as e:
+        raise HEFormatError(str(e)) from None
+    return f"{episode}/{rel}"
 
 
 def _episode_key(name: str) -> tuple:
@@ -186,9 +198,9 @@ def parse_episode(src: TaskSource, name: str, robot: str | None = None) -> RawEp
         img = f.get("image")
         if not isinstance(img, str) or not img:
             raise HEFormatError(f"{wf}: missing the colour image path 'image'")
-        images.append(f"{name}/{img}")
+        images.append(_inside(name, img, f"{wf}: field 'image'"))
         dep = f.get("depth")
-        depths.append(f"{name}/{dep}" if isinstance(dep, str) and dep else None)
+        depths.append(_inside(name, dep, f"{wf}: field 'depth'") if isinstance(dep, str) and dep else None)
         times.append(float(f.get("time", t / HE_FPS)))
     for label, arrs in (("left_angles", left), ("right_angles", right)):
         if arrs and len({a.shape[0] for a in arrs}) != 1:

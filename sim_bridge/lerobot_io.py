@@ -202,16 +202,24 @@ def recover(root: str | os.PathLike) -> str:
     """Bring a dataset folder back to its last committed state after a killed export.
 
     Returns what was done: ``"clean"``, ``"restored"`` (a swap was cut between its two renames; the previous
-    commit is back) or ``"discarded"`` (uncommitted staging or backup folders removed).
+    commit is back) or ``"discarded"`` (an uncommitted staging folder, or a backup that the committed dataset
+    supersedes, removed). Committed episodes are never discarded: a backup is deleted only when ``root`` is a
+    complete dataset holding all its episodes; a ``root`` of empty folders (left by something that opened the
+    half-renamed dataset) is removed and the backup put back; anything else is a ``ValueError`` that deletes nothing.
     """
     root = Path(root)
     staging, backup = _aux(root, "staging"), _aux(root, "backup")
     action = "clean"
     if backup.exists():
-        if root.exists():
+        if root.exists() and _supersedes(root, backup):
             shutil.rmtree(backup)
             action = "discarded"
         else:
+            if root.exists():
+                if not root.is_dir() or any(p.is_file() or p.is_symlink() for p in root.rglob("*")):
+                    raise ValueError(f"{root} is not the dataset its interrupted export committed, and {backup} "
+                                     "holds the previous commit; move one of them away (nothing was deleted)")
+                _remove_empty_tree(root)
             os.rename(backup, root)
             action = "restored"
     if staging.exists():
@@ -222,6 +230,48 @@ def recover(root: str | os.PathLike) -> str:
     return action
 
 
+def _supersedes(root: Path, backup: Path) -> bool:
+    """Whether ``root`` is a complete dexworld dataset that holds every episode of ``backup`` (a finished swap)."""
+    try:
+        new, old = read_sidecar(root), read_sidecar(backup)
+    except ValueError:
+        return False
+    if new is None or not (root / "meta" / "info.json").exists():
+        return False
+    old_eps = old["episodes"] if old else []
+    return new["episodes"][:len(old_eps)] == old_eps
+
+
+def _remove_empty_tree(folder: Path) -> None:
+    """Remove a folder that holds only empty folders (``os.rmdir`` refuses anything else)."""
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        os.rmdir(sub)
+    os.rmdir(folder)
+
+
+def check_root(root: str | os.PathLike) -> Path:
+    """A folder to export into: missing, empty, or a dataset (with :func:`recover`'s aux folders beside it).
+
+    Anything else — a file, a folder of other things — is refused, so an export never replaces what it did not
+    write.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"dataset root {root} is a file; give a folder (new, empty, or a LeRobot dataset written "
+                         "by dexworld)")
+    if root.is_dir() and not (root / "meta" / "info.json").exists() and any(root.iterdir()) \
+            and not _aux(root, "backup").exists():
+        names = sorted(p.name for p in root.iterdir())
+        shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+        raise ValueError(f"dataset root {root} exists and is not a LeRobot dataset (it holds {shown}); export into "
+                         "a new or empty folder")
+    return root
+
+
+class DatasetBusy(ValueError):
+    """Another process holds the dataset's write lock."""
+
+
 @contextlib.contextmanager
 def _lock(root: Path) -> Iterator[None]:
     """One writer per dataset folder (advisory lock beside it)."""
@@ -230,7 +280,7 @@ def _lock(root: Path) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ValueError(f"another export is writing {root}") from None
+            raise DatasetBusy(f"another export is writing {root}") from None
         try:
             yield
         finally:
@@ -312,9 +362,15 @@ class _Stage:
             shutil.rmtree(self.dir)
         if (root / "meta" / "info.json").exists():
             shutil.copytree(root / "meta", self.dir / "meta")
-            for sub in ("data", "videos"):
-                if (root / sub).exists():
-                    shutil.copytree(root / sub, self.dir / sub, copy_function=_link_or_copy)
+            for entry in root.iterdir():  # data, videos and anything a user keeps beside them: hard links
+                if entry.name == "meta":
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.copytree(entry, self.dir / entry.name, symlinks=True, copy_function=_link_or_copy)
+                elif entry.is_symlink():
+                    os.symlink(os.readlink(entry), self.dir / entry.name)
+                else:
+                    _link_or_copy(str(entry), str(self.dir / entry.name))
             self.ds = LeRobotDataset.resume(repo_id, root=self.dir, video_backend="pyav", rgb_encoder=encoder)
         else:
             self.ds = LeRobotDataset.create(repo_id, fps=fps, features=features, root=self.dir, use_videos=True,
@@ -380,13 +436,14 @@ def export_lerobot(episodes: Iterable[Episode], repo_id: str, root: str | os.Pat
     episode that fails validation is reported and skipped instead of stopping the export.
     """
     _quiet_lerobot()
-    root = Path(root)
+    root = check_root(root)
     if commit_every < 1:
         raise ValueError(f"commit_every must be ≥ 1, got {commit_every}")
     encoder = encoder or default_encoder()
     report = ExportReport()
     with _lock(root), _ffmpeg_warnings_only():
         recover(root)
+        check_root(root)
         sidecar = read_sidecar(root)
         if sidecar is None and (root / "meta" / "info.json").exists():
             raise ValueError(f"{root} is a LeRobot dataset not written by dexworld (no {SIDECAR}); "
@@ -467,7 +524,12 @@ def load_dataset(repo_id: str, root: str | os.PathLike):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     root = Path(root)
-    recover(root)
+    if any(p.exists() for p in (root, _aux(root, "backup"), _aux(root, "staging"))):
+        try:
+            with _lock(root):
+                recover(root)
+        except DatasetBusy:
+            pass  # an export is writing it: that writer recovers; read the last commit
     if not (root / "meta" / "info.json").exists():
         raise FileNotFoundError(f"no LeRobot dataset at {root} (meta/info.json missing)")
     return LeRobotDataset(repo_id, root=root, video_backend="pyav")

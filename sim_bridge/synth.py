@@ -27,7 +27,7 @@ import mujoco
 import numpy as np
 
 from embodiments import Embodiment, JointLimitWarning, get
-from embodiments.io_utils import atomic_path
+from embodiments.io_utils import atomic_path, clean_atomic_leftovers
 
 from .motion import HandAxes, hand_axes, interpolate_poses, min_jerk, smooth_random_q, wrist_pose
 from .render import FrameRenderer
@@ -243,8 +243,9 @@ def synthesize(embodiment: str | Embodiment, out_dir: str | Path, episodes: int,
                on_episode: Callable[[int, SimRollout], None] | None = None) -> SynthReport:
     """Render ``episodes`` clips of one hand into ``out_dir`` (``episode_000000.h5`` …) plus ``manifest.json``.
 
-    Existing episode files are kept (the run resumes) unless ``overwrite``. Unstable physics or a hand out of view
-    skips the episode with a reason in the report; file-system errors stop the run (no partial file is left).
+    Existing episode files are kept (the run resumes) unless ``overwrite``; temporary files a killed run left are
+    removed. Unstable physics or a hand out of view skips the episode with a reason in the report; file-system
+    errors stop the run with an ``OutputError`` (no partial file is left).
     """
     from tqdm.auto import tqdm
 
@@ -254,6 +255,7 @@ def synthesize(embodiment: str | Embodiment, out_dir: str | Path, episodes: int,
         raise ValueError(f"episodes must be a non-negative integer, got {episodes}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    clean_atomic_leftovers(out_dir, ["episode_*.h5", "manifest.json"])  # temporaries of a killed earlier run
     axes = hand_axes(emb)
     human = HumanMotionSource(emb, cfg) if "human" in cfg.motions else None
     report = SynthReport(written=[], skipped=[], existing=0, seconds=0.0, frames_rendered=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -545,3 +546,50 @@ def test_read_frames_with_either_decoder(tmp_path, monkeypatch):
             np.testing.assert_array_equal(f, decoded[i])
         with pytest.raises(ValueError, match="has 12 frames but the detections need frame 12"):
             list(pl.read_frames(tmp_path / "v.mp4", [3, 12]))
+
+
+@pytest.mark.parametrize("form", ["json", "npz"])
+def test_all_nan_detections_are_dropped_and_counted_not_a_crash(tmp_path, capsys, form):
+    """Every hand of every frame is NaN (a detector that failed throughout): 24 hands in 12 frames are dropped and
+    counted, the one clip is dropped for too few hands, exit code 0 and no traceback (used to be an IndexError)."""
+    from dexworld.cli import main
+
+    doc = _json_doc(num_frames=12)
+    for fr in doc["frames"]:
+        for h in fr["hands"]:
+            h["bbox"] = [float("nan")] * 4
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(doc))
+    if form == "npz":
+        good = tmp_path / "good.json"
+        good.write_text(json.dumps(_json_doc(num_frames=12)))
+        cols = dict(np.load(save_detections(tmp_path / "g.npz", load_detections(good))))
+        cols["bbox"][:] = np.nan
+        path = tmp_path / "d.npz"
+        np.savez(path, **cols)
+    out = tmp_path / "out"
+    assert main(["annotate", str(path), "-o", str(out), "--clip-frames", "9", "--dry-run"]) == 0
+    (video,) = json.loads((out / "annotation_report.json").read_text())["videos"]
+    assert video["nonfinite_hands"] == 24 and video["nonfinite_frames"] == 12 and video["error"] is None
+    assert [c["reasons"] for c in video["clips"]] == [["few_hands", "sparse_mano"]]
+    assert re.search(r"hands dropped for NaN/inf\s*│\s*24\s", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("video_id", ["../../../escaped", "/tmp/abs", "sub/dir", ".."])
+def test_video_id_cannot_name_a_path_outside_the_output_folder(tmp_path, capsys, video_id):
+    from dexworld.cli import main
+
+    doc = {**_json_doc(num_frames=12), "video_id": video_id}
+    work = tmp_path / "a" / "b" / "c"
+    work.mkdir(parents=True)
+    (work / "d.json").write_text(json.dumps(doc))
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["annotate", str(work / "d.json"), "-o", str(work / "out"), "--clip-frames", "9"]) == 1
+    err = capsys.readouterr().err
+    assert f"d.json: video 'clip.mp4': field 'video_id': {video_id!r} must be a plain name" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written anywhere
+    # the library refuses it as well (detections built in code, not read from a file)
+    det = make_video_dets([(t, 0, [0.0, 0.0, 0.5]) for t in range(12)], 12, video_id=video_id)
+    with pytest.raises(ValueError, match="must be a plain name"):
+        annotate_video(det, work / "out", AnnotationConfig(clip_frames=9), write=False)

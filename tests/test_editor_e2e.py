@@ -176,10 +176,10 @@ def test_edit_generate_simulate_export_in_the_browser(editor, browser):
     d.save_screenshot(str(shot))
     assert shot.stat().st_size > 20_000
 
-    # Export to a folder typed into the page
-    out = tmp / "exported"
-    _type(_inputs(d, "Folder")[-1], out)
-    _wait(lambda: app.out_txt.value == str(out), 10, "the export folder to reach the server")
+    # Export to a subfolder (of --out) typed into the page
+    out = tmp / "out" / "exported"
+    _type(_inputs(d, "Subfolder")[-1], "exported")
+    _wait(lambda: app.out_txt.value == "exported", 10, "the export subfolder to reach the server")
     _button(d, "Export joints + videos").click()
     _wait(lambda: (out / "edited_joints.npz").exists() and (out / "simulated.mp4").exists(), 30, "the export")
     assert (out / "imagined.mp4").stat().st_size > 0 and (out / "imagined.gif").stat().st_size > 0

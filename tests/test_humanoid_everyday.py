@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import lzma
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -249,3 +250,39 @@ def test_dataset_show_draws_the_wrist_on_the_dot(task, tmp_path):
 
     gif = iio.imread(out)
     assert gif.shape[0] == 10 and gif.shape[1:3] == (H, W)
+
+
+def test_file_paths_in_data_json_stay_inside_the_episode(task, tmp_path, capsys):
+    """``image``/``depth`` paths with ``..`` or absolute, and a symbolic link out of the task folder, are refused
+    with the episode, frame and field named, although the file they point at exists and decodes."""
+    from dexworld.cli import main
+
+    outside = tmp_path / "x.png"
+    shutil.copy(task / "episode_0" / "color" / "000000.jpg", outside)
+    bad = tmp_path / "bad"
+    shutil.copytree(task, bad)
+    js = bad / "episode_0" / "data.json"
+    good = json.loads(js.read_text())
+    for field, value in (("image", "../../x.png"), ("image", str(outside)), ("depth", "../../x.png")):
+        recs = json.loads(json.dumps(good))
+        recs[2][field] = value
+        js.write_text(json.dumps(recs))
+        _expect_error(bad, rf"episode_0 frame 2: field '{field}': '{re.escape(value)}' must be a relative path "
+                           "inside episode_0", with_depth=True)
+    js.write_text(json.dumps(good))
+    link = bad / "episode_0" / "color" / "000004.jpg"
+    link.unlink()
+    link.symlink_to(outside)
+    _expect_error(bad, r"episode_0 frame 4: 'episode_0/color/000004.jpg' leads outside .*bad through a symbolic link")
+    code = main(["ingest-humanoid-everyday", str(bad), "-o", str(tmp_path / "clips"), "--fps", "30",
+                 "--num-frames", "5", "--intrinsics", "38.9,38.9,32.2,23.8"])
+    err = capsys.readouterr().err
+    assert code == 1 and "symbolic link" in err and "Traceback" not in err
+    # the same inside a zip: the path is refused before anything is read
+    recs = json.loads(json.dumps(good))
+    recs[0]["image"] = "../../x.png"
+    zpath = tmp_path / "z.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        z.writestr("z/episode_0/data.json", json.dumps(recs))
+        z.write(outside, "x.png")
+    _expect_error(zpath, r"episode_0 frame 0: field 'image': '\.\./\.\./x\.png' must be a relative path")

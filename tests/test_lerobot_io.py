@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,6 +205,67 @@ def test_recover_after_kill_between_the_commit_renames(tmp_path, monkeypatch):
     # and a kill after the swap but before the backup was removed
     (tmp_path / ".ds.backup").mkdir()
     assert lio.recover(root) == "discarded" and reload(root).num_episodes == 1
+
+
+def test_recovery_never_discards_the_committed_episodes(tmp_path):
+    """Killed between the commit renames, then something (lerobot itself) opened the dataset and left an empty
+    folder where it was: the backup with the committed episode is put back, not deleted as superseded."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root, backup, staging = tmp_path / "ds", tmp_path / ".ds.backup", tmp_path / ".ds.staging"
+    lio.export_lerobot([make_episode(0)], REPO, root)
+    lio.export_lerobot([make_episode(1)], REPO, tmp_path / "next")  # stands in for the finished staging copy
+    os.rename(root, backup)
+    os.rename(tmp_path / "next", staging)
+    with pytest.raises(Exception):  # noqa: B017 - offline, lerobot tries the hub and fails …
+        LeRobotDataset(REPO, root=root)
+    assert root.is_dir() and not any(root.rglob("*.*"))  # … leaving an empty dataset folder behind
+    rep = lio.export_lerobot([make_episode(0), make_episode(2)], REPO, root)
+    assert rep.skipped == ["ep0"] and rep.written == ["ep2"] and rep.total_episodes == 2
+    assert not backup.exists() and not staging.exists()
+    # opening (not exporting) the half-renamed dataset restores it and leaves no empty folder
+    shutil.rmtree(root)
+    lio.export_lerobot([make_episode(0)], REPO, tmp_path / "again")
+    os.rename(tmp_path / "again", backup)
+    assert reload(root).num_episodes == 1 and not backup.exists()
+    assert {p.name for p in tmp_path.iterdir() if p.suffix != ".lock"} == {"ds"}  # no empty folder beside it
+    # a root holding something else beside a backup: refused, both kept
+    os.rename(root, backup)
+    root.mkdir()
+    (root / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="move one of them away"):
+        lio.export_lerobot([make_episode(3)], REPO, root)
+    assert (root / "notes.txt").read_text() == "x" and (backup / lio.SIDECAR).exists()
+
+
+def test_export_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
+    from dexworld.cli import main
+
+    clips = tmp_path / "clips"
+    write_episode_clips(make_episode(0), clips, "ep0")
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "notes.txt").write_text("x")
+    (tmp_path / "file").write_text("y")
+    before = sorted(tmp_path.rglob("*"))
+    for root, match in ((ds, f"dataset root {ds} exists and is not a LeRobot dataset (it holds notes.txt)"),
+                        (tmp_path / "file", f"dataset root {tmp_path / 'file'} is a file")):
+        assert main(["export-lerobot", str(clips), "--root", str(root)]) == 1
+        err = capsys.readouterr().err
+        assert match in err and len(err.strip().splitlines()) == 1
+    assert sorted(tmp_path.rglob("*")) == before  # nothing renamed, created or deleted
+    assert (ds / "notes.txt").read_text() == "x" and (tmp_path / "file").read_text() == "y"
+    # an empty folder is fine; files a user keeps inside a dexworld dataset survive every later commit
+    (tmp_path / "empty").mkdir()
+    assert main(["export-lerobot", str(clips), "--root", str(tmp_path / "empty")]) == 0
+    (tmp_path / "empty" / "README.md").write_text("my notes")
+    (tmp_path / "empty" / "extra").mkdir()
+    (tmp_path / "empty" / "extra" / "a.txt").write_text("a")
+    write_episode_clips(make_episode(1), clips, "ep1")
+    assert main(["export-lerobot", str(clips), "--root", str(tmp_path / "empty")]) == 0
+    assert "wrote 1, already there 1" in capsys.readouterr().out
+    assert (tmp_path / "empty" / "README.md").read_text() == "my notes"
+    assert (tmp_path / "empty" / "extra" / "a.txt").read_text() == "a"
 
 
 def test_bad_input_errors(tmp_path):

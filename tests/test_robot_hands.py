@@ -392,3 +392,24 @@ def test_malformed_user_urdf(tmp_path):
     path = _user_spec(tmp_path, "  index_tip: left_hand_index_tip\n", urdf="<robot name='x'><link name='a'>")
     with pytest.raises(ValueError, match="could not parse URDF"):
         embodiments.register(path)
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+@pytest.mark.parametrize("builtin", ["inspire_right", "dex3_left", "mano_left"])
+def test_builtin_names_are_reserved_whatever_the_registry_state(tmp_path, monkeypatch, fresh, builtin):
+    """A user spec named like a built-in is refused before and after the built-ins were loaded, even with
+    overwrite=True; the built-in stays what it was."""
+    from embodiments import registry
+
+    if fresh:  # a process that has not asked the registry for anything yet
+        monkeypatch.setattr(registry, "_factories", {})
+        monkeypatch.setattr(registry, "_cache", {})
+        monkeypatch.setattr(registry, "_builtins_loaded", False)
+    else:
+        embodiments.get(builtin)
+    path = _user_spec(tmp_path, "  index_tip: left_hand_index_tip\n").read_text().replace("my_test_hand", builtin)
+    (tmp_path / "clash.yaml").write_text(path)
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=f"{builtin!r} is reserved for a built-in hand"):
+            embodiments.register(tmp_path / "clash.yaml", overwrite=overwrite)
+    assert embodiments.get(builtin).dof == {"inspire_right": 6, "dex3_left": 7, "mano_left": 20}[builtin]

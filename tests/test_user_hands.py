@@ -22,7 +22,7 @@ def test_builtin_names_are_reserved_whatever_the_order(tmp_path):
     registry._builtins.clear()
     registry._builtins_loaded = False  # as in a fresh process where nothing asked for a hand yet
     try:
-        with pytest.raises(ValueError, match="'inspire_right' is a built-in hand"):
+        with pytest.raises(ValueError, match="'inspire_right' is reserved for a built-in hand"):
             embodiments.register(spec)
         with pytest.raises(ValueError, match="built-in"):
             embodiments.register(embodiments.get("dex3_right"), name="dex3_right", overwrite=True)

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import PIL.Image
 
+    from embodiments.io_utils import check_writable
     from embodiments.sparse import SparseJoints
     from worldmodel.evaluation.video import draw_joints, side_by_side, write_video
     from worldmodel.wan.checkpoint import load_for_inference
@@ -52,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise ValueError(f"-o must end in .mp4 or .gif, got {out.name!r}")
+    for path in (out, args.save_control):  # before the model runs: an unwritable output fails in a second
+        if path:
+            check_writable(path)
     if not Path(args.image).exists():
         raise FileNotFoundError(f"no image at {args.image}")
     image = np.asarray(PIL.Image.open(args.image).convert("RGB"))

@@ -106,8 +106,9 @@ def _progress(total: int | None, desc: str):
 def run_export(args) -> int:
     from embodiments.clip import find_clips
     from sim_bridge.clips import episode_from_clip
-    from sim_bridge.lerobot_io import export_lerobot
+    from sim_bridge.lerobot_io import check_root, export_lerobot
 
+    check_root(args.root)  # before anything is read or shown: a --root that is not ours is refused up front
     paths = find_clips(args.clips)
     bar = _progress(len(paths), "export")
     failed = []

@@ -70,9 +70,11 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
+    from embodiments.io_utils import check_writable
     from sim_bridge.scene import SceneConfig
     from sim_bridge.synth import SynthConfig, synthesize
 
+    check_writable(args.out / "manifest.json")  # before any rendering
     motions = tuple(m.strip() for m in args.motions.split(",") if m.strip())
     cfg = SynthConfig(frames=args.frames, size=args.size, fps=args.fps, physics=args.physics, motions=motions,
                       episodes_per_scene=args.episodes_per_scene, depth=args.depth,
@@ -132,12 +134,19 @@ def _load_trajectory(path: Path, embs) -> tuple[dict, dict]:
 
 def run_simulate(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
-    import imageio.v2 as imageio
     import numpy as np
 
+    from embodiments.io_utils import check_writable
     from sim_bridge.motion import hand_axes, wrist_pose
     from sim_bridge.rollout import rollout
     from sim_bridge.scene import scene_hands
+    from worldmodel.evaluation.video import write_video
+
+    if args.out.suffix.lower() not in (".mp4", ".gif"):
+        raise ValueError(f"--out must end in .mp4 or .gif, got {args.out.name!r}")
+    for out in (args.out, args.joints_out):  # before the rollout: an unwritable output fails in a second
+        if out is not None:
+            check_writable(out)
 
     embs = scene_hands([h.strip() for h in args.embodiment.replace("+", ",").split(",") if h.strip()])
     q, wrist = _load_trajectory(args.trajectory, embs)
@@ -149,11 +158,7 @@ def run_simulate(args: argparse.Namespace) -> int:
                                       0)
     r = rollout(embs, q, wrist, camera=args.camera, mode="physics" if args.physics else "kinematic",
                 size=args.size, seed=args.seed, fps=args.fps)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    from embodiments.io_utils import atomic_path
-
-    with atomic_path(args.out) as tmp:
-        imageio.mimsave(tmp, list(r.frames), fps=args.fps)
+    write_video(args.out, r.frames, fps=args.fps)
     if args.joints_out is not None:
         r.joints.save(args.joints_out)
     print(f"wrote {len(r)} frames to {args.out}" + ("" if r.stable else f" — {'; '.join(r.issues)}"))

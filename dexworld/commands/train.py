@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="JSON file with TrainConfig fields; flags override it")
     p.add_argument("--resume", nargs="?", const="latest", default=None,
                    help="continue a run: 'latest' (default when given without value) or a checkpoint folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --out that holds a run: delete that run's checkpoints, logs, base and "
+                        "samples first (nothing else in the folder)")
     p.add_argument("--steps", type=int, default=None, help="total optimiser steps (default 1600)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--num-frames", type=int, default=None, help="frames per sample, 4k+1 (default: preset's)")
@@ -123,11 +126,23 @@ def build_config(args: argparse.Namespace):
     return TrainConfig.from_dict(values)
 
 
+def _check_run_folder(out: Path, resume: str | None, overwrite: bool) -> None:
+    """A new run never lands on an old one unasked (it would cut the loss log and repoint ``latest``)."""
+    from worldmodel.training.run_folder import is_started_run
+
+    if not resume and not overwrite and is_started_run(out):
+        raise ValueError(f"--out {out} already holds a training run; continue it with --resume, or start a new run "
+                         "with a new --out (or --overwrite to delete that run's checkpoints, logs and samples)")
+
+
 def run(args: argparse.Namespace) -> int:
     from worldmodel.training.trainer import Trainer, count_parameters
 
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite deletes it; give one of them")
     cfg = build_config(args)
-    trainer = Trainer(cfg, resume=args.resume)
+    _check_run_folder(Path(cfg.out), args.resume, args.overwrite)
+    trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
     model = trainer.model
     main_process = trainer.accelerator.is_main_process  # under `accelerate launch`, report once
     if main_process:

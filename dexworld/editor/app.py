@@ -22,10 +22,12 @@ import numpy as np
 import viser
 from scipy.spatial.transform import Rotation
 
+from embodiments.io_utils import confined_path
 from embodiments.layout import NUM_SLOTS, SLOT_NAMES, skeleton_edges
 from embodiments.sparse import SparseJoints
 from worldmodel.editing import FALLOFFS
 
+from .access import editor_url, is_loopback, require_token
 from .overlay import ORIGINAL_RGB, SELECTED_RGB, side_color, trajectory_overlay
 from .runners import ROBOTS, SIM_MODES, GenerateSettings, VideoGenerator, simulate
 from .state import (
@@ -80,13 +82,18 @@ class EditorApp:
         image: (H, W, 3) uint8 reference image (the first frame), in the pixels ``joints.K`` refers to.
         joints: SparseJoints in the camera frame with K.
         generator: the video model runner (default: shipped tiny model, or a fresh untrained one).
-        out_dir: where Export writes ``edited_joints.npz`` and the videos.
+        out_dir: where Export writes ``edited_joints.npz`` and the videos; the page can name a subfolder of it,
+            nothing outside it.
         host, port: where to serve (127.0.0.1 by default: local only).
+        token: required in the websocket URL (``access.require_token``); needed for a non-loopback ``host``.
     """
 
     def __init__(self, image: np.ndarray, joints: SparseJoints, generator: VideoGenerator | None = None,
                  out_dir: str | Path = "dexworld_edit", host: str = "127.0.0.1", port: int = 8080,
-                 verbose: bool = False):
+                 verbose: bool = False, token: str | None = None):
+        if token is None and not is_loopback(host):
+            raise ValueError(f"serving on {host!r} reaches other machines: give a token (dexworld edit --allow-remote "
+                             "makes one)")
         self.state = EditorState(joints)
         image = check_image(image)
         check_image_matches(image, joints)
@@ -99,7 +106,10 @@ class EditorApp:
         self._busy = threading.Lock()
         self._drag: dict | None = None
         self._traj = None
+        self.token = token
         self.server = viser.ViserServer(host=host, port=port, label="dexworld · joint editor", verbose=verbose)
+        if token is not None:
+            require_token(self.server, token)
         self.server.scene.set_up_direction("+z")
         self._build_gui()
         self._build_scene()
@@ -108,7 +118,7 @@ class EditorApp:
     # ------------------------------------------------------------------ lifecycle
     @property
     def url(self) -> str:
-        return f"http://{self.server.get_host()}:{self.server.get_port()}"
+        return editor_url(self.server.get_host(), self.server.get_port(), self.token)
 
     def stop(self) -> None:
         self.server.stop()
@@ -195,7 +205,8 @@ class EditorApp:
             self.simulate_btn = gui.add_button("Simulate", icon=viser.Icon.ROBOT)
             self.sim_md = gui.add_markdown("")
         with gui.add_folder("Export"):
-            self.out_txt = gui.add_text("Folder", initial_value=str(self.out_dir))
+            self.out_txt = gui.add_text("Subfolder", initial_value="",
+                                        hint=f"inside {self.out_dir} (empty: that folder itself)")
             self.export_btn = gui.add_button("Export joints + videos", icon=viser.Icon.DOWNLOAD)
             self.download_btn = gui.add_button("Download joints (.npz)", icon=viser.Icon.FILE_DOWNLOAD)
             self.export_md = gui.add_markdown("")
@@ -498,11 +509,12 @@ class EditorApp:
         self.video_html.content = _video_html(vids)
 
     # ------------------------------------------------------------------ callbacks: export, uploads
-    def export(self, folder: str | Path | None = None) -> list[Path]:
-        """Write ``edited_joints.npz`` and whichever videos exist (mp4 + gif) into ``folder``."""
+    def export(self, subfolder: str | None = None) -> list[Path]:
+        """Write ``edited_joints.npz`` and whichever videos exist (mp4 + gif) into the output folder, or into
+        ``subfolder`` of it (a relative path; one leading outside the output folder is refused)."""
         from worldmodel.evaluation.video import side_by_side, write_video
 
-        out = Path(folder) if folder is not None else self.out_dir
+        out = confined_path(self.out_dir, subfolder, "export subfolder") if subfolder else self.out_dir
         with self._lock:
             written = [self.state.export_joints(out / "edited_joints.npz")]
         o, fps = self.outputs, self.state.joints.fps
@@ -517,10 +529,9 @@ class EditorApp:
         return written
 
     def _on_export(self, _event) -> None:
-        folder = self.out_txt.value.strip() or str(self.out_dir)
-        written = self.export(folder)
+        written = self.export(self.out_txt.value.strip() or None)
         self.export_md.content = "Wrote:\n" + "\n".join(f"- `{p}`" for p in written)
-        self._notify("Exported", f"{len(written)} file(s) in {folder}")
+        self._notify("Exported", f"{len(written)} file(s) in {written[0].parent}")
 
     def _on_download(self, event) -> None:
         buf = io.BytesIO()

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embodiments.io_utils import plain_name
 from embodiments.layout import NUM_HAND_JOINTS, NUM_SLOTS, SIDES
 from embodiments.sparse import SparseJoints
 
@@ -264,6 +265,7 @@ def annotate_video(det: VideoDetections, out_dir: str | os.PathLike, config: Ann
     ``write=False`` decides every clip without reading the video or writing files (a dry run).
     """
     cfg = config or AnnotationConfig()
+    plain_name(det.video_id, f"video '{det.video}': video_id")  # it names the clip files inside out_dir
     report = VideoReport(video_id=det.video_id, video=det.video, num_frames=det.num_frames,
                          nonfinite_frames=len(det.nonfinite_frames), nonfinite_hands=det.nonfinite_hands)
     if mano_models is None and cfg.mano_dir and (det.has_mano & ~det.has_joints).any():
@@ -283,7 +285,7 @@ def annotate_video(det: VideoDetections, out_dir: str | os.PathLike, config: Ann
     cell_ok = np.zeros_like(assigned)
     for s in range(2):
         rows = tracks.assignment[:, s]
-        cell_ok[:, s] = (rows >= 0) & plausible[np.maximum(rows, 0)]
+        cell_ok[rows >= 0, s] = plausible[rows[rows >= 0]]  # no rows at all when every hand was NaN
     span = (cfg.clip_frames - 1) * cfg.frame_step + 1
     todo: list[tuple[int, SparseJoints, FilterResult]] = []
     for start in clip_starts(det.num_frames, cfg):

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embodiments.io_utils import atomic_path
+from embodiments.io_utils import atomic_path, h5_writer, plain_name
 from embodiments.layout import NUM_HAND_JOINTS, SIDES
 
 MANO_FIELDS: dict[str, int] = {"pose": 45, "betas": 10, "global_orient": 3, "transl": 3}
@@ -175,9 +175,7 @@ def save_detections(path: str | os.PathLike, videos: VideoDetections | list[Vide
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **videos[0]._columns())
         elif suffix in (".h5", ".hdf5"):
-            import h5py
-
-            with h5py.File(tmp, "w") as f:
+            with h5_writer(tmp) as f:
                 f.attrs.update(schema=SCHEMA_NAME, version=SCHEMA_VERSION)
                 for v in videos:
                     g = f.create_group(v.video_id)
@@ -235,6 +233,8 @@ def load_detections(path: str | os.PathLike) -> list[VideoDetections]:
                 videos.append(_from_columns(cols, f"{path}:{g.name}"))
     else:
         raise ValueError(f"unknown detections file type {path.suffix!r}; use .json, .npz, .h5 or .hdf5")
+    for v in videos:  # it names the clip files: a path here would write outside the output folder
+        plain_name(v.video_id, f"{path}: video '{v.video}': field 'video_id'")
     base = path.parent
     return [v if Path(v.video).is_absolute() else dataclasses.replace(v, video=str(base / v.video))
             for v in videos]

@@ -402,14 +402,19 @@ def save_probe(model: KeypointProbe, out_dir: str | os.PathLike, report: ProbeRe
     """Weights (safetensors) + ``config.json`` (with held-out accuracy) + ``accuracy.json`` into ``out_dir``.
 
     Everything is written into a temporary folder beside ``out_dir`` first, then each file is renamed into place,
-    so no file is ever left half-written.
+    so no file is ever left half-written; file-system errors are one ``OutputError`` naming ``out_dir``.
     """
     import shutil
     import tempfile
 
+    from embodiments.io_utils import OutputError
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as e:
+        raise OutputError.of(out_dir, e) from None
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
         acc = {"embodiments": list(model.config.embodiments), "size": int(model.config.size),
@@ -424,6 +429,8 @@ def save_probe(model: KeypointProbe, out_dir: str | os.PathLike, report: ProbeRe
         for f in tmp.iterdir():
             os.chmod(f, 0o666 & ~umask)  # some writers make 0600 temp files; give what a plain open() would
             os.replace(f, out_dir / f.name)
+    except OSError as e:
+        raise OutputError.of(out_dir, e) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embodiments.io_utils import atomic_path
+from embodiments.io_utils import OutputError, atomic_path
 from embodiments.layout import NUM_HAND_JOINTS, NUM_SLOTS, skeleton_edges
 
 
@@ -30,16 +30,29 @@ def write_video(path: str | os.PathLike, frames, fps: float = 16.0) -> Path:
     suffix = path.suffix.lower()
     if suffix not in (".mp4", ".gif"):
         raise ValueError(f"unknown video type {path.suffix!r}; use .mp4 or .gif")
-    with atomic_path(path) as tmp:
-        if suffix == ".mp4":
-            # macro_block_size=1 keeps small (e.g. 64×64) frames unpadded.
-            with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1,
-                                    ffmpeg_log_level="error") as w:
-                for f in frames:
-                    w.append_data(f)
-        else:
-            imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
+    with atomic_path(path, check=lambda tmp: _check_readable(tmp, path)) as tmp:
+        try:
+            if suffix == ".mp4":
+                # macro_block_size=1 keeps small (e.g. 64×64) frames unpadded.
+                with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1,
+                                        ffmpeg_log_level="error") as w:
+                    for f in frames:
+                        w.append_data(f)
+            else:
+                imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
+        except (OSError, RuntimeError) as e:  # ffmpeg's pipe broke or it failed (disk full, …)
+            raise OutputError.of(path, e) from None
     return path
+
+
+def _check_readable(tmp: Path, path: Path) -> None:
+    """The written video opens and holds a frame (ffmpeg can fail on a full disk without an error reaching us)."""
+    import imageio.v3 as iio
+
+    try:
+        iio.imread(tmp, index=0, extension=path.suffix.lower())
+    except Exception as e:  # noqa: BLE001 - any decoder failure means the file is not a complete video
+        raise OutputError.of(path, f"the written video cannot be read back ({type(e).__name__})") from None
 
 
 def side_by_side(*videos, gap: int = 2) -> np.ndarray:

@@ -36,6 +36,7 @@ from worldmodel.training.distributed import (
     sample_generator,
     shard_transformer,
 )
+from worldmodel.training.run_folder import clean_killed_save, clear_run
 from worldmodel.wan.adapter import (
     HandControlledWan,
     add_lora,
@@ -208,11 +209,12 @@ class Trainer:
     """Builds models, optimiser, schedule and data from a :class:`TrainConfig`; ``train()`` runs the loop.
 
     ``components``/``control`` can be passed in (tests, notebooks); otherwise they come from the preset. With
-    ``resume`` (a checkpoint directory or ``"latest"``) the run continues exactly where that checkpoint stopped.
+    ``resume`` (a checkpoint directory or ``"latest"``) the run continues exactly where that checkpoint stopped;
+    ``overwrite`` first deletes an earlier run's files from ``cfg.out`` (``run_folder.clear_run``).
     """
 
     def __init__(self, cfg: TrainConfig, components=None, control: torch.nn.Module | None = None,
-                 resume: str | os.PathLike | None = None, accelerator=None):
+                 resume: str | os.PathLike | None = None, accelerator=None, overwrite: bool = False):
         from embodiments.clip import find_clips
         from worldmodel.training.data import ClipDataset, collate_clips
         from worldmodel.wan.pipeline import HandControlPipeline
@@ -228,6 +230,12 @@ class Trainer:
             find_clips(cfg.data)  # fail on a bad --data before any model is built or written
         self.accelerator = accelerator or make_accelerator(cfg)
         acc = self.accelerator
+        if acc.is_main_process:  # before anything reads the run folder
+            if resume is not None:
+                clean_killed_save(self.out)  # temporaries of a save that was killed
+            elif overwrite:
+                clear_run(self.out)  # the previous run's own files, nothing else
+        acc.wait_for_everyone()
 
         from worldmodel.wan.presets import TINY_PRESETS
 
