@@ -72,7 +72,7 @@ def test_cli_sees_a_user_hand_from_hand_spec_and_from_the_env_folder(tmp_path, m
 @pytest.mark.parametrize("env, spec, match", [
     ("{tmp}/nowhere", None, "DEXWORLD_HANDS: .*nowhere is not a folder"),
     ("", "{tmp}/missing.yaml", "--hand-spec: no hand spec file at .*missing.yaml"),
-    ("", "{builtin}", "hand spec .*inspire_right.yaml: embodiment name 'inspire_right' is reserved for a built-in hand"),
+    ("", "{builtin}", "hand spec .*inspire_right.yaml: embodiment name 'inspire_right' is reserved for a built-in"),
 ])
 def test_cli_user_hand_errors_are_one_line(tmp_path, monkeypatch, capsys, env, spec, match):
     builtin = write_toy_hand(tmp_path / "b", name="inspire_right")
