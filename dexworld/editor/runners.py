@@ -73,8 +73,8 @@ class VideoGenerator:
             self.checkpoint = find_shipped_checkpoint() if use_shipped else None
         if self.checkpoint is not None and not any((self.checkpoint / f).is_file() for f in (
                 "model_index.json", "dexworld_checkpoint.json")):
-            raise FileNotFoundError(f"{self.checkpoint} is not a saved model (no model_index.json) nor a dexworld "
-                                    "checkpoint (no dexworld_checkpoint.json)")
+            raise FileNotFoundError(f"{self.checkpoint} is not a dexworld checkpoint nor a saved model (no "
+                                    "dexworld_checkpoint.json or model_index.json)")
         self.tiny_overrides = dict(tiny_overrides or {})
         self._pipe = None
         self._lock = threading.Lock()
