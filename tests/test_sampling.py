@@ -5,6 +5,8 @@ checkpoints (each checked against the formula written here), CFG branch content 
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 import sys
 
 import numpy as np
@@ -132,10 +134,26 @@ def test_converted_checkpoint_samples_as_the_authors(tmp_path, monkeypatch, caps
     assert (d.height, d.width, d.num_frames) == (64, 64, 5)
     assert type(p.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler" and p.scheduler.config.shift == 5.0
     assert p.image_processor.do_center_crop is False
+    p.set_progress_bar_config(disable=True)
+    frames = p(make_frames(1)[0], make_joints(5), num_inference_steps=2, seed=0, progress=False).frames
+    assert frames.shape == (5, 64, 64, 3) and np.isfinite(frames).all()  # Euler, CFG 5, uncropped CLIP: runs
     # Re-saved, the folder keeps the authors' sampling.
     p.save_pretrained(tmp_path / "resaved")
     q = HandControlPipeline.from_pretrained(tmp_path / "resaved")
     assert q.defaults == d and type(q.scheduler) is type(p.scheduler)
+    # A folder the converter wrote before pipeline folders existed (dexworld_checkpoint.json) gets them too.
+    old = tmp_path / "old"
+    shutil.copytree(out / "control", old / "control")
+    shutil.copytree(out / "transformer_lora", old / "lora")
+    shutil.copy(out / "transformer_patch_embedding.safetensors", old / "patch_embedding.safetensors")
+    (old / "dexworld_checkpoint.json").write_text(json.dumps({
+        "kind": "dexworld.hand_control_checkpoint", "version": 1, "step": 0, "base_path": str(base),
+        "height": 64, "width": 64, "num_frames": 5, "converted_from": {"lora_rank": 4}}))
+    with pytest.warns(UserWarning, match="re-save it"):
+        o = HandControlPipeline.from_pretrained(old)
+    assert o.defaults == d and type(o.scheduler) is type(p.scheduler)
+    assert all(torch.equal(a, b) for a, b in zip(o.transformer.state_dict().values(),
+                                                  p.transformer.state_dict().values(), strict=True))
     # `generate --checkpoint DIR --help` prints DIR's recorded values.
     argv = ["generate", "--checkpoint", str(out), "--help"]
     monkeypatch.setattr(sys, "argv", ["dexworld", *argv])

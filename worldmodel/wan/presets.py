@@ -126,7 +126,8 @@ def build_tiny(name: str = "tiny", **overrides) -> WanComponents:
     """The tiny presets: random weights from a fixed seed; every module from diffusers/transformers configs.
 
     ``name="tiny-sim"`` starts from :data:`TINY_SIM_CONFIG` and the 128×128×17 sampling defaults; its weights
-    are random until ``dexworld train --preset tiny-sim`` trains them (the shipped result: :func:`load_shipped`).
+    are random until ``dexworld train --preset tiny-sim`` trains them (the shipped result:
+    ``HandControlPipeline.from_pretrained("tiny-sim")``).
     """
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
 

@@ -18,6 +18,7 @@ transformer, components taken from a base model kept elsewhere (a 14B folder nee
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -38,7 +39,7 @@ from worldmodel.wan.adapter import (
 )
 from worldmodel.wan.checkpoint import checkpoint_base_dir, is_checkpoint, read_checkpoint
 from worldmodel.wan.presets import SHIPPED_DIR, _own_storage
-from worldmodel.wan.sampling import SamplingDefaults
+from worldmodel.wan.sampling import UPSTREAM_DEFAULTS, SamplingDefaults, upstream_scheduler
 
 MODEL_INDEX = "model_index.json"
 LORA_DIR = "transformer_lora"
@@ -131,6 +132,10 @@ def _load_checkpoint(cls, folder: Path, torch_dtype, base):
                   "HandControlPipeline.from_pretrained(PATH).save_pretrained(DIR)", UserWarning, stacklevel=4)
     components, control, meta = read_checkpoint(folder, base_path=base, torch_dtype=torch_dtype)
     pipe = cls.from_components(components, control)
+    if "converted_from" in meta:  # written by the converter before pipeline folders: sample as the authors do
+        pipe.register_modules(scheduler=upstream_scheduler(UPSTREAM_DEFAULTS.shift))
+        pipe.defaults = dataclasses.replace(UPSTREAM_DEFAULTS, height=meta["height"], width=meta["width"],
+                                            num_frames=meta["num_frames"])
     base_dir = checkpoint_base_dir(folder, meta, base).resolve()
     if folder.resolve() not in base_dir.parents:  # a base kept elsewhere (the 14B model): re-saves stay small
         pipe.register_to_config(base_model=str(base_dir))
@@ -234,6 +239,7 @@ def save_transformer(transformer: torch.nn.Module, directory: Path, fused: bool 
     writes them.
     """
     from huggingface_hub import save_torch_state_dict
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     state = base_state_dict(transformer)
     if fused:
@@ -245,8 +251,14 @@ def save_transformer(transformer: torch.nn.Module, directory: Path, fused: bool 
                     state[f"{name}.weight"] = (w + layer.get_delta_weight(adapter).to(w.dtype)).contiguous()
     directory.mkdir(parents=True)
     transformer.save_config(directory)
-    save_torch_state_dict(state, directory, filename_pattern="diffusion_pytorch_model{suffix}.safetensors",
-                          max_shard_size="10GB")
+    quiet = are_progress_bars_disabled()
+    disable_progress_bars()  # no shard-writing bar inside a save (or a command's own progress display)
+    try:
+        save_torch_state_dict(state, directory, filename_pattern="diffusion_pytorch_model{suffix}.safetensors",
+                              max_shard_size="10GB")
+    finally:
+        if not quiet:
+            enable_progress_bars()
 
 
 def write_folder(directory: str | os.PathLike, *, control, sampling: SamplingDefaults, scheduler, image_processor,
