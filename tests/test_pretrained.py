@@ -174,3 +174,12 @@ def test_bad_folders_are_clear_errors(tmp_path, pipe):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     with pytest.raises(ValueError, match="lora must be one of"):
         pipe.save_pretrained(tmp_path / "x", lora="merged")
+    # A plain diffusers folder without the control module is refused by name.
+    import shutil
+
+    pipe.save_pretrained(tmp_path / "nocontrol")
+    index = json.loads((tmp_path / "nocontrol" / "model_index.json").read_text())
+    (tmp_path / "nocontrol" / "model_index.json").write_text(json.dumps({**index, "control": [None, None]}))
+    shutil.rmtree(tmp_path / "nocontrol" / "control")
+    with pytest.raises(ValueError, match="names no control module"):
+        HandControlPipeline.from_pretrained(tmp_path / "nocontrol")

@@ -104,12 +104,17 @@ class HandControlPipeline(WanImageToVideoPipeline):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, torch_dtype: torch.dtype = torch.float32,
-                        base: str | os.PathLike | None = None, **kwargs) -> HandControlPipeline:
+                        base: str | os.PathLike | None = None, dtype: torch.dtype | None = None,
+                        local_files_only: bool = True, **kwargs) -> HandControlPipeline:
         """Load a folder written by :meth:`save_pretrained`, an older dexworld checkpoint folder, or a shipped model.
 
-        ``torch_dtype``: transformer and text encoder (VAE, CLIP and control module stay float32). ``base``: the
-        local Wan 2.1 I2V folder for components the folder leaves out (default: the one it names). Local files only.
+        ``torch_dtype`` (or diffusers' newer spelling ``dtype``): transformer and text encoder (VAE, CLIP and control
+        module stay float32). ``base``: the local Wan 2.1 I2V folder for components the folder leaves out (default:
+        the one it names). Local files only: nothing is ever downloaded.
         """
+        torch_dtype = dtype or torch_dtype
+        if not local_files_only:
+            raise ValueError("HandControlPipeline.from_pretrained reads local folders only (local_files_only=True)")
         if kwargs:
             raise TypeError(f"HandControlPipeline.from_pretrained: unsupported option(s) {sorted(kwargs)}")
         return pretrained.load(cls, pretrained_model_name_or_path, torch_dtype=torch_dtype, base=base)

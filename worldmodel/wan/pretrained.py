@@ -104,6 +104,9 @@ def load(cls, path: str | os.PathLike, torch_dtype: torch.dtype = torch.float32,
                                                           base_model=None if base_dir is None else str(base_dir),
                                                           **passed)
     transformer = pipe.transformer
+    if pipe.control is None or transformer is None:
+        missing = "control module" if pipe.control is None else "transformer"
+        raise ValueError(f"{folder / MODEL_INDEX} names no {missing}; a hand-control pipeline needs both")
     if "transformer" in from_base:
         from safetensors.torch import load_file
 
@@ -191,9 +194,7 @@ def save(pipe, directory: str | os.PathLike, lora: str = "adapter", base: str | 
     if lora not in LORA_MODES:
         raise ValueError(f"lora must be one of {LORA_MODES}, got {lora!r}")
     directory = Path(directory)
-    if directory.exists() and any(directory.iterdir()) and not ((directory / MODEL_INDEX).is_file()
-                                                                 or is_checkpoint(directory)):
-        raise FileExistsError(f"{directory} exists and is not a saved pipeline; choose a new or empty folder")
+    _check_target(directory)
     if base is not None:
         base_model, skip = str(Path(base).expanduser().resolve()), set(BASE_COMPONENTS)
     elif self_contained or pipe.config.get("base_model") is None:
@@ -231,6 +232,13 @@ def save(pipe, directory: str | os.PathLike, lora: str = "adapter", base: str | 
     return directory
 
 
+def _check_target(directory: Path) -> None:
+    """Saving replaces the folder: refuse one that holds anything but a saved model (the user's files)."""
+    if directory.exists() and (not directory.is_dir() or (any(directory.iterdir()) and not (
+            (directory / MODEL_INDEX).is_file() or is_checkpoint(directory)))):
+        raise FileExistsError(f"{directory} exists and is not a saved pipeline; choose a new or empty folder")
+
+
 def save_transformer(transformer: torch.nn.Module, directory: Path, fused: bool = False) -> None:
     """The transformer in diffusers' model layout under its plain names (peft's wrappers removed).
 
@@ -247,8 +255,8 @@ def save_transformer(transformer: torch.nn.Module, directory: Path, fused: bool 
             layer = transformer.get_submodule(name)
             with torch.no_grad():
                 for adapter in layer.active_adapters:
-                    w = state[f"{name}.weight"]
-                    state[f"{name}.weight"] = (w + layer.get_delta_weight(adapter).to(w.dtype)).contiguous()
+                    w = state[f"{name}.weight"]  # as peft's in-place merge: add in the promoted dtype, then cast
+                    state[f"{name}.weight"] = (w + layer.get_delta_weight(adapter)).to(w.dtype).contiguous()
     directory.mkdir(parents=True)
     transformer.save_config(directory)
     quiet = are_progress_bars_disabled()
@@ -272,6 +280,7 @@ def write_folder(directory: str | os.PathLike, *, control, sampling: SamplingDef
 
     from embodiments.io_utils import atomic_dir
 
+    _check_target(Path(directory))
     classes = {**WAN_CLASSES, **(classes or {})}
     index = {"_class_name": "HandControlPipeline", "_diffusers_version": _diffusers_version(),
              "base_model": base_model, "sampling": sampling.to_dict(), "boundary_ratio": None,
