@@ -98,11 +98,9 @@ def load(cls, path: str | os.PathLike, torch_dtype: torch.dtype = torch.float32,
     from diffusers import DiffusionPipeline
 
     dtypes = {"transformer": torch_dtype, "text_encoder": torch_dtype, "default": torch.float32}
-    with warnings.catch_warnings():  # diffusers warns that HashPromptEmbedder is not a "known" type; it is ours
-        warnings.filterwarnings("ignore", message=".*Expected types for.*")
-        pipe = DiffusionPipeline.from_pretrained.__func__(cls, folder, dtype=dtypes, local_files_only=True,
-                                                          base_model=None if base_dir is None else str(base_dir),
-                                                          **passed)
+    # diffusers' own loader (the class method, run for our class): every subfolder, by the [library, class] it names.
+    pipe = DiffusionPipeline.from_pretrained.__func__(cls, folder, dtype=dtypes, local_files_only=True,
+                                                      base_model=None if base_dir is None else str(base_dir), **passed)
     transformer = pipe.transformer
     if pipe.control is None or transformer is None:
         missing = "control module" if pipe.control is None else "transformer"
