@@ -70,9 +70,9 @@ def evaluate_variant(name: str, checkpoint: Path, paths, probe, args) -> dict:
 
     from embodiments.clip import read_clip
     from worldmodel.evaluation.report import evaluate
-    from worldmodel.wan.checkpoint import load_for_inference
+    from worldmodel.wan.pipeline import HandControlPipeline
 
-    pipe = load_for_inference(checkpoint)
+    pipe = HandControlPipeline.from_pretrained(checkpoint)
     pipe.set_progress_bar_config(disable=True)
     modes = [(name, False)] + ([("off", True)] if name == "full" else [])
     out = {m: [] for m, _ in modes}

@@ -168,10 +168,9 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
 
     from embodiments.clip import find_clips
-    from worldmodel.wan.checkpoint import load_for_inference
-    from worldmodel.wan.presets import load_shipped
+    from worldmodel.wan.pipeline import HandControlPipeline
 
-    pipe = load_for_inference(args.checkpoint) if args.checkpoint else load_shipped("tiny-sim")
+    pipe = HandControlPipeline.from_pretrained(args.checkpoint or "tiny-sim")
     pipe.set_progress_bar_config(disable=True)
     probe = None
     if not args.no_probe:

@@ -64,9 +64,11 @@ def _quiet_library_progress() -> None:
     """The demo shows one progress bar of its own; transformers' weight loading and datasets' map bars (LeRobot
     export) would print through it."""
     import datasets
+    import diffusers
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
 
 
@@ -76,8 +78,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     from worldmodel.evaluation.report import evaluate
     from worldmodel.evaluation.video import draw_joints, side_by_side, write_video
-    from worldmodel.wan.checkpoint import load_for_inference
-    from worldmodel.wan.presets import load_shipped
+    from worldmodel.wan.pipeline import HandControlPipeline
 
     if (cfg.frames - 1) % 4:
         raise ValueError(f"--frames must be 4k+1 (e.g. 17), got {cfg.frames}")
@@ -115,7 +116,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         done("simulate")
 
         step("load model")
-        pipe = load_for_inference(cfg.checkpoint) if cfg.checkpoint else load_shipped("tiny-sim")
+        pipe = HandControlPipeline.from_pretrained(cfg.checkpoint or "tiny-sim")
         done("load model")
 
         step("imagine")

@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 from dexworld.cli import main
 from worldmodel.control.module import UPSTREAM_NAMES, HandControlModule
 from worldmodel.wan.adapter import WIDE_IN_CHANNELS, widen_patch_embedding
-from worldmodel.wan.checkpoint import load_for_inference, read_checkpoint_meta
-from worldmodel.wan.convert import DIT_MODULE_NAMES, convert_dit_lora, convert_hand, convert_upstream
+from worldmodel.wan.convert import CONVERSION_FILE, DIT_MODULE_NAMES, convert_dit_lora, convert_hand, convert_upstream
+from worldmodel.wan.pipeline import HandControlPipeline
 from worldmodel.wan.presets import build_tiny
 
 torch.set_num_threads(1)
@@ -95,11 +95,13 @@ def test_converted_checkpoint_equals_manual_merge(tmp_path, base, variant):
     save_file(hand, tmp_path / "hand.safetensors")
     out = convert_upstream(tmp_path / "dit.safetensors", tmp_path / "hand.safetensors", tmp_path / "ckpt",
                            base_path=base, height=64, width=64, num_frames=5)
-    meta = read_checkpoint_meta(out)
-    assert meta["converted_from"]["lora_rank"] == RANK and meta["base_path"] == str(base.resolve())
+    meta = json.loads((out / CONVERSION_FILE).read_text())
+    index = json.loads((out / "model_index.json").read_text())
+    assert meta["lora_rank"] == RANK and index["base_model"] == str(base.resolve())
+    assert not (out / "transformer").exists() and not (out / "vae").exists()  # the base is named, not copied
     scale = variant.get("alpha", RANK) / RANK  # DiffSynth: alpha = rank, scale 1, unless .alpha keys say otherwise
 
-    pipe = load_for_inference(out)  # the same loader 'dexworld generate --checkpoint' uses
+    pipe = HandControlPipeline.from_pretrained(out)  # the same loader 'dexworld generate --checkpoint' uses
     conv = pipe.transformer
     merged = manual_merge(ref_t, dit, scale, variant["prefix"], ".default" if variant["default"] else "")
     # Layer by layer: peft's LoRA forward equals x·(W + s·B·A)ᵀ + b.
@@ -137,7 +139,7 @@ def test_cli_and_hand_config_metadata(tmp_path, base):
                "-o", str(tmp_path / "ck"), "--base-path", str(base), "--height", "64", "--width", "64",
                "--num-frames", "5"])
     assert rc == 0
-    pipe = load_for_inference(tmp_path / "ck")
+    pipe = HandControlPipeline.from_pretrained(tmp_path / "ck")
     assert pipe.control.config.heatmap_sigma == 3.0 and pipe.control.config.occlusion == "upstream"
     base_bias = build_tiny(**SMALL_TINY).transformer.patch_embedding.bias
     torch.testing.assert_close(pipe.transformer.patch_embedding.bias, base_bias, rtol=0, atol=0)

@@ -193,7 +193,7 @@ def test_cli_train_then_generate(tmp_path, image):
 
     from dexworld.cli import main
     from embodiments.clip import write_clip
-    from worldmodel.wan.checkpoint import load_for_inference
+    from worldmodel.wan.pipeline import load_for_inference
 
     data = tmp_path / "data"
     write_clip(data / "c0.h5", make_frames(5), make_joints(5), prompt="a hand")

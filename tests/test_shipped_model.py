@@ -14,7 +14,8 @@ import torch
 
 from embodiments.clip import read_clip
 from worldmodel.evaluation.report import hand_region
-from worldmodel.wan.presets import SHIPPED_DIR, load_shipped, shipped_path
+from worldmodel.wan.pipeline import load_shipped
+from worldmodel.wan.presets import SHIPPED_DIR, shipped_path
 
 DATA = Path(__file__).parent / "data"
 CLIPS = sorted(DATA.glob("tiny_sim_heldout_*.h5"))
@@ -35,8 +36,12 @@ def test_shipped_files_are_safetensors_and_small():
     weights = [p for p in files if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl")]
     assert weights and all(p.suffix == ".safetensors" for p in weights)
     assert sum(p.stat().st_size for p in files) <= 25 * 2**20
-    meta = json.loads((root / "dexworld_checkpoint.json").read_text())
-    assert meta["base_path"] == "base" and meta["config"]["train_base"] is True
+    index = json.loads((root / "model_index.json").read_text())  # a self-contained diffusers pipeline folder
+    assert index["_class_name"] == "HandControlPipeline" and index["base_model"] is None
+    assert index["control"] == ["worldmodel.control.module", "HandControlModule"]
+    assert {p.name for p in root.iterdir() if p.is_dir()} == {"transformer", "transformer_lora", "vae", "scheduler",
+                                                             "image_encoder", "image_processor", "prompt_embedder",
+                                                             "control"}
     assert root.parent == SHIPPED_DIR
 
 

@@ -15,7 +15,7 @@ from worldmodel.training.data import ClipDataset
 from worldmodel.training.trainer import TrainConfig, Trainer
 from worldmodel.training.vae import VaeTrainConfig, _batch, latent_statistics, train_vae
 from worldmodel.wan.adapter import add_lora, base_state_dict, ensure_widened, load_base_state_dict
-from worldmodel.wan.checkpoint import export_for_inference, load_for_inference
+from worldmodel.wan.pipeline import HandControlPipeline, export_for_inference
 
 torch.set_num_threads(1)
 
@@ -139,9 +139,9 @@ def test_train_base_resume_and_export(tmp_path):
     out = export_for_inference(resumed.save_checkpoint(), tmp_path / "export")
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert not any(f.endswith((".pt", ".bin")) for f in files) and "transformer.safetensors" not in files
-    meta = json.loads((out / "dexworld_checkpoint.json").read_text())
-    assert meta["base_path"] == "base" and meta["step"] == 3
-    pipe = load_for_inference(out)
+    index = json.loads((out / "model_index.json").read_text())  # self-contained: the run's base is copied in
+    assert index["base_model"] is None and "transformer/diffusion_pytorch_model.safetensors" in files
+    pipe = HandControlPipeline.from_pretrained(out)
     want = resumed._unwrapped.transformer.state_dict()
     got = pipe.transformer.state_dict()
     assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)

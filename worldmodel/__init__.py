@@ -6,10 +6,11 @@ __all__ = ["HandControlModule"]
 
 # Wan 2.1 I2V integration, training, sampling, editing: imported on first use (they pull in diffusers pipelines).
 _LAZY = {"HandControlPipeline": "wan.pipeline", "HandControlledWan": "wan.adapter", "TrainConfig": "training.trainer",
-         "Trainer": "training.trainer", "load_for_inference": "wan.checkpoint", "edit_joints": "editing",
+         "Trainer": "training.trainer", "load_for_inference": "wan.pipeline", "edit_joints": "editing",
          "write_clip": "embodiments.clip", "read_clip": "embodiments.clip", "ClipDataset": "training.data",
          "load_preset": "wan.presets", "WanComponents": "wan.presets", "evaluate": "evaluation.report",
-         "control_sensitivity": "evaluation.report", "load_probe": "evaluation.probe", "load_shipped": "wan.presets"}
+         "control_sensitivity": "evaluation.report", "load_probe": "evaluation.probe", "load_shipped": "wan.pipeline",
+         "SamplingDefaults": "wan.sampling"}
 __all__ += list(_LAZY)
 
 

@@ -1,4 +1,4 @@
-"""``dexworld convert-upstream DIT HAND -o DIR``: the authors' released weights → a dexworld checkpoint folder."""
+"""``dexworld convert-upstream DIT HAND -o DIR``: the authors' released weights → a pipeline folder."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "convert-upstream", help="convert the paper's released dit.safetensors + hand controller to a checkpoint",
         description="Rename the authors' LoRA (DiffSynth Wan names) and widened patch embedding to diffusers + peft "
                     "names, load their hand controller into our upstream-compatible control module, and write a "
-                    "checkpoint folder that 'dexworld generate --checkpoint' reads. See docs/scaling.md.")
+                    "pipeline folder (HandControlPipeline.from_pretrained, 'dexworld generate --checkpoint') that "
+                    "names the base model and records the authors' sampling. See docs/scaling.md.")
     p.add_argument("dit", help="dit.safetensors: LoRA (q, k, v, o, ffn.0, ffn.2) + 52-channel patch embedding")
     p.add_argument("hand", help="hand controller weights (.safetensors or torch.save dict), the authors' names")
-    p.add_argument("-o", "--out", required=True, help="checkpoint folder to write")
+    p.add_argument("-o", "--out", required=True, help="pipeline folder to write")
     p.add_argument("--base-path", default=None,
-                   help="local diffusers-format Wan 2.1 I2V directory recorded in the checkpoint for generate")
+                   help="local diffusers-format Wan 2.1 I2V directory the folder names as its base model")
     p.add_argument("--hand-config", default=None,
                    help="JSON file with the controller's constructor values (default: the file's metadata, "
                         "else inferred from the weight shapes)")
@@ -42,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     out = convert_upstream(args.dit, args.hand, args.out, base_path=args.base_path, hand_config=hand_config,
                            lora_alpha=args.lora_alpha, height=args.height, width=args.width,
                            num_frames=args.num_frames)
-    meta = json.loads((out / "dexworld_checkpoint.json").read_text())["converted_from"]
+    from worldmodel.wan.convert import CONVERSION_FILE
+
+    meta = json.loads((out / CONVERSION_FILE).read_text())
     print(f"wrote {out}: LoRA rank {meta['lora_rank']} (alpha {meta['lora_alpha']:g}) on {meta['lora_blocks']} "
-          "blocks, widened patch embedding, hand controller")
+          "blocks, widened patch embedding, hand controller; samples as the authors do (50 Euler steps, guidance 5 "
+          "with the joints in both branches, shift 5, uncropped CLIP)")
     return 0

@@ -3,34 +3,84 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+
+# The shipped model's folder, found without importing torch (help texts must stay fast).
+SHIPPED_INDEX = Path(__file__).resolve().parents[2] / "worldmodel" / "checkpoints" / "tiny-sim" / "model_index.json"
+# The authors' sampling, recorded by 'dexworld convert-upstream' (worldmodel.wan.sampling.UPSTREAM_DEFAULTS).
+UPSTREAM = {"num_inference_steps": 50, "guidance_scale": 5.0, "shift": 5.0, "uncond_control": "joints",
+            "clip_preprocess": "resize"}
+
+
+def _index(path: Path) -> dict | None:
+    try:
+        return json.loads((path / "model_index.json" if path.is_dir() else path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _named_checkpoint(argv: list[str]) -> Path | None:
+    """The --checkpoint on the command line, so that ``generate --checkpoint DIR --help`` shows DIR's defaults."""
+    for i, a in enumerate(argv):
+        if a == "--checkpoint" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if a.startswith("--checkpoint="):
+            return Path(a.split("=", 1)[1])
+    return None
+
+
+def _help_defaults(argv: list[str]):
+    """(label, sampling dict, scheduler name) of the checkpoint named on the command line, else the shipped one."""
+    named = _named_checkpoint(argv)
+    index = _index(named) if named is not None else None
+    if index is not None and isinstance(index.get("sampling"), dict):
+        return str(named), index["sampling"], (index.get("scheduler") or [None, None])[1]
+    index = _index(SHIPPED_INDEX) or {}
+    return "tiny-sim", index.get("sampling") or {}, (index.get("scheduler") or [None, None])[1]
+
+
+def _default(key: str, label: str, sampling: dict) -> str:
+    """Help text for a setting the checkpoint records: its value in that checkpoint and in converted ones."""
+    return (f"default: from the checkpoint ({label}: {sampling.get(key, '?')}; converted upstream: "
+            f"{UPSTREAM[key]})")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``generate`` subcommand."""
+    import sys
+
+    label, sampling, scheduler = _help_defaults(sys.argv[1:])
+    shown = ", ".join(f"{k} {v}" for k, v in sampling.items()) or "unknown"
     p = subparsers.add_parser(
         "generate", help="generate a video from a reference image and hand joints with a trained checkpoint",
         description="Sample the joint-controlled Wan 2.1 I2V model. The joints file is a SparseJoints .npz/.h5 in "
                     "the camera frame, with K in the reference image's pixels (or pass --K). Its frame count "
-                    "(or --num-frames) must be 4k+1.")
+                    "(or --num-frames) must be 4k+1. Sampling settings left out take the values the checkpoint "
+                    f"records; {label}: {shown}, sampler {scheduler}. Name a checkpoint before --help to see its own "
+                    "(dexworld generate --checkpoint DIR --help).")
     p.add_argument("--checkpoint", default=None,
-                   help="checkpoint folder written by 'dexworld train' (default: the shipped tiny-sim model, "
+                   help="model folder (HandControlPipeline.save_pretrained, 'dexworld convert-upstream') or a "
+                        "checkpoint written by 'dexworld train' (default: the shipped tiny-sim model, "
                         "worldmodel/checkpoints/tiny-sim)")
     p.add_argument("--image", required=True, help="reference image (first frame)")
     p.add_argument("--joints", required=True, help="SparseJoints file (.npz / .h5), camera frame")
     p.add_argument("-o", "--output", required=True, help="video file (.mp4 or .gif)")
-    p.add_argument("--base-path", default=None, help="override the base model folder named in the checkpoint")
+    p.add_argument("--base-path", default=None, help="the base model folder (default: the one the checkpoint names)")
     p.add_argument("--prompt", default="", help="text prompt")
     p.add_argument("--negative-prompt", default="", help="negative prompt")
     p.add_argument("--K", default=None, help="intrinsics 'fx,fy,cx,cy' in image pixels (if the joints lack K)")
     p.add_argument("--num-frames", type=int, default=None, help="use the first N joint frames (4k+1)")
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default 50 at full scale)")
-    p.add_argument("--guidance", type=float, default=None, help="guidance scale (default 5.0)")
-    p.add_argument("--shift", type=float, default=None, help="flow shift (default 5.0)")
-    p.add_argument("--uncond-control", choices=("unedited", "joints"), default="unedited",
-                   help="what the unconditional branch sees (default unedited)")
+    p.add_argument("--height", type=int, default=None, help="default: from the checkpoint")
+    p.add_argument("--width", type=int, default=None, help="default: from the checkpoint")
+    p.add_argument("--steps", type=int, default=None,
+                   help="denoising steps; " + _default("num_inference_steps", label, sampling))
+    p.add_argument("--guidance", type=float, default=None,
+                   help="guidance scale; " + _default("guidance_scale", label, sampling))
+    p.add_argument("--shift", type=float, default=None, help="flow shift; " + _default("shift", label, sampling))
+    p.add_argument("--uncond-control", choices=("unedited", "joints"), default=None,
+                   help="what the unconditional branch sees: 'joints' = the joint condition in both branches; "
+                        + _default("uncond_control", label, sampling))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
@@ -48,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from embodiments.io_utils import check_writable
     from embodiments.sparse import SparseJoints
     from worldmodel.evaluation.video import draw_joints, side_by_side, write_video
-    from worldmodel.wan.checkpoint import load_for_inference
+    from worldmodel.wan.pipeline import HandControlPipeline
 
     out = Path(args.output)
     if out.suffix.lower() not in (".mp4", ".gif"):
@@ -73,11 +123,16 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
-    from worldmodel.wan.presets import shipped_path
-
-    checkpoint = args.checkpoint if args.checkpoint is not None else shipped_path("tiny-sim")
-    pipe = load_for_inference(checkpoint, base_path=args.base_path, torch_dtype=dtype)
+    checkpoint = args.checkpoint if args.checkpoint is not None else "tiny-sim"
+    pipe = HandControlPipeline.from_pretrained(checkpoint, torch_dtype=dtype, base=args.base_path)
     pipe.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    import dataclasses
+
+    used = dataclasses.replace(pipe.defaults, **{k: v for k, v in (
+        ("height", args.height), ("width", args.width), ("num_inference_steps", args.steps),
+        ("guidance_scale", args.guidance), ("shift", args.shift), ("uncond_control", args.uncond_control),
+        ("num_frames", len(joints))) if v is not None})
+    print(f"sampling: {used.describe(type(pipe.scheduler).__name__)}")
     result = pipe(image, joints, prompt=args.prompt, negative_prompt=args.negative_prompt, height=args.height,
                   width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance, shift=args.shift,
                   uncond_control=args.uncond_control, seed=args.seed, return_control=bool(args.save_control))

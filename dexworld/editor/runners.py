@@ -58,7 +58,8 @@ class VideoGenerator:
     """Lazily loaded ``HandControlPipeline`` plus what the UI should say about it.
 
     Args:
-        checkpoint: a checkpoint folder written by ``dexworld train``; None → the shipped tiny model, or a fresh
+        checkpoint: a model folder (``save_pretrained``) or a checkpoint written by ``dexworld train``; None → the
+            shipped tiny model, or a fresh
             ``tiny`` preset model (random weights) when none is shipped.
         tiny_overrides: TinyConfig fields for the fresh model (tests use smaller sizes).
         use_shipped: with no ``checkpoint``, look for the shipped tiny model (False: always the fresh one).
@@ -70,8 +71,10 @@ class VideoGenerator:
             self.checkpoint: Path | None = Path(checkpoint)
         else:
             self.checkpoint = find_shipped_checkpoint() if use_shipped else None
-        if self.checkpoint is not None and not (self.checkpoint / "dexworld_checkpoint.json").exists():
-            raise FileNotFoundError(f"{self.checkpoint} is not a dexworld checkpoint (no dexworld_checkpoint.json)")
+        if self.checkpoint is not None and not any((self.checkpoint / f).is_file() for f in (
+                "model_index.json", "dexworld_checkpoint.json")):
+            raise FileNotFoundError(f"{self.checkpoint} is not a dexworld checkpoint nor a saved model (no "
+                                    "dexworld_checkpoint.json or model_index.json)")
         self.tiny_overrides = dict(tiny_overrides or {})
         self._pipe = None
         self._lock = threading.Lock()
@@ -94,9 +97,9 @@ class VideoGenerator:
 
     def _load(self):
         if self.checkpoint is not None:
-            from worldmodel.wan.checkpoint import load_for_inference
+            from worldmodel.wan.pipeline import HandControlPipeline
 
-            pipe = load_for_inference(self.checkpoint)
+            pipe = HandControlPipeline.from_pretrained(self.checkpoint)
         else:
             import torch
 

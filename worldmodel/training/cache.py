@@ -100,8 +100,8 @@ def _pipeline(components):
 
     pipe = HandControlPipeline(tokenizer=components.tokenizer, text_encoder=components.text_encoder,
                                vae=components.vae, scheduler=components.scheduler,
-                               image_processor=components.image_processor, image_encoder=components.image_encoder)
-    pipe.prompt_embedder = components.prompt_embedder
+                               image_processor=components.image_processor, image_encoder=components.image_encoder,
+                               prompt_embedder=components.prompt_embedder)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

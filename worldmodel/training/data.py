@@ -7,19 +7,7 @@ import torch
 
 from embodiments.clip import clip_joints, clip_length, find_clips, open_clip
 from embodiments.transforms import scale_intrinsics
-
-
-def pad_prompt_embeds(pe: torch.Tensor, length: int = 512) -> torch.Tensor:
-    """Zero-pad (or truncate) (..., L, D) prompt embeddings to ``length`` tokens, as Wan pads UMT5 outputs.
-
-    Wan's attention splits image from text tokens assuming exactly 512 text tokens, so shorter stored
-    embeddings must be padded.
-    """
-    n = pe.shape[-2]
-    if n >= length:
-        return pe[..., :length, :]
-    pad = pe.new_zeros(*pe.shape[:-2], length - n, pe.shape[-1])
-    return torch.cat([pe, pad], dim=-2)
+from worldmodel.wan.prompt import pad_prompt_embeds
 
 
 class ClipDataset(torch.utils.data.Dataset):

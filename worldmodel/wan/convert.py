@@ -1,4 +1,4 @@
-"""Convert the authors' released checkpoint (DiffSynth-Studio Wan naming) into a dexworld checkpoint folder.
+"""Convert the authors' released checkpoint (DiffSynth-Studio Wan naming) into a hand-control pipeline folder.
 
 Inputs:
 
@@ -9,8 +9,10 @@ Inputs:
 - the hand controller weights in the authors' parameter names (``coord_encoder.0.weight`` …, optional ``state.`` or
   another common prefix), safetensors or a ``torch.save`` dict (loaded with ``weights_only=True``).
 
-Output: the folder ``Trainer.save_checkpoint`` writes (``lora/`` in peft's layout on diffusers' module names,
-``patch_embedding.safetensors``, ``control/``, ``dexworld_checkpoint.json``), so ``load_for_inference`` and
+Output: a pipeline folder (``worldmodel.wan.pretrained``) that names the base model instead of copying it:
+``transformer_lora/`` (peft's layout on diffusers' module names), ``transformer_patch_embedding.safetensors``,
+``control/``, the authors' sampler and CLIP preprocessing, and ``model_index.json`` with their sampling defaults
+(:data:`~worldmodel.wan.sampling.UPSTREAM_DEFAULTS`), so ``HandControlPipeline.from_pretrained`` and
 ``dexworld generate --checkpoint`` read it. No base weights are needed: only names and shapes change.
 
 Base-name mapping (diffusers' ``scripts/convert_wan_to_diffusers.py`` is the authority) — see
@@ -30,6 +32,7 @@ import torch
 
 from worldmodel.wan.adapter import LORA_TARGET_REGEX, LORA_WEIGHTS, WIDE_IN_CHANNELS
 
+CONVERSION_FILE = "dexworld_conversion.json"  # what was converted (source files, LoRA rank/alpha), beside the index
 __all__ = ["DIT_MODULE_NAMES", "convert_dit_lora", "convert_hand", "convert_upstream", "load_state_dict"]
 
 # Original Wan / DiffSynth module path inside ``blocks.N`` → diffusers ``WanTransformerBlock`` path.
@@ -231,18 +234,18 @@ def convert_upstream(dit: str | os.PathLike, hand: str | os.PathLike, out: str |
                      base_path: str | os.PathLike | None = None, hand_config: Mapping | None = None,
                      lora_alpha: float | None = None, height: int = 480, width: int = 832,
                      num_frames: int = 81) -> Path:
-    """Write a dexworld checkpoint folder at ``out`` from the authors' ``dit`` and ``hand`` weight files.
+    """Write a pipeline folder at ``out`` from the authors' ``dit`` and ``hand`` weight files.
 
-    ``base_path`` (a local diffusers-format Wan 2.1 I2V directory) is recorded for ``generate``; it is also where
-    the patch-embedding bias comes from when ``dit`` has none. ``hand_config`` overrides the constructor values
-    (else the hand file's ``config`` metadata, else shapes + defaults).
+    ``base_path`` (a local diffusers-format Wan 2.1 I2V directory) is recorded as the folder's base model; it is also
+    where the patch-embedding bias comes from when ``dit`` has none. ``hand_config`` overrides the constructor values
+    (else the hand file's ``config`` metadata, else shapes + defaults). ``height``/``width``/``num_frames`` become the
+    folder's sampling defaults beside the authors' steps, guidance, shift, sampler and CLIP preprocessing.
     """
     from peft import LoraConfig
     from safetensors.torch import save_file
 
-    from embodiments.io_utils import atomic_dir
-    from worldmodel.training.trainer import TrainConfig
-    from worldmodel.wan.checkpoint import CHECKPOINT_KIND, CHECKPOINT_VERSION
+    from worldmodel.wan.pretrained import WAN_CLASSES, base_classes, write_folder
+    from worldmodel.wan.sampling import UPSTREAM_DEFAULTS, upstream_scheduler
 
     if num_frames < 1 or (num_frames - 1) % 4:
         raise ValueError(f"num_frames must be 4k+1, got {num_frames}")
@@ -260,26 +263,40 @@ def convert_upstream(dit: str | os.PathLike, hand: str | os.PathLike, out: str |
             raise ValueError(f"{dit} has no patch_embedding.bias; pass base_path= (--base-path) so the base model's "
                              "bias can be used")
         lora.patch_embedding["patch_embedding.bias"] = _base_patch_bias(Path(base_path))
-    preset = "wan2.1-i2v-14b-480p"
-    cfg = TrainConfig(preset=preset, base_path=None if base_path is None else str(Path(base_path).resolve()),
-                      lora_rank=lora.rank, lora_alpha=lora.alpha, num_frames=num_frames, height=height,
-                      width=width, control={k: v for k, v in control.config.items() if not k.startswith("_")})
-    out = Path(out)
-    with atomic_dir(out) as tmp:
-        control.save_pretrained(tmp / "control")
-        (tmp / "lora").mkdir()
+    base = None if base_path is None else Path(base_path).expanduser().resolve()
+
+    def write_lora(directory: Path) -> None:
+        directory.mkdir()
         LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=0.0, init_lora_weights=True,
-                   target_modules=lora.target_modules).save_pretrained(tmp / "lora")
-        save_file(lora.state, tmp / "lora" / LORA_WEIGHTS, metadata={"format": "pt"})
-        save_file(lora.patch_embedding, tmp / "patch_embedding.safetensors")
-        meta = {"kind": CHECKPOINT_KIND, "version": CHECKPOINT_VERSION, "step": 0, "epoch": 0, "batch_in_epoch": 0,
-                "preset": preset, "base_path": cfg.base_path, "height": height, "width": width,
-                "num_frames": num_frames, "config": dataclasses.asdict(cfg),
-                "converted_from": {"dit": str(Path(dit).resolve()), "hand": str(Path(hand).resolve()),
-                                   "lora_blocks": lora.num_blocks, "lora_rank": lora.rank,
-                                   "lora_alpha": lora.alpha}}
-        (tmp / "dexworld_checkpoint.json").write_text(json.dumps(meta, indent=2))
+                   target_modules=lora.target_modules).save_pretrained(directory)
+        save_file(lora.state, directory / LORA_WEIGHTS, metadata={"format": "pt"})
+
+    out = write_folder(out, control=control, scheduler=upstream_scheduler(UPSTREAM_DEFAULTS.shift),
+                       sampling=dataclasses.replace(UPSTREAM_DEFAULTS, height=height, width=width,
+                                                    num_frames=num_frames),
+                       image_processor=_uncropped_clip_processor(base), base_model=None if base is None else str(base),
+                       patch_embedding=lora.patch_embedding, lora_dir_writer=write_lora,
+                       classes=WAN_CLASSES if base is None else base_classes(base))
+    (out / CONVERSION_FILE).write_text(json.dumps({
+        "dit": str(Path(dit).resolve()), "hand": str(Path(hand).resolve()), "lora_blocks": lora.num_blocks,
+        "lora_rank": lora.rank, "lora_alpha": lora.alpha}, indent=2) + "\n")
     return out
+
+
+def _uncropped_clip_processor(base: Path | None):
+    """The base's CLIP image processor (CLIP's 224² and normalisation without one) set to resize without cropping.
+
+    The pipeline itself follows the folder's ``clip_preprocess = "resize"`` (the authors' torch bicubic resize of the
+    whole frame); this keeps a plain diffusers user of the folder from centre-cropping too.
+    """
+    from transformers import CLIPImageProcessor
+
+    proc = CLIPImageProcessor() if base is None or not (base / "image_processor").is_dir() else \
+        CLIPImageProcessor.from_pretrained(base / "image_processor", local_files_only=True)
+    side = proc.crop_size.get("height", 224) if proc.crop_size else 224
+    proc.do_center_crop = False
+    proc.size = {"height": side, "width": side}
+    return proc
 
 
 def _base_patch_bias(base: Path) -> torch.Tensor:

@@ -2,12 +2,15 @@
 
 Built on diffusers' ``WanImageToVideoPipeline``: prompt and image encoding, the I2V condition (``prepare_latents``),
 the scheduler and VAE decoding are the parent's; this class adds the control module, the 52-channel transformer
-input and the choice of what the classifier-free-guidance unconditional branch sees.
+input, the choice of what the classifier-free-guidance unconditional branch sees, and the sampling defaults a saved
+folder records. ``from_pretrained`` / ``save_pretrained`` read and write diffusers pipeline folders
+(``worldmodel.wan.pretrained``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 
 import numpy as np
@@ -17,11 +20,11 @@ from diffusers import WanImageToVideoPipeline
 
 from embodiments.sparse import SparseJoints
 from embodiments.transforms import scale_intrinsics
-from worldmodel.training.data import pad_prompt_embeds
+from worldmodel.wan import pretrained
 from worldmodel.wan.adapter import HandControlledWan, ensure_widened
-from worldmodel.wan.presets import FULL_DEFAULTS, SamplingDefaults, WanComponents
-
-UNCOND_CONTROL = ("unedited", "joints")
+from worldmodel.wan.presets import WanComponents, shipped_path
+from worldmodel.wan.prompt import pad_prompt_embeds
+from worldmodel.wan.sampling import FULL_DEFAULTS, UNCOND_CONTROL, SamplingDefaults, clip_resize, set_timesteps
 
 
 @dataclasses.dataclass
@@ -60,31 +63,72 @@ class HandControlPipeline(WanImageToVideoPipeline):
 
     ``transformer`` must be the widened (52-channel) model, usually with the trained LoRA; ``control`` is the
     ``HandControlModule``. Without a text encoder, pass ``prompt_embedder`` (tiny preset) or ``prompt_embeds``.
+    ``sampling``: the :class:`SamplingDefaults` as a dict (kept in ``model_index.json``); ``base_model``: the folder
+    that components absent from a saved folder come from.
     """
 
-    _optional_components = [*WanImageToVideoPipeline._optional_components, "tokenizer", "text_encoder"]
+    _optional_components = [*WanImageToVideoPipeline._optional_components, "tokenizer", "text_encoder", "control",
+                            "prompt_embedder"]
 
     def __init__(self, tokenizer, text_encoder, vae, scheduler, image_processor=None, image_encoder=None,
-                 transformer=None, control=None, transformer_2=None, boundary_ratio=None,
-                 expand_timesteps: bool = False):
+                 transformer=None, control=None, prompt_embedder=None, transformer_2=None, boundary_ratio=None,
+                 expand_timesteps: bool = False, sampling: dict | None = None, base_model: str | None = None):
         super().__init__(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler,
                          image_processor=image_processor, image_encoder=image_encoder, transformer=transformer,
                          transformer_2=transformer_2, boundary_ratio=boundary_ratio,
                          expand_timesteps=expand_timesteps)
         if transformer is not None:
             ensure_widened(transformer)
-        self.register_modules(control=control)
-        self.prompt_embedder = None
-        self.defaults: SamplingDefaults = FULL_DEFAULTS
+        self.register_modules(control=control, prompt_embedder=prompt_embedder)
+        if sampling is not None:
+            SamplingDefaults.from_dict(sampling, "sampling")  # validate early
+        self.register_to_config(sampling=sampling, base_model=base_model)
+        self._base_components: frozenset[str] = frozenset()  # components save_pretrained leaves to base_model
+
+    @property
+    def defaults(self) -> SamplingDefaults:
+        """How this model expects to be sampled (frame size and count, steps, guidance, shift, CFG, CLIP)."""
+        sampling = self.config.get("sampling")
+        return FULL_DEFAULTS if sampling is None else SamplingDefaults.from_dict(sampling, "sampling")
+
+    @defaults.setter
+    def defaults(self, value: SamplingDefaults) -> None:
+        self.register_to_config(sampling=value.to_dict())
 
     @classmethod
     def from_components(cls, components: WanComponents, control: torch.nn.Module) -> HandControlPipeline:
-        pipe = cls(tokenizer=components.tokenizer, text_encoder=components.text_encoder, vae=components.vae,
+        return cls(tokenizer=components.tokenizer, text_encoder=components.text_encoder, vae=components.vae,
                    scheduler=components.scheduler, image_processor=components.image_processor,
-                   image_encoder=components.image_encoder, transformer=components.transformer, control=control)
-        pipe.prompt_embedder = components.prompt_embedder
-        pipe.defaults = components.defaults
-        return pipe
+                   image_encoder=components.image_encoder, transformer=components.transformer, control=control,
+                   prompt_embedder=components.prompt_embedder, sampling=components.defaults.to_dict())
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, torch_dtype: torch.dtype = torch.float32,
+                        base: str | os.PathLike | None = None, dtype: torch.dtype | None = None,
+                        local_files_only: bool = True, **kwargs) -> HandControlPipeline:
+        """Load a folder written by :meth:`save_pretrained`, an older dexworld checkpoint folder, or a shipped model.
+
+        ``torch_dtype`` (or diffusers' newer spelling ``dtype``): transformer and text encoder (VAE, CLIP and control
+        module stay float32). ``base``: the local Wan 2.1 I2V folder for components the folder leaves out (default:
+        the one it names). Local files only: nothing is ever downloaded.
+        """
+        torch_dtype = dtype or torch_dtype
+        if not local_files_only:
+            raise ValueError("HandControlPipeline.from_pretrained reads local folders only (local_files_only=True)")
+        if kwargs:
+            raise TypeError(f"HandControlPipeline.from_pretrained: unsupported option(s) {sorted(kwargs)}")
+        return pretrained.load(cls, pretrained_model_name_or_path, torch_dtype=torch_dtype, base=base)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, lora: str = "adapter",
+                        base: str | os.PathLike | None = None, self_contained: bool = False, **kwargs) -> None:
+        """Write a diffusers pipeline folder: ``model_index.json`` + one subfolder per component.
+
+        ``lora="adapter"`` keeps the LoRA as a peft adapter beside the transformer, ``"fused"`` merges it in. With
+        ``base`` (or when loaded from a folder naming one) the base model's weights are referenced, not copied.
+        """
+        if kwargs:
+            raise TypeError(f"HandControlPipeline.save_pretrained: unsupported option(s) {sorted(kwargs)}")
+        pretrained.save(self, save_directory, lora=lora, base=base, self_contained=self_contained)
 
     # ------------------------------------------------------------------ helpers shared with training
     def embed_prompts(self, prompts: list[str], device, dtype) -> torch.Tensor:
@@ -96,13 +140,27 @@ class HandControlPipeline(WanImageToVideoPipeline):
         raise ValueError("this pipeline has no text encoder and no prompt embedder: pass prompt_embeds= "
                          "(and negative_prompt_embeds= for guidance)")
 
-    def image_embeddings(self, images, device) -> torch.Tensor | None:
-        """CLIP penultimate hidden states (B, L, D) when the transformer uses image cross-attention, else None."""
+    def image_embeddings(self, images, device, pixels: torch.Tensor | None = None) -> torch.Tensor | None:
+        """CLIP penultimate hidden states (B, L, D) when the transformer uses image cross-attention, else None.
+
+        Preprocessing as the checkpoint records (``defaults.clip_preprocess``): ``"center_crop"`` runs the image
+        processor on ``images``; ``"resize"`` resizes ``pixels`` — (B, 3, H, W) in [−1, 1], the frames as the VAE sees
+        them (default: ``images`` as they are) — bicubic to the encoder's square size without cropping.
+        """
         if self.transformer.config.image_dim is None:
             return None
         if self.image_encoder is None:
             raise ValueError("the transformer expects CLIP image embeddings but the pipeline has no image_encoder")
-        return self.encode_image(images, device)
+        if self.defaults.clip_preprocess == "center_crop":
+            return self.encode_image(images, device)
+        if pixels is None:
+            arrays = images if isinstance(images, list | tuple) else [images]
+            pixels = torch.stack([torch.from_numpy(np.asarray(a, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1.0
+                                  for a in arrays])
+        proc = self.image_processor
+        x = clip_resize(pixels.to(device), self.image_encoder.config.image_size, proc.image_mean, proc.image_std)
+        out = self.image_encoder(pixel_values=x.to(self.image_encoder.dtype), output_hidden_states=True)
+        return out.hidden_states[-2]
 
     def _latent_stats(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The VAE's per-channel latent mean and std, shaped (1, C, 1, 1, 1) like ``z``."""
@@ -159,7 +217,7 @@ class HandControlPipeline(WanImageToVideoPipeline):
                  prompt_embeds: torch.Tensor | None = None, negative_prompt_embeds: torch.Tensor | None = None,
                  K: np.ndarray | None = None, height: int | None = None, width: int | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                 shift: float | None = None, uncond_control: str = "unedited", seed: int | None = None,
+                 shift: float | None = None, uncond_control: str | None = None, seed: int | None = None,
                  generator: torch.Generator | None = None, latents: torch.Tensor | None = None,
                  output_type: str = "np", return_control: bool = False, progress: bool = True
                  ) -> HandControlOutput:
@@ -168,9 +226,11 @@ class HandControlPipeline(WanImageToVideoPipeline):
         ``K`` (default ``joints.K``) is in the pixels of ``image``; it is rescaled when ``height``/``width``
         differ. ``uncond_control``: ``"unedited"`` — the unconditional branch sees the plain I2V condition and no
         control volume (as Wan-Move does); ``"joints"`` — it sees the same joint condition as the conditional branch,
-        so guidance acts on the prompt only (as the paper's authors do).
+        so guidance acts on the prompt only (as the paper's authors do). Every setting left as None takes the value
+        the checkpoint records (:attr:`defaults`).
         """
         d = self.defaults
+        uncond_control = uncond_control or d.uncond_control
         height, width = height or d.height, width or d.width
         steps = num_inference_steps or d.num_inference_steps
         guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
@@ -199,15 +259,15 @@ class HandControlPipeline(WanImageToVideoPipeline):
         prompt_embeds = pad_prompt_embeds(prompt_embeds.to(device, dtype))
         if prompt_embeds.ndim == 2:
             prompt_embeds = prompt_embeds[None]
-        image_embeds = self.image_embeddings(image, device)
+        pixels = self.video_processor.preprocess(image, height=height, width=width).to(device, torch.float32)
+        image_embeds = self.image_embeddings(image, device, pixels=pixels)
         if image_embeds is not None:
             image_embeds = image_embeds.to(dtype)
 
         if generator is None and seed is not None:
             generator = torch.Generator("cpu").manual_seed(int(seed))
         scheduler = self.scheduler_with_shift(shift)
-        scheduler.set_timesteps(steps, device=device)
-        pixels = self.video_processor.preprocess(image, height=height, width=width).to(device, torch.float32)
+        set_timesteps(scheduler, steps, device=device)
         latents, condition = self.prepare_latents(pixels, 1, self.vae.config.z_dim, height, width, num_frames,
                                                   torch.float32, device, generator, latents)
         model = HandControlledWan(self.transformer, self.control)
@@ -255,3 +315,23 @@ def i2v_condition(pipe, video: torch.Tensor, latent_frames: int, height: int, wi
     return torch.cat([torch.nn.functional.pad(
         pipe.prepare_latents(v[:, 0][None], 1, 16, height, width, 1, torch.float32, device, None,
                              torch.zeros(1))[1], (0, 0, 0, 0, 0, latent_frames - 1)) for v in video])
+
+
+def load_for_inference(checkpoint: str | os.PathLike, base_path: str | os.PathLike | None = None,
+                       torch_dtype: torch.dtype = torch.float32) -> HandControlPipeline:
+    """Alias of :meth:`HandControlPipeline.from_pretrained` (kept for callers of the earlier loader)."""
+    return HandControlPipeline.from_pretrained(checkpoint, torch_dtype=torch_dtype, base=base_path)
+
+
+def load_shipped(name: str = "tiny-sim", torch_dtype: torch.dtype = torch.float32) -> HandControlPipeline:
+    """The trained model shipped in the repository (``worldmodel/checkpoints/<name>``) as a ready pipeline."""
+    return HandControlPipeline.from_pretrained(shipped_path(name), torch_dtype=torch_dtype)
+
+
+def export_for_inference(checkpoint: str | os.PathLike, out: str | os.PathLike,
+                         base_path: str | os.PathLike | None = None, lora: str = "adapter",
+                         self_contained: bool = True) -> os.PathLike:
+    """A training checkpoint → a pipeline folder for inference (no optimiser state): load, then save_pretrained."""
+    pipe = HandControlPipeline.from_pretrained(checkpoint, base=base_path)
+    pipe.save_pretrained(out, lora=lora, self_contained=self_contained)
+    return out

@@ -21,27 +21,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import zlib
 from pathlib import Path
 
 import torch
 
+from worldmodel.wan.prompt import HashPromptEmbedder
+from worldmodel.wan.sampling import FULL_DEFAULTS, SamplingDefaults
+
 PRESETS = ("tiny", "tiny-sim", "wan2.1-i2v-14b-480p")
 TINY_PRESETS = ("tiny", "tiny-sim")  # built from configs (no pretrained weights); the run keeps its own base
-TEXT_SEQ_LEN = 512
 
 
-@dataclasses.dataclass(frozen=True)
-class SamplingDefaults:
-    height: int
-    width: int
-    num_frames: int
-    num_inference_steps: int = 50
-    guidance_scale: float = 5.0
-    shift: float = 5.0
-
-
-FULL_DEFAULTS = SamplingDefaults(height=480, width=832, num_frames=81)
 TINY_DEFAULTS = SamplingDefaults(height=64, width=64, num_frames=5, num_inference_steps=8)
 # tiny-sim is trained with whole-sample control dropout but without prompt dropout, and its unconditional
 # "unedited" branch differs from the dropped-control input it saw; it samples without CFG (guidance 1).
@@ -58,45 +48,6 @@ TRAIN_DEFAULTS: dict[str, dict] = {
                  "vae": {"steps": 1000, "batch_size": 2, "num_frames": 5, "crop": 64, "lr": 2e-3, "warmup_steps": 50,
                          "kl_weight": 1e-6}},
 }
-
-
-class HashPromptEmbedder:
-    """Text → (B, 512, dim) embeddings without a text encoder: one fixed random vector per word, zero padding.
-
-    Deterministic across processes and runs (CRC32 of the word seeds a CPU generator), so it can stand in for
-    UMT5 in the tiny preset; it carries no weights and is saved as a small JSON config.
-    """
-
-    def __init__(self, dim: int, seq_len: int = TEXT_SEQ_LEN, max_words: int = 64):
-        if dim <= 0 or seq_len <= 0 or not 0 < max_words <= seq_len:
-            raise ValueError(f"HashPromptEmbedder needs dim > 0 and 0 < max_words <= seq_len, got dim={dim}, "
-                             f"seq_len={seq_len}, max_words={max_words}")
-        self.dim, self.seq_len, self.max_words = dim, seq_len, max_words
-
-    def __call__(self, prompts: str | list[str], device=None, dtype=torch.float32) -> torch.Tensor:
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        out = torch.zeros(len(prompts), self.seq_len, self.dim)
-        for b, text in enumerate(prompts):
-            for i, word in enumerate(text.lower().split()[: self.max_words]):
-                g = torch.Generator().manual_seed(zlib.crc32(word.encode("utf-8")))
-                out[b, i] = torch.randn(self.dim, generator=g)
-        return out.to(device=device, dtype=dtype)
-
-    def to_config(self) -> dict:
-        return {"type": "hash", "dim": self.dim, "seq_len": self.seq_len, "max_words": self.max_words}
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        from embodiments.io_utils import atomic_path
-
-        with atomic_path(Path(directory) / "config.json") as tmp:
-            tmp.write_text(json.dumps(self.to_config(), indent=2))
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> HashPromptEmbedder:
-        cfg = json.loads((Path(directory) / "config.json").read_text())
-        if cfg.get("type") != "hash":
-            raise ValueError(f"{directory}: unknown prompt embedder type {cfg.get('type')!r}")
-        return cls(int(cfg["dim"]), int(cfg["seq_len"]), int(cfg["max_words"]))
 
 
 @dataclasses.dataclass
@@ -175,7 +126,8 @@ def build_tiny(name: str = "tiny", **overrides) -> WanComponents:
     """The tiny presets: random weights from a fixed seed; every module from diffusers/transformers configs.
 
     ``name="tiny-sim"`` starts from :data:`TINY_SIM_CONFIG` and the 128×128×17 sampling defaults; its weights
-    are random until ``dexworld train --preset tiny-sim`` trains them (the shipped result: :func:`load_shipped`).
+    are random until ``dexworld train --preset tiny-sim`` trains them (the shipped result:
+    ``HandControlPipeline.from_pretrained("tiny-sim")``).
     """
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
 
@@ -312,16 +264,8 @@ def load_preset(name: str, path: str | os.PathLike | None = None, **options) -> 
 def shipped_path(name: str = "tiny-sim") -> Path:
     """Folder of a model shipped in the repository (``worldmodel/checkpoints/<name>/``); FileNotFoundError if absent."""
     path = SHIPPED_DIR / name
-    if not (path / "dexworld_checkpoint.json").is_file():
-        raise FileNotFoundError(f"no shipped model {name!r} at {path} (expected dexworld_checkpoint.json); "
-                                "train one with `dexworld train --preset tiny-sim` and export it with "
-                                "`worldmodel.wan.checkpoint.export_for_inference`")
+    if not (path / "model_index.json").is_file():
+        raise FileNotFoundError(f"no shipped model {name!r} at {path} (expected model_index.json); train one with "
+                                "`dexworld train --preset tiny-sim` and save it with "
+                                "`HandControlPipeline.from_pretrained(CHECKPOINT).save_pretrained(DIR)`")
     return path
-
-
-def load_shipped(name: str = "tiny-sim", torch_dtype: torch.dtype = torch.float32):
-    """The trained model shipped in the repository as a ready ``HandControlPipeline`` (one code path with any
-    checkpoint: :func:`worldmodel.training.load_for_inference`)."""
-    from worldmodel.wan.checkpoint import load_for_inference
-
-    return load_for_inference(shipped_path(name), torch_dtype=torch_dtype)
