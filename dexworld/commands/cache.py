@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .. import argtypes as at
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``cache`` subcommand."""
@@ -20,10 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="TrainConfig JSON of the run (preset, base_path, tiny, num_frames, height, width)")
     p.add_argument("--data", required=True, help="folder of .h5 clips (or one clip file)")
     p.add_argument("--out", required=True, help="cache folder to write (replaced atomically)")
-    p.add_argument("--num-frames", type=int, default=None, help="frames per window, 4k+1 (default: preset's)")
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--window-stride", type=int, default=None,
+    p.add_argument("--num-frames", type=at.frames_4k1, default=None, help="frames per window, 4k+1 (default: preset's)")
+    p.add_argument("--height", type=at.side16, default=None)
+    p.add_argument("--width", type=at.side16, default=None)
+    p.add_argument("--window-stride", type=at.positive_int, default=None,
                    help="frames between cached window starts (default: --num-frames, non-overlapping)")
     p.add_argument("--device", default="cpu", help="torch device for the encoders (e.g. cuda)")
     p.add_argument("--no-progress", action="store_true")

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .. import argtypes as at
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``convert-upstream`` subcommand."""
@@ -22,11 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hand-config", default=None,
                    help="JSON file with the controller's constructor values (default: the file's metadata, "
                         "else inferred from the weight shapes)")
-    p.add_argument("--lora-alpha", type=float, default=None,
+    p.add_argument("--lora-alpha", type=at.positive_float, default=None,
                    help="LoRA alpha (scale = alpha / rank); default: the file's .alpha keys, else rank (scale 1)")
-    p.add_argument("--height", type=int, default=480)
-    p.add_argument("--width", type=int, default=832)
-    p.add_argument("--num-frames", type=int, default=81)
+    p.add_argument("--height", type=at.side16, default=480)
+    p.add_argument("--width", type=at.side16, default=832)
+    p.add_argument("--num-frames", type=at.frames_4k1, default=81)
     p.set_defaults(func=run)
 
 

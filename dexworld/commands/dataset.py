@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import argtypes as at
+
 HELP = "inspect datasets"
 SHOW_HELP = "write an episode's frames with the projected hand joints drawn on them (GIF/MP4/PNG)"
 
@@ -13,7 +15,7 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
     p = sub.add_parser("show", help=SHOW_HELP, description=SHOW_HELP)
     p.add_argument("path", type=Path, help="LeRobot dataset folder or a training clip (.h5)")
-    p.add_argument("--episode", type=int, default=0, help="episode index (LeRobot datasets)")
+    p.add_argument("--episode", type=at.nonnegative_int, default=0, help="episode index (LeRobot datasets)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output image/video (.gif, .mp4, .png = first frame)")
     p.add_argument("--repo-id", default=None, help="LeRobot repo id (default local/<folder name>)")
     p.add_argument("--embodiment", nargs="+", default=None, help="hands in the state (foreign datasets)")

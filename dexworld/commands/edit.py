@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import argtypes as at
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``edit`` subcommand."""
@@ -19,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="checkpoint folder written by 'dexworld train' (default: the shipped tiny model; without "
                         "one, a freshly initialised, untrained tiny model)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; the next free one if taken)")
+    p.add_argument("--port", type=at.port, default=8080, help="port (default 8080; the next free one if taken)")
     p.add_argument("--out", default="dexworld_edit", help="folder Export writes to (default ./dexworld_edit)")
     p.set_defaults(func=run)
 

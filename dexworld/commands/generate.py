@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import argtypes as at
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``generate`` subcommand."""
@@ -14,8 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the camera frame, with K in the reference image's pixels (or pass --K). Its frame count "
                     "(or --num-frames) must be 4k+1.")
     p.add_argument("--checkpoint", default=None,
-                   help="checkpoint folder written by 'dexworld train' (default: the shipped tiny-sim model, "
-                        "worldmodel/checkpoints/tiny-sim)")
+                   help="checkpoint folder written by 'dexworld train', or its run folder (then its latest "
+                        "checkpoint; default: the shipped tiny-sim model, worldmodel/checkpoints/tiny-sim)")
     p.add_argument("--image", required=True, help="reference image (first frame)")
     p.add_argument("--joints", required=True, help="SparseJoints file (.npz / .h5), camera frame")
     p.add_argument("-o", "--output", required=True, help="video file (.mp4 or .gif)")
@@ -23,59 +25,100 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", default="", help="text prompt")
     p.add_argument("--negative-prompt", default="", help="negative prompt")
     p.add_argument("--K", default=None, help="intrinsics 'fx,fy,cx,cy' in image pixels (if the joints lack K)")
-    p.add_argument("--num-frames", type=int, default=None, help="use the first N joint frames (4k+1)")
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default 50 at full scale)")
-    p.add_argument("--guidance", type=float, default=None, help="guidance scale (default 5.0)")
-    p.add_argument("--shift", type=float, default=None, help="flow shift (default 5.0)")
+    p.add_argument("--num-frames", type=at.frames_4k1, default=None, help="use the first N joint frames (4k+1)")
+    p.add_argument("--height", type=at.side16, default=None)
+    p.add_argument("--width", type=at.side16, default=None)
+    p.add_argument("--steps", type=at.positive_int, default=None, help="denoising steps (default 50 at full scale)")
+    p.add_argument("--guidance", type=at.guidance, default=None, help="guidance scale (default 5.0)")
+    p.add_argument("--shift", type=at.positive_float, default=None, help="flow shift (default 5.0)")
     p.add_argument("--uncond-control", choices=("unedited", "joints"), default="unedited",
                    help="what the unconditional branch sees (default unedited)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--seed", type=at.seed, default=0)
+    p.add_argument("--device", type=at.device, default=None,
+                   help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="transformer/text-encoder weights (the control module and VAE stay float32)")
-    p.add_argument("--fps", type=float, default=None, help="video fps (default: the joints')")
+    p.add_argument("--fps", type=at.positive_float, default=None, help="video fps (default: the joints')")
     p.add_argument("--overlay", action="store_true", help="write [video | video with joints] side by side")
     p.add_argument("--save-control", default=None, help="also save the control maps to this .npz")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def read_image(path: str, name: str = "--image"):
+    """(H, W, 3) uint8 RGB of an image file; a one-line error naming ``name`` if it is missing or not an image."""
     import numpy as np
     import PIL.Image
 
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{name} {path}: no such image file")
+    try:
+        with PIL.Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, PIL.Image.DecompressionBombError) as e:
+        raise ValueError(f"{name} {path}: not a readable image (expected PNG, JPEG, ...; {type(e).__name__})") \
+            from None
+
+
+def parse_K(text: str):
+    """'fx,fy,cx,cy' → K (3, 3)."""
+    import numpy as np
+
+    try:
+        fx, fy, cx, cy = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--K must be 'fx,fy,cx,cy', got {text!r}") from None
+    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+
+
+def resolve_device(device: str | None) -> str:
+    """--device, or cuda when available, else cpu."""
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def output_size(pipe, args: argparse.Namespace) -> tuple[int, int]:
+    """(height, width) of the video: --height/--width, else the checkpoint's own."""
+    return args.height or pipe.defaults.height, args.width or pipe.defaults.width
+
+
+def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    import numpy as np
+
+    from dexworld.checkpoints import resolve_checkpoint
     from embodiments.sparse import SparseJoints
+    from embodiments.view_check import ViewWarning, check_view
     from worldmodel.evaluation.video import draw_joints, side_by_side, write_video
     from worldmodel.wan.checkpoint import load_for_inference
 
     out = Path(args.output)
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise ValueError(f"-o must end in .mp4 or .gif, got {out.name!r}")
-    if not Path(args.image).exists():
-        raise FileNotFoundError(f"no image at {args.image}")
-    image = np.asarray(PIL.Image.open(args.image).convert("RGB"))
+    image = read_image(args.image)
     joints = SparseJoints.load(args.joints)
     if args.K is not None:
-        try:
-            fx, fy, cx, cy = (float(x) for x in args.K.split(","))
-        except ValueError:
-            raise ValueError(f"--K must be 'fx,fy,cx,cy', got {args.K!r}") from None
-        joints = joints.replace(K=np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]))
+        joints = joints.replace(K=parse_K(args.K))
     if args.num_frames is not None:
         if not 1 <= args.num_frames <= len(joints):
             raise ValueError(f"--num-frames must be in 1..{len(joints)}, got {args.num_frames}")
         joints = joints[: args.num_frames]
+    with warnings.catch_warnings():  # errors before the model loads; the pipeline repeats the check and warns
+        warnings.simplefilter("ignore", ViewWarning)
+        check_view(image.shape[:2], joints, name=f"--image {args.image} with --joints {args.joints}")
     import torch
 
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
     from worldmodel.wan.presets import shipped_path
 
-    checkpoint = args.checkpoint if args.checkpoint is not None else shipped_path("tiny-sim")
+    checkpoint = resolve_checkpoint(args.checkpoint) if args.checkpoint is not None else shipped_path("tiny-sim")
     pipe = load_for_inference(checkpoint, base_path=args.base_path, torch_dtype=dtype)
-    pipe.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    result = pipe(image, joints, prompt=args.prompt, negative_prompt=args.negative_prompt, height=args.height,
-                  width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance, shift=args.shift,
+    pipe.to(resolve_device(args.device))
+    height, width = output_size(pipe, args)
+    print(f"generating {len(joints)} frames at {width}x{height} (width x height) from {checkpoint}", flush=True)
+    result = pipe(image, joints, prompt=args.prompt, negative_prompt=args.negative_prompt, height=height,
+                  width=width, num_inference_steps=args.steps, guidance_scale=args.guidance, shift=args.shift,
                   uncond_control=args.uncond_control, seed=args.seed, return_control=bool(args.save_control))
     frames = result.frames
     if args.overlay:
@@ -91,5 +134,5 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(args.save_control) as tmp, open(tmp, "wb") as f:
             np.savez(f, control=result.control[0].float().cpu().numpy(),
                      condition=result.condition[0].float().cpu().numpy())
-    print(f"wrote {out} ({len(result.frames)} frames)")
+    print(f"wrote {out} ({len(result.frames)} frames, {width}x{height})")
     return 0

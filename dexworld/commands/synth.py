@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from .. import argtypes as at
+
 SYNTH_HELP = "render synthetic paired training clips (video + camera-frame joints + K) of a robot hand in MuJoCo"
 # Scene randomisation presets (SceneConfig overrides). "tiny-sim": the data of the shipped tiny model, with a
 # narrower camera (±1 cm jitter, fovy 60–64°), 1–2 objects, 1–2 lights and no checker textures (flat/gradient
@@ -33,16 +35,16 @@ def _size(text: str) -> tuple[int, int]:
 def register(subparsers) -> None:
     p = subparsers.add_parser("synth", help=SYNTH_HELP, description=SYNTH_HELP)
     p.add_argument("--embodiment", required=True, help="registered robot hand, e.g. dex3_right")
-    p.add_argument("--episodes", type=int, required=True, help="number of clips")
-    p.add_argument("--frames", type=int, default=17, help="frames per clip (default 17)")
+    p.add_argument("--episodes", type=at.positive_int, required=True, help="number of clips")
+    p.add_argument("--frames", type=at.positive_int, default=17, help="frames per clip (default 17)")
     p.add_argument("--size", type=_size, default=(128, 128), help="frame size N or HxW (default 128)")
-    p.add_argument("--fps", type=float, default=16.0, help="frames per second (default 16)")
+    p.add_argument("--fps", type=at.positive_float, default=16.0, help="frames per second (default 16)")
     p.add_argument("--out", type=Path, required=True, help="output folder (episode_000000.h5 …, manifest.json)")
-    p.add_argument("--seed", type=int, default=0, help="seed; clips are a function of (seed, episode index)")
+    p.add_argument("--seed", type=at.seed, default=0, help="seed; clips are a function of (seed, episode index)")
     p.add_argument("--physics", action="store_true", help="simulate contacts instead of kinematic replay")
     p.add_argument("--motions", default="reach_grasp,human,random",
                    help="comma list of motion kinds to draw from (reach_grasp, human, random)")
-    p.add_argument("--episodes-per-scene", type=int, default=8,
+    p.add_argument("--episodes-per-scene", type=at.positive_int, default=8,
                    help="episodes sharing one compiled scene (appearance is re-drawn for each)")
     p.add_argument("--scene-preset", choices=tuple(SCENE_PRESETS), default="default",
                    help="scene randomisation ranges: default, or tiny-sim (narrower camera, fewer objects/lights)")
@@ -62,8 +64,8 @@ def register(subparsers) -> None:
     s.add_argument("--physics", action="store_true", help="physics rollout (default: kinematic replay)")
     s.add_argument("--camera", default="ego", help="scene camera: ego or third (default ego)")
     s.add_argument("--size", type=_size, default=(256, 256), help="frame size N or HxW (default 256)")
-    s.add_argument("--fps", type=float, default=16.0, help="frames per second (default 16)")
-    s.add_argument("--seed", type=int, default=0, help="scene seed")
+    s.add_argument("--fps", type=at.positive_float, default=16.0, help="frames per second (default 16)")
+    s.add_argument("--seed", type=at.seed, default=0, help="scene seed")
     s.add_argument("--joints-out", type=Path, help="also save the camera-frame SparseJoints (.npz or .h5)")
     s.set_defaults(func=run_simulate)
 
