@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from embodiments.io_utils import check_safetensors_file
+from embodiments.io_utils import check_safetensors_file, read_json
 
 META = "dexworld_checkpoint.json"
 REQUIRED_WEIGHTS = ("patch_embedding.safetensors", "control/diffusion_pytorch_model.safetensors",
@@ -47,6 +47,8 @@ def latest_checkpoint(run: Path, name: str = "--checkpoint") -> Path:
 
 def check_checkpoint_files(checkpoint: Path, name: str = "--checkpoint") -> None:
     """Every weights file a checkpoint needs is present and complete (a one-line error naming the file otherwise)."""
+    for f in sorted(checkpoint.rglob("*.json")):
+        read_json(f, f"{name}: checkpoint file")
     for rel in REQUIRED_WEIGHTS:
         if not (checkpoint / rel).is_file():
             raise FileNotFoundError(f"{name} {checkpoint}: the checkpoint lacks {rel} (incomplete copy?)")

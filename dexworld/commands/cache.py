@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from .. import argtypes as at
 
@@ -38,10 +36,11 @@ def run(args: argparse.Namespace) -> int:
 
     values: dict = {}
     if args.config:
-        path = Path(args.config)
-        if not path.exists():
-            raise FileNotFoundError(f"no config file at {path}")
-        values = json.loads(path.read_text())
+        from embodiments.io_utils import read_json
+
+        values = read_json(args.config, "--config file")
+        if not isinstance(values, dict):
+            raise ValueError(f"--config file {args.config}: expected a JSON object")
     for name in ("preset", "base_path", "num_frames", "height", "width"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)

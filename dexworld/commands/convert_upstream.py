@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from .. import argtypes as at
 
@@ -37,10 +36,9 @@ def run(args: argparse.Namespace) -> int:
 
     hand_config = None
     if args.hand_config:
-        path = Path(args.hand_config)
-        if not path.exists():
-            raise FileNotFoundError(f"no hand config file at {path}")
-        hand_config = json.loads(path.read_text())
+        from embodiments.io_utils import read_json
+
+        hand_config = read_json(args.hand_config, "--hand-config file")
     out = convert_upstream(args.dit, args.hand, args.out, base_path=args.base_path, hand_config=hand_config,
                            lora_alpha=args.lora_alpha, height=args.height, width=args.width,
                            num_frames=args.num_frames)

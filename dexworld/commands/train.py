@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -99,10 +98,11 @@ def build_config(args: argparse.Namespace):
         values.update(read_checkpoint_meta(Trainer._resolve(out, args.resume))["config"])
     file_values: dict = {}
     if args.config:
-        path = Path(args.config)
-        if not path.exists():
-            raise FileNotFoundError(f"no config file at {path}")
-        file_values = json.loads(path.read_text())
+        from embodiments.io_utils import read_json
+
+        file_values = read_json(args.config, "--config file")
+        if not isinstance(file_values, dict):
+            raise ValueError(f"--config file {args.config}: expected a JSON object of TrainConfig fields")
     if not args.resume:  # a preset's recipe (e.g. tiny-sim) is the starting point; the file and flags override it
         preset = args.preset or file_values.get("preset", "tiny")
         values.update({"preset": preset, **TRAIN_DEFAULTS.get(preset, {})})
