@@ -67,6 +67,9 @@ def register(subparsers) -> None:
     s.add_argument("--fps", type=at.positive_float, default=16.0, help="frames per second (default 16)")
     s.add_argument("--seed", type=at.seed, default=0, help="scene seed")
     s.add_argument("--joints-out", type=Path, help="also save the camera-frame SparseJoints (.npz or .h5)")
+    s.add_argument("--save-ref", type=Path, default=None,
+                   help="also save the first frame as an image (.png): with --joints-out, the inputs of "
+                        "'dexworld generate' and 'dexworld edit'")
     s.set_defaults(func=run_simulate)
 
 
@@ -101,13 +104,17 @@ def _load_trajectory(path: Path, embs) -> tuple[dict, dict]:
 
     if not path.exists():
         raise FileNotFoundError(f"no trajectory file at {path}")
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    elif path.suffix == ".npy":
-        arrays = {"q": np.load(path, allow_pickle=False)}
-    else:
+    if path.suffix not in (".npz", ".npy"):
         raise ValueError(f"trajectory must be .npy or .npz, got {path.suffix!r}")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        else:
+            arrays = {"q": np.load(path, allow_pickle=False)}
+    except Exception as e:  # zip and npy readers raise assorted types on empty or truncated files
+        raise ValueError(f"trajectory {path}: not a readable {path.suffix} file ({type(e).__name__}: "
+                         f"{e or 'empty or truncated'})") from None
     q, wrist = {}, {}
     dofs = [e.dof for e in embs]
     for i, e in enumerate(embs):
@@ -132,6 +139,18 @@ def _load_trajectory(path: Path, embs) -> tuple[dict, dict]:
     return q, wrist
 
 
+def save_image(path: Path, frame) -> None:
+    """Write one (H, W, 3) uint8 frame as an image file (format from the suffix), atomically."""
+    import PIL.Image
+
+    from embodiments.io_utils import atomic_path
+
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ValueError(f"--save-ref must end in .png or .jpg, got {path.name!r}")
+    with atomic_path(path) as tmp:
+        PIL.Image.fromarray(frame).save(tmp, format="JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG")
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     import imageio.v2 as imageio
@@ -141,6 +160,10 @@ def run_simulate(args: argparse.Namespace) -> int:
     from sim_bridge.rollout import rollout
     from sim_bridge.scene import scene_hands
 
+    if args.save_ref is not None and args.save_ref.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ValueError(f"--save-ref must end in .png or .jpg, got {args.save_ref.name!r}")
+    if args.joints_out is not None and args.joints_out.suffix.lower() not in (".npz", ".h5", ".hdf5"):
+        raise ValueError(f"--joints-out must end in .npz or .h5, got {args.joints_out.name!r}")
     embs = scene_hands([h.strip() for h in args.embodiment.replace("+", ",").split(",") if h.strip()])
     q, wrist = _load_trajectory(args.trajectory, embs)
     for e in embs:
@@ -158,5 +181,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         imageio.mimsave(tmp, list(r.frames), fps=args.fps)
     if args.joints_out is not None:
         r.joints.save(args.joints_out)
+    if args.save_ref is not None:
+        save_image(args.save_ref, r.frames[0])
     print(f"wrote {len(r)} frames to {args.out}" + ("" if r.stable else f" — {'; '.join(r.issues)}"))
     return 0 if r.stable else 1
