@@ -31,7 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mano-dir", default=None, help="folder with MANO_LEFT.pkl / MANO_RIGHT.pkl (for MANO-only "
                                                     "detections)")
     p.add_argument("--prompt", default="", help="text prompt stored in every clip")
-    p.add_argument("--dry-run", action="store_true", help="decide every clip but read no video and write no clip")
+    p.add_argument("--dry-run", action="store_true",
+                   help="decide every clip and print the table, but read no video and write nothing (no clip, no "
+                        "report)")
     g = p.add_argument_group("tracking")
     g.add_argument("--handedness-weight", type=at.nonnegative_float, default=0.05, help="λ, metres (default 0.05)")
     g.add_argument("--swap-margin", type=at.nonnegative_float, default=0.02, help="τ_swap, metres (default 0.02)")
@@ -100,10 +102,10 @@ def run(args: argparse.Namespace) -> int:
             reports = annotate_videos(videos, out, config, workers=args.workers, write=not args.dry_run,
                                       on_done=done)
 
-    report_path = out / "annotation_report.json"
-    with atomic_path(report_path) as tmp:
-        tmp.write_text(json.dumps({"config": dataclasses.asdict(config),
-                                   "videos": [dataclasses.asdict(r) for r in reports]}, indent=1))
+    if not args.dry_run:  # a dry run writes nothing, not even the report
+        with atomic_path(out / "annotation_report.json") as tmp:
+            tmp.write_text(json.dumps({"config": dataclasses.asdict(config),
+                                       "videos": [dataclasses.asdict(r) for r in reports]}, indent=1))
 
     dropped = {r: 0 for r in DROP_REASONS}
     for rep in reports:
@@ -126,5 +128,5 @@ def run(args: argparse.Namespace) -> int:
     Console().print(table)
     for r in failed:
         console.print(f"[red]{r.video_id}[/red]: {r.error}", soft_wrap=True, markup=True, highlight=False)
-    print(f"report: {report_path}")
+    print("dry run: nothing written" if args.dry_run else f"report: {out / 'annotation_report.json'}")
     return 1 if failed else 0

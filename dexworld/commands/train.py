@@ -51,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-base", action="store_true", default=None,
                    help="train the whole transformer, not only LoRA (default for tiny-sim)")
     p.add_argument("--vae-steps", type=at.nonnegative_int, default=None,
-                   help="stage-1 VAE training steps for presets built from configs (tiny-sim default 300)")
+                   help="stage-1 VAE training steps for presets built from configs (tiny-sim default 1000; "
+                        "0: no VAE stage, the default of the other presets)")
     p.add_argument("--timestep-sampling", choices=("uniform", "logit_normal"), default=None)
     p.add_argument("--shift", type=at.positive_float, default=None, help="timestep shift (default 5.0)")
     p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=None)
