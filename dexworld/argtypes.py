@@ -53,11 +53,14 @@ def float_range(low: float | None = None, high: float | None = None, low_open: b
 
 
 def _bounds(low, high, low_open: bool = False) -> str:
+    def fmt(x) -> str:
+        return str(x) if isinstance(x, int) else f"{x:g}"
+
     if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+        return f"in {'(' if low_open else '['}{fmt(low)}, {fmt(high)}]"
     if low is not None:
-        return f"{'>' if low_open else '>='} {low:g}"
-    return f"<= {high:g}"
+        return f"{'>' if low_open else '>='} {fmt(low)}"
+    return f"<= {fmt(high)}"
 
 
 positive_int = int_range(1, MAX_STEPS)

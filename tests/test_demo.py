@@ -43,5 +43,7 @@ def test_control_beats_control_off(demo_out):
 
 
 def test_demo_rejects_bad_frame_count(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--frames", "16", "--no-progress"]) == 1
-    assert "4k+1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # checked when the command line is parsed
+        main(["demo", "--out", str(tmp_path), "--frames", "16", "--no-progress"])
+    assert e.value.code == 2 and "argument --frames" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -27,8 +27,8 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text!r}") from None
     if len(parts) == 1:
         parts *= 2
-    if len(parts) != 2 or min(parts) < 8:
-        raise argparse.ArgumentTypeError(f"size must be N or HxW with sides >= 8, got {text!r}")
+    if len(parts) != 2 or min(parts) < 8 or max(parts) > at.MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW with sides between 8 and {at.MAX_SIDE}, got {text!r}")
     return parts[0], parts[1]
 
 
