@@ -122,11 +122,11 @@ def test_readme_shell_workflow_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     workflow = _readme_workflow()
     assert [a[0] for a in workflow] == ["motion", "retarget", "simulate", "generate", "edit"]
-    small = {"generate": ["--steps", "1"]}
+    small = {"generate": ["--steps", "1", "--height", "64", "--width", "64"]}
     for argv in workflow[:-1]:
         assert main([*argv, *small.get(argv[0], [])]) == 0, capsys.readouterr().err
     assert (tmp_path / "imagined.mp4").stat().st_size > 0
-    assert "generating 17 frames at 128x128" in capsys.readouterr().out
+    assert "generating 17 frames at 64x64" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv", [["embodiments", "list"], ["embodiments", "show", "inspire_right"]])
