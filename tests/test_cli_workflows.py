@@ -153,3 +153,34 @@ def test_simulate_saves_a_reference_frame_and_joints_for_generate(tmp_path, caps
     out = capsys.readouterr().out
     assert "generating 5 frames at 64x64" in out and "wrote" in out
     assert (tmp_path / "gen.mp4").stat().st_size > 0
+
+
+def test_device_reaches_train_and_demo(tmp_path, monkeypatch):
+    import worldmodel.training.distributed as dist
+    import worldmodel.training.trainer as trainer_mod
+
+    seen = {}
+
+    class Stop(ValueError):
+        pass
+
+    def fake_make_accelerator(cfg, cpu=False):
+        seen["cpu"] = cpu
+        return "accelerator"
+
+    def fake_trainer(cfg, resume=None, accelerator=None):
+        seen["accelerator"] = accelerator
+        raise Stop("stop here")
+
+    monkeypatch.setattr(dist, "make_accelerator", fake_make_accelerator)
+    monkeypatch.setattr(trainer_mod, "Trainer", fake_trainer)
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 1
+    assert seen == {"cpu": True, "accelerator": "accelerator"}
+
+    def fake_run_demo(cfg):
+        seen["demo_device"] = cfg.device
+        raise Stop("stop here")
+
+    monkeypatch.setattr(demo_mod, "run_demo", fake_run_demo)
+    assert main(["demo", "--out", str(tmp_path / "d"), "--device", "cpu", "--no-progress"]) == 1
+    assert seen["demo_device"] == "cpu"
