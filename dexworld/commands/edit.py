@@ -18,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image", required=True, help="reference image (the first frame)")
     p.add_argument("--joints", required=True, help="SparseJoints file (.npz / .h5), camera frame, with K")
     p.add_argument("--checkpoint", default=None,
-                   help="checkpoint folder written by 'dexworld train' (default: the shipped tiny model; without "
-                        "one, a freshly initialised, untrained tiny model)")
+                   help="checkpoint folder written by 'dexworld train', or its run folder (its latest checkpoint; "
+                        "default: the shipped tiny model; without one, a freshly initialised, untrained tiny model)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=at.port, default=8080, help="port (default 8080; the next free one if taken)")
     p.add_argument("--out", default="dexworld_edit", help="folder Export writes to (default ./dexworld_edit)")
@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     image = check_image(image, name=f"--image {args.image}")
     joints = check_editable(SparseJoints.load(args.joints))
     check_image_matches(image, joints, name=f"--image {args.image}")
-    generator = VideoGenerator(args.checkpoint)
+    from ..checkpoints import resolve_checkpoint
+
+    generator = VideoGenerator(resolve_checkpoint(args.checkpoint) if args.checkpoint is not None else None)
 
     from ..editor.app import EditorApp
 
