@@ -74,3 +74,12 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"dexworld {__version__}"
+
+
+def test_train_help_states_the_vae_steps_default(capsys):
+    from worldmodel.wan.presets import TRAIN_DEFAULTS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"tiny-sim default {TRAIN_DEFAULTS['tiny-sim']['vae']['steps']};" in text

@@ -133,3 +133,8 @@ def test_readme_shell_workflow_runs(tmp_path, monkeypatch, capsys):
 def test_cheap_doc_commands_run(argv, capsys):
     assert any(a == argv for _, a in COMMANDS)
     assert main(argv) == 0 and capsys.readouterr().out
+
+
+def test_docs_point_at_no_path_outside_the_repository():
+    for path in DOCS:
+        assert "../shared" not in path.read_text(), path
