@@ -14,6 +14,7 @@ import re
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dexworld.cli import build_parser, main
@@ -138,3 +139,16 @@ def test_cheap_doc_commands_run(argv, capsys):
 def test_docs_point_at_no_path_outside_the_repository():
     for path in DOCS:
         assert "../shared" not in path.read_text(), path
+
+
+def test_worldmodel_editing_example_runs_on_17_frame_joints(tmp_path, monkeypatch):
+    from test_view_check import joints_for
+
+    text = (ROOT / "docs" / "worldmodel.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "edit_joints(" in b)
+    monkeypatch.chdir(tmp_path)
+    joints_for(64, T=17).save("joints.npz")
+    scope: dict = {}
+    exec(compile(block, "docs/worldmodel.md", "exec"), scope)  # noqa: S102 (our own documentation)
+    for name in ("moved", "tip", "turn"):
+        assert len(scope[name]) == 17 and not np.array_equal(scope[name].positions, scope["joints"].positions)
