@@ -97,6 +97,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a folder")
+    check_previous_outputs(out)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".demo-tmp-", dir=out))
     try:
@@ -105,6 +106,38 @@ def run_demo(cfg: DemoConfig) -> dict:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+def check_previous_outputs(out: Path) -> None:
+    """Refuse up front if ``out`` holds files under the demo's output names that an earlier demo did not write: a
+    rerun replaces the demo's own outputs and nothing else."""
+    from sim_bridge.lerobot_io import read_sidecar
+
+    def foreign(name: str) -> bool:
+        path = out / name
+        if not path.exists() and not path.is_symlink():
+            return False
+        if path.is_symlink():
+            return True
+        if name == "lerobot":
+            try:
+                sidecar = read_sidecar(path)
+            except ValueError:
+                return True
+            return sidecar is None or any(not str(e.get("source", "")).startswith("demo-")
+                                          for e in sidecar.get("episodes", []))
+        if name == "metrics.json":
+            try:
+                return "imagined" not in json.loads(path.read_text())
+            except (ValueError, OSError, TypeError):
+                return True
+        return not path.is_file()
+
+    clash = [name for name in OUTPUTS if foreign(name)]
+    if clash:
+        raise ValueError(f"--out {out}: {', '.join(clash)} there {'was' if len(clash) == 1 else 'were'} not written "
+                         "by 'dexworld demo'; the demo replaces only its own outputs: choose another --out or move "
+                         "them away")
 
 
 def _swap_in(staging: Path, out: Path, names: tuple[str, ...]) -> None:

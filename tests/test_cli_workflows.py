@@ -21,11 +21,15 @@ from embodiments import JointLimitWarning, SparseJoints
 # ------------------------------------------------------------------------------------------ item 12: demo reruns
 def _fake_steps(cfg, emb, checkpoint, out):
     """Stands in for the minutes of real work: writes the demo's four outputs, tagged with the motion."""
+    from sim_bridge.lerobot_io import SIDECAR, SIDECAR_FORMAT, SIDECAR_VERSION
+
     for name in ("side_by_side.mp4", "side_by_side.gif"):
         (out / name).write_text(cfg.motion)
-    (out / "lerobot").mkdir()
+    (out / "lerobot" / SIDECAR).parent.mkdir(parents=True)
+    (out / "lerobot" / SIDECAR).write_text(json.dumps({"format": SIDECAR_FORMAT, "schema_version": SIDECAR_VERSION,
+                                                        "episodes": [{"source": "demo-seed0"}]}))
     (out / "lerobot" / "episode.txt").write_text(cfg.motion)
-    (out / "metrics.json").write_text(json.dumps({"motion": cfg.motion}))
+    (out / "metrics.json").write_text(json.dumps({"motion": cfg.motion, "imagined": {}}))
     if cfg.motion == "wave":
         raise RuntimeError("the physics rollout was unstable")
     return {"motion": cfg.motion}
@@ -47,7 +51,25 @@ def test_demo_rerun_replaces_all_outputs_and_only_them(tmp_path, monkeypatch):
         demo_mod.run_demo(demo_mod.DemoConfig(out=out, motion="wave", progress=False))
     assert {p.name for p in out.iterdir()} == {"side_by_side.mp4", "side_by_side.gif", "metrics.json", "lerobot",
                                                "notes.txt"}
-    assert json.loads((out / "metrics.json").read_text()) == {"motion": "pinch"}
+    assert json.loads((out / "metrics.json").read_text())["motion"] == "pinch"
+
+
+@pytest.mark.parametrize("name, content", [("metrics.json", '{"my": "results"}'), ("lerobot", None),
+                                           ("side_by_side.gif", None)])
+def test_demo_refuses_to_replace_files_it_did_not_write(tmp_path, monkeypatch, capsys, name, content):
+    monkeypatch.setattr(demo_mod, "_run_steps", _fake_steps)
+    out = tmp_path / "d"
+    out.mkdir()
+    if content is None:
+        (out / name).mkdir()  # a user's folder (e.g. their own dataset) under one of the demo's names
+        (out / name / "data.txt").write_text("mine")
+    else:
+        (out / name).write_text(content)
+    assert main(["demo", "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert f"--out {out}: {name} there was not written by 'dexworld demo'" in err and "Traceback" not in err
+    assert [p.name for p in out.iterdir()] == [name]
+    assert (out / name).read_text() == content if content else (out / name / "data.txt").read_text() == "mine"
 
 
 def test_demo_refuses_bad_names_before_touching_the_folder(tmp_path, monkeypatch, capsys):
