@@ -63,9 +63,9 @@ def run(args) -> int:
         else:
             raise ValueError(f"output must end in .gif, .mp4 or .png, got {args.out.name!r}")
     if args.save_ref is not None:
-        from .synth import save_image
+        from dexworld.images import save_image
 
-        save_image(args.save_ref, frames[0])
+        save_image(args.save_ref, frames[0], "--save-ref")
     if args.joints_out is not None:
         joints.save(args.joints_out)
     print(f"{args.out}: {len(drawn)} frames")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .. import argtypes as at
 
@@ -29,23 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    import numpy as np
-    import PIL.Image
-
     from embodiments.sparse import SparseJoints
 
     from ..editor.runners import VideoGenerator
     from ..editor.state import check_editable, check_image, check_image_matches
+    from ..images import read_image
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
-    if not Path(args.image).exists():
-        raise FileNotFoundError(f"no image at {args.image}")
-    try:
-        image = np.asarray(PIL.Image.open(args.image).convert("RGB"))
-    except OSError as e:
-        raise ValueError(f"--image {args.image}: not a readable image ({e})") from None
-    image = check_image(image, name=f"--image {args.image}")
+    image = check_image(read_image(args.image, "--image"), name=f"--image {args.image}")
     joints = check_editable(SparseJoints.load(args.joints))
     check_image_matches(image, joints, name=f"--image {args.image}")
     from ..checkpoints import resolve_checkpoint

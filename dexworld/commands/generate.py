@@ -44,21 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def read_image(path: str, name: str = "--image"):
-    """(H, W, 3) uint8 RGB of an image file; a one-line error naming ``name`` if it is missing or not an image."""
-    import numpy as np
-    import PIL.Image
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{name} {path}: no such image file")
-    try:
-        with PIL.Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, PIL.Image.DecompressionBombError) as e:
-        raise ValueError(f"{name} {path}: not a readable image (expected PNG, JPEG, ...; {type(e).__name__})") \
-            from None
-
-
 def parse_K(text: str):
     """'fx,fy,cx,cy' → K (3, 3)."""
     import numpy as np
@@ -88,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from dexworld.checkpoints import resolve_checkpoint
+    from dexworld.images import read_image
     from embodiments.sparse import SparseJoints
     from embodiments.view_check import ViewWarning, check_view
     from worldmodel.evaluation.video import draw_joints, side_by_side, write_video
@@ -96,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise ValueError(f"-o must end in .mp4 or .gif, got {out.name!r}")
-    image = read_image(args.image)
+    image = read_image(args.image, "--image")
     joints = SparseJoints.load(args.joints)
     if args.K is not None:
         joints = joints.replace(K=parse_K(args.K))

@@ -139,18 +139,6 @@ def _load_trajectory(path: Path, embs) -> tuple[dict, dict]:
     return q, wrist
 
 
-def save_image(path: Path, frame) -> None:
-    """Write one (H, W, 3) uint8 frame as an image file (format from the suffix), atomically."""
-    import PIL.Image
-
-    from embodiments.io_utils import atomic_path
-
-    if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise ValueError(f"--save-ref must end in .png or .jpg, got {path.name!r}")
-    with atomic_path(path) as tmp:
-        PIL.Image.fromarray(frame).save(tmp, format="JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG")
-
-
 def run_simulate(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     import imageio.v2 as imageio
@@ -182,6 +170,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.joints_out is not None:
         r.joints.save(args.joints_out)
     if args.save_ref is not None:
-        save_image(args.save_ref, r.frames[0])
+        from dexworld.images import save_image
+
+        save_image(args.save_ref, r.frames[0], "--save-ref")
     print(f"wrote {len(r)} frames to {args.out}" + ("" if r.stable else f" — {'; '.join(r.issues)}"))
     return 0 if r.stable else 1
