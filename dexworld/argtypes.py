@@ -71,6 +71,7 @@ positive_float = float_range(0.0, None, low_open=True)
 nonnegative_float = float_range(0.0)
 probability = float_range(0.0, 1.0)
 guidance = float_range(0.0, 100.0)
+frames = int_range(1, MAX_FRAMES)
 
 
 def frames_4k1(text: str) -> int:

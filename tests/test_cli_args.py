@@ -34,6 +34,8 @@ GEN = ["generate", "--image", "ref.png", "--joints", "j.npz", "-o", "out.mp4"]
     (["edit", "--image", "a.png", "--joints", "j.npz", "--port", "70000"], "--port", "in [0, 65535]"),
     (["annotate", "d.json", "-o", "x", "--min-hand-presence", "2"], "--min-hand-presence", "in [0, 1]"),
     (["motion", "pinch", "-o", "p.npz", "--frames", "1"], "--frames", "in [2, 1025]"),
+    (["synth", "--embodiment", "dex3_right", "--episodes", "1", "--out", "x", "--frames", "10000000"], "--frames",
+     "in [1, 1025]"),
 ])
 def test_bad_numbers_stop_at_parse_time(tmp_path, capsys, monkeypatch, argv, flag, expected):
     monkeypatch.chdir(tmp_path)

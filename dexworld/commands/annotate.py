@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=at.positive_int, default=1, help="parallel processes (default 1)")
     p.add_argument("--ray", action="store_true", help="run videos as Ray tasks (needs ray installed)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. 'auto' (with --ray)")
-    p.add_argument("--clip-frames", type=at.positive_int, default=81, help="frames per clip (default 81)")
+    p.add_argument("--clip-frames", type=at.frames, default=81, help="frames per clip (default 81)")
     p.add_argument("--clip-stride", type=at.positive_int, default=None,
                    help="source frames between clip starts (default: clip length × frame step, no overlap)")
     p.add_argument("--frame-step", type=at.positive_int, default=1, help="take every n-th source frame (default 1)")

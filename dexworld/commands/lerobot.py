@@ -63,7 +63,7 @@ def _camera_args(p: argparse.ArgumentParser) -> None:
 
 def _clip_args(p: argparse.ArgumentParser, fps: float | None, num_frames: int | None) -> None:
     p.add_argument("--fps", type=at.positive_float, default=fps, help=f"clip frame rate (default {fps or 'unchanged'})")
-    p.add_argument("--num-frames", type=at.positive_int, default=num_frames,
+    p.add_argument("--num-frames", type=at.frames, default=num_frames,
                    help=f"frames per clip (default {num_frames or 'whole episode'})")
     p.add_argument("--stride", type=at.positive_int, default=None,
                    help="frames between clip starts (default num-frames)")

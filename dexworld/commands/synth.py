@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("synth", help=SYNTH_HELP, description=SYNTH_HELP)
     p.add_argument("--embodiment", required=True, help="registered robot hand, e.g. dex3_right")
     p.add_argument("--episodes", type=at.positive_int, required=True, help="number of clips")
-    p.add_argument("--frames", type=at.positive_int, default=17, help="frames per clip (default 17)")
+    p.add_argument("--frames", type=at.frames, default=17, help="frames per clip (default 17)")
     p.add_argument("--size", type=_size, default=(128, 128), help="frame size N or HxW (default 128)")
     p.add_argument("--fps", type=at.positive_float, default=16.0, help="frames per second (default 16)")
     p.add_argument("--out", type=Path, required=True, help="output folder (episode_000000.h5 …, manifest.json)")
