@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -37,9 +40,13 @@ class DemoConfig:
     size: int = 128
     steps: int | None = None  # denoising steps; default: the checkpoint's own sampling defaults
     seed: int = 0
-    checkpoint: Path | None = None  # default: the shipped tiny-sim model
+    checkpoint: Path | None = None  # default: the shipped tiny-sim model (or a run folder: its latest checkpoint)
+    device: str | None = None  # torch device of the world model (default cpu)
     physics: bool = True
     progress: bool = True
+
+
+OUTPUTS = ("side_by_side.mp4", "side_by_side.gif", "metrics.json", "lerobot")  # what a run writes into cfg.out
 
 
 def wrist_path(embodiment: embodiments.Embodiment, frames: int) -> np.ndarray:
@@ -73,20 +80,96 @@ def _quiet_library_progress() -> None:
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    """Run every step, write ``cfg.out``, and return the metrics that went into ``metrics.json``."""
+    """Run every step, write ``cfg.out``, and return the metrics that went into ``metrics.json``.
+
+    The outputs are built in a staging folder inside ``cfg.out`` and swapped in at the end: a rerun replaces the
+    previous run's outputs together (or, if it fails, leaves them as they were); other files in ``cfg.out`` stay.
+    """
+    if (cfg.frames - 1) % 4:
+        raise ValueError(f"--frames must be 4k+1 (e.g. 17), got {cfg.frames}")
+    if cfg.size % 16:
+        raise ValueError(f"--size must be a multiple of 16, got {cfg.size}")
+    emb = embodiments.get(cfg.embodiment)
+    embodiments.human_motion_angles(cfg.motion, side=emb.side, frames=cfg.frames)  # unknown motion: fail now
+    checkpoint = None
+    if cfg.checkpoint is not None:
+        from dexworld.checkpoints import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(cfg.checkpoint)
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    check_previous_outputs(out)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".demo-tmp-", dir=out))
+    try:
+        report = _run_steps(cfg, emb, checkpoint, staging)
+        _swap_in(staging, out, OUTPUTS)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def check_previous_outputs(out: Path) -> None:
+    """Refuse up front if ``out`` holds files under the demo's output names that an earlier demo did not write: a
+    rerun replaces the demo's own outputs and nothing else."""
+    from sim_bridge.lerobot_io import read_sidecar
+
+    def foreign(name: str) -> bool:
+        path = out / name
+        if not path.exists() and not path.is_symlink():
+            return False
+        if path.is_symlink():
+            return True
+        if name == "lerobot":
+            try:
+                sidecar = read_sidecar(path)
+            except ValueError:
+                return True
+            return sidecar is None or any(not str(e.get("source", "")).startswith("demo-")
+                                          for e in sidecar.get("episodes", []))
+        if name == "metrics.json":
+            try:
+                return "imagined" not in json.loads(path.read_text())
+            except (ValueError, OSError, TypeError):
+                return True
+        return not path.is_file()
+
+    clash = [name for name in OUTPUTS if foreign(name)]
+    if clash:
+        raise ValueError(f"--out {out}: {', '.join(clash)} there {'was' if len(clash) == 1 else 'were'} not written "
+                         "by 'dexworld demo'; the demo replaces only its own outputs: choose another --out or move "
+                         "them away")
+
+
+def _swap_in(staging: Path, out: Path, names: tuple[str, ...]) -> None:
+    """Replace the previous run's outputs ``names`` in ``out`` by the new ones in ``staging``; nothing else in
+    ``out`` is touched. The old files move aside first and are deleted only once every new one is in place."""
+    trash = Path(tempfile.mkdtemp(prefix=".demo-old-", dir=out))
+    try:
+        for name in names:
+            if (out / name).exists() or (out / name).is_symlink():
+                os.replace(out / name, trash / name)
+        for name in names:
+            if (staging / name).exists():
+                os.replace(staging / name, out / name)
+    except OSError:
+        for name in names:  # put the previous outputs back
+            if (trash / name).exists() and not (out / name).exists():
+                os.replace(trash / name, out / name)
+        raise
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | None, out: Path) -> dict:
+    """Every step of the demo, writing its outputs into ``out`` (a fresh staging folder)."""
     from rich.progress import Progress
 
     from worldmodel.evaluation.report import evaluate
     from worldmodel.evaluation.video import draw_joints, side_by_side, write_video
     from worldmodel.wan.pipeline import HandControlPipeline
 
-    if (cfg.frames - 1) % 4:
-        raise ValueError(f"--frames must be 4k+1 (e.g. 17), got {cfg.frames}")
-    if cfg.size % 16:
-        raise ValueError(f"--size must be a multiple of 16, got {cfg.size}")
-    emb = embodiments.get(cfg.embodiment)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     _quiet_library_progress()
     timings: dict[str, float] = {}
     with Progress(disable=not cfg.progress, transient=True) as bar:
@@ -116,7 +199,9 @@ def run_demo(cfg: DemoConfig) -> dict:
         done("simulate")
 
         step("load model")
-        pipe = HandControlPipeline.from_pretrained(cfg.checkpoint or "tiny-sim")
+        pipe = HandControlPipeline.from_pretrained(checkpoint or "tiny-sim")
+        if cfg.device:
+            pipe.to(cfg.device)
         done("load model")
 
         step("imagine")

@@ -9,6 +9,10 @@ import numpy as np
 
 from .layout import NUM_SLOTS, SLOT_NAMES
 
+# Joint angles this far outside a limit are clipped without a warning: float32 storage of an angle at its limit
+# (e.g. a trajectory file, or a retargeted solution exactly at a bound) rounds it by up to ~1e-7 rad.
+LIMIT_TOLERANCE = 1e-5
+
 
 class JointLimitWarning(UserWarning):
     """Joint angles outside the embodiment's limits were clipped."""
@@ -73,7 +77,7 @@ class Embodiment(abc.ABC):
                              f"({', '.join(self.joint_names)}), got shape {q.shape}")
         if not np.isfinite(q).all():
             raise ValueError(f"{self.name}: joint vector contains NaN or inf")
-        out = (q < self.lower - 1e-9) | (q > self.upper + 1e-9)
+        out = (q < self.lower - LIMIT_TOLERANCE) | (q > self.upper + LIMIT_TOLERANCE)
         if out.any():
             idx = np.unique(np.nonzero(out)[-1])
             names = ", ".join(self.joint_names[i] for i in idx)

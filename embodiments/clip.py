@@ -145,6 +145,15 @@ def clip_joints(f, path: Path, sl: slice = slice(None)) -> SparseJoints:
 def read_clip(path: str | os.PathLike) -> Clip:
     """Read a clip written by :func:`write_clip`; wrong format, schema version or missing fields raise ValueError."""
     path = Path(path)
+    try:
+        return _read_clip(path)
+    except OSError as e:  # a truncated file opens but fails while reading its datasets
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: not a readable clip file, truncated or damaged ({e})") from None
+
+
+def _read_clip(path: Path) -> Clip:
     with open_clip(path) as f:
         frames = f["frames"][()]
         joints = clip_joints(f, path)

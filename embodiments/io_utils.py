@@ -34,6 +34,21 @@ def read_yaml(path: str | os.PathLike, what: str) -> Any:
         raise ValueError(f"{what} {path} is not valid YAML: {e}") from None
 
 
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Parse a JSON file; a missing file or bad syntax raises a one-line error naming ``what`` and the path."""
+    import json
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {what} at {path}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{what} {path} is a folder; expected a JSON file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{what} {path} is not valid JSON: {e}") from None
+
+
 class OutputError(OSError, ValueError):
     """A file or folder the user asked for could not be written (disk full, read-only, a path under a file, …).
 
@@ -219,3 +234,35 @@ def clean_atomic_leftovers(folder: str | os.PathLike, names: Iterable[str]) -> l
                 p.unlink()
             removed.append(p)
     return removed
+
+
+def check_safetensors_file(path: str | os.PathLike, what: str = "weights file") -> None:
+    """Raise a ValueError naming ``path`` unless it is a complete safetensors file (header and every tensor's bytes).
+
+    Reads only the header, so it is cheap; a missing file raises FileNotFoundError naming ``what``.
+    """
+    import json
+    import struct
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError(f"{what} {path} is not a safetensors file ({size} bytes; empty or truncated)")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(size - 8, 100 * 2**20):
+            raise ValueError(f"{what} {path} is not a safetensors file (no valid header; truncated or another format)")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError(f"{what} {path} is not a safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{what} {path} is not a safetensors file (its header is not a JSON object)")
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)
+            and isinstance(v.get("data_offsets"), list) and len(v["data_offsets"]) == 2]
+    need = 8 + n + max(ends, default=0)
+    if size < need:
+        raise ValueError(f"{what} {path} is truncated: {size} bytes, its header describes {need}")

@@ -205,21 +205,17 @@ class SparseJoints:
         if not path.exists():
             raise FileNotFoundError(f"no SparseJoints file at {path}")
         suffix = path.suffix.lower()
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-            meta = {k: data.pop(k).item() for k in list(data) if k not in ("positions", "valid", "K")}
-        elif suffix in (".h5", ".hdf5"):
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                if "sparse_joints" not in f:
-                    raise ValueError(f"{path} has no 'sparse_joints' group; it was not written by SparseJoints.save")
-                g = f["sparse_joints"]
-                data = {k: g[k][()] for k in g}
-                meta = {k: (v.item() if hasattr(v, "item") else v) for k, v in g.attrs.items()}
-        else:
-            raise ValueError(f"unknown SparseJoints file type {path.suffix!r}; use .npz, .h5 or .hdf5")
+        if suffix not in (".npz", ".h5", ".hdf5"):
+            raise ValueError(f"{path}: unknown SparseJoints file type {path.suffix!r}; use .npz, .h5 or .hdf5")
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder; expected a SparseJoints {suffix} file")
+        try:
+            data, meta = _read_arrays(path, suffix)
+        except Exception as e:  # zip, npy and HDF5 readers raise assorted types on empty or truncated files
+            if isinstance(e, ValueError) and str(path) in str(e):
+                raise
+            raise ValueError(f"{path}: not a readable SparseJoints {suffix} file ({type(e).__name__}: "
+                             f"{e or 'empty or truncated'})") from None
         version = meta.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(f"{path}: SparseJoints schema version {version}, this dexworld reads version "
@@ -232,3 +228,21 @@ class SparseJoints:
                        embodiment=str(meta.get("embodiment", "unknown")), mirrored=bool(meta.get("mirrored", False)))
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
+
+
+def _read_arrays(path: Path, suffix: str) -> tuple[dict, dict]:
+    """Arrays and metadata of a SparseJoints file (``.npz`` or HDF5)."""
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+        meta = {k: data.pop(k).item() for k in list(data) if k not in ("positions", "valid", "K")}
+        return data, meta
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if "sparse_joints" not in f:
+            raise ValueError(f"{path} has no 'sparse_joints' group; it was not written by SparseJoints.save")
+        g = f["sparse_joints"]
+        data = {k: g[k][()] for k in g}
+        meta = {k: (v.item() if hasattr(v, "item") else v) for k, v in g.attrs.items()}
+    return data, meta

@@ -14,12 +14,44 @@ from .spec import HandSpec
 
 def urdf_root_link(urdf_xml: str) -> str:
     """The one link of a URDF that is nobody's child."""
-    root = ET.fromstring(urdf_xml)
+    return check_urdf_tree(urdf_xml)
+
+
+def check_urdf_tree(urdf_xml: str, name: str = "URDF") -> str:
+    """Check that the URDF's joints form one tree with consistent limits; return its root link.
+
+    One-line ValueErrors name ``name`` and the offending joint or link: unparsable XML, a joint whose parent or child
+    is not a link, a link that is the child of two joints or a joint cycle, several roots, limits with lower > upper.
+    """
+    try:
+        root = ET.fromstring(urdf_xml)
+    except ET.ParseError as e:
+        raise ValueError(f"{name}: could not parse URDF: {e}") from None
     links = [link.get("name") for link in root.iter("link")]
-    children = {j.find("child").get("link") for j in root.iter("joint")}
-    roots = [name for name in links if name not in children]
+    parent_of: dict[str, str] = {}
+    for joint in root.iter("joint"):
+        jname = joint.get("name")
+        parent, child = joint.find("parent"), joint.find("child")
+        if parent is None or child is None or parent.get("link") not in links or child.get("link") not in links:
+            raise ValueError(f"{name}: joint {jname!r} must name a parent and a child link defined in the URDF")
+        child_link = child.get("link")
+        if child_link in parent_of:
+            raise ValueError(f"{name}: link {child_link!r} is the child of two joints ({parent_of[child_link]!r} and "
+                             f"{jname!r}); the joints must form a tree (no cycle)")
+        parent_of[child_link] = jname
+        limit = joint.find("limit")
+        if limit is not None and joint.get("type") in ("revolute", "prismatic"):
+            try:
+                lower, upper = float(limit.get("lower", 0)), float(limit.get("upper", 0))
+            except ValueError:
+                raise ValueError(f"{name}: joint {jname!r} has non-numeric limits") from None
+            if lower > upper:
+                raise ValueError(f"{name}: joint {jname!r} has limits lower={lower:g} > upper={upper:g}; expected "
+                                 "lower <= upper")
+    roots = [link for link in links if link not in parent_of]
     if len(roots) != 1:
-        raise ValueError(f"URDF must have exactly one root link, found {roots}")
+        hint = " (the joints form a cycle)" if not roots else ""
+        raise ValueError(f"{name}: URDF must have exactly one root link, found {roots}{hint}")
     return roots[0]
 
 
@@ -32,6 +64,7 @@ class UrdfHand(Embodiment):
         self.side = spec.side
         self.description = spec.description
         self._urdf_xml = spec.urdf_xml if spec.urdf_xml is not None else spec.urdf.read_text()
+        check_urdf_tree(self._urdf_xml, f"{spec.name} ({spec.urdf})" if spec.urdf is not None else spec.name)
         self.kinematics = HandKinematics(self._urdf_xml, spec.joint_names)
         root = urdf_root_link(self._urdf_xml)
         if spec.root_link is not None and spec.root_link != root:

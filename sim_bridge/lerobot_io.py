@@ -351,6 +351,16 @@ def default_encoder(crf: int = 18):
     return RGBEncoderConfig(vcodec="h264", crf=crf, g=2)
 
 
+def root_poses(ep: Episode, hands: list[str]) -> dict[str, np.ndarray]:
+    """Camera-from-hand-root transforms per hand: the episode's own, else fitted to its joints (a ValueError naming
+    the episode when a frame shows too few joints of a hand, e.g. the hand out of view)."""
+    given = ep.T_cam_root or {}
+    try:
+        return {h: given[h] if h in given else fit_root_pose(h, ep.q[h], ep.joints)[0] for h in hands}
+    except ValueError as e:
+        raise ValueError(f"episode {ep.source!r}: {e}") from None
+
+
 class _Stage:
     """An uncommitted copy of the dataset being appended to."""
 
@@ -378,13 +388,11 @@ class _Stage:
         self.sidecar = sidecar
         self.count = 0
 
-    def add(self, ep: Episode, layout: StateLayout, camera: str) -> None:
+    def add(self, ep: Episode, layout: StateLayout, camera: str, roots: dict[str, np.ndarray]) -> None:
         T = len(ep.frames)
         state = layout.encode(ep.q)
         action = layout.encode(ep.action if ep.action is not None else ep.q)
         K = ep.joints.frame_K().astype(np.float32)
-        roots = ep.T_cam_root or {}
-        roots = {h: roots[h] if h in roots else fit_root_pose(h, ep.q[h], ep.joints)[0] for h in layout.hands}
         root_pose = np.stack([np.broadcast_to(np.asarray(roots[h], np.float64), (T, 4, 4)) for h in layout.hands],
                              axis=1).astype(np.float32)
         key = f"observation.images.{camera}"
@@ -458,6 +466,7 @@ def export_lerobot(episodes: Iterable[Episode], repo_id: str, root: str | os.Pat
                     if sidecar is None:
                         sidecar = _new_sidecar(ep, camera, fps, dex3_convention)
                     _check_compatible(ep, sidecar, camera)
+                    roots = root_poses(ep, sidecar["hands"])
                 except ValueError as e:
                     if not skip_bad:
                         raise
@@ -471,7 +480,7 @@ def export_lerobot(episodes: Iterable[Episode], repo_id: str, root: str | os.Pat
                     H, W = sidecar["image_size"]
                     feats = lerobot_features(sidecar["hands"], H, W, sidecar["camera"], sidecar["dex3_convention"])
                     stage = _Stage(root, repo_id, sidecar["fps"], feats, sidecar, encoder)
-                stage.add(ep, layout, sidecar["camera"])
+                stage.add(ep, layout, sidecar["camera"], roots)
                 done.add(ep.source)
                 report.written.append(ep.source)
                 if progress:

@@ -29,6 +29,7 @@ import mujoco
 import numpy as np
 
 from embodiments import Embodiment, JointLimitWarning, SparseJoints
+from embodiments.base import LIMIT_TOLERANCE
 from embodiments.transforms import apply_transform, invert_transform, make_transform, project
 
 from .camera import cv_from_mujoco_cam
@@ -121,7 +122,7 @@ def _check_q(emb: Embodiment, q: np.ndarray, field: str = "q") -> tuple[np.ndarr
                          f"got {q.shape}")
     if not np.isfinite(q).all():
         raise ValueError(f"{field} contains NaN or inf")
-    out = ((q < emb.lower - 1e-9) | (q > emb.upper + 1e-9)).any(0)
+    out = ((q < emb.lower - LIMIT_TOLERANCE) | (q > emb.upper + LIMIT_TOLERANCE)).any(0)
     clipped = [n for n, o in zip(emb.joint_names, out, strict=True) if o]
     return np.clip(q, emb.lower, emb.upper), clipped
 

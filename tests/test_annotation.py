@@ -440,6 +440,11 @@ def test_end_to_end_cli(tmp_path, capsys):
 
     e2e = _e2e_detections(tmp_path)
     out = tmp_path / "clips"
+    # --dry-run decides the same clips and writes nothing (docs/annotation.md), not even the report.
+    rc = main(["annotate", str(e2e["path"]), "-o", str(out), "--clip-frames", "9", "--clip-stride", "10", "--dry-run"])
+    assert rc == 0 and not out.exists()
+    dry = capsys.readouterr().out
+    assert "kept (dry run, not written)" in dry and "nothing written" in dry
     rc = main(["annotate", str(e2e["path"]), "-o", str(out), "--clip-frames", "9", "--clip-stride", "10"])
     assert rc == 0
     text = capsys.readouterr().out

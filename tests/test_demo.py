@@ -43,5 +43,24 @@ def test_control_beats_control_off(demo_out):
 
 
 def test_demo_rejects_bad_frame_count(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--frames", "16", "--no-progress"]) == 1
-    assert "4k+1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # checked when the command line is parsed
+        main(["demo", "--out", str(tmp_path), "--frames", "16", "--no-progress"])
+    assert e.value.code == 2 and "argument --frames" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rerun_with_another_hand_and_motion_replaces_everything(demo_out, tmp_path):
+    import shutil
+
+    from sim_bridge.lerobot_io import read_sidecar
+
+    out = tmp_path / "d"
+    shutil.copytree(demo_out, out)
+    assert main(["demo", "--out", str(out), "--embodiment", "dex3_right", "--motion", "pinch", "--kinematic",
+                 "--no-progress"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert (report["embodiment"], report["motion"]) == ("dex3_right", "pinch")
+    episodes = read_sidecar(out / "lerobot")["episodes"]
+    assert [e["task"] for e in episodes] == ["imagined: pinch retargeted to dex3_right"]
+    assert sorted(p.name for p in out.iterdir()) == ["lerobot", "metrics.json", "side_by_side.gif",
+                                                     "side_by_side.mp4"]

@@ -124,16 +124,21 @@ def test_generate_on_a_full_disk_keeps_the_old_video(tmp_path, capsys, monkeypat
     import PIL.Image
     from _wm_helpers import make_joints
 
-    import worldmodel.wan.checkpoint as checkpoint
+    from worldmodel.wan.pipeline import HandControlPipeline
+
+    from worldmodel.wan.sampling import SamplingDefaults
 
     class FakePipe:  # the model is not what is tested here: frames out, quickly
+        defaults = SamplingDefaults(height=64, width=64, num_frames=5)
+        scheduler = None
+
         def to(self, device):
             return self
 
         def __call__(self, image, joints, **kw):
             return types.SimpleNamespace(frames=np.full((len(joints), 64, 64, 3), 128, np.uint8))
 
-    monkeypatch.setattr(checkpoint, "load_for_inference", lambda *a, **k: FakePipe())
+    monkeypatch.setattr(HandControlPipeline, "from_pretrained", classmethod(lambda cls, *a, **k: FakePipe()))
     PIL.Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "ref.png")
     make_joints(5).save(tmp_path / "j.npz")
     out = tmp_path / "gen.mp4"
@@ -146,7 +151,8 @@ def test_generate_on_a_full_disk_keeps_the_old_video(tmp_path, capsys, monkeypat
     assert main([*args, "-o", str(out)]) == 1
     _one_line_error(capsys, f"cannot write {out}: the writer produced an empty file")
     assert _listing(tmp_path) == before
-    monkeypatch.setattr(checkpoint, "load_for_inference", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr(HandControlPipeline, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: pytest.fail("model loaded")))
     assert main([*args, "-o", str(tmp_path / "ref.png" / "gen.mp4")]) == 1  # refused before the model loads
     _one_line_error(capsys, "cannot write")
 

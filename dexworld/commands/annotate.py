@@ -7,6 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from .. import argtypes as at
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``annotate`` subcommand."""
@@ -17,28 +19,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("detections", nargs="+", help="detections files (.json, .npz, .h5)")
     p.add_argument("--video", help="video file (overrides the path in the detections; only with one video)")
     p.add_argument("-o", "--out", required=True, help="output folder for the clips and annotation_report.json")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    p.add_argument("--workers", type=at.positive_int, default=1, help="parallel processes (default 1)")
     p.add_argument("--ray", action="store_true", help="run videos as Ray tasks (needs ray installed)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. 'auto' (with --ray)")
-    p.add_argument("--clip-frames", type=int, default=81, help="frames per clip (default 81)")
-    p.add_argument("--clip-stride", type=int, default=None,
+    p.add_argument("--clip-frames", type=at.frames, default=81, help="frames per clip (default 81)")
+    p.add_argument("--clip-stride", type=at.positive_int, default=None,
                    help="source frames between clip starts (default: clip length × frame step, no overlap)")
-    p.add_argument("--frame-step", type=int, default=1, help="take every n-th source frame (default 1)")
+    p.add_argument("--frame-step", type=at.positive_int, default=1, help="take every n-th source frame (default 1)")
     p.add_argument("--mirror", choices=("none", "right_only", "right_dominant"), default="right_only",
                    help="canonical mirroring of right-hand clips (default right_only)")
     p.add_argument("--mano-dir", default=None, help="folder with MANO_LEFT.pkl / MANO_RIGHT.pkl (for MANO-only "
                                                     "detections)")
     p.add_argument("--prompt", default="", help="text prompt stored in every clip")
-    p.add_argument("--dry-run", action="store_true", help="decide every clip but read no video and write no clip")
+    p.add_argument("--dry-run", action="store_true",
+                   help="decide every clip and print the table, but read no video and write nothing (no clip, no "
+                        "report)")
     g = p.add_argument_group("tracking")
-    g.add_argument("--handedness-weight", type=float, default=0.05, help="λ, metres (default 0.05)")
-    g.add_argument("--swap-margin", type=float, default=0.02, help="τ_swap, metres (default 0.02)")
-    g.add_argument("--max-gap", type=int, default=10, help="τ_gap, frames (default 10)")
-    g.add_argument("--new-track-cost", type=float, default=0.15, help="cost of opening a track, metres")
+    g.add_argument("--handedness-weight", type=at.nonnegative_float, default=0.05, help="λ, metres (default 0.05)")
+    g.add_argument("--swap-margin", type=at.nonnegative_float, default=0.02, help="τ_swap, metres (default 0.02)")
+    g.add_argument("--max-gap", type=at.nonnegative_int, default=10, help="τ_gap, frames (default 10)")
+    g.add_argument("--new-track-cost", type=at.nonnegative_float, default=0.15, help="cost of opening a track, metres")
     g = p.add_argument_group("filters")
-    g.add_argument("--min-hand-presence", type=float, default=0.20, help="default 0.20")
-    g.add_argument("--min-mano-density", type=float, default=0.05, help="default 0.05")
-    g.add_argument("--max-extra-hands", type=float, default=0.25,
+    g.add_argument("--min-hand-presence", type=at.probability, default=0.20, help="default 0.20")
+    g.add_argument("--min-mano-density", type=at.probability, default=0.05, help="default 0.05")
+    g.add_argument("--max-extra-hands", type=at.probability, default=0.25,
                    help="largest fraction of frames with more than two hands (default 0.25)")
     p.set_defaults(func=run)
 
@@ -98,10 +102,10 @@ def run(args: argparse.Namespace) -> int:
             reports = annotate_videos(videos, out, config, workers=args.workers, write=not args.dry_run,
                                       on_done=done)
 
-    report_path = out / "annotation_report.json"
-    with atomic_path(report_path) as tmp:
-        tmp.write_text(json.dumps({"config": dataclasses.asdict(config),
-                                   "videos": [dataclasses.asdict(r) for r in reports]}, indent=1))
+    if not args.dry_run:  # a dry run writes nothing, not even the report
+        with atomic_path(out / "annotation_report.json") as tmp:
+            tmp.write_text(json.dumps({"config": dataclasses.asdict(config),
+                                       "videos": [dataclasses.asdict(r) for r in reports]}, indent=1))
 
     dropped = {r: 0 for r in DROP_REASONS}
     for rep in reports:
@@ -124,5 +128,5 @@ def run(args: argparse.Namespace) -> int:
     Console().print(table)
     for r in failed:
         console.print(f"[red]{r.video_id}[/red]: {r.error}", soft_wrap=True, markup=True, highlight=False)
-    print(f"report: {report_path}")
+    print("dry run: nothing written" if args.dry_run else f"report: {out / 'annotation_report.json'}")
     return 1 if failed else 0

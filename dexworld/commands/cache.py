@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+
+from .. import argtypes as at
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,10 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="TrainConfig JSON of the run (preset, base_path, tiny, num_frames, height, width)")
     p.add_argument("--data", required=True, help="folder of .h5 clips (or one clip file)")
     p.add_argument("--out", required=True, help="cache folder to write (replaced atomically)")
-    p.add_argument("--num-frames", type=int, default=None, help="frames per window, 4k+1 (default: preset's)")
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--window-stride", type=int, default=None,
+    p.add_argument("--num-frames", type=at.frames_4k1, default=None, help="frames per window, 4k+1 (default: preset's)")
+    p.add_argument("--height", type=at.side16, default=None)
+    p.add_argument("--width", type=at.side16, default=None)
+    p.add_argument("--window-stride", type=at.positive_int, default=None,
                    help="frames between cached window starts (default: --num-frames, non-overlapping)")
     p.add_argument("--device", default="cpu", help="torch device for the encoders (e.g. cuda)")
     p.add_argument("--no-progress", action="store_true")
@@ -36,10 +36,11 @@ def run(args: argparse.Namespace) -> int:
 
     values: dict = {}
     if args.config:
-        path = Path(args.config)
-        if not path.exists():
-            raise FileNotFoundError(f"no config file at {path}")
-        values = json.loads(path.read_text())
+        from embodiments.io_utils import read_json
+
+        values = read_json(args.config, "--config file")
+        if not isinstance(values, dict):
+            raise ValueError(f"--config file {args.config}: expected a JSON object")
     for name in ("preset", "base_path", "num_frames", "height", "width"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)

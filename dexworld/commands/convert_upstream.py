@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from .. import argtypes as at
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,11 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hand-config", default=None,
                    help="JSON file with the controller's constructor values (default: the file's metadata, "
                         "else inferred from the weight shapes)")
-    p.add_argument("--lora-alpha", type=float, default=None,
+    p.add_argument("--lora-alpha", type=at.positive_float, default=None,
                    help="LoRA alpha (scale = alpha / rank); default: the file's .alpha keys, else rank (scale 1)")
-    p.add_argument("--height", type=int, default=480)
-    p.add_argument("--width", type=int, default=832)
-    p.add_argument("--num-frames", type=int, default=81)
+    p.add_argument("--height", type=at.side16, default=480)
+    p.add_argument("--width", type=at.side16, default=832)
+    p.add_argument("--num-frames", type=at.frames_4k1, default=81)
     p.set_defaults(func=run)
 
 
@@ -36,10 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
     hand_config = None
     if args.hand_config:
-        path = Path(args.hand_config)
-        if not path.exists():
-            raise FileNotFoundError(f"no hand config file at {path}")
-        hand_config = json.loads(path.read_text())
+        from embodiments.io_utils import read_json
+
+        hand_config = read_json(args.hand_config, "--hand-config file")
     out = convert_upstream(args.dit, args.hand, args.out, base_path=args.base_path, hand_config=hand_config,
                            lora_alpha=args.lora_alpha, height=args.height, width=args.width,
                            num_frames=args.num_frames)

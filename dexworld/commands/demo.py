@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import argtypes as at
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -17,11 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--motion", default="power_grasp",
                    help="human motion: open, power_grasp, pinch, point, wave, random (default power_grasp)")
     p.add_argument("--method", default="dexpilot", choices=("vector", "position", "dexpilot"))
-    p.add_argument("--frames", type=int, default=17, help="frames, 4k+1 (default 17)")
-    p.add_argument("--size", type=int, default=128, help="square frame size in pixels (default 128)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's own)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint", type=Path, default=None, help="a trained checkpoint (default: the shipped one)")
+    p.add_argument("--frames", type=at.frames_4k1, default=17, help="frames, 4k+1 (default 17)")
+    p.add_argument("--size", type=at.side16, default=128, help="square frame size in pixels (default 128)")
+    p.add_argument("--steps", type=at.positive_int, default=None, help="denoising steps (default: the model's own)")
+    p.add_argument("--seed", type=at.seed, default=0)
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="a trained checkpoint, or a training run folder (its latest; default: the shipped model)")
+    p.add_argument("--device", type=at.device, default=None, help="torch device of the world model (default cpu)")
     p.add_argument("--kinematic", action="store_true", help="replay joints kinematically instead of physics")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -35,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = DemoConfig(out=args.out, embodiment=args.embodiment, motion=args.motion, method=args.method,
                      frames=args.frames, size=args.size, steps=args.steps, seed=args.seed,
-                     checkpoint=args.checkpoint, physics=not args.kinematic, progress=not args.no_progress)
+                     checkpoint=args.checkpoint, device=args.device, physics=not args.kinematic,
+                     progress=not args.no_progress)
     report = run_demo(cfg)
     table = Table(title=f"{report['motion']} on {report['embodiment']}",
                   caption="vs the simulation, frame 0 excluded")
@@ -55,5 +60,6 @@ def run(args: argparse.Namespace) -> int:
     if held:
         console.print(f"the probe itself, on held-out renders at {held['size']}²: {held['mean_px']:.2f} px, "
                       f"PCK@5px {held['pck@5px']:.3f}")
-    console.print(f"wrote {cfg.out}/side_by_side.mp4, side_by_side.gif, metrics.json, lerobot/")
+    console.print(f"wrote {cfg.out}/side_by_side.mp4, side_by_side.gif, metrics.json, lerobot/ (replacing the "
+                  "previous run's, if any)")
     return 0

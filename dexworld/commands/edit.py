@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .. import argtypes as at
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``edit`` subcommand."""
@@ -17,14 +19,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image", required=True, help="reference image (the first frame)")
     p.add_argument("--joints", required=True, help="SparseJoints file (.npz / .h5), camera frame, with K")
     p.add_argument("--checkpoint", default=None,
-                   help="checkpoint folder written by 'dexworld train' (default: the shipped tiny model; without "
-                        "one, a freshly initialised, untrained tiny model)")
+                   help="checkpoint: a saved model folder, a checkpoint folder written by 'dexworld train', or its run "
+                        "folder (its latest checkpoint; default: the shipped tiny model; without one, a freshly "
+                        "initialised, untrained tiny model)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only; others need --allow-remote)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a --host other machines can reach; the printed URL then carries a token that every "
                         "connection needs")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; the next free one if taken)")
+    p.add_argument("--port", type=at.port, default=8080, help="port (default 8080; the next free one if taken)")
     p.add_argument("--out", default="dexworld_edit",
                    help="folder Export writes to (default ./dexworld_edit); the page can only pick a subfolder")
     p.set_defaults(func=run)
@@ -33,14 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    import numpy as np
-    import PIL.Image
-
     from embodiments.sparse import SparseJoints
 
     from ..editor.access import is_loopback, new_token
     from ..editor.runners import VideoGenerator
     from ..editor.state import check_editable, check_image, check_image_matches
+    from ..images import read_image
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
@@ -48,16 +49,12 @@ def run(args: argparse.Namespace) -> int:
     if remote and not args.allow_remote:
         raise ValueError(f"--host {args.host} serves the editor to other machines; add --allow-remote to do that "
                          "(the URL then needs a token), or bind 127.0.0.1")
-    if not Path(args.image).exists():
-        raise FileNotFoundError(f"no image at {args.image}")
-    try:
-        image = np.asarray(PIL.Image.open(args.image).convert("RGB"))
-    except OSError as e:
-        raise ValueError(f"--image {args.image}: not a readable image ({e})") from None
-    image = check_image(image, name=f"--image {args.image}")
+    image = check_image(read_image(args.image, "--image"), name=f"--image {args.image}")
     joints = check_editable(SparseJoints.load(args.joints))
     check_image_matches(image, joints, name=f"--image {args.image}")
-    generator = VideoGenerator(args.checkpoint)
+    from ..checkpoints import resolve_checkpoint
+
+    generator = VideoGenerator(resolve_checkpoint(args.checkpoint) if args.checkpoint is not None else None)
 
     from ..editor.app import EditorApp
 

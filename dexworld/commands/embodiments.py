@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import argtypes as at
+
 HELP = "list, inspect and plot the registered hand embodiments"
 
 
@@ -31,9 +33,9 @@ def register(subparsers) -> None:
                            "default: the neutral pose")
     pose.add_argument("--motion", help="a synthetic human motion (human hands only): "
                                        "open, power_grasp, pinch, point, wave, random")
-    p.add_argument("--frames", type=int, default=17, help="frames of --motion (default 17)")
-    p.add_argument("--fps", type=float, default=16.0, help="fps of --motion (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --motion random (default 0)")
+    p.add_argument("--frames", type=at.frames, default=17, help="frames of --motion (default 17)")
+    p.add_argument("--fps", type=at.positive_float, default=16.0, help="fps of --motion (default 16)")
+    p.add_argument("--seed", type=at.seed, default=0, help="seed of --motion random (default 0)")
     p.add_argument("-o", "--out", type=Path, help="output image (default: NAME.png)")
     p.set_defaults(func=run)
 

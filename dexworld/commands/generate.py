@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .. import argtypes as at
+
 # The shipped model's folder, found without importing torch (help texts must stay fast).
 SHIPPED_INDEX = Path(__file__).resolve().parents[2] / "worldmodel" / "checkpoints" / "tiny-sim" / "model_index.json"
 # The authors' sampling, recorded by 'dexworld convert-upstream' (worldmodel.wan.sampling.UPSTREAM_DEFAULTS).
@@ -60,9 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     f"records; {label}: {shown}, sampler {scheduler}. Name a checkpoint before --help to see its own "
                     "(dexworld generate --checkpoint DIR --help).")
     p.add_argument("--checkpoint", default=None,
-                   help="model folder (HandControlPipeline.save_pretrained, 'dexworld convert-upstream') or a "
-                        "checkpoint written by 'dexworld train' (default: the shipped tiny-sim model, "
-                        "worldmodel/checkpoints/tiny-sim)")
+                   help="model folder (HandControlPipeline.save_pretrained, 'dexworld convert-upstream'), a "
+                        "checkpoint written by 'dexworld train' or its run folder (then its latest checkpoint; "
+                        "default: the shipped tiny-sim model, worldmodel/checkpoints/tiny-sim)")
     p.add_argument("--image", required=True, help="reference image (first frame)")
     p.add_argument("--joints", required=True, help="SparseJoints file (.npz / .h5), camera frame")
     p.add_argument("-o", "--output", required=True, help="video file (.mp4 or .gif)")
@@ -70,33 +72,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", default="", help="text prompt")
     p.add_argument("--negative-prompt", default="", help="negative prompt")
     p.add_argument("--K", default=None, help="intrinsics 'fx,fy,cx,cy' in image pixels (if the joints lack K)")
-    p.add_argument("--num-frames", type=int, default=None, help="use the first N joint frames (4k+1)")
-    p.add_argument("--height", type=int, default=None, help="default: from the checkpoint")
-    p.add_argument("--width", type=int, default=None, help="default: from the checkpoint")
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--num-frames", type=at.frames_4k1, default=None, help="use the first N joint frames (4k+1)")
+    p.add_argument("--height", type=at.side16, default=None, help="default: from the checkpoint")
+    p.add_argument("--width", type=at.side16, default=None, help="default: from the checkpoint")
+    p.add_argument("--steps", type=at.positive_int, default=None,
                    help="denoising steps; " + _default("num_inference_steps", label, sampling))
-    p.add_argument("--guidance", type=float, default=None,
+    p.add_argument("--guidance", type=at.guidance, default=None,
                    help="guidance scale; " + _default("guidance_scale", label, sampling))
-    p.add_argument("--shift", type=float, default=None, help="flow shift; " + _default("shift", label, sampling))
+    p.add_argument("--shift", type=at.positive_float, default=None,
+                   help="flow shift; " + _default("shift", label, sampling))
     p.add_argument("--uncond-control", choices=("unedited", "joints"), default=None,
                    help="what the unconditional branch sees: 'joints' = the joint condition in both branches; "
                         + _default("uncond_control", label, sampling))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--seed", type=at.seed, default=0)
+    p.add_argument("--device", type=at.device, default=None,
+                   help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="transformer/text-encoder weights (the control module and VAE stay float32)")
-    p.add_argument("--fps", type=float, default=None, help="video fps (default: the joints')")
+    p.add_argument("--fps", type=at.positive_float, default=None, help="video fps (default: the joints')")
     p.add_argument("--overlay", action="store_true", help="write [video | video with joints] side by side")
     p.add_argument("--save-control", default=None, help="also save the control maps to this .npz")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def parse_K(text: str):
+    """'fx,fy,cx,cy' → K (3, 3)."""
     import numpy as np
-    import PIL.Image
 
+    try:
+        fx, fy, cx, cy = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--K must be 'fx,fy,cx,cy', got {text!r}") from None
+    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+
+
+def resolve_device(device: str | None) -> str:
+    """--device, or cuda when available, else cpu."""
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import warnings
+
+    import numpy as np
+
+    from dexworld.checkpoints import resolve_checkpoint
+    from dexworld.images import read_image
     from embodiments.io_utils import check_writable
     from embodiments.sparse import SparseJoints
+    from embodiments.view_check import ViewWarning, check_view
     from worldmodel.evaluation.video import draw_joints, side_by_side, write_video
     from worldmodel.wan.pipeline import HandControlPipeline
 
@@ -106,35 +133,32 @@ def run(args: argparse.Namespace) -> int:
     for path in (out, args.save_control):  # before the model runs: an unwritable output fails in a second
         if path:
             check_writable(path)
-    if not Path(args.image).exists():
-        raise FileNotFoundError(f"no image at {args.image}")
-    image = np.asarray(PIL.Image.open(args.image).convert("RGB"))
+    image = read_image(args.image, "--image")
     joints = SparseJoints.load(args.joints)
     if args.K is not None:
-        try:
-            fx, fy, cx, cy = (float(x) for x in args.K.split(","))
-        except ValueError:
-            raise ValueError(f"--K must be 'fx,fy,cx,cy', got {args.K!r}") from None
-        joints = joints.replace(K=np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]))
+        joints = joints.replace(K=parse_K(args.K))
     if args.num_frames is not None:
         if not 1 <= args.num_frames <= len(joints):
             raise ValueError(f"--num-frames must be in 1..{len(joints)}, got {args.num_frames}")
         joints = joints[: args.num_frames]
+    with warnings.catch_warnings():  # errors before the model loads; the pipeline repeats the check and warns
+        warnings.simplefilter("ignore", ViewWarning)
+        check_view(image.shape[:2], joints, name=f"--image {args.image} with --joints {args.joints}")
     import torch
 
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
-    checkpoint = args.checkpoint if args.checkpoint is not None else "tiny-sim"
+    checkpoint = resolve_checkpoint(args.checkpoint) if args.checkpoint is not None else "tiny-sim"
     pipe = HandControlPipeline.from_pretrained(checkpoint, torch_dtype=dtype, base=args.base_path)
-    pipe.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    import dataclasses
-
+    pipe.to(resolve_device(args.device))
     used = dataclasses.replace(pipe.defaults, **{k: v for k, v in (
         ("height", args.height), ("width", args.width), ("num_inference_steps", args.steps),
         ("guidance_scale", args.guidance), ("shift", args.shift), ("uncond_control", args.uncond_control),
         ("num_frames", len(joints))) if v is not None})
+    height, width = used.height, used.width
+    print(f"generating {len(joints)} frames at {width}x{height} (width x height) from {checkpoint}", flush=True)
     print(f"sampling: {used.describe(type(pipe.scheduler).__name__)}")
-    result = pipe(image, joints, prompt=args.prompt, negative_prompt=args.negative_prompt, height=args.height,
-                  width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance, shift=args.shift,
+    result = pipe(image, joints, prompt=args.prompt, negative_prompt=args.negative_prompt, height=height,
+                  width=width, num_inference_steps=args.steps, guidance_scale=args.guidance, shift=args.shift,
                   uncond_control=args.uncond_control, seed=args.seed, return_control=bool(args.save_control))
     frames = result.frames
     if args.overlay:
@@ -150,5 +174,5 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(args.save_control) as tmp, open(tmp, "wb") as f:
             np.savez(f, control=result.control[0].float().cpu().numpy(),
                      condition=result.condition[0].float().cpu().numpy())
-    print(f"wrote {out} ({len(result.frames)} frames)")
+    print(f"wrote {out} ({len(result.frames)} frames, {width}x{height})")
     return 0

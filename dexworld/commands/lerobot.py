@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import argtypes as at
+
 EXPORT_HELP = "write training clips (with joint states) as a LeRobot dataset; appends and resumes"
 IMPORT_HELP = "turn a LeRobot dataset with hand joint states into training clips (hand FK in the camera)"
 INGEST_HELP = "turn Humanoid Everyday raw tasks (folders or zips) into training clips and/or a LeRobot dataset"
@@ -19,7 +21,7 @@ def register(subparsers) -> None:
     p.add_argument("--repo-id", default=None, help="LeRobot repo id (default local/<root name>)")
     p.add_argument("--root", type=Path, required=True, help="dataset folder (created or appended to)")
     p.add_argument("--camera", default="ego", help="camera name: feature observation.images.<camera>")
-    p.add_argument("--commit-every", type=int, default=1, help="episodes per durable commit")
+    p.add_argument("--commit-every", type=at.positive_int, default=1, help="episodes per durable commit")
     p.add_argument("--dex3-convention", choices=("motor", "label"), default="motor",
                    help="Dex3 slot meaning: physical motor order (default) or Unitree's labels")
     p.add_argument("--skip-bad", action="store_true", help="report and skip bad clips instead of stopping")
@@ -37,7 +39,7 @@ def register(subparsers) -> None:
                         "the feature names and robot_type)")
     _camera_args(p)
     _clip_args(p, fps=None, num_frames=None)
-    p.add_argument("--episodes", type=int, nargs="+", default=None, help="episode indices (default all)")
+    p.add_argument("--episodes", type=at.nonnegative_int, nargs="+", default=None, help="episode indices (default all)")
     p.add_argument("--skip-bad", action="store_true",
                    help="v2.1 datasets: report and leave out episodes whose data or video files are missing")
     p.add_argument("--convert-dir", type=Path, default=None,
@@ -70,10 +72,11 @@ def _camera_args(p: argparse.ArgumentParser) -> None:
 
 
 def _clip_args(p: argparse.ArgumentParser, fps: float | None, num_frames: int | None) -> None:
-    p.add_argument("--fps", type=float, default=fps, help=f"clip frame rate (default {fps or 'unchanged'})")
-    p.add_argument("--num-frames", type=int, default=num_frames,
+    p.add_argument("--fps", type=at.positive_float, default=fps, help=f"clip frame rate (default {fps or 'unchanged'})")
+    p.add_argument("--num-frames", type=at.frames, default=num_frames,
                    help=f"frames per clip (default {num_frames or 'whole episode'})")
-    p.add_argument("--stride", type=int, default=None, help="frames between clip starts (default num-frames)")
+    p.add_argument("--stride", type=at.positive_int, default=None,
+                   help="frames between clip starts (default num-frames)")
 
 
 def _parse_K(text: str | None) -> np.ndarray | None:

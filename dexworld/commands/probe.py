@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from .. import argtypes as at
+
 TRAIN_HELP = "train the keypoint probe (2D joints of robot hands) on MuJoCo renders and save it with its accuracy"
 EVAL_HELP = "score a generated video against a simulated clip: PSNR, SSIM and the probe's 2D joint error / PCK"
 
@@ -16,13 +18,14 @@ def register(subparsers) -> None:
     p.add_argument("--embodiment", action="append", required=True,
                    help="robot hand to cover; repeat for several (e.g. --embodiment inspire_right "
                         "--embodiment dex3_right)")
-    p.add_argument("--renders", type=int, default=4000, help="training renders per embodiment (default 4000)")
-    p.add_argument("--heldout", type=int, default=256, help="held-out renders per embodiment (default 256)")
-    p.add_argument("--size", type=int, default=64, help="working size S of the probe (frames S×S, default 64)")
-    p.add_argument("--steps", type=int, default=2500, help="optimisation steps (default 2500)")
-    p.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of renders and training (default 0)")
+    p.add_argument("--renders", type=at.positive_int, default=4000,
+                   help="training renders per embodiment (default 4000)")
+    p.add_argument("--heldout", type=at.positive_int, default=256, help="held-out renders per embodiment (default 256)")
+    p.add_argument("--size", type=at.side, default=64, help="working size S of the probe (frames S×S, default 64)")
+    p.add_argument("--steps", type=at.positive_int, default=2500, help="optimisation steps (default 2500)")
+    p.add_argument("--batch-size", type=at.positive_int, default=32, help="batch size (default 32)")
+    p.add_argument("--lr", type=at.positive_float, default=3e-3, help="peak learning rate (default 3e-3)")
+    p.add_argument("--seed", type=at.seed, default=0, help="seed of renders and training (default 0)")
     p.add_argument("--out", type=Path, required=True, help="output folder (weights, config.json, accuracy.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_train)
@@ -34,6 +37,7 @@ def register(subparsers) -> None:
     e.add_argument("--probe", type=Path, default=None,
                    help="keypoint probe folder (default: the shipped worldmodel/checkpoints/probe)")
     e.add_argument("--no-probe", action="store_true", help="skip the keypoint probe (PSNR/SSIM only)")
+    e.add_argument("--device", type=at.device, default=None, help="torch device of the keypoint probe (default cpu)")
     e.add_argument("--out", type=Path, default=Path("metrics.json"),
                    help="metrics file to write (default metrics.json)")
     e.set_defaults(func=run_evaluate)
@@ -97,6 +101,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from worldmodel.evaluation.probe import load_probe
 
         probe = load_probe(args.probe)
+        if args.device:
+            probe.to(args.device)
     report = evaluate(video, clip, probe=probe)
     metrics = report.to_dict()
     metrics.update({"video": str(args.video), "clip": str(args.clip)})

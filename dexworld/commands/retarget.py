@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import argtypes as at
+
 HELP = ("retarget a hand motion (SparseJoints .npz/.h5, MediaPipe landmarks .json/.npz, or a raw (T, 21|25, 3) "
         ".npy of one hand) to a robot hand's joint angles")
 
@@ -23,8 +25,9 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--out", type=Path, required=True, help="output .npz: q (T, dof), joint_names, report")
     p.add_argument("--plot", type=Path, default=None, help="also write a GIF of source and robot keypoints")
     p.add_argument("--config", type=Path, default=None, help="pair config YAML (default: shipped or generic)")
-    p.add_argument("--scale", type=float, default=None, help="target metres per source metre (default: auto)")
-    p.add_argument("--lowpass", type=float, default=None, metavar="HZ", help="zero-phase low-pass cutoff")
+    p.add_argument("--scale", type=at.positive_float, default=None,
+                   help="target metres per source metre (default: auto)")
+    p.add_argument("--lowpass", type=at.positive_float, default=None, metavar="HZ", help="zero-phase low-pass cutoff")
     p.add_argument("--device", default="cpu", help="torch device for the solver: cpu, cuda, auto")
     p.add_argument("--fps", type=float, default=None, help="frame rate of a .npy or MediaPipe input (default 30)")
     p.add_argument("--swap-handedness", action="store_true",

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from .. import argtypes as at
+
 SYNTH_HELP = "render synthetic paired training clips (video + camera-frame joints + K) of a robot hand in MuJoCo"
 # Scene randomisation presets (SceneConfig overrides). "tiny-sim": the data of the shipped tiny model, with a
 # narrower camera (±1 cm jitter, fovy 60–64°), 1–2 objects, 1–2 lights and no checker textures (flat/gradient
@@ -25,24 +27,24 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text!r}") from None
     if len(parts) == 1:
         parts *= 2
-    if len(parts) != 2 or min(parts) < 8:
-        raise argparse.ArgumentTypeError(f"size must be N or HxW with sides >= 8, got {text!r}")
+    if len(parts) != 2 or min(parts) < 8 or max(parts) > at.MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW with sides between 8 and {at.MAX_SIDE}, got {text!r}")
     return parts[0], parts[1]
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("synth", help=SYNTH_HELP, description=SYNTH_HELP)
     p.add_argument("--embodiment", required=True, help="registered robot hand, e.g. dex3_right")
-    p.add_argument("--episodes", type=int, required=True, help="number of clips")
-    p.add_argument("--frames", type=int, default=17, help="frames per clip (default 17)")
+    p.add_argument("--episodes", type=at.positive_int, required=True, help="number of clips")
+    p.add_argument("--frames", type=at.frames, default=17, help="frames per clip (default 17)")
     p.add_argument("--size", type=_size, default=(128, 128), help="frame size N or HxW (default 128)")
-    p.add_argument("--fps", type=float, default=16.0, help="frames per second (default 16)")
+    p.add_argument("--fps", type=at.positive_float, default=16.0, help="frames per second (default 16)")
     p.add_argument("--out", type=Path, required=True, help="output folder (episode_000000.h5 …, manifest.json)")
-    p.add_argument("--seed", type=int, default=0, help="seed; clips are a function of (seed, episode index)")
+    p.add_argument("--seed", type=at.seed, default=0, help="seed; clips are a function of (seed, episode index)")
     p.add_argument("--physics", action="store_true", help="simulate contacts instead of kinematic replay")
     p.add_argument("--motions", default="reach_grasp,human,random",
                    help="comma list of motion kinds to draw from (reach_grasp, human, random)")
-    p.add_argument("--episodes-per-scene", type=int, default=8,
+    p.add_argument("--episodes-per-scene", type=at.positive_int, default=8,
                    help="episodes sharing one compiled scene (appearance is re-drawn for each)")
     p.add_argument("--scene-preset", choices=tuple(SCENE_PRESETS), default="default",
                    help="scene randomisation ranges: default, or tiny-sim (narrower camera, fewer objects/lights)")
@@ -62,9 +64,12 @@ def register(subparsers) -> None:
     s.add_argument("--physics", action="store_true", help="physics rollout (default: kinematic replay)")
     s.add_argument("--camera", default="ego", help="scene camera: ego or third (default ego)")
     s.add_argument("--size", type=_size, default=(256, 256), help="frame size N or HxW (default 256)")
-    s.add_argument("--fps", type=float, default=16.0, help="frames per second (default 16)")
-    s.add_argument("--seed", type=int, default=0, help="scene seed")
+    s.add_argument("--fps", type=at.positive_float, default=16.0, help="frames per second (default 16)")
+    s.add_argument("--seed", type=at.seed, default=0, help="scene seed")
     s.add_argument("--joints-out", type=Path, help="also save the camera-frame SparseJoints (.npz or .h5)")
+    s.add_argument("--save-ref", type=Path, default=None,
+                   help="also save the first frame as an image (.png): with --joints-out, the inputs of "
+                        "'dexworld generate' and 'dexworld edit'")
     s.set_defaults(func=run_simulate)
 
 
@@ -101,13 +106,17 @@ def _load_trajectory(path: Path, embs) -> tuple[dict, dict]:
 
     if not path.exists():
         raise FileNotFoundError(f"no trajectory file at {path}")
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    elif path.suffix == ".npy":
-        arrays = {"q": np.load(path, allow_pickle=False)}
-    else:
+    if path.suffix not in (".npz", ".npy"):
         raise ValueError(f"trajectory must be .npy or .npz, got {path.suffix!r}")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        else:
+            arrays = {"q": np.load(path, allow_pickle=False)}
+    except Exception as e:  # zip and npy readers raise assorted types on empty or truncated files
+        raise ValueError(f"trajectory {path}: not a readable {path.suffix} file ({type(e).__name__}: "
+                         f"{e or 'empty or truncated'})") from None
     q, wrist = {}, {}
     dofs = [e.dof for e in embs]
     for i, e in enumerate(embs):
@@ -148,6 +157,10 @@ def run_simulate(args: argparse.Namespace) -> int:
         if out is not None:
             check_writable(out)
 
+    if args.save_ref is not None and args.save_ref.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ValueError(f"--save-ref must end in .png or .jpg, got {args.save_ref.name!r}")
+    if args.joints_out is not None and args.joints_out.suffix.lower() not in (".npz", ".h5", ".hdf5"):
+        raise ValueError(f"--joints-out must end in .npz or .h5, got {args.joints_out.name!r}")
     embs = scene_hands([h.strip() for h in args.embodiment.replace("+", ",").split(",") if h.strip()])
     q, wrist = _load_trajectory(args.trajectory, embs)
     for e in embs:
@@ -161,5 +174,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     write_video(args.out, r.frames, fps=args.fps)
     if args.joints_out is not None:
         r.joints.save(args.joints_out)
+    if args.save_ref is not None:
+        from dexworld.images import save_image
+
+        save_image(args.save_ref, r.frames[0], "--save-ref")
     print(f"wrote {len(r)} frames to {args.out}" + ("" if r.stable else f" — {'; '.join(r.issues)}"))
     return 0 if r.stable else 1

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
+
+from .. import argtypes as at
 
 # CLI flag → TrainConfig field (only flags the user gave override the config file / defaults).
 _FIELDS = ("data", "out", "preset", "base_path", "steps", "batch_size", "num_frames", "height", "width",
@@ -34,25 +35,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in an --out that holds a run: delete that run's checkpoints, logs, base and "
                         "samples first (nothing else in the folder)")
-    p.add_argument("--steps", type=int, default=None, help="total optimiser steps (default 1600)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--num-frames", type=int, default=None, help="frames per sample, 4k+1 (default: preset's)")
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--lora-rank", type=int, default=None, help="default 64")
-    p.add_argument("--lr-lora", type=float, default=None, help="LoRA + patch embedding LR (default 1e-4)")
-    p.add_argument("--lr-control", type=float, default=None, help="control module peak LR (default 2e-4)")
-    p.add_argument("--warmup-steps", type=int, default=None, help="control LR warm-up (default 100)")
-    p.add_argument("--cosine-steps", type=int, default=None, help="control LR reaches 0 here (default: --steps)")
-    p.add_argument("--joint-mask-prob", type=float, default=None, help="default 0.05")
-    p.add_argument("--control-dropout", type=float, default=None,
+    p.add_argument("--steps", type=at.nonnegative_int, default=None, help="total optimiser steps (default 1600)")
+    p.add_argument("--batch-size", type=at.positive_int, default=None)
+    p.add_argument("--num-frames", type=at.frames_4k1, default=None, help="frames per sample, 4k+1 (default: preset's)")
+    p.add_argument("--height", type=at.side16, default=None)
+    p.add_argument("--width", type=at.side16, default=None)
+    p.add_argument("--lora-rank", type=at.positive_int, default=None, help="default 64")
+    p.add_argument("--lr-lora", type=at.nonnegative_float, default=None,
+                   help="LoRA + patch embedding LR (default 1e-4)")
+    p.add_argument("--lr-control", type=at.nonnegative_float, default=None,
+                   help="control module peak LR (default 2e-4)")
+    p.add_argument("--warmup-steps", type=at.nonnegative_int, default=None, help="control LR warm-up (default 100)")
+    p.add_argument("--cosine-steps", type=at.positive_int, default=None,
+                   help="control LR reaches 0 here (default: --steps)")
+    p.add_argument("--joint-mask-prob", type=at.probability, default=None, help="default 0.05")
+    p.add_argument("--control-dropout", type=at.probability, default=None,
                    help="probability that a sample's joints are all dropped (default 0; tiny-sim 0.1)")
     p.add_argument("--train-base", action="store_true", default=None,
                    help="train the whole transformer, not only LoRA (default for tiny-sim)")
-    p.add_argument("--vae-steps", type=int, default=None,
-                   help="stage-1 VAE training steps for presets built from configs (tiny-sim default 300)")
+    p.add_argument("--vae-steps", type=at.nonnegative_int, default=None,
+                   help="stage-1 VAE training steps for presets built from configs (tiny-sim default 1000; "
+                        "0: no VAE stage, the default of the other presets)")
     p.add_argument("--timestep-sampling", choices=("uniform", "logit_normal"), default=None)
-    p.add_argument("--shift", type=float, default=None, help="timestep shift (default 5.0)")
+    p.add_argument("--shift", type=at.positive_float, default=None, help="timestep shift (default 5.0)")
     p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=None)
     p.add_argument("--base-dtype", choices=("float32", "bfloat16"), default=None,
                    help="dtype of the frozen weights (bfloat16 needs --mixed-precision bf16)")
@@ -63,16 +68,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fsdp-cpu-offload", action="store_true", default=None,
                    help="with --fsdp: keep the shards and their optimiser step in CPU memory (CUDA; ~6 GiB less per "
                         "GPU for 14B, slower)")
-    p.add_argument("--gradient-accumulation-steps", type=int, default=None,
+    p.add_argument("--gradient-accumulation-steps", type=at.positive_int, default=None,
                    help="micro-batches per optimiser step (global batch = this × batch size × processes)")
     p.add_argument("--offload-encoders", action="store_true", default=None,
                    help="keep the frozen VAE / image / text encoders in CPU memory")
     p.add_argument("--cache", default=None, help="train from a folder written by 'dexworld cache' (no --data needed)")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="default 500")
-    p.add_argument("--sample-every", type=int, default=None, help="sample video every N steps (0: never)")
-    p.add_argument("--sample-steps", type=int, default=None, help="denoising steps of sample videos")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("--checkpoint-every", type=at.positive_int, default=None, help="default 500")
+    p.add_argument("--sample-every", type=at.nonnegative_int, default=None,
+                   help="sample video every N steps (0: never)")
+    p.add_argument("--sample-steps", type=at.positive_int, default=None, help="denoising steps of sample videos")
+    p.add_argument("--seed", type=at.seed, default=None)
+    p.add_argument("--num-workers", type=at.nonnegative_int, default=None)
+    p.add_argument("--device", type=at.device, default=None,
+                   help="cpu, or cuda[:N] (default: what accelerate picks, a GPU when there is one; under "
+                        "`accelerate launch` leave it unset)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -93,10 +102,11 @@ def build_config(args: argparse.Namespace):
         values.update(read_checkpoint_meta(Trainer._resolve(out, args.resume))["config"])
     file_values: dict = {}
     if args.config:
-        path = Path(args.config)
-        if not path.exists():
-            raise FileNotFoundError(f"no config file at {path}")
-        file_values = json.loads(path.read_text())
+        from embodiments.io_utils import read_json
+
+        file_values = read_json(args.config, "--config file")
+        if not isinstance(file_values, dict):
+            raise ValueError(f"--config file {args.config}: expected a JSON object of TrainConfig fields")
     if not args.resume:  # a preset's recipe (e.g. tiny-sim) is the starting point; the file and flags override it
         preset = args.preset or file_values.get("preset", "tiny")
         values.update({"preset": preset, **TRAIN_DEFAULTS.get(preset, {})})
@@ -135,6 +145,19 @@ def _check_run_folder(out: Path, resume: str | None, overwrite: bool) -> None:
                          "with a new --out (or --overwrite to delete that run's checkpoints, logs and samples)")
 
 
+def make_device_accelerator(cfg, device: str | None):
+    """The accelerator for --device (None: let accelerate choose, as under ``accelerate launch``)."""
+    if device is None:
+        return None
+    from worldmodel.training.distributed import make_accelerator
+
+    if device.startswith("cuda:"):
+        import torch
+
+        torch.cuda.set_device(device)
+    return make_accelerator(cfg, cpu=device == "cpu")
+
+
 def run(args: argparse.Namespace) -> int:
     from worldmodel.training.trainer import Trainer, count_parameters
 
@@ -142,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--resume continues the run in --out and --overwrite deletes it; give one of them")
     cfg = build_config(args)
     _check_run_folder(Path(cfg.out), args.resume, args.overwrite)
-    trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
+    trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite,
+                      accelerator=make_device_accelerator(cfg, args.device))
     model = trainer.model
     main_process = trainer.accelerator.is_main_process  # under `accelerate launch`, report once
     if main_process:

@@ -17,11 +17,10 @@ import numpy as np
 
 from embodiments.layout import HAND_JOINT_NAMES, NUM_HAND_JOINTS, NUM_SLOTS, SIDES, SLOT_NAMES, hand_slots
 from embodiments.sparse import SparseJoints
+from embodiments.view_check import check_image_size, check_view
 from worldmodel.editing import FALLOFFS, edit_joints
 
 SELECTION_MODES = ("joint", "set", "hand")
-MIN_IMAGE_SIDE = 16
-MAX_IMAGE_SIDE = 4096
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 
 
@@ -84,25 +83,13 @@ def check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
         raise ValueError(f"{name}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-    H, W = image.shape[:2]
-    if min(H, W) < MIN_IMAGE_SIDE or max(H, W) > MAX_IMAGE_SIDE:
-        raise ValueError(f"{name}: image is {W}x{H} pixels; both sides must be between {MIN_IMAGE_SIDE} and "
-                         f"{MAX_IMAGE_SIDE}")
+    check_image_size(*image.shape[:2], name=name)
     return image
 
 
 def check_image_matches(image: np.ndarray, joints: SparseJoints, name: str = "image") -> None:
-    """The reference image must be the one K refers to: its principal point within 20 % of the image centre.
-
-    An image of another resolution than the joints' K (the common mistake) puts (cx, cy) far from the centre.
-    """
-    H, W = image.shape[:2]
-    K = joints.frame_K()[0]
-    cx, cy = K[0, 2], K[1, 2]
-    if not (abs(cx - W / 2) <= 0.2 * W and abs(cy - H / 2) <= 0.2 * H):
-        raise ValueError(f"{name}: image is {W}x{H} pixels but the joints' intrinsics K have their principal point "
-                         f"at ({cx:.0f}, {cy:.0f}), which belongs to an image of about {2 * cx:.0f}x{2 * cy:.0f}; "
-                         "use the reference image the joints' K was made for")
+    """The reference image must be the one K refers to, and the joints must fit it (:func:`check_view`)."""
+    check_view(image.shape[:2], joints, name=name)
 
 
 def largest_4k1(n: int) -> int:

@@ -12,6 +12,7 @@ import os
 import torch
 from safetensors import safe_open
 
+from embodiments.io_utils import check_safetensors_file
 from worldmodel.control.module import HandControlModule
 
 __all__ = ["check_reference", "TOLERANCE"]
@@ -25,6 +26,7 @@ def check_reference(path: str | os.PathLike) -> dict:
 
     Returns {"out": float, "occ_latent": float, "passed": bool, "tolerance": float, "shape": tuple}.
     """
+    check_safetensors_file(path, "reference vector file")
     with safe_open(os.fspath(path), framework="pt") as f:
         metadata = f.metadata() or {}
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embodiments.io_utils import atomic_dir
+from embodiments.io_utils import atomic_dir, read_json
 from worldmodel.training.data import ClipDataset
 
 CACHE_FORMAT = "dexworld.encoding_cache"
@@ -225,7 +225,7 @@ def load_encoders(path: str | os.PathLike, torch_dtype: torch.dtype = torch.floa
         tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer", **kw)
     name, defaults = "wan2.1-i2v-14b-480p", FULL_DEFAULTS
     if (path / "dexworld_preset.json").exists():
-        meta = json.loads((path / "dexworld_preset.json").read_text())
+        meta = read_json(path / "dexworld_preset.json", "preset file")
         name, defaults = meta.get("name", name), SamplingDefaults(**meta.get("defaults", {}))
     for m in (vae, image_encoder, text_encoder):  # as load_local does (bitwise-equal encodings)
         _own_storage(m)
@@ -240,7 +240,7 @@ def read_manifest(cache: str | os.PathLike) -> dict:
     f = cache / MANIFEST
     if not f.exists():
         raise FileNotFoundError(f"{cache} is not an encoding cache (no {MANIFEST}); build one with 'dexworld cache'")
-    m = json.loads(f.read_text())
+    m = read_json(f, "cache manifest")
     if m.get("format") != CACHE_FORMAT or m.get("version") != CACHE_VERSION:
         raise ValueError(f"{cache}: unsupported cache format/version {m.get('format')}/{m.get('version')}; rebuild "
                          "it with 'dexworld cache'")

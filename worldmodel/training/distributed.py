@@ -31,11 +31,12 @@ __all__ = ["make_accelerator", "sample_generator", "micro_batches", "global_mean
            "clip_grad_norm", "gather_state_dict", "gather_optimizer_state", "load_optimizer_state"]
 
 
-def make_accelerator(cfg):
+def make_accelerator(cfg, cpu: bool = False):
     """An ``Accelerator`` for a :class:`~worldmodel.training.TrainConfig`.
 
     Launch-time settings (``accelerate launch --config_file …``: DDP/FSDP, processes, machines) come from the
-    environment accelerate sets; ``mixed_precision`` comes from the config. Accumulation is done by the trainer
+    environment accelerate sets; ``mixed_precision`` comes from the config; ``cpu=True`` keeps a GPU machine's run
+    on the CPU. Accumulation is done by the trainer
     (see :func:`micro_batches`), so the accelerator's own counter stays at 1.
     """
     from accelerate import Accelerator
@@ -45,7 +46,7 @@ def make_accelerator(cfg):
     # config and divide every loss by it a second time. TrainConfig.gradient_accumulation_steps is the only knob.
     # even_batches: every rank gets the same number of batches per epoch (the short tail wraps around), so all
     # ranks take the same optimiser steps and no collective waits forever.
-    acc = Accelerator(mixed_precision=cfg.mixed_precision,
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu,
                       gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=1),
                       dataloader_config=DataLoaderConfiguration(even_batches=True))
     if is_fsdp(acc):

@@ -20,6 +20,7 @@ from diffusers import WanImageToVideoPipeline
 
 from embodiments.sparse import SparseJoints
 from embodiments.transforms import scale_intrinsics
+from embodiments.view_check import check_view
 from worldmodel.wan import pretrained
 from worldmodel.wan.adapter import HandControlledWan, ensure_widened
 from worldmodel.wan.presets import WanComponents, shipped_path
@@ -205,6 +206,7 @@ class HandControlPipeline(WanImageToVideoPipeline):
             warnings.warn("all joints are marked invalid: the video is generated without hand control",
                           stacklevel=3)
         h0, w0 = image_hw
+        check_view((h0, w0), joints, K, name="the reference image")
         if (h0, w0) != (height, width):  # K refers to the reference image's pixels; follow its resize
             K = scale_intrinsics(K, width / w0, height / h0)
         K = np.broadcast_to(K, (T, 3, 3))
