@@ -26,12 +26,12 @@ def resolve_checkpoint(path: str | os.PathLike, name: str = "--checkpoint") -> P
         raise FileNotFoundError(f"{name} {path}: no such folder")
     if not path.is_dir():
         raise ValueError(f"{name} {path}: expected a checkpoint folder or a training run folder, got a file")
+    if not _is_model(path):
+        path = latest_checkpoint(path, name)
     if (path / PIPELINE_INDEX).exists():
         check_pipeline_files(path, name)
-        return path
-    if not (path / META).exists():
-        path = latest_checkpoint(path, name)
-    check_checkpoint_files(path, name)
+    else:
+        check_checkpoint_files(path, name)
     return path
 
 

@@ -533,7 +533,8 @@ def load_dataset(repo_id: str, root: str | os.PathLike):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     root = Path(root)
-    if any(p.exists() for p in (root, _aux(root, "backup"), _aux(root, "staging"))):
+    # Only a killed export leaves a backup or staging folder beside the dataset: a plain read writes nothing.
+    if any(p.exists() for p in (_aux(root, "backup"), _aux(root, "staging"))):
         try:
             with _lock(root):
                 recover(root)

@@ -573,7 +573,7 @@ def test_all_nan_detections_are_dropped_and_counted_not_a_crash(tmp_path, capsys
         path = tmp_path / "d.npz"
         np.savez(path, **cols)
     out = tmp_path / "out"
-    assert main(["annotate", str(path), "-o", str(out), "--clip-frames", "9", "--dry-run"]) == 0
+    assert main(["annotate", str(path), "-o", str(out), "--clip-frames", "9"]) == 0  # every clip dropped: no video read
     (video,) = json.loads((out / "annotation_report.json").read_text())["videos"]
     assert video["nonfinite_hands"] == 24 and video["nonfinite_frames"] == 12 and video["error"] is None
     assert [c["reasons"] for c in video["clips"]] == [["few_hands", "sparse_mano"]]

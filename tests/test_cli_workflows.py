@@ -190,7 +190,7 @@ def test_device_reaches_train_and_demo(tmp_path, monkeypatch):
         seen["cpu"] = cpu
         return "accelerator"
 
-    def fake_trainer(cfg, resume=None, accelerator=None):
+    def fake_trainer(cfg, resume=None, accelerator=None, overwrite=False):
         seen["accelerator"] = accelerator
         raise Stop("stop here")
 

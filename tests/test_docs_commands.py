@@ -78,7 +78,7 @@ def variants(argv: list[str]) -> list[list[str]]:
         if opens:
             depth += 1
         if depth:
-            has_alternatives |= t == "|"
+            has_alternatives |= "|" in t  # a choice: "a | b" or "a|b"
             full.append(t.strip("[]"))
         else:
             bare.append(t)
