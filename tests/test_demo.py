@@ -26,9 +26,12 @@ def test_demo_writes_video_metrics_and_dataset(demo_out):
 
 
 def test_hand_moves_in_both_panels(demo_out):
-    gif = iio.imread(demo_out / "side_by_side.gif", index=None)  # (T, H, 3W + gaps, 3)
+    gif = iio.imread(demo_out / "side_by_side.gif", index=None)  # (T, band + H, 3W + gaps, 3)
     assert gif.shape[0] == 17
     w = (gif.shape[2] - 4) // 3
+    band = gif.shape[1] - w  # square panels under the column titles
+    assert band > 0 and (gif[:, :band] == gif[:1, :band]).all()  # the title band stays put
+    gif = gif[:, band:]
     simulated, imagined = gif[..., :w, :].astype(float), gif[..., w + 2: 2 * w + 2, :].astype(float)
     for panel in (simulated, imagined):
         assert np.abs(panel[-1] - panel[0]).mean() > 2.0  # the last frame differs visibly from the first
