@@ -32,7 +32,9 @@ def _size(text: str) -> tuple[int, int]:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("synth", help=SYNTH_HELP, description=SYNTH_HELP)
-    p.add_argument("--embodiment", required=True, help="registered robot hand, e.g. dex3_right")
+    p.add_argument("--embodiment", required=True,
+                   help="registered robot hand, e.g. dex3_right (a left,right pair such as inspire_left,inspire_right "
+                        "with --occlusion: hands crossing in depth)")
     p.add_argument("--episodes", type=int, required=True, help="number of clips")
     p.add_argument("--frames", type=int, default=17, help="frames per clip (default 17)")
     p.add_argument("--size", type=_size, default=(128, 128), help="frame size N or HxW (default 128)")
@@ -47,6 +49,15 @@ def register(subparsers) -> None:
     p.add_argument("--scene-preset", choices=tuple(SCENE_PRESETS), default="default",
                    help="scene randomisation ranges: default, or tiny-sim (narrower camera, fewer objects/lights)")
     p.add_argument("--depth", action="store_true", help="also store depth maps")
+    p.add_argument("--visibility", action="store_true",
+                   help="store per-joint visibility (extra 'visible' (T, 42)) from segmentation and depth renders")
+    p.add_argument("--occlusion", action="store_true",
+                   help="the occlusion benchmark split: side/oblique grasps and hands behind objects (one hand) or "
+                        "two hands crossing in depth (a pair); every clip has sustained occlusion (see "
+                        "--occlusion-min-joints) and carries 'visible'")
+    p.add_argument("--occlusion-min-joints", type=int, default=3,
+                   help="sustained occlusion: at least this many joints hidden in at least half the frames "
+                        "(default 3)")
     p.add_argument("--overwrite", action="store_true", help="re-render episodes that already exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -70,14 +81,18 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
+    from sim_bridge.occlusion import OCCLUSION_SCENE
     from sim_bridge.scene import SceneConfig
     from sim_bridge.synth import SynthConfig, synthesize
 
     motions = tuple(m.strip() for m in args.motions.split(",") if m.strip())
+    scene = {**SCENE_PRESETS[args.scene_preset], **(OCCLUSION_SCENE if args.occlusion else {})}
     cfg = SynthConfig(frames=args.frames, size=args.size, fps=args.fps, physics=args.physics, motions=motions,
-                      episodes_per_scene=args.episodes_per_scene, depth=args.depth,
-                      scene=SceneConfig(**SCENE_PRESETS[args.scene_preset]))
-    report = synthesize(args.embodiment, args.out, args.episodes, seed=args.seed, config=cfg,
+                      episodes_per_scene=args.episodes_per_scene, depth=args.depth, visibility=args.visibility,
+                      occlusion=args.occlusion, occlusion_min_joints=args.occlusion_min_joints,
+                      scene=SceneConfig(**scene))
+    hands = [h.strip() for h in args.embodiment.replace("+", ",").split(",") if h.strip()]
+    report = synthesize(hands[0] if len(hands) == 1 else hands, args.out, args.episodes, seed=args.seed, config=cfg,
                         progress=not args.no_progress, overwrite=args.overwrite)
     print(f"wrote {len(report.written)} clips to {args.out} ({report.existing} already there, "
           f"{len(report.skipped)} skipped) — {report.frames_rendered} frames in {report.seconds:.1f} s "
