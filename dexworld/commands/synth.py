@@ -48,6 +48,9 @@ def register(subparsers) -> None:
                    help="episodes sharing one compiled scene (appearance is re-drawn for each)")
     p.add_argument("--scene-preset", choices=tuple(SCENE_PRESETS), default="default",
                    help="scene randomisation ranges: default, or tiny-sim (narrower camera, fewer objects/lights)")
+    p.add_argument("--hand-style", choices=("simple", "detailed"), default="simple",
+                   help="hand geometry: simple (the URDF's primitives; the shipped models' data) or detailed "
+                        "(per-link geometry and the real hands' colours)")
     p.add_argument("--depth", action="store_true", help="also store depth maps")
     p.add_argument("--visibility", action="store_true",
                    help="store per-joint visibility (extra 'visible' (T, 42)) from segmentation and depth renders")
@@ -75,6 +78,8 @@ def register(subparsers) -> None:
     s.add_argument("--size", type=_size, default=(256, 256), help="frame size N or HxW (default 256)")
     s.add_argument("--fps", type=float, default=16.0, help="frames per second (default 16)")
     s.add_argument("--seed", type=int, default=0, help="scene seed")
+    s.add_argument("--hand-style", choices=("simple", "detailed"), default="simple",
+                   help="hand geometry: simple (default) or detailed (per-link geometry, real colours)")
     s.add_argument("--joints-out", type=Path, help="also save the camera-frame SparseJoints (.npz or .h5)")
     s.set_defaults(func=run_simulate)
 
@@ -90,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = SynthConfig(frames=args.frames, size=args.size, fps=args.fps, physics=args.physics, motions=motions,
                       episodes_per_scene=args.episodes_per_scene, depth=args.depth, visibility=args.visibility,
                       occlusion=args.occlusion, occlusion_min_joints=args.occlusion_min_joints,
-                      scene=SceneConfig(**scene))
+                      scene=SceneConfig(**scene, hand_style=args.hand_style))
     hands = [h.strip() for h in args.embodiment.replace("+", ",").split(",") if h.strip()]
     report = synthesize(hands[0] if len(hands) == 1 else hands, args.out, args.episodes, seed=args.seed, config=cfg,
                         progress=not args.no_progress, overwrite=args.overwrite)
@@ -152,7 +157,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     from sim_bridge.motion import hand_axes, wrist_pose
     from sim_bridge.rollout import rollout
-    from sim_bridge.scene import scene_hands
+    from sim_bridge.scene import SceneConfig, build_scene, scene_hands
 
     embs = scene_hands([h.strip() for h in args.embodiment.replace("+", ",").split(",") if h.strip()])
     q, wrist = _load_trajectory(args.trajectory, embs)
@@ -162,8 +167,9 @@ def run_simulate(args: argparse.Namespace) -> int:
             x = (0.05 if len(embs) == 1 else 0.09) * (1 if e.side == "right" else -1)
             wrist[e.name] = np.repeat(wrist_pose(hand_axes(e), [x, 0.14, 0.1])[None], len(qe) if qe.ndim == 2 else 1,
                                       0)
+    scene = build_scene(embs, SceneConfig(hand_style=args.hand_style), seed=args.seed)
     r = rollout(embs, q, wrist, camera=args.camera, mode="physics" if args.physics else "kinematic",
-                size=args.size, seed=args.seed, fps=args.fps)
+                size=args.size, scene=scene, fps=args.fps)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from embodiments.io_utils import atomic_path
 
