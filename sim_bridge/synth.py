@@ -15,8 +15,10 @@ Episodes whose physics blew up or whose hand left the view are skipped and repor
 
 ``SynthConfig(occlusion=True)`` makes the occlusion split instead (:mod:`sim_bridge.occlusion`: two hands crossing
 in depth for a pair, side/oblique views of grasps and hands passing behind objects for one hand): every clip carries
-per-joint visibility (extra ``visible`` (T, 42) bool) and has sustained occlusion. ``visibility=True`` adds the
-``visible`` extra to ordinary clips.
+per-joint visibility (extras ``visible`` (T, 42) bool and ``occluded_by`` (T, 42) int8, what hides each joint) and has
+sustained occlusion between parts (another finger, the other hand or an object in front of at least
+``occlusion_min_joints`` joints in at least ``occlusion_min_fraction`` of the frames). ``visibility=True`` adds the
+two extras to ordinary clips.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ class SynthConfig:
     max_qacc: float = 1e6  # physics above this joint acceleration counts as blown up (episode skipped)
     visibility: bool = False  # store per-joint visibility (extra "visible"); renders depth and segmentation
     occlusion: bool = False  # the occlusion split (sim_bridge.occlusion); implies visibility
-    occlusion_min_joints: int = 3  # sustained occlusion: at least this many joints hidden ...
+    occlusion_min_joints: int = 3  # sustained occlusion: at least this many joints hidden by parts (finger, hand,
+    # object; visibility.PART_OCCLUDERS) ...
     occlusion_min_fraction: float = 0.5  # ... in at least this fraction of the frames
     occlusion_tries: int = 6  # plans per episode before it is skipped for lack of occlusion
     scene: SceneConfig = dataclasses.field(default_factory=SceneConfig)
@@ -267,6 +270,7 @@ def write_episode(path: Path, r: SimRollout, ep: Episode, meta: dict) -> Path:
         extra["depth"] = r.depth
     if r.visible is not None:
         extra["visible"] = r.visible
+        extra["occluded_by"] = r.occluded_by
     if r.segmentation is not None:
         extra["segmentation_labels"] = r.geom_labels[np.maximum(r.segmentation, 0)] * (r.segmentation >= 0)
     return write_clip(path, r.frames, joints, prompt=ep.prompt, **extra)
@@ -369,7 +373,7 @@ def _render(embs: tuple[Embodiment, ...], ep: Episode, scene: Scene, renderer: F
 def _occlusion_episode(embs, axes, scene: Scene, renderer: FrameRenderer, rng: np.random.Generator,
                        cfg: SynthConfig, human, report: SynthReport) -> tuple[Episode, SimRollout, str | None]:
     """Plan and render until a clip has sustained occlusion (at most ``cfg.occlusion_tries`` plans)."""
-    from .visibility import occluded, sustained_occlusion
+    from .visibility import hidden_by, sustained_occlusion
 
     best = None
     for _ in range(cfg.occlusion_tries):
@@ -378,9 +382,10 @@ def _occlusion_episode(embs, axes, scene: Scene, renderer: FrameRenderer, rng: n
         report.frames_rendered += len(r)
         reason = _reject_reason(embs, r, cfg)
         if reason is None:
-            if sustained_occlusion(r.visible, r.joints.valid, cfg.occlusion_min_joints, cfg.occlusion_min_fraction):
+            hidden = hidden_by(r.occluded_by)
+            if sustained_occlusion(hidden, cfg.occlusion_min_joints, cfg.occlusion_min_fraction):
                 return ep, r, None
-            frac = float((occluded(r.visible, r.joints.valid).sum(-1) >= cfg.occlusion_min_joints).mean())
+            frac = float((hidden.sum(-1) >= cfg.occlusion_min_joints).mean())
             if best is None or frac > best:
                 best = frac
     why = "hand out of view or unstable in every plan" if best is None else \

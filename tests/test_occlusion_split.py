@@ -18,8 +18,11 @@ OCC = SynthConfig(frames=9, size=(64, 64), occlusion=True, episodes_per_scene=4,
 
 
 def _hidden_per_frame(clip) -> np.ndarray:
-    """Joints in the image but not visible, per frame, counted from the stored arrays."""
-    return (clip.joints.valid & ~clip.extra["visible"]).sum(-1)
+    """Joints hidden by another finger (2), the other hand (3) or an object (4), per frame, from the stored codes;
+    checked against the visible flags."""
+    code = clip.extra["occluded_by"]
+    assert ((code == 0) == clip.extra["visible"]).all() and ((code >= 0) == clip.joints.valid).all()
+    return np.isin(code, (2, 3, 4)).sum(-1)
 
 
 def test_one_hand_occlusion_clips_have_sustained_occlusion(tmp_path):
@@ -46,13 +49,12 @@ def test_crossing_hands_hide_the_lower_one(tmp_path):
     # Which hand covers each hidden joint's pixel: the hand above hides joints of the one below, never the reverse.
     scene = build_scene(("inspire_left", "inspire_right"), OCC.scene, seed=clip.extra["scene_seed"])
     uvd, _ = clip.joints.project()
-    t, j = np.nonzero(clip.joints.valid & ~clip.extra["visible"])
+    t, j = np.nonzero(clip.extra["occluded_by"] == 3)  # hidden by the other hand
     x, y = np.floor(uvd[t, j, :2]).astype(int).T
-    cover = scene.geom_hand[seen["seg"][t, y, x]]  # 0 left, 1 right, -1 not a hand
-    owner = (j >= 21).astype(int)
+    cover = scene.geom_hand[seen["seg"][t, y, x]]  # which hand is in front: 0 left, 1 right
+    assert (cover == 1 - (j >= 21)).all()  # the code agrees with the segmentation: the other hand
     top = 0 if "the left hand above" in clip.prompt else 1
-    lower_by_upper = np.sum((owner == 1 - top) & (cover == top))
-    upper_by_lower = np.sum((owner == top) & (cover == 1 - top))  # only curled fingertips reaching down
+    lower_by_upper, upper_by_lower = np.sum(cover == top), np.sum(cover == 1 - top)
     assert lower_by_upper >= 9 and lower_by_upper >= 5 * upper_by_lower, (lower_by_upper, upper_by_lower)
 
 
@@ -61,6 +63,7 @@ def test_ordinary_clips_can_carry_visibility_and_pairs_need_the_occlusion_split(
     clip = read_clip(synthesize("dex3_right", tmp_path / "a", 1, config=cfg, progress=False).written[0])
     assert clip.extra["visible"].shape == (3, 42)
     assert not (clip.extra["visible"] & ~clip.joints.valid).any()  # visible implies in the image
+    _hidden_per_frame(clip)
     with pytest.raises(ValueError, match="occlusion"):
         synthesize("dex3_left+dex3_right", tmp_path / "b", 1, config=cfg, progress=False)
 

@@ -6,7 +6,20 @@ import pytest
 import embodiments
 from embodiments.layout import SLOT_NAMES
 from sim_bridge import SceneConfig, build_scene, hand_axes, rollout, wrist_pose
-from sim_bridge.visibility import joint_visibility, occluded, sustained_occlusion
+from sim_bridge.visibility import (
+    ENVIRONMENT,
+    NOT_IN_IMAGE,
+    OBJECT,
+    OTHER_HAND,
+    OWN_FINGER,
+    OWN_PALM,
+    VISIBLE,
+    hidden_by,
+    joint_occluders,
+    joint_visibility,
+    occluded,
+    sustained_occlusion,
+)
 
 # --------------------------------------------------------------------------- the rule on hand-made renders
 OWN, OTHER = 0, 1  # geom ids: joint 0 owns geom 0; geom 1 is someone else's
@@ -40,17 +53,27 @@ def test_joints_outside_the_image_or_invalid_are_not_visible():
 
 
 def test_sustained_occlusion_needs_enough_joints_in_enough_frames():
+    hidden = np.zeros((4, 42), bool)
+    hidden[:2, :3] = True  # 3 joints hidden in 2 of 4 frames: exactly 50 %
+    assert sustained_occlusion(hidden, min_joints=3, min_fraction=0.5)
+    assert not sustained_occlusion(hidden, min_joints=4, min_fraction=0.5)
+    assert not sustained_occlusion(hidden, min_joints=3, min_fraction=0.75)
     valid = np.ones((4, 42), bool)
-    visible = np.ones((4, 42), bool)
-    visible[:2, :3] = False  # 3 joints hidden in 2 of 4 frames: exactly 50 %
-    assert sustained_occlusion(visible, valid, min_joints=3, min_fraction=0.5)
-    assert not sustained_occlusion(visible, valid, min_joints=4, min_fraction=0.5)
-    assert not sustained_occlusion(visible, valid, min_joints=3, min_fraction=0.75)
-    hidden_but_invalid = visible.copy()
-    hidden_but_invalid[:, 10:20] = False
-    valid2 = valid.copy()
-    valid2[:, 10:20] = False  # out of the image is not occlusion
-    assert occluded(hidden_but_invalid, valid2)[:, 10:20].sum() == 0
+    valid[:, 10:20] = False  # out of the image is not occlusion
+    assert occluded(np.zeros((4, 42), bool), valid)[:, 10:20].sum() == 0
+
+
+def test_occluder_kinds_on_a_hand_made_render():
+    # One joint; geoms 0–3 are, to it: its own link, its palm, another finger, an object.
+    classes = np.array([[VISIBLE, OWN_PALM, OWN_FINGER, OBJECT]], np.int8)
+    uvz = np.array([[[1.5, 2.5, 0.40]]])
+    for geom, expected in ((0, VISIBLE), (1, OWN_PALM), (2, OWN_FINGER), (3, OBJECT)):
+        seg, depth = _render(geom, 0.3)
+        assert joint_occluders(seg, depth, uvz, np.ones((1, 1), bool), classes)[0, 0] == expected
+    seg, depth = _render(3, 0.3)
+    assert joint_occluders(seg, depth, uvz, np.zeros((1, 1), bool), classes)[0, 0] == NOT_IN_IMAGE
+    codes = np.array([[OWN_PALM, OWN_FINGER, OTHER_HAND, OBJECT, ENVIRONMENT, VISIBLE, NOT_IN_IMAGE]])
+    assert hidden_by(codes).tolist() == [[False, True, True, True, False, False, False]]  # between parts
 
 
 # --------------------------------------------------------------------------- a real scene with a box in front
@@ -83,7 +106,8 @@ def test_box_in_front_of_the_wrist_hides_it_and_only_nearby_joints(still_hand):
     eye, wrist_xyz = clear.T_world_cam[0, :3, 3], clear.T_world_hand[0, :3, 3]
     _box_at(scene, wrist_xyz + 0.4 * (eye - wrist_xyz), 0.012)
     hidden = rollout(emb, q, w, scene=scene, depth=True, segmentation=True, size=(128, 128))
-    assert not hidden.visible[0, wrist] and hidden.joints.valid[0, wrist]  # in the image, but hidden
+    assert not hidden.visible[0, wrist] and hidden.joints.valid[0, wrist]  # in the image, but hidden ...
+    assert hidden.occluded_by[0, wrist] == OBJECT  # ... by the box
     assert hidden.visible[0, tip]  # the fingertips, 15 cm away from the wrist, are still in sight
     assert not hidden.visible[0, :21].any()  # the left half is empty in a right-hand scene
 
