@@ -10,8 +10,8 @@ Detailed geometry, per link of the hand's MJCF body tree:
 
 Lengths come from the kinematics (the joint origins Unitree publishes, already in the MJCF); widths, thickness and
 colours are from the hands' published dimensions and product photos: Dex3-1 is dark grey/black anodised with
-black tactile pads (fingers ≈ 19 mm wide, 57 mm apart, palm ≈ 80 mm wide, 30 mm thick); Inspire RH56 has a light
-aluminium-grey palm and fingers (≈ 15 mm wide, 19 mm apart, palm ≈ 74 × 122 × 30 mm), dark joints and black
+black tactile pads (fingers ≈ 19 mm wide, 57 mm apart, palm ≈ 89 × 76 × 30 mm); Inspire RH56 has a light
+aluminium-grey palm and fingers (≈ 15 mm wide, 19 mm apart, palm ≈ 135 × 74 × 30 mm), dark joints and black
 fingertip pads. Collision keeps to the phalanx capsules and the palm slab; drums, pads and flange are visual only.
 Link masses and inertias stay the URDF's, so physics is unchanged apart from contact shapes.
 """

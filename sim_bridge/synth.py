@@ -36,6 +36,7 @@ import numpy as np
 from embodiments import Embodiment, JointLimitWarning
 from embodiments.io_utils import atomic_path
 
+from . import occlusion
 from .motion import HandAxes, hand_axes, interpolate_poses, min_jerk, smooth_random_q, wrist_pose
 from .render import FrameRenderer
 from .rollout import SimRollout, rollout
@@ -227,8 +228,6 @@ def plan_occlusion_episode(embs: tuple[Embodiment, ...], axes: dict[str, HandAxe
                            human: HumanMotionSource | None = None) -> Episode:
     """An episode of the occlusion split: ``cross`` for a pair; ``side_grasp`` (60 %) or ``behind_object`` (40 %,
     when the scene has objects) for one hand."""
-    from . import occlusion
-
     T = int(cfg.frames)
     if len(embs) == 2:
         q, paths, prompt = occlusion.plan_cross(embs, axes, scene, rng, T)
