@@ -1,10 +1,10 @@
 """Episodes planned for occlusion, the case the paper targets: two hands crossing in depth, fingers passing in front
-of each other seen from the side, a hand passing behind an object.
+of each other seen from the side, a hand passing behind an object and coming out in front of it.
 
 Each planner returns an :class:`~sim_bridge.synth.Episode` with its own camera pose (``Episode.camera``); synthesis
 renders it with depth and segmentation, flags every joint's visibility (:mod:`sim_bridge.visibility`) and keeps
 only clips with **sustained occlusion** (:func:`~sim_bridge.visibility.sustained_occlusion`: at least
-``min_joints`` joints in the image but hidden in at least ``min_fraction`` of the frames), re-planning a few times
+``min_joints`` joints hidden between parts in at least ``min_fraction`` of the frames), re-planning a few times
 before it skips an episode.
 """
 
@@ -91,8 +91,9 @@ def plan_side_grasp(emb: Embodiment, axes: HandAxes, scene: Scene, rng: np.rando
 
 
 def plan_behind_object(emb: Embodiment, axes: HandAxes, scene: Scene, rng: np.random.Generator, T: int):
-    """A low camera looks across an object; the hand passes slowly behind it, fingers moving. Returns q, wrist
-    path, camera pose and prompt; None when the scene has no object."""
+    """A low camera looks across an object; the hand passes slowly behind it (60 %), or stays behind it for most of
+    the clip, then moves over it and down in front of it (40 %), fingers moving. Returns q, wrist path, camera
+    pose and prompt; None when the scene has no object."""
     if not len(scene.object_bodies):
         return None
     m = scene.model
@@ -103,17 +104,34 @@ def plan_behind_object(emb: Embodiment, axes: HandAxes, scene: Scene, rng: np.ra
     heading = rng.uniform(-0.6, 0.6)  # the camera sits on the person's side of the object, turned by this
     d = np.array([np.sin(heading), -np.cos(heading), 0.0])  # object → camera, horizontal
     lateral = np.array([-d[1], d[0], 0.0])
-    eye = obj + d * rng.uniform(0.2, 0.28) + [0, 0, height + rng.uniform(0.05, 0.1) - obj[2]]
+    to_front = rng.random() < 0.4  # else it passes behind the object only
+    distance = rng.uniform(0.2, 0.28) * (1.3 if to_front else 1.0)  # room for the hand in front
+    eye = obj + d * distance + [0, 0, height + rng.uniform(0.05, 0.1) - obj[2]]
     behind = obj - d * rng.uniform(0.05, 0.08)
     behind[2] = rng.uniform(0.7, 1.1) * height + 0.02  # the object hides the lower part of the hand
     camera = look_at(eye, behind)
     span = rng.uniform(0.05, 0.09)
     sweep = lateral * span * (1.0 if rng.random() < 0.5 else -1.0)
     yaw = heading + rng.uniform(-0.4, 0.4)
-    keys = np.stack([wrist_pose(axes, behind + a * sweep, yaw=yaw, pitch=rng.uniform(-0.15, 0.1))
-                     for a in (-1.0, -0.3, 0.3, 1.0)])
-    path = interpolate_poses(keys, np.array([0.0, 0.2, 0.8, 1.0]) * (T - 1), _frames(T))
+    name = scene.object_names[j].split("_")[-1]
+    if to_front:  # behind for 60 % of the clip, then over the object and down in front of it, fingers sideways
+        radius = float(np.max(m.geom_size[m.body_geomadr[scene.object_bodies[j]]][:2]))
+        over = obj + [0.0, 0.0, height - obj[2] + rng.uniform(0.04, 0.06)]
+        front = obj + d * (radius + rng.uniform(0.03, 0.045))
+        front[2] = behind[2]
+        points = [behind - sweep, behind, behind + 0.3 * sweep, over, front]
+        kt = np.array([0.0, 0.3, 0.6, 0.8, 1.0])
+        yaw = [yaw] * 3 + [yaw + 0.5 * np.pi] * 2
+        prompt = f"Low view across the table: a robot {emb.side} hand moves behind the {name}, then over it to " \
+                 "its front."
+    else:  # passes slowly behind it
+        points = [behind + a * sweep for a in (-1.0, -0.3, 0.3, 1.0)]
+        kt = np.array([0.0, 0.2, 0.8, 1.0])
+        yaw = [yaw] * 4
+        prompt = f"Low view across the table: a robot {emb.side} hand moves behind the {name}."
+    keys = np.stack([wrist_pose(axes, p, yaw=y, pitch=rng.uniform(-0.15, 0.1)) for p, y in zip(points, yaw,
+                                                                                                strict=True)])
+    path = interpolate_poses(keys, kt * (T - 1), _frames(T))
     start = axes.open_q + rng.uniform(0, 0.3) * (axes.closed_q - axes.open_q)
     q = smooth_random_q(emb, T, rng, knots=3, start=start)
-    name = scene.object_names[j].split("_")[-1]
-    return q, path, camera, f"Low view across the table: a robot {emb.side} hand moves behind the {name}."
+    return q, path, camera, prompt
