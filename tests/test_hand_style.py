@@ -91,3 +91,20 @@ def test_detailed_hands_simulate_and_fingertips_land_on_their_pads():
     x, y = np.floor(uvd[0, tip, :2]).astype(int)  # the open hand, seen from above
     assert ok[0, tip] and m.geom(r.segmentation[0, y, x]).name.endswith(("_pad", "_phalanx"))
     assert r.visible[0, tip]
+
+
+def test_synth_cli_renders_the_chosen_style(tmp_path):
+    import json
+
+    from dexworld.cli import main
+    from embodiments.clip import read_clip
+
+    frames = {}
+    for style in ("simple", "detailed"):
+        out = tmp_path / style
+        assert main(["synth", "--embodiment", "dex3_right", "--episodes", "1", "--frames", "3", "--size", "48",
+                     "--motions", "random", "--hand-style", style, "--out", str(out), "--no-progress"]) == 0
+        assert json.loads((out / "manifest.json").read_text())["config"]["scene"]["hand_style"] == style
+        frames[style] = read_clip(out / "episode_000000.h5").frames.astype(float)
+    # Same scene, motion and camera: only the hand differs, and the dark Dex3-1 darkens the frame.
+    assert frames["detailed"].mean() < frames["simple"].mean() - 0.5
