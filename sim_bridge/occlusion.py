@@ -66,7 +66,7 @@ def plan_cross(embs: tuple[Embodiment, ...], axes: dict[str, HandAxes], scene: S
 
 
 def plan_side_grasp(emb: Embodiment, axes: HandAxes, scene: Scene, rng: np.random.Generator, T: int, human):
-    """A pinch or power grasp seen from the side or obliquely (0–50° off the hand's lateral axis), so the fingers
+    """A pinch or power grasp seen from the side or obliquely (0–34° off the hand's lateral axis), so the fingers
     pass in front of each other. Returns q, wrist path, camera pose (OpenCV world-from-camera) and prompt."""
     name = "pinch" if rng.random() < 0.5 else "power_grasp"
     q = _grasp_q(emb, axes, T, rng, human, name)
@@ -75,11 +75,11 @@ def plan_side_grasp(emb: Embodiment, axes: HandAxes, scene: Scene, rng: np.rando
     keys = np.stack([wrist_pose(axes, palm + d, yaw=yaw + dy, pitch=rng.uniform(-0.2, 0.1))
                      for d, dy in ((np.zeros(3), 0.0), (rng.uniform(-0.015, 0.015, 3), rng.uniform(-0.1, 0.1)))])
     path = interpolate_poses(keys, np.array([0.0, T - 1.0]), _frames(T))
-    # Camera: from one side of the hand (thumb or little-finger side), turned 0–50° towards the fingertips or the
-    # wrist, 0–35° above the palm plane.
+    # Camera: from one side of the hand (thumb or little-finger side), turned 0–34° towards the fingertips or the
+    # wrist, 0–14° above the palm plane (higher, the fingers' rows separate in the image).
     R = path[0, :3, :3] @ axes.R_root_canon  # world-from-canonical (x lateral, y forward, z back of the hand)
     side = 1.0 if rng.random() < 0.5 else -1.0
-    az, el = rng.uniform(-0.87, 0.87), rng.uniform(0.0, 0.6)
+    az, el = rng.uniform(-0.6, 0.6), rng.uniform(0.0, 0.25)
     d_canon = np.array([side * np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)])
     centre = path[0, :3, :3] @ axes.palm_center + path[0, :3, 3]
     eye = centre + R @ d_canon * rng.uniform(0.2, 0.28)
