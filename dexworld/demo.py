@@ -26,6 +26,8 @@ from sim_bridge.motion import interpolate_poses
 from sim_bridge.synth import MOTION_VERBS
 from worldmodel.evaluation.video import to_uint8
 
+PANEL_TITLES = ("simulated", "imagined", "imagined + commanded joints")  # columns of side_by_side.mp4/gif
+
 
 @dataclasses.dataclass
 class DemoConfig:
@@ -213,7 +215,7 @@ def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | 
 
         step("evaluate and write")
         uvd, ok = sim.joints.project()
-        panels = side_by_side(sim.frames, video, draw_joints(video, uvd[..., :2], ok))
+        panels = side_by_side(sim.frames, video, draw_joints(video, uvd[..., :2], ok), titles=PANEL_TITLES)
         write_video(out / "side_by_side.mp4", panels, fps=cfg.fps)
         write_video(out / "side_by_side.gif", panels, fps=cfg.fps)
         probe = _probe_for(emb.name)

@@ -36,6 +36,7 @@ from .camera import cv_from_mujoco_cam
 from .hand_pose import join_names
 from .render import FrameRenderer
 from .scene import HandsLike, Scene, build_scene, scene_hands
+from .visibility import rollout_occluders
 
 MODES = ("kinematic", "physics")
 
@@ -61,6 +62,10 @@ class SimRollout:
         depth: optional (T, H, W) float32 metres along the optical axis.
         segmentation: optional (T, H, W) int32 geom id per pixel, −1 for background; see ``geom_labels``.
         geom_labels: (ngeom,) int8 class of each geom (``scene.LABEL_*``: hand 1, object 2, environment 3).
+        visible: optional (T, 42) bool, per joint and frame whether the camera sees it (computed when both depth
+            and segmentation are rendered; :mod:`sim_bridge.visibility`). Valid but not visible = occluded.
+        occluded_by: optional (T, 42) int8, what hides each joint (``visibility.OCCLUDER_NAMES``: -1 not in the
+            image, 0 visible, 1 own palm, 2 own finger, 3 other hand, 4 object, 5 environment).
         stable: False if physics blew up; the arrays then stop at the last good frame.
         clipped_joints: names of joints whose commanded angles were outside the limits and were clipped
             (``"<hand>/<joint>"`` in a pair).
@@ -81,6 +86,8 @@ class SimRollout:
     depth: np.ndarray | None = None
     segmentation: np.ndarray | None = None
     geom_labels: np.ndarray | None = None
+    visible: np.ndarray | None = None
+    occluded_by: np.ndarray | None = None
     mode: str = "kinematic"
     camera: str = "ego"
     fps: float = 16.0
@@ -345,6 +352,10 @@ def rollout(embodiment: HandsLike, q: np.ndarray | Mapping[str, np.ndarray],
     joints = SparseJoints(np.sum([p.positions for p in parts], axis=0), np.any([p.valid for p in parts], axis=0),
                           frame="camera", fps=fps, embodiment=name, K=K)
 
+    occluded_by = None
+    if depth and segmentation:
+        occluded_by = rollout_occluders(scene, out["segmentation"][sl], out["depth"][sl], joints)
+
     def per_hand_out(arrays: list[np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
         return {e.name: a for e, a in zip(embs, arrays, strict=True)} if pair else arrays[0]
 
@@ -353,7 +364,8 @@ def rollout(embodiment: HandsLike, q: np.ndarray | Mapping[str, np.ndarray],
         q_target=per_hand_out(np.split(q_all[sl], split, axis=1)), K=K, T_world_cam=cam_T[sl],
         T_world_hand=per_hand_out(list(np.moveaxis(hand_T[sl], 1, 0))), object_names=list(scene.object_names),
         object_poses=obj_T[sl], qpos=qpos_out[sl], depth=out["depth"][sl] if depth else None,
-        segmentation=out["segmentation"][sl] if segmentation else None, geom_labels=scene.geom_labels, mode=mode,
+        segmentation=out["segmentation"][sl] if segmentation else None, geom_labels=scene.geom_labels,
+        visible=None if occluded_by is None else occluded_by == 0, occluded_by=occluded_by, mode=mode,
         camera=camera, fps=fps, stable=stable, clipped_joints=clipped, issues=issues,
         hands=tuple(e.name for e in embs),
     )

@@ -28,6 +28,7 @@ from embodiments.transforms import look_at
 
 from .camera import camera_intrinsics, mujoco_cam_from_cv
 from .hand_pose import join_names, split_names
+from .hand_style import HAND_STYLES, apply_detailed
 
 HAND_PREFIX = "hand/"  # names of a one-hand scene; a pair uses "left/" and "right/"
 LABEL_BACKGROUND, LABEL_HAND, LABEL_OBJECT, LABEL_ENV = 0, 1, 2, 3
@@ -75,8 +76,13 @@ class SceneConfig:
     # 1024² +7 ms, MuJoCo's default 4096² far more; MSAA 4× about triples the cost; reflections +2 ms (off).
     shadow_size: int = 512  # 0 disables shadows
     msaa_samples: int = 0
+    # "simple": the URDF's primitives (what the shipped models were trained on); "detailed": per-link geometry
+    # and the real hands' colours (sim_bridge.hand_style)
+    hand_style: str = "simple"
 
     def __post_init__(self) -> None:
+        if self.hand_style not in HAND_STYLES:
+            raise ValueError(f"SceneConfig.hand_style must be one of {HAND_STYLES}, got {self.hand_style!r}")
         bad = [k for k in self.object_kinds if k not in OBJECT_KINDS]
         if bad:
             raise ValueError(f"SceneConfig.object_kinds: unknown kinds {bad}; choose from {OBJECT_KINDS}")
@@ -352,7 +358,10 @@ def build_scene(embodiment: HandsLike, config: SceneConfig | None = None, seed: 
     roots = []
     for i, emb in enumerate(embs):
         prefix = hand_prefix(emb.side, len(embs))
-        root = world.add_frame().attach_body(_hand_spec(emb).worldbody.first_body(), prefix, "")
+        hand = _hand_spec(emb)
+        if cfg.hand_style == "detailed":
+            apply_detailed(hand, emb.name, emb.side)
+        root = world.add_frame().attach_body(hand.worldbody.first_body(), prefix, "")
         root.add_freejoint(name=prefix + "root_free")
         _configure_hand(spec, root, emb, cfg, prefix, hand_bits[i], 1 | (sum(hand_bits) - hand_bits[i]))
         mocap = world.add_body(name=prefix + "wrist_target", mocap=True)

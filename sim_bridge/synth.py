@@ -12,6 +12,13 @@ Everything is a function of ``(seed, episode index)``: re-running, or resuming i
 some episodes, gives identical files. Scenes are compiled once per ``episodes_per_scene`` episodes (structure:
 textures, object kinds/sizes) and re-randomised per episode without recompiling, so the renderer is reused.
 Episodes whose physics blew up or whose hand left the view are skipped and reported, never written.
+
+``SynthConfig(occlusion=True)`` makes the occlusion split instead (:mod:`sim_bridge.occlusion`: two hands crossing
+in depth for a pair, side/oblique views of grasps and hands passing behind objects for one hand): every clip carries
+per-joint visibility (extras ``visible`` (T, 42) bool and ``occluded_by`` (T, 42) int8, what hides each joint) and has
+sustained occlusion between parts (another finger, the other hand or an object in front of at least
+``occlusion_min_joints`` joints in at least ``occlusion_min_fraction`` of the frames). ``visibility=True`` adds the
+two extras to ordinary clips.
 """
 
 from __future__ import annotations
@@ -26,13 +33,14 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from embodiments import Embodiment, JointLimitWarning, get
+from embodiments import Embodiment, JointLimitWarning
 from embodiments.io_utils import atomic_path, clean_atomic_leftovers
 
+from . import occlusion
 from .motion import HandAxes, hand_axes, interpolate_poses, min_jerk, smooth_random_q, wrist_pose
 from .render import FrameRenderer
 from .rollout import SimRollout, rollout
-from .scene import Scene, SceneConfig, build_scene, randomize_appearance
+from .scene import HandsLike, Scene, SceneConfig, build_scene, randomize_appearance, scene_hands
 
 MOTION_KINDS = ("reach_grasp", "human", "random")
 DEFAULT_WEIGHTS = {"reach_grasp": 0.5, "human": 0.3, "random": 0.2}
@@ -63,6 +71,12 @@ class SynthConfig:
     segmentation: bool = False
     min_visible: float = 0.5  # fraction of the hand's joint-frames that must project into the image
     max_qacc: float = 1e6  # physics above this joint acceleration counts as blown up (episode skipped)
+    visibility: bool = False  # store per-joint visibility (extra "visible"); renders depth and segmentation
+    occlusion: bool = False  # the occlusion split (sim_bridge.occlusion); implies visibility
+    occlusion_min_joints: int = 3  # sustained occlusion: at least this many joints hidden by parts (finger, hand,
+    # object; visibility.PART_OCCLUDERS) ...
+    occlusion_min_fraction: float = 0.5  # ... in at least this fraction of the frames
+    occlusion_tries: int = 6  # plans per episode before it is skipped for lack of occlusion
     scene: SceneConfig = dataclasses.field(default_factory=SceneConfig)
 
     def __post_init__(self) -> None:
@@ -80,16 +94,22 @@ class SynthConfig:
             raise ValueError(f"SynthConfig.size must be (H, W) with sides >= 8, got {self.size}")
         if self.episodes_per_scene < 1:
             raise ValueError("SynthConfig.episodes_per_scene must be >= 1")
+        if self.occlusion_min_joints < 1 or not 0 < self.occlusion_min_fraction <= 1 or self.occlusion_tries < 1:
+            raise ValueError("SynthConfig: occlusion_min_joints >= 1, 0 < occlusion_min_fraction <= 1 and "
+                             "occlusion_tries >= 1 are required")
 
 
 @dataclasses.dataclass
 class Episode:
-    """A planned episode: joints (T, dof), hand root world poses (T, 4, 4), text prompt, motion kind."""
+    """A planned episode: joints (T, dof), hand root world poses (T, 4, 4), text prompt, motion kind; for a pair
+    ``q`` and ``wrist_path`` are dicts keyed by hand name. ``camera``: an OpenCV world-from-camera pose (4, 4) of
+    the ``ego`` camera for this episode (None: the scene's randomised one)."""
 
-    q: np.ndarray
-    wrist_path: np.ndarray
+    q: np.ndarray | dict[str, np.ndarray]
+    wrist_path: np.ndarray | dict[str, np.ndarray]
     prompt: str
     kind: str
+    camera: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -203,6 +223,25 @@ def _material_rgb(scene: Scene, body: int) -> np.ndarray:
     return np.asarray(tex.rgb1) if tex is not None else np.ones(3)
 
 
+def plan_occlusion_episode(embs: tuple[Embodiment, ...], axes: dict[str, HandAxes], scene: Scene,
+                           rng: np.random.Generator, cfg: SynthConfig,
+                           human: HumanMotionSource | None = None) -> Episode:
+    """An episode of the occlusion split: ``cross`` for a pair; ``side_grasp`` (60 %) or ``behind_object`` (40 %,
+    when the scene has objects) for one hand."""
+    T = int(cfg.frames)
+    if len(embs) == 2:
+        q, paths, prompt = occlusion.plan_cross(embs, axes, scene, rng, T)
+        return Episode(q, paths, prompt, "cross")
+    emb = embs[0]
+    if rng.random() < 0.4:
+        planned = occlusion.plan_behind_object(emb, axes[emb.name], scene, rng, T)
+        if planned is not None:
+            q, path, camera, prompt = planned
+            return Episode(q, path, prompt, "behind_object", camera)
+    q, path, camera, prompt = occlusion.plan_side_grasp(emb, axes[emb.name], scene, rng, T, human)
+    return Episode(q, path, prompt, "side_grasp", camera)
+
+
 # --------------------------------------------------------------------------- writing
 def write_episode(path: Path, r: SimRollout, ep: Episode, meta: dict) -> Path:
     """One clip file, atomically (``embodiments.clip.write_clip``: a temp file renamed into place).
@@ -228,6 +267,9 @@ def write_episode(path: Path, r: SimRollout, ep: Episode, meta: dict) -> Path:
              "motion": ep.kind, "mode": r.mode, **meta}
     if r.depth is not None:
         extra["depth"] = r.depth
+    if r.visible is not None:
+        extra["visible"] = r.visible
+        extra["occluded_by"] = r.occluded_by
     if r.segmentation is not None:
         extra["segmentation_labels"] = r.geom_labels[np.maximum(r.segmentation, 0)] * (r.segmentation >= 0)
     return write_clip(path, r.frames, joints, prompt=ep.prompt, **extra)
@@ -238,7 +280,7 @@ def episode_path(out_dir: Path, index: int) -> Path:
 
 
 # --------------------------------------------------------------------------- driver
-def synthesize(embodiment: str | Embodiment, out_dir: str | Path, episodes: int, seed: int = 0,
+def synthesize(embodiment: HandsLike, out_dir: str | Path, episodes: int, seed: int = 0,
                config: SynthConfig | None = None, progress: bool = True, overwrite: bool = False,
                on_episode: Callable[[int, SimRollout], None] | None = None) -> SynthReport:
     """Render ``episodes`` clips of one hand into ``out_dir`` (``episode_000000.h5`` …) plus ``manifest.json``.
@@ -246,25 +288,32 @@ def synthesize(embodiment: str | Embodiment, out_dir: str | Path, episodes: int,
     Existing episode files are kept (the run resumes) unless ``overwrite``; temporary files a killed run left are
     removed. Unstable physics or a hand out of view skips the episode with a reason in the report; file-system
     errors stop the run with an ``OutputError`` (no partial file is left).
+    A left/right pair (``"inspire_left+inspire_right"``) is for the occlusion split only (``config.occlusion``).
     """
     from tqdm.auto import tqdm
 
-    emb = get(embodiment)
+    embs = scene_hands(embodiment)
+    name = "+".join(e.name for e in embs)
     cfg = config or SynthConfig()
     if int(episodes) != episodes or episodes < 0:
         raise ValueError(f"episodes must be a non-negative integer, got {episodes}")
+    if len(embs) > 1 and not cfg.occlusion:
+        raise ValueError(f"synth: two hands ({name}) are only planned for the occlusion split (--occlusion, hands "
+                         "crossing in depth); give one hand for ordinary clips")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     clean_atomic_leftovers(out_dir, ["episode_*.h5", "manifest.json"])  # temporaries of a killed earlier run
-    axes = hand_axes(emb)
-    human = HumanMotionSource(emb, cfg) if "human" in cfg.motions else None
+    emb = embs[0]
+    axes = {e.name: hand_axes(e) for e in embs}
+    human = HumanMotionSource(emb, cfg) if len(embs) == 1 and ("human" in cfg.motions or cfg.occlusion) else None
+    visibility = cfg.visibility or cfg.occlusion
     report = SynthReport(written=[], skipped=[], existing=0, seconds=0.0, frames_rendered=0)
     t0 = time.perf_counter()
     scene: Scene | None = None
     renderer: FrameRenderer | None = None
     block = -1
     H, W = cfg.size
-    bar = tqdm(range(int(episodes)), desc=f"synth {emb.name}", unit="ep", disable=not progress)
+    bar = tqdm(range(int(episodes)), desc=f"synth {name}", unit="ep", disable=not progress)
     try:
         for i in bar:
             path = episode_path(out_dir, i)
@@ -276,22 +325,28 @@ def synthesize(embodiment: str | Embodiment, out_dir: str | Path, episodes: int,
                 if renderer is not None:
                     renderer.close()
                 scene_seed = int(np.random.SeedSequence([seed, block]).generate_state(1)[0])
-                scene = build_scene(emb, cfg.scene, seed=scene_seed)
-                renderer = FrameRenderer(scene.model, H, W, depth=cfg.depth, segmentation=cfg.segmentation)
+                scene = build_scene(embs, cfg.scene, seed=scene_seed)
+                renderer = FrameRenderer(scene.model, H, W, depth=cfg.depth or visibility,
+                                         segmentation=cfg.segmentation or visibility)
             randomize_appearance(scene, np.random.default_rng([seed, i, 1]))
-            ep = plan_episode(emb, axes, scene, np.random.default_rng([seed, i, 2]), cfg, human)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", JointLimitWarning)
-                r = rollout(emb, ep.q, ep.wrist_path, mode="physics" if cfg.physics else "kinematic", scene=scene,
-                            fps=cfg.fps, renderer=renderer, max_qacc=cfg.max_qacc)
-            report.frames_rendered += len(r)
-            reason = _reject_reason(emb, r, cfg)
+            if cfg.occlusion:
+                ep, r, reason = _occlusion_episode(embs, axes, scene, renderer, np.random.default_rng([seed, i, 2]),
+                                                   cfg, human, report)
+            else:
+                ep = plan_episode(emb, axes[emb.name], scene, np.random.default_rng([seed, i, 2]), cfg, human)
+                r = _render(embs, ep, scene, renderer, cfg)
+                report.frames_rendered += len(r)
+                reason = _reject_reason(embs, r, cfg)
             if reason:
                 report.skipped.append((i, reason))
                 bar.set_postfix(skipped=len(report.skipped))
                 continue
             if on_episode is not None:
                 on_episode(i, r)
+            if not cfg.depth:  # rendered for visibility only
+                r.depth = None
+            if not cfg.segmentation:
+                r.segmentation = None
             meta = {"seed": int(seed), "episode": int(i), "scene_seed": int(scene.seed)}
             report.written.append(write_episode(path, r, ep, meta))
     finally:
@@ -301,21 +356,57 @@ def synthesize(embodiment: str | Embodiment, out_dir: str | Path, episodes: int,
     report.seconds = time.perf_counter() - t0
     if human is not None and human.error:
         report.notes.append(human.error)
-    _write_manifest(out_dir, emb, cfg, seed, episodes, report)
+    _write_manifest(out_dir, name, cfg, seed, episodes, report)
     return report
 
 
-def _reject_reason(emb: Embodiment, r: SimRollout, cfg: SynthConfig) -> str | None:
+def _render(embs: tuple[Embodiment, ...], ep: Episode, scene: Scene, renderer: FrameRenderer,
+            cfg: SynthConfig) -> SimRollout:
+    if ep.camera is not None:
+        scene.set_camera_pose("ego", ep.camera)
+    hands = embs if len(embs) > 1 else embs[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", JointLimitWarning)
+        return rollout(hands, ep.q, ep.wrist_path, mode="physics" if cfg.physics else "kinematic", scene=scene,
+                       fps=cfg.fps, renderer=renderer, max_qacc=cfg.max_qacc)
+
+
+def _occlusion_episode(embs, axes, scene: Scene, renderer: FrameRenderer, rng: np.random.Generator,
+                       cfg: SynthConfig, human, report: SynthReport) -> tuple[Episode, SimRollout, str | None]:
+    """Plan and render until a clip has sustained occlusion (at most ``cfg.occlusion_tries`` plans)."""
+    from .visibility import hidden_by, sustained_occlusion
+
+    best = None
+    for _ in range(cfg.occlusion_tries):
+        ep = plan_occlusion_episode(embs, axes, scene, rng, cfg, human)
+        r = _render(embs, ep, scene, renderer, cfg)
+        report.frames_rendered += len(r)
+        reason = _reject_reason(embs, r, cfg)
+        if reason is None:
+            hidden = hidden_by(r.occluded_by)
+            if sustained_occlusion(hidden, cfg.occlusion_min_joints, cfg.occlusion_min_fraction):
+                return ep, r, None
+            frac = float((hidden.sum(-1) >= cfg.occlusion_min_joints).mean())
+            if best is None or frac > best:
+                best = frac
+    why = "hand out of view or unstable in every plan" if best is None else \
+        f"no sustained occlusion in {cfg.occlusion_tries} plans (best: {cfg.occlusion_min_joints}+ joints hidden " \
+        f"in {best:.0%} of frames, need {cfg.occlusion_min_fraction:.0%})"
+    return ep, r, why
+
+
+def _reject_reason(embs: tuple[Embodiment, ...], r: SimRollout, cfg: SynthConfig) -> str | None:
     if not r.stable:
         return "; ".join(r.issues) or "physics became unstable"
-    mask = emb.slot_mask
-    visible = r.joints.valid[:, mask].mean()
-    if visible < cfg.min_visible:
-        return f"hand out of view: only {visible:.0%} of its joints project into the image"
+    for emb in embs:
+        visible = r.joints.valid[:, emb.slot_mask].mean()
+        if visible < cfg.min_visible:
+            who = "hand" if len(embs) == 1 else f"{emb.name}"
+            return f"{who} out of view: only {visible:.0%} of its joints project into the image"
     return None
 
 
-def _write_manifest(out_dir: Path, emb: Embodiment, cfg: SynthConfig, seed: int, episodes: int,
+def _write_manifest(out_dir: Path, name: str, cfg: SynthConfig, seed: int, episodes: int,
                     report: SynthReport) -> None:
     def plain(x):
         if dataclasses.is_dataclass(x):
@@ -326,7 +417,7 @@ def _write_manifest(out_dir: Path, emb: Embodiment, cfg: SynthConfig, seed: int,
             return [plain(v) for v in x]
         return x
 
-    manifest = {"embodiment": emb.name, "seed": seed, "episodes": episodes, "config": plain(cfg),
+    manifest = {"embodiment": name, "seed": seed, "episodes": episodes, "config": plain(cfg),
                 "written": [p.name for p in report.written], "existing": report.existing,
                 "skipped": [{"episode": i, "reason": why} for i, why in report.skipped], "notes": report.notes,
                 "mujoco": mujoco.__version__}

@@ -26,9 +26,14 @@ def test_demo_writes_video_metrics_and_dataset(demo_out):
 
 
 def test_hand_moves_in_both_panels(demo_out):
-    gif = iio.imread(demo_out / "side_by_side.gif", index=None)  # (T, H, 3W + gaps, 3)
+    gif = iio.imread(demo_out / "side_by_side.gif", index=None)  # (T, band + H, 3W + gaps, 3)
     assert gif.shape[0] == 17
     w = (gif.shape[2] - 4) // 3
+    band = gif.shape[1] - w  # square panels under the column titles
+    titles = gif[:, :band].astype(float)
+    assert band > 0 and np.abs(titles - titles[:1]).mean() < 2  # the title band stays put (up to GIF palettes)
+    assert ((titles < 100).all(-1).sum((1, 2)) > 20).all()  # and holds dark text on every frame
+    gif = gif[:, band:]
     simulated, imagined = gif[..., :w, :].astype(float), gif[..., w + 2: 2 * w + 2, :].astype(float)
     for panel in (simulated, imagined):
         assert np.abs(panel[-1] - panel[0]).mean() > 2.0  # the last frame differs visibly from the first

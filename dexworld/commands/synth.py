@@ -34,7 +34,9 @@ def _size(text: str) -> tuple[int, int]:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("synth", help=SYNTH_HELP, description=SYNTH_HELP)
-    p.add_argument("--embodiment", required=True, help="registered robot hand, e.g. dex3_right")
+    p.add_argument("--embodiment", required=True,
+                   help="registered robot hand, e.g. dex3_right (a left,right pair such as inspire_left,inspire_right "
+                        "with --occlusion: hands crossing in depth)")
     p.add_argument("--episodes", type=at.positive_int, required=True, help="number of clips")
     p.add_argument("--frames", type=at.frames, default=17, help="frames per clip (default 17)")
     p.add_argument("--size", type=_size, default=(128, 128), help="frame size N or HxW (default 128)")
@@ -48,7 +50,19 @@ def register(subparsers) -> None:
                    help="episodes sharing one compiled scene (appearance is re-drawn for each)")
     p.add_argument("--scene-preset", choices=tuple(SCENE_PRESETS), default="default",
                    help="scene randomisation ranges: default, or tiny-sim (narrower camera, fewer objects/lights)")
+    p.add_argument("--hand-style", choices=("simple", "detailed"), default="simple",
+                   help="hand geometry: simple (the URDF's primitives; the shipped models' data) or detailed "
+                        "(per-link geometry and the real hands' colours)")
     p.add_argument("--depth", action="store_true", help="also store depth maps")
+    p.add_argument("--visibility", action="store_true",
+                   help="store per-joint visibility (extra 'visible' (T, 42)) from segmentation and depth renders")
+    p.add_argument("--occlusion", action="store_true",
+                   help="the occlusion benchmark split: side/oblique grasps and hands behind objects (one hand) or "
+                        "two hands crossing in depth (a pair); every clip has sustained occlusion (see "
+                        "--occlusion-min-joints) and carries 'visible'")
+    p.add_argument("--occlusion-min-joints", type=int, default=3,
+                   help="sustained occlusion: at least this many joints hidden in at least half the frames "
+                        "(default 3)")
     p.add_argument("--overwrite", action="store_true", help="re-render episodes that already exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -66,6 +80,8 @@ def register(subparsers) -> None:
     s.add_argument("--size", type=_size, default=(256, 256), help="frame size N or HxW (default 256)")
     s.add_argument("--fps", type=at.positive_float, default=16.0, help="frames per second (default 16)")
     s.add_argument("--seed", type=at.seed, default=0, help="scene seed")
+    s.add_argument("--hand-style", choices=("simple", "detailed"), default="simple",
+                   help="hand geometry: simple (default) or detailed (per-link geometry, real colours)")
     s.add_argument("--joints-out", type=Path, help="also save the camera-frame SparseJoints (.npz or .h5)")
     s.add_argument("--save-ref", type=Path, default=None,
                    help="also save the first frame as an image (.png): with --joints-out, the inputs of "
@@ -76,15 +92,19 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from embodiments.io_utils import check_writable
+    from sim_bridge.occlusion import OCCLUSION_SCENE
     from sim_bridge.scene import SceneConfig
     from sim_bridge.synth import SynthConfig, synthesize
 
     check_writable(args.out / "manifest.json")  # before any rendering
     motions = tuple(m.strip() for m in args.motions.split(",") if m.strip())
+    scene = {**SCENE_PRESETS[args.scene_preset], **(OCCLUSION_SCENE if args.occlusion else {})}
     cfg = SynthConfig(frames=args.frames, size=args.size, fps=args.fps, physics=args.physics, motions=motions,
-                      episodes_per_scene=args.episodes_per_scene, depth=args.depth,
-                      scene=SceneConfig(**SCENE_PRESETS[args.scene_preset]))
-    report = synthesize(args.embodiment, args.out, args.episodes, seed=args.seed, config=cfg,
+                      episodes_per_scene=args.episodes_per_scene, depth=args.depth, visibility=args.visibility,
+                      occlusion=args.occlusion, occlusion_min_joints=args.occlusion_min_joints,
+                      scene=SceneConfig(**scene, hand_style=args.hand_style))
+    hands = [h.strip() for h in args.embodiment.replace("+", ",").split(",") if h.strip()]
+    report = synthesize(hands[0] if len(hands) == 1 else hands, args.out, args.episodes, seed=args.seed, config=cfg,
                         progress=not args.no_progress, overwrite=args.overwrite)
     print(f"wrote {len(report.written)} clips to {args.out} ({report.existing} already there, "
           f"{len(report.skipped)} skipped) — {report.frames_rendered} frames in {report.seconds:.1f} s "
@@ -148,7 +168,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     from embodiments.io_utils import check_writable
     from sim_bridge.motion import hand_axes, wrist_pose
     from sim_bridge.rollout import rollout
-    from sim_bridge.scene import scene_hands
+    from sim_bridge.scene import SceneConfig, build_scene, scene_hands
     from worldmodel.evaluation.video import write_video
 
     if args.out.suffix.lower() not in (".mp4", ".gif"):
@@ -169,8 +189,9 @@ def run_simulate(args: argparse.Namespace) -> int:
             x = (0.05 if len(embs) == 1 else 0.09) * (1 if e.side == "right" else -1)
             wrist[e.name] = np.repeat(wrist_pose(hand_axes(e), [x, 0.14, 0.1])[None], len(qe) if qe.ndim == 2 else 1,
                                       0)
+    scene = build_scene(embs, SceneConfig(hand_style=args.hand_style), seed=args.seed)
     r = rollout(embs, q, wrist, camera=args.camera, mode="physics" if args.physics else "kinematic",
-                size=args.size, seed=args.seed, fps=args.fps)
+                size=args.size, scene=scene, fps=args.fps)
     write_video(args.out, r.frames, fps=args.fps)
     if args.joints_out is not None:
         r.joints.save(args.joints_out)

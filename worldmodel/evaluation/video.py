@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,12 @@ def _check_readable(tmp: Path, path: Path) -> None:
         raise OutputError.of(path, f"the written video cannot be read back ({type(e).__name__})") from None
 
 
-def side_by_side(*videos, gap: int = 2) -> np.ndarray:
-    """Concatenate (T, H, W, 3) videos horizontally (same T and H) with a white gap."""
+def side_by_side(*videos, gap: int = 2, titles: Sequence[str] | None = None) -> np.ndarray:
+    """Concatenate (T, H, W, 3) videos horizontally (same T and H) with a white gap.
+
+    ``titles`` (one per video) adds a white band above the panels with each title centred over its panel
+    (:func:`title_band`); the panels themselves are unchanged below it.
+    """
     vids = [to_uint8(v) for v in videos]
     T, H = vids[0].shape[:2]
     if any(v.shape[:2] != (T, H) for v in vids):
@@ -65,7 +70,60 @@ def side_by_side(*videos, gap: int = 2) -> np.ndarray:
     parts = []
     for i, v in enumerate(vids):
         parts += [sep, v] if i else [v]
-    return np.concatenate(parts, axis=2)
+    out = np.concatenate(parts, axis=2)
+    if titles is None:
+        return out
+    if len(titles) != len(vids):
+        raise ValueError(f"titles: one per video ({len(vids)}), got {len(titles)}")
+    band = title_band(list(titles), [v.shape[2] for v in vids], gap)
+    return np.concatenate([np.broadcast_to(band, (T, *band.shape)), out], axis=1)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)  # Pillow's bundled scalable font
+    except (TypeError, ValueError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _fit_title(text: str, width: int, sizes=(11, 10, 9, 8)) -> tuple[object, list[str]]:
+    """The largest font (of ``sizes``) at which ``text`` fits ``width`` px on one line, else two lines."""
+    for size in sizes:
+        font = _font(size)
+        if font.getlength(text) <= width:
+            return font, [text]
+    font, words = _font(sizes[-1]), text.split()
+    for k in range(len(words) - 1, 0, -1):  # break as late as the first line still fits
+        first, second = " ".join(words[:k]), " ".join(words[k:])
+        if font.getlength(first) <= width:
+            return font, [first, second]
+    return font, [text]
+
+
+def title_band(titles: list[str], widths: list[int], gap: int = 2, colour=(30, 30, 30)) -> np.ndarray:
+    """A white (Hb, sum(widths) + gaps, 3) uint8 band with each title centred above its panel (PIL text).
+
+    Each title gets the largest font that fits its panel's width (two lines if even the smallest does not); the
+    band is as tall as the tallest title plus a 2 px margin above and below.
+    """
+    from PIL import Image, ImageDraw
+
+    fitted = [_fit_title(t, max(w - 2, 1)) for t, w in zip(titles, widths, strict=True)]
+    line_h = [max(f.getbbox("Ag")[3], 1) + 1 for f, _ in fitted]
+    height = max(h * len(lines) for h, (_, lines) in zip(line_h, fitted, strict=True)) + 4
+    total = sum(widths) + gap * (len(widths) - 1)
+    img = Image.new("RGB", (total, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    x0 = 0
+    for w, h, (font, lines) in zip(widths, line_h, fitted, strict=True):
+        top = (height - h * len(lines)) // 2
+        for k, line in enumerate(lines):
+            x = x0 + (w - font.getlength(line)) / 2
+            draw.text((x, top + k * h), line, fill=tuple(colour), font=font)
+        x0 += w + gap
+    return np.asarray(img, dtype=np.uint8)
 
 
 # Left hand blue, right hand red; also the colours of ``dexworld dataset show`` and the demo panels.
