@@ -20,8 +20,10 @@ TO_UPSTREAM = {ours: theirs for theirs, ours in UPSTREAM_NAMES.items()}
 # ---------------------------------------------------------------------------------------------------------------
 # An independent, deliberately plain dense implementation of the same equations: full (B, T, N, h, w) heatmaps,
 # explicit softmax over joints, explicit loops over temporal groups and conv taps, float64.
-# Checked once against the authors' reference vector (hand_conditioning_vector.safetensors, all joints valid,
-# radius=None): max abs diff 2.3e-06 on `out` and 7.5e-07 on `occ_latent` (the file was made in float32).
+# Checked once against the authors' reference vectors (radius=None): hand_conditioning_vector.safetensors (all
+# joints valid) max abs diff 2.3e-06 on `out` and 7.5e-07 on `occ_latent`; ..._missing_hand.safetensors (a hand
+# zero-filled in every frame, joints at z = 0.09-0.18 m, per-frame K) max abs diff 2.2e-07 on `out` and 4.8e-07
+# on `occ_latent`, the missing hand given as NaN and marked invalid (the file was made in float64).
 # ---------------------------------------------------------------------------------------------------------------
 def dense_reference(state, joints, K, z0, valid=None, *, occlusion="upstream", fusion="mean", sigma=2.0,
                     radius=None, lam=5.0, occ_radius=1.0, margin=1e-3, gamma=100.0, tau=1.0, stride=4,
@@ -33,15 +35,20 @@ def dense_reference(state, joints, K, z0, valid=None, *, occlusion="upstream", f
     if valid is None:
         valid = torch.ones(B, T, N, dtype=torch.bool)
     joints = torch.where(valid[..., None], joints, torch.zeros_like(joints))
+    if occlusion == "upstream":  # the authors' data: a missing joint is a zero joint like any other
+        valid = torch.ones_like(valid)
     if K.ndim == 3:
         K = K[:, None].repeat(1, T, 1, 1)
     Kl = K.clone()
     Kl[..., 0, :] /= downsample
     Kl[..., 1, :] /= downsample
     z = joints[..., 2].clamp(min=0.2)
-    xn, yn = joints[..., 0] / z, joints[..., 1] / z
-    u = Kl[..., 0, 0, None] * xn + Kl[..., 0, 1, None] * yn + Kl[..., 0, 2, None]
-    v = Kl[..., 1, 1, None] * yn + Kl[..., 1, 2, None]
+    if occlusion == "upstream":  # K·X, then u and v divided by the clamped depth (the point is not moved)
+        X = joints
+    else:  # the point moved back to the clamped depth
+        X = torch.stack([joints[..., 0] / z, joints[..., 1] / z, torch.ones_like(z)], -1) * z[..., None]
+    u = (Kl[..., 0, None, :] * X).sum(-1) / z
+    v = (Kl[..., 1, None, :] * X).sum(-1) / z
     d = 0.2 / z
 
     half = p["joint_id_embed.weight"].shape[1]
@@ -206,7 +213,7 @@ def test_float32_default_window_equals_unwindowed_dense():
     assert (motion.double() - ref_m).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("occlusion", ["upstream", "soft"])
+@pytest.mark.parametrize("occlusion", ["soft"])
 def test_invalid_joint_changes_nothing(occlusion):
     joints, K, z0 = make_inputs(N=6, seed=7)
     m = tiny(occlusion, N=6)
@@ -228,6 +235,45 @@ def test_invalid_joint_changes_nothing(occlusion):
     assert (outs[0][0] - ref_c).abs().max() < 1e-9 and (outs[0][1] - ref_m).abs().max() < 1e-9
 
 
+def test_upstream_encodes_invalid_joints_as_zero_joints():
+    """Upstream mode: a missing hand (NaN, marked invalid) is the authors' zero-filled hand; near joints project
+    with the clamp on the divisor only."""
+    joints, K, z0 = make_inputs(B=2, T=9, N=6, seed=21, per_frame_K=True)
+    joints = joints.clone()
+    joints[1, :, 2, 2] = torch.linspace(0.09, 0.18, 9)  # nearer than the 0.2 m clamp
+    valid = torch.ones(joints.shape[:3], dtype=torch.bool)
+    valid[0, :, 3:] = False  # "left hand" missing in every frame
+    valid[1, 5:, 0] = False  # a joint lost half-way
+    zero = torch.where(valid[..., None], joints, torch.zeros_like(joints))
+    nan = torch.where(valid[..., None], joints, torch.full_like(joints, float("nan")))
+    m = tiny("upstream", heatmap_radius=None)
+    a = m(zero.double(), K.double(), z0.double())
+    b = m(nan.double(), K.double(), z0.double(), valid)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    ref_c, ref_m = dense_reference(authors_state(m), zero, K, z0, **dense_kwargs(m))
+    assert (a[0] - ref_c).abs().max() < 1e-9 and (a[1] - ref_m).abs().max() < 1e-9
+    # The zero joints are not "nothing": without them the output differs (the other modes' semantics).
+    soft_semantics = dense_reference(authors_state(m), nan, K, z0, valid, **(dense_kwargs(m) | {"occlusion": "soft"}))
+    assert (a[1] - soft_semantics[1]).abs().max() > 1e-2
+
+
+def test_authors_projection_of_zero_and_near_joints():
+    # K of a 64 x 48 canvas: f = 80 px, centre (32, 24); latent K = first two rows / 8 → f 10, centre (4, 3).
+    K = torch.tensor([[80.0, 0.0, 32.0], [0.0, 80.0, 24.0], [0.0, 0.0, 1.0]]).double()
+    Kl = scale_intrinsics(K, 8)[None, None]
+    pts = torch.tensor([[[[0.0, 0.0, 0.0], [0.02, -0.01, 0.1], [0.05, 0.02, 0.5]]]]).double()
+    u, v, d = project_to_latent(pts, Kl, 0.2, 0.2, clamp="divisor")
+    # zero joint: (K·0)/0.2 = 0 → cell (0, 0), disparity (1/0.2)/5 = 1.0
+    # near joint: u = (10·0.02 + 4·0.1)/0.2 = 3.0, v = (10·(-0.01) + 3·0.1)/0.2 = 1.0, d = 1.0
+    # far joint: u = 10·0.05/0.5 + 4 = 5.0, v = 10·0.02/0.5 + 3 = 3.4, d = 0.4
+    torch.testing.assert_close(u[0, 0], torch.tensor([0.0, 3.0, 5.0]).double())
+    torch.testing.assert_close(v[0, 0], torch.tensor([0.0, 1.0, 3.4]).double())
+    torch.testing.assert_close(d[0, 0], torch.tensor([1.0, 1.0, 0.4]).double())
+    # Clamping the point instead (the other modes) puts the near joint at (10·0.02/0.2 + 4, 10·(-0.01)/0.2 + 3).
+    u, v, _ = project_to_latent(pts, Kl, 0.2, 0.2)
+    torch.testing.assert_close((u[0, 0, 1], v[0, 0, 1]), (torch.tensor(5.0).double(), torch.tensor(2.5).double()))
+
+
 def test_invalid_frames_ignore_coordinates():
     joints, K, z0 = make_inputs(seed=8, T=13)
     m = tiny("soft")
@@ -240,7 +286,7 @@ def test_invalid_frames_ignore_coordinates():
 
 def test_element_without_valid_joints_gets_zero_control_and_warns():
     joints, K, z0 = make_inputs(B=2)
-    m = tiny("upstream")
+    m = tiny("soft")
     valid = torch.ones(joints.shape[:3], dtype=torch.bool)
     valid[0] = False
     joints = joints.clone()
@@ -549,6 +595,17 @@ def test_check_reference_and_cli(tmp_path):
     assert args.func(args) == 0
     args = parser.parse_args(["check-upstream", str(tmp_path / "bad.safetensors")])
     assert args.func(args) == 1
+    # A file with a `present` mask (a zero-filled hand): checked as given and with the missing joints NaN + invalid.
+    present = torch.ones(joints.shape[:3], dtype=torch.bool)
+    present[0, :, 3:] = False
+    zeroed = torch.where(present[..., None], joints, torch.zeros_like(joints))
+    out, occ = dense_reference(state, zeroed, K, z0)
+    tensors = {**state, "joints": zeroed, "K": K, "z0": z0, "out": out.float(), "occ_latent": occ.float(),
+               "present": present}
+    save_file(tensors, tmp_path / "missing.safetensors", metadata={"config": json.dumps(cfg)})
+    res = check_reference(tmp_path / "missing.safetensors")
+    assert res["passed"] and set(res["runs"]) == {"as given", "missing as NaN, marked invalid"}
+    assert max(max(d.values()) for d in res["runs"].values()) < 1e-5
 
 
 @pytest.mark.parametrize(

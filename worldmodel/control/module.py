@@ -190,7 +190,9 @@ class HandControlModule(ModelMixin, ConfigMixin):
 
         joints (B, T, N, 3) camera frame, metres; K (B, 3, 3) or (B, T, 3, 3) pixel intrinsics of the canvas;
         z0 (B, C, h, w) latent of the reference frame (its size sets the grid); valid (B, T, N) bool, default
-        all valid. Invalid joints contribute nothing; their coordinates are ignored (NaN allowed).
+        all valid. Their coordinates are ignored (NaN allowed). Invalid joints contribute nothing, except in
+        ``upstream`` mode, which encodes them as the authors' data pipeline does: coordinates zero (cell (0, 0),
+        the largest disparity), taking part like any other joint.
         """
         if self.config.point_tracks_2d:
             return self._point_tracks(joints, K, z0, valid)
@@ -229,11 +231,14 @@ class HandControlModule(ModelMixin, ConfigMixin):
         valid = self._check_inputs(joints, K, z0, valid)
         b, t = joints.shape[:2]
         joints = torch.where(valid[..., None], joints, torch.zeros_like(joints)).to(z0.dtype)
+        upstream = cfg.occlusion == "upstream"
+        if upstream:  # the authors' dataset zero-fills a missing joint, which then takes part like any other
+            valid = torch.ones_like(valid)
         K = K.to(z0.dtype)
         if K.ndim == 3:
             K = K[:, None].expand(b, t, 3, 3)
         u, v, disp = geo.project_to_latent(joints, geo.scale_intrinsics(K, cfg.downsample), cfg.min_depth,
-                                           cfg.disparity_scale)
+                                           cfg.disparity_scale, clamp="divisor" if upstream else "point")
         return valid, u, v, disp
 
     def _features(self, joints, K, z0, valid):
