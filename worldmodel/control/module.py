@@ -80,12 +80,15 @@ class HandControlModule(ModelMixin, ConfigMixin):
         use_propagation: bool = True,
         use_geometric_embedding: bool = True,
         point_tracks_2d: bool = False,
+        train_depth_scale: bool | None = None,
     ):
         # Ablation switches (all default to the full module): use_occlusion=False → visibility 1 (no OCA gating);
         # use_depth_weighting=False → λ·disparity dropped from the propagation softmax (no OP depth order);
         # use_propagation=False → no motion features (HandControlledWan keeps the plain I2V condition);
         # use_geometric_embedding=False → structure map from the joint-id embedding only (no 3DGE);
         # point_tracks_2d=True → Wan-Move style baseline: zero control volume, motion = baselines.copy_point_tracks.
+        # train_depth_scale: whether λ (depth_scale) is trained; default: not in upstream mode, where the authors'
+        # module holds it at the constant 5 (fine-tuning their weights keeps it), yes in the other modes.
         super().__init__()
         if occlusion not in ("soft", "upstream"):
             raise ValueError(f"occlusion must be 'soft' or 'upstream', got {occlusion!r}")
@@ -105,9 +108,14 @@ class HandControlModule(ModelMixin, ConfigMixin):
         self.fuse_in = nn.Conv3d(embed_dim + latent_channels, embed_dim, kernel_size=(3, 1, 1))
         self.fuse_out = nn.Conv3d(embed_dim, output_dim, kernel_size=(3, 1, 1))
         self.norm = nn.LayerNorm(output_dim)
-        self.depth_scale = nn.Parameter(
-            torch.tensor(float(propagate_scale)), requires_grad=occlusion == "soft"
-        )
+        self.train_depth_scale = occlusion != "upstream" if train_depth_scale is None else bool(train_depth_scale)
+        self.depth_scale = nn.Parameter(torch.tensor(float(propagate_scale)), requires_grad=self.train_depth_scale)
+
+    def requires_grad_(self, requires_grad: bool = True) -> HandControlModule:
+        """As ``nn.Module.requires_grad_``, except that λ stays frozen unless ``train_depth_scale``."""
+        super().requires_grad_(requires_grad)
+        self.depth_scale.requires_grad_(requires_grad and self.train_depth_scale)
+        return self
 
     # ------------------------------------------------------------------ loading the authors' weights
     @classmethod
