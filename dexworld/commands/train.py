@@ -48,7 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="train the whole transformer, not only LoRA (default for tiny-sim)")
     p.add_argument("--vae-steps", type=int, default=None,
                    help="stage-1 VAE training steps for presets built from configs (tiny-sim default 300)")
-    p.add_argument("--timestep-sampling", choices=("uniform", "logit_normal"), default=None)
+    p.add_argument("--timestep-sampling", choices=("uniform", "logit_normal", "upstream"), default=None,
+                   help="noise levels: uniform or logit-normal σ, then shifted (default logit_normal); upstream: "
+                        "the authors' recipe, uniform over 1000 shifted steps with a bell-curve loss weight")
     p.add_argument("--shift", type=float, default=None, help="timestep shift (default 5.0)")
     p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=None)
     p.add_argument("--base-dtype", choices=("float32", "bfloat16"), default=None,
