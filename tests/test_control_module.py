@@ -59,10 +59,13 @@ def dense_reference(state, joints, K, z0, valid=None, *, occlusion="upstream", f
         return torch.cat([torch.sin(a), torch.cos(a)], -1)
 
     e = (enc(u) + enc(v) + enc(d)) / 3 if fusion == "mean" else torch.cat([enc(u), enc(v), enc(d)], -1)
+    ids = p["joint_id_embed.weight"].expand(B, T, N, half)
+    if occlusion == "paper":  # eq. 6: the MLP sees [γ(u), γ(v), γ(d), E_id]
+        e = torch.cat([e, ids], -1)
     hid = e @ p["coord_encoder.0.weight"].T + p["coord_encoder.0.bias"]
     hid = hid * torch.sigmoid(hid)
     m = hid @ p["coord_encoder.2.weight"].T + p["coord_encoder.2.bias"]
-    emb = torch.cat([m, p["joint_id_embed.weight"].expand(B, T, N, half)], -1)
+    emb = m if occlusion == "paper" else torch.cat([m, ids], -1)
 
     ys = torch.arange(h, dtype=torch.float64)[:, None]
     xs = torch.arange(w, dtype=torch.float64)[None, :]
@@ -84,6 +87,8 @@ def dense_reference(state, joints, K, z0, valid=None, *, occlusion="upstream", f
                 lead = float(d[b, 0, j] - d[b, 0, i])
                 if occlusion == "upstream":
                     worst = max(worst, float(dist < occ_radius and lead > margin))
+                elif occlusion == "paper":  # eq. 2: Gaussian in the distance times sigmoid of the depth lead
+                    worst = max(worst, math.exp(-dist**2 / (2 * tau**2)) / (1 + math.exp(-gamma * lead)))
                 else:
                     s = math.exp(-max(dist - occ_radius, 0.0) ** 2 / (2 * tau**2))
                     worst = max(worst, s / (1 + math.exp(-gamma * (lead - margin))))
@@ -95,14 +100,21 @@ def dense_reference(state, joints, K, z0, valid=None, *, occlusion="upstream", f
     struct = torch.einsum("btnyx,btnc->btcyx", H, emb)
     groups = [[0]] + [list(range(1 + stride * g, 1 + stride * (g + 1))) for g in range((T - 1) // stride)]
     Tl = len(groups)
-    Hc = torch.stack([H[:, g].mean(1) for g in groups], 1)
     Sc = torch.stack([struct[:, g].mean(1) for g in groups], 1)
-    vg = torch.stack([valid[:, g].double().sum(1) for g in groups], 1)
-    dc = torch.stack([(d[:, g] * valid[:, g]).sum(1) for g in groups], 1) / vg.clamp(min=1)
-    logits = torch.log(Hc + 1e-6) + lam * dc[..., None, None]
-    logits = torch.where((vg > 0)[..., None, None], logits, torch.full_like(logits, -torch.inf))
-    wts = torch.softmax(logits, 2).nan_to_num(0.0)
-    prop = torch.einsum("btnyx,bnc->bctyx", wts, src) * Hc.sum(2)[:, None]
+    if occlusion == "paper":  # eqs. 4-5 on every input frame, then the frames of a group averaged
+        logits = torch.log(H + 1e-6) + lam * d[..., None, None]
+        logits = torch.where(valid[..., None, None], logits, torch.full_like(logits, -torch.inf))
+        wts = torch.softmax(logits, 2).nan_to_num(0.0)
+        per_frame = torch.einsum("btnyx,bnc->bctyx", wts, src) * H.sum(2)[:, None]
+        prop = torch.stack([per_frame[:, :, g].mean(2) for g in groups], 2)
+    else:  # heatmaps and disparities averaged first, then one propagation per latent frame
+        Hc = torch.stack([H[:, g].mean(1) for g in groups], 1)
+        vg = torch.stack([valid[:, g].double().sum(1) for g in groups], 1)
+        dc = torch.stack([(d[:, g] * valid[:, g]).sum(1) for g in groups], 1) / vg.clamp(min=1)
+        logits = torch.log(Hc + 1e-6) + lam * dc[..., None, None]
+        logits = torch.where((vg > 0)[..., None, None], logits, torch.full_like(logits, -torch.inf))
+        wts = torch.softmax(logits, 2).nan_to_num(0.0)
+        prop = torch.einsum("btnyx,bnc->bctyx", wts, src) * Hc.sum(2)[:, None]
 
     x = torch.cat([Sc.permute(0, 2, 1, 3, 4), prop], 1)
     for name in ("causal_conv1", "causal_conv2"):
@@ -170,7 +182,7 @@ def tiny(occlusion="upstream", N=6, C=4, seed=0, **kw) -> HandControlModule:
 # ---------------------------------------------------------------------------------------------------------------
 def test_shapes_both_modes_and_per_frame_K():
     joints, K, z0 = make_inputs(per_frame_K=True)
-    for occ in ("upstream", "soft"):
+    for occ in ("upstream", "soft", "paper"):
         control, motion = tiny(occ)(joints.double(), K.double(), z0.double())
         assert control.shape == (2, 8, 3, 10, 14)
         assert motion.shape == (2, 4, 3, 10, 14)
@@ -183,9 +195,29 @@ def test_parameter_count_at_paper_sizes():
     # coord MLP 2·(32·32+32) (+ 64·32 when concatenating), ids 42·32, convs 80·64·3+64 and 64·16·3+16, norm 32, λ
     assert sum(p.numel() for p in up.parameters()) == 2112 + 1344 + 15424 + 3088 + 32 + 1 == 22001
     assert sum(p.numel() for p in soft.parameters()) == 22001 + 64 * 32 <= 25_000
+    # paper: the MLP maps [γ(u), γ(v), γ(d), E_id] (96 + 32) → 64 → 64 (eq. 6)
+    paper = HandControlModule(occlusion="paper")
+    assert sum(p.numel() for p in paper.parameters()) == (128 * 64 + 64) + (64 * 64 + 64) + 1344 + 15424 + 3088 \
+        + 32 + 1 == 32305
 
 
-@pytest.mark.parametrize("occlusion", ["upstream", "soft"])
+def test_paper_mode_gradients_equal_the_dense_equations():
+    joints, K, z0 = make_inputs(seed=9, T=9)
+    joints = with_overlaps(joints)
+    valid = torch.rand(joints.shape[:3], generator=torch.Generator().manual_seed(4)) > 0.2
+    m = tiny("paper", heatmap_radius=None)
+    control, motion = m(joints.double(), K.double(), z0.double(), valid)
+    weight = torch.linspace(-1, 1, control.numel(), dtype=control.dtype).reshape(control.shape)
+    ((control * weight).sum() + motion.sin().sum()).backward()
+    params = {TO_UPSTREAM[n]: p for n, p in m.named_parameters() if n in TO_UPSTREAM}
+    ref_c, ref_m = dense_reference(params, joints, K, z0, valid, **dense_kwargs(m))
+    grads = torch.autograd.grad((ref_c * weight).sum() + ref_m.sin().sum(), list(params.values()))
+    for name, g in zip(params, grads, strict=True):
+        torch.testing.assert_close(m.get_parameter(UPSTREAM_NAMES[name]).grad, g, rtol=1e-9, atol=1e-10)
+    assert m.depth_scale.grad is not None and m.depth_scale.grad.abs() > 0  # λ is learnt in paper mode
+
+
+@pytest.mark.parametrize("occlusion", ["upstream", "soft", "paper"])
 @pytest.mark.parametrize("per_frame_K", [False, True])
 def test_sparse_equals_dense(occlusion, per_frame_K):
     joints, K, z0 = make_inputs(seed=3, per_frame_K=per_frame_K)
@@ -213,7 +245,7 @@ def test_float32_default_window_equals_unwindowed_dense():
     assert (motion.double() - ref_m).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("occlusion", ["soft"])
+@pytest.mark.parametrize("occlusion", ["soft", "paper"])
 def test_invalid_joint_changes_nothing(occlusion):
     joints, K, z0 = make_inputs(N=6, seed=7)
     m = tiny(occlusion, N=6)
