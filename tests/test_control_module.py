@@ -284,6 +284,19 @@ def test_upstream_encodes_invalid_joints_as_zero_joints():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     ref_c, ref_m = dense_reference(authors_state(m), zero, K, z0, **dense_kwargs(m))
     assert (a[0] - ref_c).abs().max() < 1e-9 and (a[1] - ref_m).abs().max() < 1e-9
+    # Worked by hand: on a grid large enough that the real joints (centre cell (28, 20)) do not reach the corner,
+    # three joints missing in every frame sit on cell (0, 0) with disparity 1.0, the largest, and occlude nobody
+    # (equal depths). There the softmax gives each a third, the opacity is 3, so the motion features are
+    # 3 x (z0 pooled with the normalised Gaussian around the corner), in every latent frame.
+    big = make_inputs(B=1, T=9, N=6, h=40, w=56, C=4, seed=22)
+    gone = torch.ones(big[0].shape[:3], dtype=torch.bool)
+    gone[..., 3:] = False
+    _, motion = m(torch.where(gone[..., None], big[0], float("nan")).double(), big[1].double(), big[2].double(), gone)
+    ys, xs = torch.arange(40.0)[:, None], torch.arange(56.0)[None]
+    H0 = torch.exp(-(xs**2 + ys**2) / 8).double()
+    pooled = (H0 * big[2][0].double()).sum((-1, -2)) / (H0.sum() + 1e-6)
+    for t in range(motion.shape[2]):
+        torch.testing.assert_close(motion[0, :, t, 0, 0], 3 * pooled, rtol=1e-6, atol=1e-9)
     # The zero joints are not "nothing": without them the output differs (the other modes' semantics).
     soft_semantics = dense_reference(authors_state(m), nan, K, z0, valid, **(dense_kwargs(m) | {"occlusion": "soft"}))
     assert (a[1] - soft_semantics[1]).abs().max() > 1e-2
