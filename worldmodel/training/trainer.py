@@ -447,8 +447,11 @@ class Trainer:
         with self.accelerator.autocast():
             timestep = (sigma * self.components.scheduler.config.num_train_timesteps).to(dev)
             pred = self.model(x_t, timestep, condition, control, enc["prompt_embeds"], enc["image_embeds"])
-        per_sample = (pred.float() - target.float()).square().flatten(1).mean(1)
-        loss = (per_sample * loss_weights(sigma, cfg.timestep_sampling, cfg.shift).to(dev)).mean()
+        if cfg.timestep_sampling == "upstream":  # per-sample MSE times the bell weight of its step
+            per_sample = (pred.float() - target.float()).square().flatten(1).mean(1)
+            loss = (per_sample * loss_weights(sigma, cfg.timestep_sampling, cfg.shift).to(dev)).mean()
+        else:
+            loss = torch.nn.functional.mse_loss(pred.float(), target.float())
         return loss, sigma
 
     def train_step(self, batch: dict | list[dict]) -> dict:
