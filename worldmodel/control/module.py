@@ -292,10 +292,9 @@ class HandControlModule(ModelMixin, ConfigMixin):
         half = cfg.embed_dim // 2
         enc = [geo.sinusoidal_encoding(x, half, cfg.encoding_period) for x in (u, v, disp)]
         enc = (enc[0] + enc[1] + enc[2]) / 3.0 if self.coord_fusion == "mean" else torch.cat(enc, dim=-1)
-        if not cfg.use_geometric_embedding:
-            enc = torch.zeros_like(enc) if cfg.occlusion == "paper" else enc
         ids = self.joint_embedding.weight.expand(b, t, n, half)
-        if cfg.occlusion == "paper":  # E = MLP([γ(u), γ(v), γ(d); E_id])
+        if cfg.occlusion == "paper":  # E = MLP([γ(u), γ(v), γ(d); E_id]); the ablation without 3DGE zeroes γ
+            enc = enc if cfg.use_geometric_embedding else torch.zeros_like(enc)
             emb = self.coord_mlp(torch.cat([enc, ids], dim=-1))
         else:  # E = [MLP(γ), E_id]
             coord = self.coord_mlp(enc)
