@@ -222,12 +222,15 @@ class HandControlModule(ModelMixin, ConfigMixin):
         """
         if self.config.point_tracks_2d:
             return self._point_tracks(joints, K, z0, valid)
-        if self.config.occlusion == "paper":
-            structure, motion, empty = self._paper_signal(joints, K, z0, valid)
-            control = self.fuse(structure, motion)
-            return torch.where(empty[:, None, None, None, None], torch.zeros_like(control), control), motion
-        values, gy, gx, floor_feat, floor_sum, empty = self._features(joints, K, z0, valid)
         cfg = self.config
+        if cfg.occlusion == "paper":  # motion features per input frame first, then the active-cell fusion
+            rows, gy, gx, motion, empty = self._paper_features(joints, K, z0, valid)
+            zero = motion.new_zeros(motion.shape[:3])
+            return propagate_and_fuse(
+                rows, gy, gx, zero, zero[:, :1], cfg.softmax_floor, self.fuse_in, self.fuse_out, self.norm,
+                cfg.temporal_stride, empty, motion=motion,
+            )
+        values, gy, gx, floor_feat, floor_sum, empty = self._features(joints, K, z0, valid)
         return propagate_and_fuse(
             values, gy, gx, floor_feat, floor_sum, cfg.softmax_floor, self.fuse_in, self.fuse_out, self.norm,
             cfg.temporal_stride, empty,
@@ -242,7 +245,9 @@ class HandControlModule(ModelMixin, ConfigMixin):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Structure map (B, embed_dim, T', h, w) and motion features (B, C, T', h, w), before the fusion."""
         if self.config.occlusion == "paper":
-            return self._paper_signal(joints, K, z0, valid)[:2]
+            rows, gy, gx, motion, _ = self._paper_features(joints, K, z0, valid)
+            structure = geo.splat_separable(rows[..., : self.config.embed_dim], gy, gx, self.config.temporal_stride)
+            return structure, motion
         values, gy, gx, floor_feat, floor_sum, _ = self._features(joints, K, z0, valid)
         maps = geo.splat_separable(values, gy, gx, self.config.temporal_stride)  # (B, E+C+2, T', h, w)
         structure, weighted_feat, weight_sum, opacity = maps.split([self.config.embed_dim, z0.shape[1], 1, 1], 1)
@@ -355,8 +360,9 @@ class HandControlModule(ModelMixin, ConfigMixin):
         )
         return feats * weight[..., None], gy, gx, floor_feat, floor_sum, empty
 
-    def _paper_signal(self, joints, K, z0, valid):
-        """Paper mode: structure map (B, E, T', h, w), motion features (B, C, T', h, w), empty elements (B,).
+    def _paper_features(self, joints, K, z0, valid):
+        """Paper mode: rows to splat (B, T, N, E+C+2) = weight · [E, 0, 0, 1] (structure map and opacity),
+        Gaussian factors, motion features (B, C, T', h, w), empty elements (B,).
 
         Eqs. 4–5 per input frame t — F_t = O_t · Σ_k softmax_k(log(H_{t,k} + ε) + λ d_{t,k}) f_k over the joints
         valid in frame t — then compressed in time (frame 0 kept, groups of ``temporal_stride`` averaged)."""
@@ -366,15 +372,15 @@ class HandControlModule(ModelMixin, ConfigMixin):
         dtype = z0.dtype
         e = self._depth_weights(disp, valid)  # (B, T, N)
         w = valid.to(dtype)[..., None]
-        rows = torch.cat([e[..., None] * src[:, None], e[..., None], torch.ones_like(e)[..., None]], dim=-1) * w
-        maps = geo.splat_separable(rows, gy, gx, stride=1)  # (B, C+2, T, h, w): Σ H e f, Σ H e, opacity
+        sums = torch.cat([e[..., None] * src[:, None], e[..., None], torch.ones_like(e)[..., None]], dim=-1) * w
+        maps = geo.splat_separable(sums, gy, gx, stride=1)  # (B, C+2, T, h, w): Σ H e f, Σ H e, opacity
         weighted_feat, weight_sum, opacity = maps.split([src.shape[-1], 1, 1], 1)
         floor_feat = torch.einsum("btn,bnc->bct", e, src)
         motion = geo.propagate(opacity, weighted_feat, weight_sum, floor_feat, e.sum(-1)[:, None], cfg.softmax_floor)
-        motion = geo.compress_frames(motion, cfg.temporal_stride, dim=2)
+        motion = geo.compress_frames(motion, cfg.temporal_stride, dim=2).contiguous()
         weight = geo.frame_weights(t, cfg.temporal_stride, dtype, joints.device)[None, :, None, None] * w
-        structure = geo.splat_separable(emb * weight, gy, gx, cfg.temporal_stride)
-        return structure.contiguous(), motion.contiguous(), empty
+        rows = torch.cat([emb, torch.zeros_like(sums[..., :-1]), torch.ones_like(sums[..., -1:])], dim=-1) * weight
+        return rows, gy, gx, motion, empty
 
     def fuse(self, structure: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         """Fusion (eq. 8), evaluated densely on every cell: causal Conv3d → SiLU → causal Conv3d → SiLU → LayerNorm.
