@@ -10,8 +10,8 @@ See ``docs/control_module.md`` for the equations. Three modes (``occlusion=``):
   compressed before the propagation — with a soft visibility whose spatial term has a flat core of the hard
   radius, so that it tends to the authors' hard rule; coordinate encodings concatenated, λ learnable).
 
-``upstream`` and ``soft`` run on the active cells only (``fusion.propagate_and_fuse``); ``paper`` propagates per
-input frame, which that path cannot express, and is computed with windowed splats and the dense fusion.
+All three run the fusion on the active cells only (``fusion.propagate_and_fuse``); ``paper`` computes its motion
+features beforehand (per input frame, with windowed splats) and hands them to it.
 """
 
 from __future__ import annotations
