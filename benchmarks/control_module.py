@@ -4,6 +4,7 @@ Full scale by default: B=1, 81 frames, 42 joints, 480x832 canvas → 60x104 late
 Prints forward time, forward+backward time, peak memory and the max abs difference of the outputs.
 
     .venv/bin/python benchmarks/control_module.py [--device cpu|cuda] [--repeats 5] [--threads N] [--clock cpu]
+        [--mode upstream|paper]
 
 Time: best of ``--repeats`` runs, the implementations interleaved. ``--clock wall`` (default) is elapsed time;
 ``--clock cpu`` is the process's CPU time (time.process_time, all threads), which other jobs on a shared machine
@@ -34,8 +35,9 @@ from worldmodel import HandControlModule
 
 
 def dense_signal(model: HandControlModule, joints, K, z0):
-    """Structure map and motion features by the same equations (upstream mode, all joints valid), written
-    plainly with dense (B, T, N, h, w) heatmaps."""
+    """Structure map and motion features by the same equations (upstream or paper mode, all joints valid,
+    none nearer than the 0.2 m depth clamp), written plainly with dense (B, T, N, h, w) heatmaps."""
+    paper = model.config.occlusion == "paper"
     cfg = model.config
     B, T, N, _ = joints.shape
     _, C, h, w = z0.shape
@@ -48,8 +50,11 @@ def dense_signal(model: HandControlModule, joints, K, z0):
     half = cfg.embed_dim // 2
     freqs = torch.exp(-torch.log(torch.tensor(cfg.encoding_period)) * torch.arange(half // 2) / (half // 2 - 1))
     freqs = freqs.to(joints)
-    enc = sum(torch.cat([torch.sin(x[..., None] * freqs), torch.cos(x[..., None] * freqs)], -1) for x in (u, v, d))
-    emb = torch.cat([model.coord_mlp(enc / 3), model.joint_embedding.weight.expand(B, T, N, half)], -1)
+    enc = [torch.cat([torch.sin(x[..., None] * freqs), torch.cos(x[..., None] * freqs)], -1) for x in (u, v, d)]
+    ids = model.joint_embedding.weight.expand(B, T, N, half)
+    # paper (eq. 6): MLP([γ(u), γ(v), γ(d); E_id]); the authors': [MLP(mean of the three encodings), E_id]
+    paper_emb = model.coord_mlp(torch.cat([*enc, ids], -1)) if paper else None
+    emb = paper_emb if paper else torch.cat([model.coord_mlp(sum(enc) / 3), ids], -1)
 
     ys = torch.arange(h, dtype=joints.dtype, device=joints.device)
     xs = torch.arange(w, dtype=joints.dtype, device=joints.device)
@@ -58,9 +63,14 @@ def dense_signal(model: HandControlModule, joints, K, z0):
 
     u0, v0, d0 = u[:, 0], v[:, 0], d[:, 0]
     dist = ((u0[:, :, None] - u0[:, None]) ** 2 + (v0[:, :, None] - v0[:, None]) ** 2).sqrt()
-    occ = (dist < cfg.occlusion_radius) & (d0[:, None, :] - d0[:, :, None] > cfg.occlusion_depth_margin)
-    occ &= ~torch.eye(N, dtype=torch.bool, device=joints.device)
-    vis = 1.0 - occ.any(-1).to(joints.dtype)
+    lead = d0[:, None, :] - d0[:, :, None]
+    others = ~torch.eye(N, dtype=torch.bool, device=joints.device)
+    if paper:  # eq. 2: Gaussian spatial term times a sigmoid of the depth lead; v = 1 - max over the others
+        p_occ = torch.exp(-dist**2 / (2 * cfg.soft_tau**2)) * torch.sigmoid(cfg.soft_gamma * lead)
+        vis = 1.0 - torch.where(others, p_occ, torch.zeros_like(p_occ)).amax(-1)
+    else:
+        occ = (dist < cfg.occlusion_radius) & (lead > cfg.occlusion_depth_margin) & others
+        vis = 1.0 - occ.any(-1).to(joints.dtype)
     H0 = H[:, 0]
     src = torch.einsum("bnhw,bchw->bnc", H0 / (H0.sum((-1, -2), keepdim=True) + 1e-6), z0) * vis[..., None]
 
@@ -72,7 +82,12 @@ def dense_signal(model: HandControlModule, joints, K, z0):
         rest = rest.reshape(x.shape[0], Tl - 1, cfg.temporal_stride, *x.shape[2:]).mean(2)
         return torch.cat([x[:, :1], rest], 1)
 
-    Hc, Sc, dc = compress(H), compress(struct), compress(d)
+    Sc = compress(struct)
+    if paper:  # eqs. 4-5 on every input frame, then compressed
+        wts = torch.softmax(torch.log(H + cfg.softmax_floor) + model.depth_scale * d[..., None, None], dim=2)
+        motion = compress(torch.einsum("btnhw,bnc->btchw", wts, src) * H.sum(2)[:, :, None]).transpose(1, 2)
+        return Sc.transpose(1, 2), motion
+    Hc, dc = compress(H), compress(d)
     wts = torch.softmax(torch.log(Hc + cfg.softmax_floor) + model.depth_scale * dc[..., None, None], dim=2)
     motion = torch.einsum("btnhw,bnc->bcthw", wts, src) * Hc.sum(2)[:, None]
     return Sc.transpose(1, 2), motion
@@ -99,7 +114,7 @@ def make_case(args, device):
     K = torch.tensor([[[f, 0.0, args.width / 2], [0.0, f, args.height / 2], [0.0, 0.0, 1.0]]])
     z0 = torch.randn(1, 16, args.height // 8, args.width // 8, generator=g)
     torch.manual_seed(0)
-    model = HandControlModule(occlusion="upstream")
+    model = HandControlModule(occlusion=getattr(args, "mode", "upstream"))
     return model.to(device), joints.to(device), K.to(device), z0.to(device)
 
 
@@ -164,7 +179,7 @@ def measure_memory(args, name: str) -> float:
         _sync(device)
         return (torch.cuda.max_memory_allocated() - base) / 2**20
     # No warm-up at full size: freed memory stays in the process, so a second run would hide the peak.
-    small = make_case(argparse.Namespace(frames=5, height=64, width=64), device)
+    small = make_case(argparse.Namespace(frames=5, height=64, width=64, mode=args.mode), device)
     fwd_bwd(IMPLS[name], *small)  # one-time set-up (thread pools, kernels) on a tiny case
     page = os.sysconf("SC_PAGE_SIZE")
 
@@ -196,6 +211,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    parser.add_argument("--mode", choices=["upstream", "paper"], default="upstream",
+                        help="module mode (paper: per-frame propagation, windowed splats + dense fusion)")
     parser.add_argument("--memory-of", choices=sorted(IMPLS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -222,7 +239,7 @@ def main() -> int:
         if device.type == "cuda":
             mem = (measure_memory(args, name),) * 2
         else:
-            cmd = [sys.executable, __file__, "--memory-of", name, "--device", args.device,
+            cmd = [sys.executable, __file__, "--memory-of", name, "--device", args.device, "--mode", args.mode,
                    "--frames", str(args.frames), "--height", str(args.height), "--width", str(args.width)]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
@@ -234,7 +251,7 @@ def main() -> int:
 
     T, h, w = args.frames, args.height // 8, args.width // 8
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {args.clock} clock, "
-          f"best of {args.repeats}; B=1, T={T}, N=42, latent {h}x{w}, C=16, T'={1 + (T - 1) // 4}")
+          f"best of {args.repeats}; {args.mode} mode, B=1, T={T}, N=42, latent {h}x{w}, C=16, T'={1 + (T - 1) // 4}")
     print(f"{'':14}{'forward ms':>12}{'fwd+bwd ms':>12}{'peak MiB':>10}{'peak MiB (mmap>=64K)':>22}")
     for name, (fwd, both, mem, mem_exact) in results.items():
         print(f"{name:14}{fwd * 1e3:12.1f}{both * 1e3:12.1f}{mem:10.1f}{mem_exact:22.1f}")

@@ -20,8 +20,10 @@ TO_UPSTREAM = {ours: theirs for theirs, ours in UPSTREAM_NAMES.items()}
 # ---------------------------------------------------------------------------------------------------------------
 # An independent, deliberately plain dense implementation of the same equations: full (B, T, N, h, w) heatmaps,
 # explicit softmax over joints, explicit loops over temporal groups and conv taps, float64.
-# Checked once against the authors' reference vector (hand_conditioning_vector.safetensors, all joints valid,
-# radius=None): max abs diff 2.3e-06 on `out` and 7.5e-07 on `occ_latent` (the file was made in float32).
+# Checked once against the authors' reference vectors (radius=None): hand_conditioning_vector.safetensors (all
+# joints valid) max abs diff 2.3e-06 on `out` and 7.5e-07 on `occ_latent`; ..._missing_hand.safetensors (a hand
+# zero-filled in every frame, joints at z = 0.09-0.18 m, per-frame K) max abs diff 2.2e-07 on `out` and 4.8e-07
+# on `occ_latent`, the missing hand given as NaN and marked invalid (the file was made in float64).
 # ---------------------------------------------------------------------------------------------------------------
 def dense_reference(state, joints, K, z0, valid=None, *, occlusion="upstream", fusion="mean", sigma=2.0,
                     radius=None, lam=5.0, occ_radius=1.0, margin=1e-3, gamma=100.0, tau=1.0, stride=4,
@@ -33,15 +35,20 @@ def dense_reference(state, joints, K, z0, valid=None, *, occlusion="upstream", f
     if valid is None:
         valid = torch.ones(B, T, N, dtype=torch.bool)
     joints = torch.where(valid[..., None], joints, torch.zeros_like(joints))
+    if occlusion == "upstream":  # the authors' data: a missing joint is a zero joint like any other
+        valid = torch.ones_like(valid)
     if K.ndim == 3:
         K = K[:, None].repeat(1, T, 1, 1)
     Kl = K.clone()
     Kl[..., 0, :] /= downsample
     Kl[..., 1, :] /= downsample
     z = joints[..., 2].clamp(min=0.2)
-    xn, yn = joints[..., 0] / z, joints[..., 1] / z
-    u = Kl[..., 0, 0, None] * xn + Kl[..., 0, 1, None] * yn + Kl[..., 0, 2, None]
-    v = Kl[..., 1, 1, None] * yn + Kl[..., 1, 2, None]
+    if occlusion == "upstream":  # K·X, then u and v divided by the clamped depth (the point is not moved)
+        X = joints
+    else:  # the point moved back to the clamped depth
+        X = torch.stack([joints[..., 0] / z, joints[..., 1] / z, torch.ones_like(z)], -1) * z[..., None]
+    u = (Kl[..., 0, None, :] * X).sum(-1) / z
+    v = (Kl[..., 1, None, :] * X).sum(-1) / z
     d = 0.2 / z
 
     half = p["joint_id_embed.weight"].shape[1]
@@ -52,10 +59,13 @@ def dense_reference(state, joints, K, z0, valid=None, *, occlusion="upstream", f
         return torch.cat([torch.sin(a), torch.cos(a)], -1)
 
     e = (enc(u) + enc(v) + enc(d)) / 3 if fusion == "mean" else torch.cat([enc(u), enc(v), enc(d)], -1)
+    ids = p["joint_id_embed.weight"].expand(B, T, N, half)
+    if occlusion == "paper":  # eq. 6: the MLP sees [γ(u), γ(v), γ(d), E_id]
+        e = torch.cat([e, ids], -1)
     hid = e @ p["coord_encoder.0.weight"].T + p["coord_encoder.0.bias"]
     hid = hid * torch.sigmoid(hid)
     m = hid @ p["coord_encoder.2.weight"].T + p["coord_encoder.2.bias"]
-    emb = torch.cat([m, p["joint_id_embed.weight"].expand(B, T, N, half)], -1)
+    emb = m if occlusion == "paper" else torch.cat([m, ids], -1)
 
     ys = torch.arange(h, dtype=torch.float64)[:, None]
     xs = torch.arange(w, dtype=torch.float64)[None, :]
@@ -77,6 +87,8 @@ def dense_reference(state, joints, K, z0, valid=None, *, occlusion="upstream", f
                 lead = float(d[b, 0, j] - d[b, 0, i])
                 if occlusion == "upstream":
                     worst = max(worst, float(dist < occ_radius and lead > margin))
+                elif occlusion == "paper":  # eq. 2: Gaussian in the distance times sigmoid of the depth lead
+                    worst = max(worst, math.exp(-dist**2 / (2 * tau**2)) / (1 + math.exp(-gamma * lead)))
                 else:
                     s = math.exp(-max(dist - occ_radius, 0.0) ** 2 / (2 * tau**2))
                     worst = max(worst, s / (1 + math.exp(-gamma * (lead - margin))))
@@ -88,14 +100,21 @@ def dense_reference(state, joints, K, z0, valid=None, *, occlusion="upstream", f
     struct = torch.einsum("btnyx,btnc->btcyx", H, emb)
     groups = [[0]] + [list(range(1 + stride * g, 1 + stride * (g + 1))) for g in range((T - 1) // stride)]
     Tl = len(groups)
-    Hc = torch.stack([H[:, g].mean(1) for g in groups], 1)
     Sc = torch.stack([struct[:, g].mean(1) for g in groups], 1)
-    vg = torch.stack([valid[:, g].double().sum(1) for g in groups], 1)
-    dc = torch.stack([(d[:, g] * valid[:, g]).sum(1) for g in groups], 1) / vg.clamp(min=1)
-    logits = torch.log(Hc + 1e-6) + lam * dc[..., None, None]
-    logits = torch.where((vg > 0)[..., None, None], logits, torch.full_like(logits, -torch.inf))
-    wts = torch.softmax(logits, 2).nan_to_num(0.0)
-    prop = torch.einsum("btnyx,bnc->bctyx", wts, src) * Hc.sum(2)[:, None]
+    if occlusion == "paper":  # eqs. 4-5 on every input frame, then the frames of a group averaged
+        logits = torch.log(H + 1e-6) + lam * d[..., None, None]
+        logits = torch.where(valid[..., None, None], logits, torch.full_like(logits, -torch.inf))
+        wts = torch.softmax(logits, 2).nan_to_num(0.0)
+        per_frame = torch.einsum("btnyx,bnc->bctyx", wts, src) * H.sum(2)[:, None]
+        prop = torch.stack([per_frame[:, :, g].mean(2) for g in groups], 2)
+    else:  # heatmaps and disparities averaged first, then one propagation per latent frame
+        Hc = torch.stack([H[:, g].mean(1) for g in groups], 1)
+        vg = torch.stack([valid[:, g].double().sum(1) for g in groups], 1)
+        dc = torch.stack([(d[:, g] * valid[:, g]).sum(1) for g in groups], 1) / vg.clamp(min=1)
+        logits = torch.log(Hc + 1e-6) + lam * dc[..., None, None]
+        logits = torch.where((vg > 0)[..., None, None], logits, torch.full_like(logits, -torch.inf))
+        wts = torch.softmax(logits, 2).nan_to_num(0.0)
+        prop = torch.einsum("btnyx,bnc->bctyx", wts, src) * Hc.sum(2)[:, None]
 
     x = torch.cat([Sc.permute(0, 2, 1, 3, 4), prop], 1)
     for name in ("causal_conv1", "causal_conv2"):
@@ -163,7 +182,7 @@ def tiny(occlusion="upstream", N=6, C=4, seed=0, **kw) -> HandControlModule:
 # ---------------------------------------------------------------------------------------------------------------
 def test_shapes_both_modes_and_per_frame_K():
     joints, K, z0 = make_inputs(per_frame_K=True)
-    for occ in ("upstream", "soft"):
+    for occ in ("upstream", "soft", "paper"):
         control, motion = tiny(occ)(joints.double(), K.double(), z0.double())
         assert control.shape == (2, 8, 3, 10, 14)
         assert motion.shape == (2, 4, 3, 10, 14)
@@ -176,9 +195,29 @@ def test_parameter_count_at_paper_sizes():
     # coord MLP 2·(32·32+32) (+ 64·32 when concatenating), ids 42·32, convs 80·64·3+64 and 64·16·3+16, norm 32, λ
     assert sum(p.numel() for p in up.parameters()) == 2112 + 1344 + 15424 + 3088 + 32 + 1 == 22001
     assert sum(p.numel() for p in soft.parameters()) == 22001 + 64 * 32 <= 25_000
+    # paper: the MLP maps [γ(u), γ(v), γ(d), E_id] (96 + 32) → 64 → 64 (eq. 6)
+    paper = HandControlModule(occlusion="paper")
+    assert sum(p.numel() for p in paper.parameters()) == (128 * 64 + 64) + (64 * 64 + 64) + 1344 + 15424 + 3088 \
+        + 32 + 1 == 32305
 
 
-@pytest.mark.parametrize("occlusion", ["upstream", "soft"])
+def test_paper_mode_gradients_equal_the_dense_equations():
+    joints, K, z0 = make_inputs(seed=9, T=9)
+    joints = with_overlaps(joints)
+    valid = torch.rand(joints.shape[:3], generator=torch.Generator().manual_seed(4)) > 0.2
+    m = tiny("paper", heatmap_radius=None)
+    control, motion = m(joints.double(), K.double(), z0.double(), valid)
+    weight = torch.linspace(-1, 1, control.numel(), dtype=control.dtype).reshape(control.shape)
+    ((control * weight).sum() + motion.sin().sum()).backward()
+    params = {TO_UPSTREAM[n]: p for n, p in m.named_parameters() if n in TO_UPSTREAM}
+    ref_c, ref_m = dense_reference(params, joints, K, z0, valid, **dense_kwargs(m))
+    grads = torch.autograd.grad((ref_c * weight).sum() + ref_m.sin().sum(), list(params.values()))
+    for name, g in zip(params, grads, strict=True):
+        torch.testing.assert_close(m.get_parameter(UPSTREAM_NAMES[name]).grad, g, rtol=1e-9, atol=1e-10)
+    assert m.depth_scale.grad is not None and m.depth_scale.grad.abs() > 0  # λ is learnt in paper mode
+
+
+@pytest.mark.parametrize("occlusion", ["upstream", "soft", "paper"])
 @pytest.mark.parametrize("per_frame_K", [False, True])
 def test_sparse_equals_dense(occlusion, per_frame_K):
     joints, K, z0 = make_inputs(seed=3, per_frame_K=per_frame_K)
@@ -206,7 +245,7 @@ def test_float32_default_window_equals_unwindowed_dense():
     assert (motion.double() - ref_m).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("occlusion", ["upstream", "soft"])
+@pytest.mark.parametrize("occlusion", ["soft", "paper"])
 def test_invalid_joint_changes_nothing(occlusion):
     joints, K, z0 = make_inputs(N=6, seed=7)
     m = tiny(occlusion, N=6)
@@ -228,6 +267,58 @@ def test_invalid_joint_changes_nothing(occlusion):
     assert (outs[0][0] - ref_c).abs().max() < 1e-9 and (outs[0][1] - ref_m).abs().max() < 1e-9
 
 
+def test_upstream_encodes_invalid_joints_as_zero_joints():
+    """Upstream mode: a missing hand (NaN, marked invalid) is the authors' zero-filled hand; near joints project
+    with the clamp on the divisor only."""
+    joints, K, z0 = make_inputs(B=2, T=9, N=6, seed=21, per_frame_K=True)
+    joints = joints.clone()
+    joints[1, :, 2, 2] = torch.linspace(0.09, 0.18, 9)  # nearer than the 0.2 m clamp
+    valid = torch.ones(joints.shape[:3], dtype=torch.bool)
+    valid[0, :, 3:] = False  # "left hand" missing in every frame
+    valid[1, 5:, 0] = False  # a joint lost half-way
+    zero = torch.where(valid[..., None], joints, torch.zeros_like(joints))
+    nan = torch.where(valid[..., None], joints, torch.full_like(joints, float("nan")))
+    m = tiny("upstream", heatmap_radius=None)
+    a = m(zero.double(), K.double(), z0.double())
+    b = m(nan.double(), K.double(), z0.double(), valid)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    ref_c, ref_m = dense_reference(authors_state(m), zero, K, z0, **dense_kwargs(m))
+    assert (a[0] - ref_c).abs().max() < 1e-9 and (a[1] - ref_m).abs().max() < 1e-9
+    # Worked by hand: on a grid large enough that the real joints (centre cell (28, 20)) do not reach the corner,
+    # three joints missing in every frame sit on cell (0, 0) with disparity 1.0, the largest, and occlude nobody
+    # (equal depths). There the softmax gives each a third, the opacity is 3, so the motion features are
+    # 3 x (z0 pooled with the normalised Gaussian around the corner), in every latent frame.
+    big = make_inputs(B=1, T=9, N=6, h=40, w=56, C=4, seed=22)
+    gone = torch.ones(big[0].shape[:3], dtype=torch.bool)
+    gone[..., 3:] = False
+    _, motion = m(torch.where(gone[..., None], big[0], float("nan")).double(), big[1].double(), big[2].double(), gone)
+    ys, xs = torch.arange(40.0)[:, None], torch.arange(56.0)[None]
+    H0 = torch.exp(-(xs**2 + ys**2) / 8).double()
+    pooled = (H0 * big[2][0].double()).sum((-1, -2)) / (H0.sum() + 1e-6)
+    for t in range(motion.shape[2]):
+        torch.testing.assert_close(motion[0, :, t, 0, 0], 3 * pooled, rtol=1e-6, atol=1e-9)
+    # The zero joints are not "nothing": without them the output differs (the other modes' semantics).
+    soft_semantics = dense_reference(authors_state(m), nan, K, z0, valid, **(dense_kwargs(m) | {"occlusion": "soft"}))
+    assert (a[1] - soft_semantics[1]).abs().max() > 1e-2
+
+
+def test_authors_projection_of_zero_and_near_joints():
+    # K of a 64 x 48 canvas: f = 80 px, centre (32, 24); latent K = first two rows / 8 → f 10, centre (4, 3).
+    K = torch.tensor([[80.0, 0.0, 32.0], [0.0, 80.0, 24.0], [0.0, 0.0, 1.0]]).double()
+    Kl = scale_intrinsics(K, 8)[None, None]
+    pts = torch.tensor([[[[0.0, 0.0, 0.0], [0.02, -0.01, 0.1], [0.05, 0.02, 0.5]]]]).double()
+    u, v, d = project_to_latent(pts, Kl, 0.2, 0.2, clamp="divisor")
+    # zero joint: (K·0)/0.2 = 0 → cell (0, 0), disparity (1/0.2)/5 = 1.0
+    # near joint: u = (10·0.02 + 4·0.1)/0.2 = 3.0, v = (10·(-0.01) + 3·0.1)/0.2 = 1.0, d = 1.0
+    # far joint: u = 10·0.05/0.5 + 4 = 5.0, v = 10·0.02/0.5 + 3 = 3.4, d = 0.4
+    torch.testing.assert_close(u[0, 0], torch.tensor([0.0, 3.0, 5.0]).double())
+    torch.testing.assert_close(v[0, 0], torch.tensor([0.0, 1.0, 3.4]).double())
+    torch.testing.assert_close(d[0, 0], torch.tensor([1.0, 1.0, 0.4]).double())
+    # Clamping the point instead (the other modes) puts the near joint at (10·0.02/0.2 + 4, 10·(-0.01)/0.2 + 3).
+    u, v, _ = project_to_latent(pts, Kl, 0.2, 0.2)
+    torch.testing.assert_close((u[0, 0, 1], v[0, 0, 1]), (torch.tensor(5.0).double(), torch.tensor(2.5).double()))
+
+
 def test_invalid_frames_ignore_coordinates():
     joints, K, z0 = make_inputs(seed=8, T=13)
     m = tiny("soft")
@@ -240,7 +331,7 @@ def test_invalid_frames_ignore_coordinates():
 
 def test_element_without_valid_joints_gets_zero_control_and_warns():
     joints, K, z0 = make_inputs(B=2)
-    m = tiny("upstream")
+    m = tiny("soft")
     valid = torch.ones(joints.shape[:3], dtype=torch.bool)
     valid[0] = False
     joints = joints.clone()
@@ -283,14 +374,14 @@ def _grads(m, fn, *inputs):
     return control.detach(), motion.detach(), grads | {"z0": z0.grad}
 
 
-@pytest.mark.parametrize("occlusion", ["upstream", "soft"])
+@pytest.mark.parametrize("occlusion", ["upstream", "soft", "paper"])
 def test_active_cell_fusion_equals_dense_fusion_values_and_gradients(occlusion):
     joints, K, z0, valid = _sparse_case()
     m = tiny(occlusion, N=3, heatmap_radius=2)
     ours = _grads(m, lambda m, *a: m(*a), joints, K, z0, valid)
     dense = _grads(m, _dense_path, joints, K, z0, valid)
     assert (ours[0] - dense[0]).abs().max() < 1e-12 and (ours[1] - dense[1]).abs().max() < 1e-12
-    assert set(ours[2]) == set(dense[2]) and ("depth_scale" in ours[2]) == (occlusion == "soft")
+    assert set(ours[2]) == set(dense[2]) and ("depth_scale" in ours[2]) == (occlusion != "upstream")
     for name, g in dense[2].items():
         assert torch.allclose(ours[2][name], g, rtol=1e-10, atol=1e-12), name
 
@@ -549,6 +640,17 @@ def test_check_reference_and_cli(tmp_path):
     assert args.func(args) == 0
     args = parser.parse_args(["check-upstream", str(tmp_path / "bad.safetensors")])
     assert args.func(args) == 1
+    # A file with a `present` mask (a zero-filled hand): checked as given and with the missing joints NaN + invalid.
+    present = torch.ones(joints.shape[:3], dtype=torch.bool)
+    present[0, :, 3:] = False
+    zeroed = torch.where(present[..., None], joints, torch.zeros_like(joints))
+    out, occ = dense_reference(state, zeroed, K, z0)
+    tensors = {**state, "joints": zeroed, "K": K, "z0": z0, "out": out.float(), "occ_latent": occ.float(),
+               "present": present}
+    save_file(tensors, tmp_path / "missing.safetensors", metadata={"config": json.dumps(cfg)})
+    res = check_reference(tmp_path / "missing.safetensors")
+    assert res["passed"] and set(res["runs"]) == {"as given", "missing as NaN, marked invalid"}
+    assert max(max(d.values()) for d in res["runs"].values()) < 1e-5
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,23 @@ from safetensors.torch import save_file
 from dexworld.cli import main
 from worldmodel.control.module import UPSTREAM_NAMES, HandControlModule
 from worldmodel.wan.adapter import WIDE_IN_CHANNELS, widen_patch_embedding
-from worldmodel.wan.convert import CONVERSION_FILE, DIT_MODULE_NAMES, convert_dit_lora, convert_hand, convert_upstream
+from worldmodel.wan.convert import CONVERSION_FILE, convert_dit_lora, convert_hand, convert_upstream
 from worldmodel.wan.pipeline import HandControlPipeline
 from worldmodel.wan.presets import build_tiny
 
 torch.set_num_threads(1)
 RANK = 4
+
+
+# The original Wan / DiffSynth names of the linears the authors' LoRA adapts, and where each sits in diffusers'
+# WanTransformerBlock (written here from the two models' source, not taken from the converter).
+WAN_TO_DIFFUSERS = {
+    "self_attn.q": "attn1.to_q", "self_attn.k": "attn1.to_k", "self_attn.v": "attn1.to_v",
+    "self_attn.o": "attn1.to_out.0",
+    "cross_attn.q": "attn2.to_q", "cross_attn.k": "attn2.to_k", "cross_attn.v": "attn2.to_v",
+    "cross_attn.o": "attn2.to_out.0",
+    "ffn.0": "ffn.net.0.proj", "ffn.2": "ffn.net.2",
+}
 
 
 def _module(transformer, block: int, diffusers_name: str) -> torch.nn.Linear:
@@ -31,7 +42,7 @@ def synthetic_dit(transformer, *, default: bool = True, prefix: str = "", alpha:
     ad = ".default" if default else ""
     sd = {}
     for b in range(len(transformer.blocks)):
-        for ours, theirs in ((v, k) for k, v in DIT_MODULE_NAMES.items()):
+        for theirs, ours in WAN_TO_DIFFUSERS.items():
             lin = _module(transformer, b, ours)
             sd[f"{prefix}blocks.{b}.{theirs}.lora_A{ad}.weight"] = torch.randn(RANK, lin.in_features, generator=g)
             sd[f"{prefix}blocks.{b}.{theirs}.lora_B{ad}.weight"] = torch.randn(lin.out_features, RANK, generator=g)
@@ -54,12 +65,13 @@ def authors_hand(seed: int = 0) -> tuple[dict[str, torch.Tensor], HandControlMod
     return {f"state.{inv[k]}": v.clone() for k, v in ours.items() if k in inv}, ref
 
 
-def manual_merge(transformer, dit: dict[str, torch.Tensor], scale: float, prefix: str = "", ad: str = ".default"):
+def manual_merge(transformer, dit: dict[str, torch.Tensor], scale: float, prefix: str = "", ad: str = ".default",
+                 names: dict[str, str] = WAN_TO_DIFFUSERS):
     """Independent reference: W ← W + scale·B·A on a plain (peft-free) copy, patch embedding replaced."""
     widen_patch_embedding(transformer)
     with torch.no_grad():
         for b in range(len(transformer.blocks)):
-            for theirs, ours in DIT_MODULE_NAMES.items():
+            for theirs, ours in names.items():
                 A = dit[f"{prefix}blocks.{b}.{theirs}.lora_A{ad}.weight"]
                 B = dit[f"{prefix}blocks.{b}.{theirs}.lora_B{ad}.weight"]
                 _module(transformer, b, ours).weight += scale * B @ A
@@ -116,6 +128,12 @@ def test_converted_checkpoint_equals_manual_merge(tmp_path, base, variant):
         want = merged(**_inputs(merged))[0]
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     assert got.abs().mean() > 1e-3  # the LoRA and patch embedding actually changed something
+    # The comparison sees a swap of two projections: cross-attention k ↔ v merged the wrong way round differs.
+    swapped = dict(WAN_TO_DIFFUSERS, **{"cross_attn.k": "attn2.to_v", "cross_attn.v": "attn2.to_k"})
+    wrong = manual_merge(build_tiny(**SMALL_TINY).transformer, dit, scale, variant["prefix"],
+                         ".default" if variant["default"] else "", names=swapped)
+    with torch.no_grad():
+        assert (wrong(**_inputs(wrong))[0] - got).abs().max() > 1e-2
     # The hand controller: same outputs as the authors' weights in our module.
     j = torch.from_numpy(make_joints(5).positions).float()[None]
     K = torch.tensor([[[60.0, 0, 32], [0, 60.0, 32], [0, 0, 1]]])
@@ -182,7 +200,7 @@ def test_partial_adapter_targets_only_given_modules():
     ref_t = build_tiny(**SMALL_TINY).transformer
     dit = {k: v for k, v in synthetic_dit(ref_t).items() if not k.startswith("blocks.1.ffn.")}
     lora = convert_dit_lora(dit)
-    assert lora.num_blocks == 2 and len(lora.state) == 2 * (2 * len(DIT_MODULE_NAMES) - 2)
+    assert lora.num_blocks == 2 and len(lora.state) == 2 * (2 * len(WAN_TO_DIFFUSERS) - 2)
     # peft injects LoRA into exactly the converted modules: none on blocks.1.ffn.
     widen_patch_embedding(ref_t)
     ref_t.add_adapter(LoraConfig(r=lora.rank, lora_alpha=lora.alpha, target_modules=lora.target_modules))
@@ -191,3 +209,51 @@ def test_partial_adapter_targets_only_given_modules():
     # A full adapter on blocks 0..n-1 uses the generic target regex (so a deeper model reports missing keys).
     full = convert_dit_lora({k: v for k, v in synthetic_dit(ref_t).items() if not k.startswith("blocks.1.")})
     assert full.num_blocks == 1 and full.target_modules.startswith("blocks\\.\\d+")
+
+
+def test_names_agree_with_diffusers_wan_lora_loader():
+    """diffusers' own loader of original-Wan LoRA files is an independent authority on the name mapping."""
+    from diffusers.loaders.lora_conversion_utils import _convert_non_diffusers_wan_lora_to_diffusers
+
+    ref_t = build_tiny(**SMALL_TINY).transformer
+    dit = synthetic_dit(ref_t, default=False, prefix="diffusion_model.")
+    ours = convert_dit_lora(dit).state
+    lora_only = {k: v for k, v in dit.items() if ".lora_" in k}
+    theirs = _convert_non_diffusers_wan_lora_to_diffusers(lora_only)
+    assert {k.removeprefix("transformer."): v for k, v in theirs.items()}.keys() == \
+        {k.removeprefix("base_model.model."): v for k, v in ours.items()}.keys()
+    for k, v in theirs.items():
+        assert torch.equal(ours["base_model.model." + k.removeprefix("transformer.")], v), k
+
+
+@pytest.mark.parametrize("prefix, alpha", [("", None), ("diffusion_model.", 8.0)])
+def test_one_training_file_with_dit_and_hand(tmp_path, base, prefix, alpha):
+    """DiffSynth's training run saves one file: pipe.dit.* (LoRA + patch embedding) and pipe.hand_controler.*."""
+    ref_t = build_tiny(**SMALL_TINY).transformer
+    dit = synthetic_dit(ref_t, prefix=prefix, alpha=alpha)
+    hand, ref_hand = authors_hand()
+    combined = {**{f"pipe.dit.{k}": v for k, v in dit.items()},
+                **{f"pipe.hand_controler.{k.removeprefix('state.')}": v for k, v in hand.items()}}
+    save_file(combined, tmp_path / "step-1600.safetensors")
+    rc = main(["convert-upstream", str(tmp_path / "step-1600.safetensors"), "-o", str(tmp_path / "one"),
+               "--base-path", str(base), "--height", "64", "--width", "64", "--num-frames", "5"])
+    assert rc == 0
+    pipe = HandControlPipeline.from_pretrained(tmp_path / "one")
+    scale = (alpha or RANK) / RANK
+    merged = manual_merge(ref_t, {k.removeprefix(prefix): v for k, v in dit.items()}, scale)
+    with torch.no_grad():
+        torch.testing.assert_close(pipe.transformer(**_inputs(pipe.transformer))[0], merged(**_inputs(merged))[0],
+                                   rtol=1e-4, atol=1e-4)
+        j = torch.from_numpy(make_joints(5).positions).float()[None]
+        K = torch.tensor([[[60.0, 0, 32], [0, 60.0, 32], [0, 0, 1]]])
+        z0 = torch.randn(1, 16, 8, 8)
+        for a, b in zip(pipe.control(j, K, z0), ref_hand(j, K, z0), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    # One file without a controller, or a controller in both: one-line errors.
+    save_file({f"pipe.dit.{k}": v for k, v in dit.items()}, tmp_path / "dit_only.safetensors")
+    with pytest.raises(ValueError, match="no hand-controller weights in this file"):
+        convert_upstream(tmp_path / "dit_only.safetensors", None, tmp_path / "x", base_path=base)
+    save_file(hand, tmp_path / "hand.safetensors")
+    with pytest.raises(ValueError, match="holds hand-controller weights .* pass only one"):
+        convert_upstream(tmp_path / "step-1600.safetensors", tmp_path / "hand.safetensors", tmp_path / "y",
+                         base_path=base)

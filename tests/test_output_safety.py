@@ -125,7 +125,6 @@ def test_generate_on_a_full_disk_keeps_the_old_video(tmp_path, capsys, monkeypat
     from _wm_helpers import make_joints
 
     from worldmodel.wan.pipeline import HandControlPipeline
-
     from worldmodel.wan.sampling import SamplingDefaults
 
     class FakePipe:  # the model is not what is tested here: frames out, quickly

@@ -18,9 +18,11 @@ from worldmodel.training.trainer import (
     TrainConfig,
     Trainer,
     flow_matching_pair,
+    loss_weights,
     lr_schedule_fns,
     mask_joints,
     sample_sigmas,
+    upstream_schedule,
 )
 
 torch.set_num_threads(1)
@@ -40,6 +42,41 @@ def test_sigma_sampling_and_shift():
     torch.testing.assert_close(shifted.quantile(0.3).item(), s * q / (1 + (s - 1) * q), rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="timestep sampling"):
         sample_sigmas(4, g, "cosine")
+
+
+def _authors_schedule(shift=5.0, steps=1000):
+    """Plain transcription of the authors' training schedule: σ_i and bell-curve weights, one step at a time."""
+    sig, bell = [], []
+    for i in range(steps):
+        s = 1.0 - i / steps  # linspace(1, 0, steps + 1) without its last entry
+        s = shift * s / (1 + (shift - 1) * s)
+        sig.append(s)
+        bell.append(math.exp(-2 * ((1000 * s - 500) / 1000) ** 2))
+    lo = min(bell)
+    mean = sum(b - lo for b in bell) / steps
+    return sig, [(b - lo) / mean for b in bell]
+
+
+def test_upstream_timesteps_and_weights():
+    sig, w = _authors_schedule()
+    sched, weights = upstream_schedule(5.0)
+    torch.testing.assert_close(sched, torch.tensor(sig), rtol=0, atol=1e-6)
+    torch.testing.assert_close(weights, torch.tensor(w), rtol=0, atol=1e-5)
+    assert sched[0] == 1.0 and weights.min() == 0.0 and abs(weights.mean().item() - 1) < 1e-5
+    # The bell peaks at t = 500: σ' = 0.5 ↔ σ = 1/6 before the shift, step i = 833.
+    assert int(weights.argmax()) in (833, 834)
+    # Sampling: only steps of the schedule, each equally likely.
+    g = torch.Generator().manual_seed(0)
+    draws = sample_sigmas(50000, g, "upstream", shift=5.0)
+    idx = (sched[None, :] - draws[:, None]).abs().argmin(1)
+    assert torch.equal(sched[idx], draws)
+    counts = torch.bincount(idx // 100, minlength=10).float()  # tenths of the schedule
+    assert (counts / 5000 - 1).abs().max() < 0.06
+    # Per-sample loss weights: the bell value of the drawn step; 1 for the other recipes.
+    pick = torch.tensor([0, 500, 833, 999])
+    torch.testing.assert_close(loss_weights(sched[pick], "upstream", 5.0), torch.tensor([w[i] for i in pick]),
+                               rtol=0, atol=1e-5)
+    assert torch.equal(loss_weights(sched[pick], "logit_normal"), torch.ones(4))
 
 
 def test_flow_matching_pair_endpoints_and_velocity():
@@ -200,6 +237,39 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "loss.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 8))  # the lost step 5 was dropped from the log, then logged again
     assert sorted(p.name for p in (tmp_path / "b").glob("checkpoint-*")) == ["checkpoint-000004"]
+
+
+def test_upstream_recipe_keeps_lambda_and_weights_the_loss(tmp_path, monkeypatch):
+    from worldmodel.training import trainer as trainer_module
+
+    data = _write_clips(tmp_path / "data", 1)
+    common = dict(data=str(data), tiny=SMALL_TINY, num_frames=5, steps=2, lora_rank=4, warmup_steps=0,
+                  lr_control=1e-2, joint_mask_prob=0.0, progress=False, checkpoint_every=0,
+                  timestep_sampling="upstream")
+    up = dict(CONTROL, occlusion="upstream")
+    tr = Trainer(TrainConfig(out=str(tmp_path / "a"), control=up, **common))
+    before = {k: v.clone() for k, v in tr._unwrapped.control.state_dict().items()}
+    tr.train()
+    after = tr._unwrapped.control.state_dict()
+    assert after["depth_scale"].item() == 5.0  # the authors' constant λ, not trained
+    assert not torch.equal(after["fuse_in.weight"], before["fuse_in.weight"])  # the rest is
+    meta = json.loads((tr.save_checkpoint(tmp_path / "ck") / "dexworld_checkpoint.json").read_text())
+    assert meta["config"]["timestep_sampling"] == "upstream"  # the recipe in the training record
+    # Asked for: λ trains.
+    tr = Trainer(TrainConfig(out=str(tmp_path / "b"), control=dict(up, train_depth_scale=True), **common))
+    tr.train()
+    assert tr._unwrapped.control.depth_scale.item() != 5.0
+    # The loss of a sample is its MSE times the bell weight of its step.
+    batch = next(iter(tr.loader))
+    torch.manual_seed(0)
+    weighted, sigma = tr.compute_loss(batch)
+    monkeypatch.setattr(trainer_module, "loss_weights", lambda s, *a: torch.ones_like(s))
+    torch.manual_seed(0)
+    plain, _ = tr.compute_loss(batch)
+    sig, w = _authors_schedule()
+    step = min(range(1000), key=lambda i: abs(sig[i] - sigma.item()))
+    assert sig[step] == pytest.approx(sigma.item(), abs=1e-6)
+    assert weighted.item() == pytest.approx(plain.item() * w[step], rel=1e-5)
 
 
 def test_atomic_dir_keeps_old_contents_on_failure(tmp_path):

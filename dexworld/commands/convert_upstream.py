@@ -1,4 +1,4 @@
-"""``dexworld convert-upstream DIT HAND -o DIR``: the authors' released weights → a pipeline folder."""
+"""``dexworld convert-upstream DIT [HAND] -o DIR``: the authors' released weights → a pipeline folder."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "names, load their hand controller into our upstream-compatible control module, and write a "
                     "pipeline folder (HandControlPipeline.from_pretrained, 'dexworld generate --checkpoint') that "
                     "names the base model and records the authors' sampling. See docs/scaling.md.")
-    p.add_argument("dit", help="dit.safetensors: LoRA (q, k, v, o, ffn.0, ffn.2) + 52-channel patch embedding")
-    p.add_argument("hand", help="hand controller weights (.safetensors or torch.save dict), the authors' names")
+    p.add_argument("dit", help="dit.safetensors: LoRA (q, k, v, o, ffn.0, ffn.2) + 52-channel patch embedding "
+                               "(or DiffSynth's one training file holding the hand controller too)")
+    p.add_argument("hand", nargs="?", default=None,
+                   help="hand controller weights (.safetensors or torch.save dict), the authors' names; omit when "
+                        "DIT is DiffSynth's one training file holding pipe.dit.* and pipe.hand_controler.*")
     p.add_argument("-o", "--out", required=True, help="pipeline folder to write")
     p.add_argument("--base-path", default=None,
                    help="local diffusers-format Wan 2.1 I2V directory the folder names as its base model")

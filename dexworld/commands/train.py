@@ -56,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vae-steps", type=at.nonnegative_int, default=None,
                    help="stage-1 VAE training steps for presets built from configs (tiny-sim default 1000; "
                         "0: no VAE stage, the default of the other presets)")
-    p.add_argument("--timestep-sampling", choices=("uniform", "logit_normal"), default=None)
+    p.add_argument("--timestep-sampling", choices=("uniform", "logit_normal", "upstream"), default=None,
+                   help="noise levels: uniform or logit-normal σ, then shifted (default logit_normal); upstream: "
+                        "the authors' recipe, uniform over 1000 shifted steps with a bell-curve loss weight")
     p.add_argument("--shift", type=at.positive_float, default=None, help="timestep shift (default 5.0)")
     p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=None)
     p.add_argument("--base-dtype", choices=("float32", "bfloat16"), default=None,

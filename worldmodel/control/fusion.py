@@ -317,6 +317,18 @@ def _motion(raw: torch.Tensor, ff: torch.Tensor, fs: torch.Tensor, eps: float):
     return raw[..., c + 1 :] * num / den, num, den, pos
 
 
+def _motion_backward(g_mot, raw, num, den, pos, c: int) -> torch.Tensor:
+    """Gradient (T, M, C+2) of ``_motion`` with respect to the splatted sums, for its output gradient g_mot;
+    motion = o · num / den, num = Σ H e f + floor·ff, den = Σ H e + floor·fs (1 where not positive). Its first C
+    columns are ∂/∂num, which the floors ff, fs share (times the floor)."""
+    g_raw = raw.new_empty(raw.shape)
+    ratio = raw[..., -1:] / den
+    torch.mul(g_mot, ratio, out=g_raw[..., :c])  # ∂/∂num
+    g_o = torch.div((g_mot * num).sum(-1, keepdim=True), den, out=g_raw[..., c + 1 :])
+    torch.where(pos, -g_o * ratio, torch.zeros_like(den), out=g_raw[..., c : c + 1])
+    return g_raw
+
+
 def _heat(fy, fx, g: _Group, tile) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Heatmaps (G, th·tw, 3k) of the group's joints at its tiles' cells, and the factors (G, th, 3k), (G, tw, 3k)."""
     th, tw = tile
@@ -435,8 +447,8 @@ class _TiledFuse(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, tap_table, sum_table, fy, fx, ff, fs, w1m, b1, w2, b2, nw, nb, const, specs, empty, shape, tile,
-                eps, floor):
+    def forward(ctx, tap_table, sum_table, fy, fx, ff, fs, w1m, b1, w2, b2, nw, nb, const, given, specs, empty, shape,
+                tile, eps, floor):
         bsz, frames, h, w = shape
         hid, out_dim, c = b1.shape[0], b2.shape[0], ff.shape[-1]
         fill = torch.where(empty[:, None], torch.zeros_like(const), const)
@@ -451,7 +463,10 @@ class _TiledFuse(torch.autograd.Function):
                 t_c = ch.frames.stop - ch.frames.start
                 a1, raw = _splat(ch, tap_table, sum_table, fy, fx, b1, tile)
                 a1, raw = a1.view(t_c, -1, hid), raw.view(t_c, -1, c + 2)
-                mot = _motion(raw, ff[ch.frames], fs[ch.frames], floor)[0]
+                if given is None:
+                    mot = _motion(raw, ff[ch.frames], fs[ch.frames], floor)[0]
+                else:
+                    mot = _gather(given, ch, t_c * raw.shape[1]).view(t_c, -1, c)
                 a1.view(-1, hid).addmm_(_shift_cat(mot, ch.start).view(-1, _TAPS * c), w1m)
                 _scatter(motion, ch, mot.view(-1, c))
                 del mot
@@ -463,13 +478,14 @@ class _TiledFuse(torch.autograd.Function):
         done = {k: v for part in _side_by_side(run, specs, sum_table.device) for k, v in part.items()}
         ctx.chunks = [done[id(spec)][0] for spec in specs]
         saved = [x for spec in specs for x in done[id(spec)][1:]]
-        ctx.save_for_backward(tap_table, sum_table, fy, fx, ff, fs, w1m, b1, w2, b2, nw, nb, const, empty, *saved)
+        ctx.save_for_backward(tap_table, sum_table, fy, fx, ff, fs, w1m, b1, w2, b2, nw, nb, const, given, empty,
+                              *saved)
         ctx.eps, ctx.floor, ctx.shape, ctx.tile = eps, floor, shape, tile
         return control, motion
 
     @staticmethod
     def backward(ctx, g_control, g_motion):
-        tap_table, sum_table, fy, fx, ff, fs, w1m, b1, w2, b2, nw, nb, const, empty, *saved = ctx.saved_tensors
+        tap_table, sum_table, fy, fx, ff, fs, w1m, b1, w2, b2, nw, nb, const, given, empty, *saved = ctx.saved_tensors
         bsz, frames, h, w = ctx.shape
         th, tw = ctx.tile
         eps, floor = ctx.eps, ctx.floor
@@ -479,6 +495,9 @@ class _TiledFuse(torch.autograd.Function):
         g_motion = None if g_motion is None else g_motion.contiguous()
         h0 = F.silu(b1)
         state = {id(ch): saved[3 * i : 3 * i + 3] for i, ch in enumerate(ctx.chunks)}
+        g_given = None
+        if given is not None:  # outside the chunks the motion output is the input (0 there): passed through
+            g_given = torch.zeros_like(given) if g_motion is None else g_motion.clone()
 
         def run(part):  # the gradients from the chunks of ``part``, in the order of backward's return
             tables = zip((tap_table, sum_table, fy, fx), need, strict=True)
@@ -514,21 +533,24 @@ class _TiledFuse(torch.autograd.Function):
                 g_a1 = torch.ops.aten.silu_backward.grad_input(g_a1, a1.view(-1, hid), grad_input=g_a1)
                 g_b1 += g_a1.sum(0)
                 # First layer, motion part: three time-shifted copies of the motion features times w1m.
-                mot, num, den, pos = _motion(raw, ff[ch.frames], fs[ch.frames], floor)
+                if given is None:
+                    mot, num, den, pos = _motion(raw, ff[ch.frames], fs[ch.frames], floor)
+                else:
+                    mot = _gather(given, ch, t_c * m).view(t_c, m, c)
                 g_w1m.addmm_(_shift_cat(mot, ch.start).view(-1, _TAPS * c).T, g_a1)
                 del mot
                 g_mot = _shift_cat_backward((g_a1 @ w1m.T).view(t_c, m, -1), ch.start)
                 if g_motion is not None:
                     g_mot += _gather(g_motion, ch, t_c * m).view(t_c, m, c)
-                # motion = o · num / den, num = Σ H e f + floor·ff, den = Σ H e + floor·fs (1 where not positive)
-                g_raw = raw.new_empty(raw.shape)
-                ratio = raw[..., -1:] / den
-                q = torch.mul(g_mot, ratio, out=g_raw[..., :c])  # ∂/∂num
-                g_o = torch.div((g_mot * num).sum(-1, keepdim=True), den, out=g_raw[..., c + 1 :])
-                torch.where(pos, -g_o * ratio, torch.zeros_like(den), out=g_raw[..., c : c + 1])
-                del g_mot, num, den, pos, ratio
-                g_ff[ch.frames] += floor * q.sum(1)
-                g_fs[ch.frames] += floor * g_raw[..., c : c + 1].sum(1)
+                if given is not None:  # the motion features were an input: their gradient, nothing to the sums
+                    _scatter(g_given, ch, g_mot.view(-1, c))
+                    g_raw = raw.new_zeros(raw.shape)
+                else:
+                    g_raw = _motion_backward(g_mot, raw, num, den, pos, c)
+                    del num, den, pos
+                    g_ff[ch.frames] += floor * g_raw[..., :c].sum(1)
+                    g_fs[ch.frames] += floor * g_raw[..., c : c + 1].sum(1)
+                del g_mot
                 # Splat backwards: to the joint tables and, if asked, to the Gaussian factors.
                 g_a1, g_raw = g_a1.view(-1, th * tw, hid), g_raw.view(-1, th * tw, c + 2)
                 for g in ch.groups:
@@ -560,7 +582,7 @@ class _TiledFuse(torch.autograd.Function):
         grads = [None if x is None else sum(p[i] for p in parts[1:]) + x for i, x in enumerate(parts[0])]
         # The constant went to every point of a non-empty element outside the computed chunks.
         grads[-1] += (g_control.sum(2) * (~empty)[:, None]).sum(0)
-        return (*grads, *(None,) * 6)
+        return (*grads, g_given, *(None,) * 6)
 
 
 @torch.no_grad()
@@ -600,6 +622,7 @@ def propagate_and_fuse(
     empty: torch.Tensor | None = None,
     chunk: int = 6144,
     tile: tuple[int, int] | None = None,
+    motion: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Splat, propagation (eq. 4–5) and fusion (eq. 8) on the active points only → control volume, motion.
 
@@ -613,6 +636,10 @@ def propagate_and_fuse(
     CPU with several torch threads, chunks run side by side, one thread each, forward and backward. Returns the
     control volume (B, O, T', h, w) and motion features (B, C, T', h, w), both contiguous, equal (values and
     gradients) to ``splat_separable`` → ``propagate`` → the dense fusion.
+
+    ``motion`` (B, C, T', h, w): motion features computed elsewhere (the paper mode's per-frame propagation), used
+    instead of the propagation here; they must be zero wherever the opacity of ``values`` is (outside the joints'
+    windows), and gradients flow back to them. The sum columns of ``values`` are then unused (pass zeros).
     """
     b, width = values.shape[0], values.shape[-1]
     h, w = gy.shape[-1], gx.shape[-1]
@@ -636,11 +663,12 @@ def propagate_and_fuse(
     fy = F.pad(F.pad(gy_g, (0, ny * th - h)).reshape(-1, th), (0, 0, 0, 1))  # (B·T'·J·ny + 1, th)
     fx = F.pad(F.pad(gx_g, (0, nx * tw - w)).reshape(-1, tw), (0, 0, 0, 1))
     specs = _specs(vals, gy_g, gx_g, empty, tile, chunk)
+    given = None if motion is None else motion.reshape(b, c, -1).contiguous()
     args = (conv1.weight, conv1.bias, conv2.weight, conv2.bias, norm.weight, norm.bias)
     const = empty_scene_value(*args, norm.eps)
     control, motion = _TiledFuse.apply(
         tap_table, sum_table, fy, fx, floor_feat.transpose(1, 2).reshape(b * frames, c),
         floor_sum.transpose(1, 2).reshape(b * frames, 1), w1m, conv1.bias, w2, conv2.bias, norm.weight, norm.bias,
-        const, specs, empty, (b, frames, h, w), tile, norm.eps, floor,
+        const, given, specs, empty, (b, frames, h, w), tile, norm.eps, floor,
     )
     return control.view(b, -1, frames, h, w), motion.view(b, c, frames, h, w)

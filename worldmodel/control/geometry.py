@@ -45,15 +45,25 @@ def scale_intrinsics(K: torch.Tensor, downsample: float) -> torch.Tensor:
 
 
 def project_to_latent(
-    joints: torch.Tensor, K: torch.Tensor, min_depth: float = 0.2, disparity_scale: float = 0.2
+    joints: torch.Tensor,
+    K: torch.Tensor,
+    min_depth: float = 0.2,
+    disparity_scale: float = 0.2,
+    clamp: str = "point",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Project camera-frame joints (B, T, N, 3) with latent-grid intrinsics K (B, T, 3, 3) → u, v, disparity.
 
-    Depth is clamped below at ``min_depth`` before the perspective division (a point closer than that is
-    treated as lying at ``min_depth``); disparity = disparity_scale / z. Returns three (B, T, N) tensors,
-    u and v in latent cells.
+    z_c = max(z, ``min_depth``); disparity = disparity_scale / z_c. ``clamp="point"``: a point nearer than
+    ``min_depth`` is moved back to that depth, (u, v) = K·(x/z_c, y/z_c, 1) after the perspective division.
+    ``clamp="divisor"`` (the authors' module): (u, v) = (K·X)₀,₁ / z_c — the point stays where it is, only the
+    divisor is clamped, so a zero joint lands on cell (0, 0). Returns three (B, T, N) tensors, u, v in cells.
     """
     z = joints[..., 2].clamp(min=min_depth)
+    if clamp == "divisor":
+        p = torch.einsum("btij,btnj->btni", K, joints)
+        return p[..., 0] / z, p[..., 1] / z, disparity_scale / z
+    if clamp != "point":
+        raise ValueError(f"clamp must be 'point' or 'divisor', got {clamp!r}")
     ray = torch.stack([joints[..., 0] / z, joints[..., 1] / z, torch.ones_like(z)], dim=-1)
     p = torch.einsum("btij,btnj->btni", K, ray)
     return p[..., 0] / p[..., 2], p[..., 1] / p[..., 2], disparity_scale / z

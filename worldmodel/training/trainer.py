@@ -1,8 +1,10 @@
 """Flow-matching LoRA training of the hand-controlled Wan I2V model, with exact resume.
 
 One step: encode the clip with the VAE (x0) and the Wan I2V condition from its first frame; draw σ (uniform or
-logit-normal, then shifted), noise ε, x_σ = (1 − σ)·x0 + σ·ε; the control module turns the (randomly masked) joints
-into a control volume and motion features; the transformer predicts the velocity ε − x0; loss = MSE.
+logit-normal, then shifted; or the authors' recipe, ``timestep_sampling="upstream"``: one of the 1000 shifted steps
+of Wan's schedule, uniformly), noise ε, x_σ = (1 − σ)·x0 + σ·ε; the control module turns the (randomly masked)
+joints into a control volume and motion features; the transformer predicts the velocity ε − x0; loss = MSE
+(weighted per sample by the authors' bell curve over the timestep in the upstream recipe).
 
 Trainable: LoRA (blocks' q, k, v, o, FFN), the widened patch embedding (AdamW, constant 1e-4) and the control module
 (AdamW, 2e-4, linear warm-up then cosine to zero). Everything else is frozen.
@@ -52,7 +54,8 @@ from worldmodel.wan.adapter import (
 from worldmodel.wan.checkpoint import CHECKPOINT_KIND, CHECKPOINT_VERSION, TRANSFORMER_WEIGHTS, read_checkpoint_meta
 from worldmodel.wan.pipeline import i2v_condition
 
-TIMESTEP_SAMPLING = ("uniform", "logit_normal")
+TIMESTEP_SAMPLING = ("uniform", "logit_normal", "upstream")
+UPSTREAM_TRAIN_STEPS = 1000  # the authors' training schedule: 1000 steps of Wan's flow-matching schedule
 
 
 @dataclasses.dataclass
@@ -79,7 +82,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     joint_mask_prob: float = 0.05
-    timestep_sampling: str = "logit_normal"
+    timestep_sampling: str = "logit_normal"  # "upstream": the authors' discrete steps + bell-curve loss weight
     logit_mean: float = 0.0
     logit_std: float = 1.0
     shift: float = 5.0
@@ -150,10 +153,14 @@ class TrainConfig:
 # ---------------------------------------------------------------------------------------------- pure pieces
 def sample_sigmas(n: int, generator: torch.Generator, sampling: str = "logit_normal", shift: float = 1.0,
                   logit_mean: float = 0.0, logit_std: float = 1.0) -> torch.Tensor:
-    """(n,) noise levels σ ∈ (0, 1): u ~ U(0, 1) or sigmoid(N(m, s)), then σ = shift·u / (1 + (shift − 1)·u).
+    """(n,) noise levels σ ∈ (0, 1]: u ~ U(0, 1) or sigmoid(N(m, s)), then σ = shift·u / (1 + (shift − 1)·u);
+    ``"upstream"``: one of the steps of :func:`upstream_schedule` (already shifted), uniformly.
 
     The shift is the one Wan's flow-matching schedulers apply at inference, so training and sampling agree.
     """
+    if sampling == "upstream":
+        sched, _ = upstream_schedule(shift)
+        return sched[torch.randint(len(sched), (n,), generator=generator)]
     if sampling == "uniform":
         u = torch.rand(n, generator=generator)
     elif sampling == "logit_normal":
@@ -161,6 +168,29 @@ def sample_sigmas(n: int, generator: torch.Generator, sampling: str = "logit_nor
     else:
         raise ValueError(f"timestep sampling must be one of {TIMESTEP_SAMPLING}, got {sampling!r}")
     return shift * u / (1.0 + (shift - 1.0) * u)
+
+
+def upstream_schedule(shift: float = 5.0, steps: int = UPSTREAM_TRAIN_STEPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The authors' training schedule: σ (steps,) and loss weights (steps,).
+
+    σ_i = linspace(1, 0, steps + 1)[i] shifted by s·σ/(1 + (s − 1)·σ) (Wan's schedule, shift 5); the weight at
+    timestep t_i = 1000·σ_i is exp(−2((t_i − 500)/1000)²) minus its minimum over the schedule, normalised to mean 1.
+    """
+    sigma = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)[:-1]
+    sigma = shift * sigma / (1.0 + (shift - 1.0) * sigma)
+    t = sigma * 1000.0
+    bell = torch.exp(-2.0 * ((t - 500.0) / 1000.0) ** 2)
+    bell = bell - bell.min()
+    return sigma.float(), (bell / bell.mean()).float()
+
+
+def loss_weights(sigma: torch.Tensor, sampling: str, shift: float = 5.0) -> torch.Tensor:
+    """Per-sample MSE weights (n,) for noise levels σ (n,): the bell curve of the step nearest σ for
+    ``"upstream"``, 1 for the other recipes."""
+    if sampling != "upstream":
+        return torch.ones_like(sigma)
+    sched, weights = upstream_schedule(shift)
+    return weights[(sched[None, :] - sigma[:, None].to(sched)).abs().argmin(1)].to(sigma)
 
 
 def mask_joints(valid: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:
@@ -425,7 +455,11 @@ class Trainer:
         with self.accelerator.autocast():
             timestep = (sigma * self.components.scheduler.config.num_train_timesteps).to(dev)
             pred = self.model(x_t, timestep, condition, control, enc["prompt_embeds"], enc["image_embeds"])
-        loss = torch.nn.functional.mse_loss(pred.float(), target.float())
+        if cfg.timestep_sampling == "upstream":  # per-sample MSE times the bell weight of its step
+            per_sample = (pred.float() - target.float()).square().flatten(1).mean(1)
+            loss = (per_sample * loss_weights(sigma, cfg.timestep_sampling, cfg.shift).to(dev)).mean()
+        else:
+            loss = torch.nn.functional.mse_loss(pred.float(), target.float())
         return loss, sigma
 
     def train_step(self, batch: dict | list[dict]) -> dict:
@@ -663,5 +697,5 @@ def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> i
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["TrainConfig", "Trainer", "sample_sigmas", "mask_joints", "flow_matching_pair", "lr_schedule_fns",
-           "count_parameters"]
+__all__ = ["TrainConfig", "Trainer", "sample_sigmas", "upstream_schedule", "loss_weights", "mask_joints",
+           "flow_matching_pair", "lr_schedule_fns", "count_parameters"]

@@ -1,6 +1,7 @@
 """Convert the authors' released checkpoint (DiffSynth-Studio Wan naming) into a hand-control pipeline folder.
 
-Inputs:
+Inputs: either the two files below, or the one file a DiffSynth training run saves, holding both under
+``pipe.dit.*`` and ``pipe.hand_controler.*`` (:func:`load_upstream` splits it).
 
 - ``dit.safetensors``: LoRA pairs on every block's self-attention and text cross-attention q, k, v, o and both FFN
   linears, plus the widened 52-input-channel patch embedding, in DiffSynth's / the original Wan's module names
@@ -33,7 +34,8 @@ import torch
 from worldmodel.wan.adapter import LORA_TARGET_REGEX, LORA_WEIGHTS, WIDE_IN_CHANNELS
 
 CONVERSION_FILE = "dexworld_conversion.json"  # what was converted (source files, LoRA rank/alpha), beside the index
-__all__ = ["DIT_MODULE_NAMES", "convert_dit_lora", "convert_hand", "convert_upstream", "load_state_dict"]
+__all__ = ["DIT_MODULE_NAMES", "convert_dit_lora", "convert_hand", "convert_upstream", "load_state_dict",
+           "load_upstream", "split_upstream_state"]
 
 # Original Wan / DiffSynth module path inside ``blocks.N`` → diffusers ``WanTransformerBlock`` path.
 DIT_MODULE_NAMES = {
@@ -82,11 +84,47 @@ def load_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return dict(obj), {}
 
 
+def split_upstream_state(state: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
+    """(dit part, hand-controller part) of one state dict: the controller's keys are those ending in one of the
+    authors' parameter names (``….coord_encoder.0.weight`` …, e.g. under ``pipe.hand_controler.``)."""
+    from worldmodel.control.module import UPSTREAM_NAMES
+
+    def is_hand(key: str) -> bool:
+        return any(key == n or key.endswith("." + n) for n in UPSTREAM_NAMES)
+
+    hand = {k: v for k, v in state.items() if is_hand(k)}
+    return {k: v for k, v in state.items() if k not in hand}, hand
+
+
+def load_upstream(dit: str | os.PathLike, hand: str | os.PathLike | None = None):
+    """The authors' weights as (dit state, hand state, hand metadata) from one combined file or two files.
+
+    ``hand=None``: ``dit`` must be a DiffSynth training file holding the controller too (``pipe.hand_controler.*``
+    beside ``pipe.dit.*``). Two files: each must hold only its own part.
+    """
+    dit_state, dit_meta = load_state_dict(dit)
+    dit_state, inside = split_upstream_state(dit_state)
+    if hand is None:
+        if not inside:
+            raise ValueError(f"{dit}: no hand-controller weights in this file (expected keys ending in "
+                             "coord_encoder.0.weight, joint_id_embed.weight, …); pass the hand controller file too")
+        return dit_state, inside, dit_meta
+    if inside:
+        raise ValueError(f"{dit}: this file holds hand-controller weights ({sorted(inside)[0]} …) and a hand file "
+                         f"was given too ({hand}); pass only one of them")
+    hand_state, hand_meta = load_state_dict(hand)
+    return dit_state, hand_state, hand_meta
+
+
 def _strip_prefix(keys: list[str]) -> str:
-    for p in _PREFIXES:
-        if keys and all(k.startswith(p) for k in keys):
-            return p
-    return ""
+    """The known prefixes all keys share, stacked as they come (``pipe.dit.diffusion_model.`` …)."""
+    prefix = ""
+    while keys:
+        p = next((p for p in _PREFIXES if all(k.startswith(prefix + p) for k in keys)), None)
+        if p is None:
+            break
+        prefix += p
+    return prefix
 
 
 @dataclasses.dataclass
@@ -230,11 +268,12 @@ def convert_hand(state_dict: Mapping[str, torch.Tensor], config: Mapping | None 
     return HandControlModule.from_upstream(stripped, **cfg)
 
 
-def convert_upstream(dit: str | os.PathLike, hand: str | os.PathLike, out: str | os.PathLike, *,
+def convert_upstream(dit: str | os.PathLike, hand: str | os.PathLike | None, out: str | os.PathLike, *,
                      base_path: str | os.PathLike | None = None, hand_config: Mapping | None = None,
                      lora_alpha: float | None = None, height: int = 480, width: int = 832,
                      num_frames: int = 81) -> Path:
-    """Write a pipeline folder at ``out`` from the authors' ``dit`` and ``hand`` weight files.
+    """Write a pipeline folder at ``out`` from the authors' ``dit`` and ``hand`` weight files
+    (``hand=None``: ``dit`` is DiffSynth's one training file holding both).
 
     ``base_path`` (a local diffusers-format Wan 2.1 I2V directory) is recorded as the folder's base model; it is also
     where the patch-embedding bias comes from when ``dit`` has none. ``hand_config`` overrides the constructor values
@@ -252,8 +291,8 @@ def convert_upstream(dit: str | os.PathLike, hand: str | os.PathLike, out: str |
     for name, v in (("height", height), ("width", width)):
         if v <= 0 or v % 16:
             raise ValueError(f"{name} must be a positive multiple of 16, got {v}")
-    dit_state, _ = load_state_dict(dit)
-    hand_state, hand_meta = load_state_dict(hand)
+    dit_state, hand_state, hand_meta = load_upstream(dit, hand)
+    hand = dit if hand is None else hand  # where the controller came from, for the record
     lora = convert_dit_lora(dit_state, lora_alpha=lora_alpha)
     if hand_config is None and "config" in hand_meta:
         hand_config = json.loads(hand_meta["config"])
