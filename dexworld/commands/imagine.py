@@ -55,6 +55,8 @@ def _config(args):
     for name in ("seeds", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.num_frames is not None and (args.num_frames < 1 or (args.num_frames - 1) % 4):
+        raise ValueError(f"--num-frames must be 4k+1 (e.g. 17), got {args.num_frames}")
     return ImagineConfig(source=args.source, out=args.out, repo_id=args.repo_id, checkpoint=args.checkpoint,
                          seeds=args.seeds, edits=args.edits, cross_references=args.cross_references,
                          edit_max_offset=args.edit_max_offset, seed_base=args.seed_base, batch_size=args.batch_size,
