@@ -68,9 +68,9 @@ def _config(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from dexworld.imagine.shards import merge
-
     import datasets
+
+    from dexworld.imagine.shards import merge
 
     datasets.disable_progress_bars()  # lerobot's per-episode map bars would print through ours
     cfg = _config(args)
@@ -82,10 +82,14 @@ def run(args: argparse.Namespace) -> int:
         merge(cfg.out, cfg.repo)  # a previous run's shards first
         reports = run_ray(cfg, args.ray_address, args.shards, args.ray_gpus)
         added = merge(cfg.out, cfg.repo)
-        return _summary(cfg, reports, added)
+        return _summary(cfg, reports, added, len(reports))
+    import torch
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
-    state = PartialState(cpu=cfg.device == "cpu")
+    # on CPU (no accelerator, --device cpu or ACCELERATE_USE_CPU=1) ranks meet over gloo
+    cpu = cfg.device == "cpu" or not torch.cuda.is_available() or parse_flag_from_env("ACCELERATE_USE_CPU")
+    state = PartialState(cpu=cpu)
     if cfg.device is None and state.num_processes > 1:
         cfg.device = str(state.device)
     if state.is_main_process:
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if not state.is_main_process:
         return 0
     added = merge(cfg.out, cfg.repo) if state.num_processes > 1 else 0
-    return _summary(cfg, reports, added)
+    return _summary(cfg, reports, added, state.num_processes)
 
 
 def _run_rank(cfg, rank: int, world: int):
@@ -113,7 +117,7 @@ def _gather(report, state):
     return out
 
 
-def _summary(cfg, reports, added: int) -> int:
+def _summary(cfg, reports, added: int, shards: int) -> int:
     from sim_bridge.lerobot_io import read_sidecar
 
     side = read_sidecar(cfg.out) or {"episodes": []}
@@ -123,5 +127,5 @@ def _summary(cfg, reports, added: int) -> int:
     for key, score in dropped:
         print(f"dropped {key}: quality {score:.3f} < --min-quality {cfg.min_quality}")
     print(f"{cfg.out}: wrote {written}, already there {skipped}, dropped {len(dropped)}; "
-          f"{len(side['episodes'])} episodes in the dataset")
+          f"{len(side['episodes'])} episodes in the dataset ({shards} shard(s), {added} merged)")
     return 0

@@ -10,13 +10,15 @@ already holds (those shards are deleted, not merged twice).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from embodiments.io_utils import atomic_path
-from sim_bridge.lerobot_io import SIDECAR, _failpoint, read_sidecar, recover
+from sim_bridge.lerobot_io import SIDECAR, _failpoint, _ffmpeg_warnings_only, _quiet_lerobot, read_sidecar, recover
 
 
 def shards_dir(root: Path) -> Path:
@@ -76,7 +78,9 @@ def merge(root: Path, repo_id: str) -> int:
     staging = root.parent / f".{root.name}.merging"
     if staging.exists():
         shutil.rmtree(staging)
-    aggregate_datasets([repo_id] * len(inputs), repo_id, roots=inputs, aggr_root=staging)
+    _quiet_lerobot()
+    with _plain_arrays(), _ffmpeg_warnings_only():
+        aggregate_datasets([repo_id] * len(inputs), repo_id, roots=inputs, aggr_root=staging)
     sidecars = [read_sidecar(p) for p in inputs]
     merged = {**sidecars[0], "episodes": []}
     for side in sidecars:
@@ -97,6 +101,31 @@ def merge(root: Path, repo_id: str) -> int:
         shutil.rmtree(p)
     _cleanup(root)
     return added
+
+
+@contextlib.contextmanager
+def _plain_arrays() -> Iterator[None]:
+    """Read fixed-shape array columns (``observation.hand_joints`` …) as plain nested lists inside the block.
+
+    lerobot's aggregation round-trips data files through pandas; with the ``datasets`` Array2D–5D pyarrow extension
+    types registered, pandas gets their extension dtype, which pyarrow cannot convert back ("Did not pass
+    numpy.dtype object"). Without them the columns are plain nested lists; the merged dataset is read with the
+    features of its ``meta/info.json`` as before. The types are registered again on exit.
+    """
+    import pyarrow as pa
+    from datasets.features import features as hf
+
+    types = [hf.Array2DExtensionType((1, 2), "int64"), hf.Array3DExtensionType((1, 2, 3), "int64"),
+             hf.Array4DExtensionType((1, 2, 3, 4), "int64"), hf.Array5DExtensionType((1, 2, 3, 4, 5), "int64")]
+    for t in types:
+        with contextlib.suppress(KeyError):
+            pa.unregister_extension_type(t.extension_name)
+    try:
+        yield
+    finally:
+        for t in types:
+            with contextlib.suppress(KeyError):
+                pa.register_extension_type(t)
 
 
 def _cleanup(root: Path) -> None:
