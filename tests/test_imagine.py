@@ -164,6 +164,29 @@ def test_min_quality_drops_low_scores(source, reference, tmp_path, capsys):
     assert "dropped 1" in capsys.readouterr().out
 
 
+def test_clip_folder_source_with_cross_references(tmp_path):
+    """Training clips carrying joint states as the source; the cross-reference variant takes the next clip's frame."""
+    from sim_bridge.clips import write_episode_clips
+    from sim_bridge.lerobot_io import StateLayout
+
+    eps = [source_episode(s) for s in range(2)]
+    for i, ep in enumerate(eps):
+        write_episode_clips(ep, tmp_path / "clips", f"c{i}")
+    out = tmp_path / "from_clips"
+    assert main(["imagine", str(tmp_path / "clips"), "-o", str(out), "--cross-references", "1", *FAST]) == 0
+    side = lio.read_sidecar(out)
+    assert sorted(_keys(out)) == sorted(f"clips#{e}|{v}|seed0" for e in (0, 1) for v in ("orig", f"ref{1 - e}"))
+    hf = lio.load_dataset("local/from_clips", out).hf_dataset.with_format("numpy")
+    for e in side["episodes"]:
+        s = e["provenance"]["source_episode"]
+        assert e["provenance"]["reference_episode"] == (None if "|orig|" in e["source"] else 1 - s)
+        rows = hf[5 * e["episode_index"]:5 * e["episode_index"] + 5]
+        np.testing.assert_allclose(rows["observation.state"], StateLayout(eps[s].hands).encode(eps[s].q), atol=1e-6)
+    frames = _frames_by_key(out)  # the first frame follows the reference image (colours shift by 40 per episode)
+    assert np.abs(frames["clips#0|ref1|seed0"][0] - frames["clips#1|orig|seed0"][0]).mean() < \
+        np.abs(frames["clips#0|ref1|seed0"][0] - frames["clips#0|orig|seed0"][0]).mean()
+
+
 def test_bad_arguments_are_one_line_errors(source, tmp_path, capsys):
     assert main(["imagine", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]) == 1
     assert main(["imagine", str(source), "-o", str(tmp_path / "o"), "--seeds", "0"]) == 1
