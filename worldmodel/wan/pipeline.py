@@ -17,6 +17,8 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import WanImageToVideoPipeline
+from diffusers.pipelines.wan.pipeline_wan_i2v import retrieve_latents
+from diffusers.utils.torch_utils import get_module_execution_device, randn_tensor
 
 from embodiments.sparse import SparseJoints
 from embodiments.transforms import scale_intrinsics
@@ -312,6 +314,22 @@ class HandControlPipeline(WanImageToVideoPipeline):
         video = self.vae.decode(z, return_dict=False)[0]
         return self.video_processor.postprocess_video(video, output_type=output_type)
 
+    def batch_condition(self, pixels: torch.Tensor, num_frames: int, height: int, width: int, device) -> torch.Tensor:
+        """Wan's I2V condition (B, 4 + z, T', h, w) of B reference images (B, 3, H, W) in [−1, 1], one VAE encode
+        for the batch: the same mask and normalised latents ``prepare_latents`` builds one image at a time."""
+        B, t = pixels.shape[0], self.vae_scale_factor_temporal
+        video = torch.cat([pixels.unsqueeze(2), pixels.new_zeros(B, 3, num_frames - 1, height, width)], dim=2)
+        video = video.to(device=get_module_execution_device(self.vae), dtype=self.vae.dtype)
+        z = retrieve_latents(self.vae.encode(video), sample_mode="argmax").to(device, torch.float32)
+        mean, std = self._latent_stats(z)
+        z = (z - mean) * (1.0 / std)  # as prepare_latents: times the reciprocal
+        h, w = z.shape[-2:]
+        mask = torch.zeros(B, 1, num_frames, h, w)
+        mask[:, :, 0] = 1  # the first frame is given; its latent frame stands for t video frames
+        mask = torch.cat([mask[:, :, :1].repeat_interleave(t, dim=2), mask[:, :, 1:]], dim=2)
+        mask = mask.view(B, -1, t, h, w).transpose(1, 2).to(device)
+        return torch.cat([mask, z], dim=1)
+
     @torch.no_grad()
     def sample_batch(self, images: list, joints: list[SparseJoints], seeds: list[int] | None = None,
                      generators: list[torch.Generator] | None = None, prompts: list[str] | str | None = None,
@@ -352,20 +370,20 @@ class HandControlPipeline(WanImageToVideoPipeline):
             raise ValueError(f"every item must have the same frame count, got {sorted({len(j) for j in joints})}")
         device, dtype = self._execution_device, self.transformer.dtype
         do_cfg = guidance_scale > 1.0
-        pil, latents, conds, jts, Kts, vts = [], [], [], [], [], []
-        for image, jo, k, g in zip(images, joints, Ks, generators, strict=True):
+        pil, pixels, jts, Kts, vts = [], [], [], [], []
+        for image, jo, k in zip(images, joints, Ks, strict=True):
             img, h0, w0 = _as_image(image)
             jt, Kt, vt = self.check_joints(jo, k, height, width, (h0, w0))
-            pixels = self.video_processor.preprocess(img, height=height, width=width).to(device, torch.float32)
-            lat, cond = self.prepare_latents(pixels, 1, self.vae.config.z_dim, height, width, jt.shape[1],
-                                             torch.float32, device, g, None)
+            pixels.append(self.video_processor.preprocess(img, height=height, width=width).to(device, torch.float32))
             pil.append(img)
-            latents.append(lat)
-            conds.append(cond)
             jts.append(jt)
             Kts.append(Kt)
             vts.append(vt)
-        latents, condition = torch.cat(latents), torch.cat(conds)
+        num_frames = jts[0].shape[1]
+        condition = self.batch_condition(torch.cat(pixels), num_frames, height, width, device)
+        # each item's noise as prepare_latents draws it for a single call with that item's generator
+        shape = (1, self.vae.config.z_dim, condition.shape[2], *condition.shape[-2:])
+        latents = torch.cat([randn_tensor(shape, generator=g, device=device, dtype=torch.float32) for g in generators])
         text = pad_prompt_embeds(self.embed_prompts(prompts, device, dtype).to(device, dtype))
         image_embeds = self.image_embeddings(pil, device)
         image_embeds = None if image_embeds is None else image_embeds.to(dtype)
