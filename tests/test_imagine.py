@@ -187,6 +187,25 @@ def test_clip_folder_source_with_cross_references(tmp_path):
         np.abs(frames["clips#0|ref1|seed0"][0] - frames["clips#0|orig|seed0"][0]).mean()
 
 
+def test_human_motion_retargeted_to_a_robot_hand(tmp_path):
+    """A built-in human motion, retargeted to Inspire: the state is the retargeted q under Unitree's names."""
+    import embodiments
+    import retarget
+    from sim_bridge.unitree import unitree_layout
+
+    out = tmp_path / "human"
+    assert main(["imagine", "motion:pinch", "--to", "inspire_right", "-o", str(out), *FAST]) == 0
+    (e,) = lio.read_sidecar(out)["episodes"]
+    assert e["source"] == "pinch>inspire_right#0|orig|seed0" and e["provenance"]["source_dataset"] == "builtin:pinch"
+    assert e["provenance"]["embodiment"] == "inspire_right" and e["quality"] is not None
+    ds = lio.load_dataset("local/human", out)
+    assert ds.meta.features["observation.state"]["names"] == list(unitree_layout("inspire_right").names)
+    human = embodiments.human_motion("pinch", side="right", fps=16.0, frames=5)
+    q = retarget.Retargeter("mano_right", "inspire_right", "dexpilot").retarget(human)
+    state = ds.hf_dataset.with_format("numpy")[:]["observation.state"]
+    np.testing.assert_allclose(state, unitree_layout("inspire_right").to_unitree(q), atol=1e-4)
+
+
 def test_bad_arguments_are_one_line_errors(source, tmp_path, capsys):
     assert main(["imagine", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]) == 1
     assert main(["imagine", str(source), "-o", str(tmp_path / "o"), "--seeds", "0"]) == 1

@@ -14,7 +14,9 @@ HELP = "imagine policy-training episodes from a LeRobot dataset or clips into a 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("imagine", help=HELP, description=HELP)
-    p.add_argument("source", type=Path, help="LeRobot dataset folder (robot episodes) or a folder of clips (.h5)")
+    p.add_argument("source", type=Path,
+                   help="LeRobot dataset folder (robot episodes), a folder of clips (.h5), or human motions: "
+                        "motion:NAME[,NAME...] (built-in) or MANO SparseJoints files a.npz[,b.npz] (with --to)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output LeRobot dataset folder (created/resumed)")
     p.add_argument("--repo-id", default=None, help="output repo id (default local/<out name>)")
     p.add_argument("--checkpoint", default=None, help="world model checkpoint (default: the shipped tiny-sim)")
@@ -37,6 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--camera", default="ego", help="output camera name: observation.images.<camera>")
     p.add_argument("--source-camera", default=None, help="camera of a LeRobot source (observation.images.<camera>)")
     p.add_argument("--embodiment", nargs="+", default=None, help="hands in a LeRobot source's state")
+    p.add_argument("--to", default=None, help="robot hand human motions are retargeted to (e.g. inspire_right)")
     p.add_argument("--robot", default=None, help="g1 or h1_2: place hands with the arm joints of the source state")
     p.add_argument("--episodes", type=int, nargs="+", default=None, help="source episode indices (default all)")
     p.add_argument("--device", default=None, help="torch device (default: the rank's accelerator, else cpu)")
@@ -63,7 +66,7 @@ def _config(args):
                          num_frames=args.num_frames, height=args.height, width=args.width, steps=args.steps,
                          guidance=args.guidance, prompt=args.prompt, min_quality=args.min_quality,
                          camera=args.camera, hands=args.embodiment, robot=args.robot,
-                         source_camera=args.source_camera, episodes=args.episodes, probe=args.probe,
+                         source_camera=args.source_camera, episodes=args.episodes, to=args.to, probe=args.probe,
                          device=args.device, progress=not args.no_progress)
 
 
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     datasets.disable_progress_bars()  # lerobot's per-episode map bars would print through ours
     cfg = _config(args)
-    if not cfg.source.exists():
+    if not cfg.source.exists() and not str(cfg.source).startswith("motion:") and not str(cfg.source).endswith(".npz"):
         raise FileNotFoundError(f"SOURCE {cfg.source} does not exist")
     if args.backend == "ray":
         from dexworld.imagine.ray_backend import run_ray

@@ -47,6 +47,7 @@ class ImagineConfig:
     robot: str | None = None
     source_camera: str | None = None
     episodes: list[int] | None = None
+    to: str | None = None  # robot hand for human-motion sources
     probe: str | None = None
     device: str | None = None
     progress: bool = True
@@ -82,8 +83,9 @@ def prepare(cfg: ImagineConfig, pipe) -> tuple[list[SourceEpisode], list[WorkIte
     num_frames = cfg.num_frames or pipe.defaults.num_frames
     if (num_frames - 1) % 4:
         raise ValueError(f"--num-frames must be 4k+1 (e.g. 17), got {num_frames}")
+    d = pipe.defaults
     sources = load_sources(cfg.source, num_frames, hands=cfg.hands, camera=cfg.source_camera, robot=cfg.robot,
-                           episodes=cfg.episodes)
+                           episodes=cfg.episodes, to=cfg.to, size=(cfg.height or d.height, cfg.width or d.width))
     return sources, plan([s.id for s in sources], cfg.seeds, cfg.edits, cfg.cross_references, cfg.seed_base)
 
 

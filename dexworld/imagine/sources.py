@@ -1,4 +1,6 @@
-"""Source episodes of ``dexworld imagine``: a LeRobot dataset of robot episodes or a folder of training clips.
+"""Source episodes of ``dexworld imagine``: a LeRobot dataset of robot episodes, a folder of training clips, or human
+motions (``motion:NAME[,NAME…]`` built-in, or SparseJoints files of MANO hands) retargeted to a robot hand and rolled
+out kinematically in MuJoCo for the reference frame and the camera-frame joints.
 
 Every read of a source goes through this module (LeRobot datasets through ``sim_bridge.lerobot_io.import_lerobot``,
 clips through ``sim_bridge.clips.episode_from_clip``), so a change of the source readers touches one place.
@@ -25,10 +27,54 @@ class SourceEpisode:
     episode: Episode
 
 
+MOTION_PREFIX = "motion:"
+
+
+def human_sources(spec: str, to: str | None, num_frames: int, size: tuple[int, int], fps: float = 16.0,
+                  method: str = "dexpilot") -> list[SourceEpisode]:
+    """Human motions retargeted to robot hand ``to``: built-in names (``motion:power_grasp,pinch``) or SparseJoints
+    files (``.npz``) of a MANO hand (``a.npz,b.npz``), each rolled out kinematically (the demo's wrist path)."""
+    import embodiments
+    import retarget
+    import sim_bridge
+    from dexworld.demo import wrist_path
+    from embodiments.sparse import SparseJoints
+    from sim_bridge.clips import episode_from_rollout
+
+    if to is None:
+        raise ValueError("human motions need --to ROBOT_HAND (e.g. inspire_right, dex3_right)")
+    emb = embodiments.get(to)
+    names = spec[len(MOTION_PREFIX):].split(",") if spec.startswith(MOTION_PREFIX) else spec.split(",")
+    out = []
+    for i, name in enumerate(names):
+        if spec.startswith(MOTION_PREFIX):
+            human = embodiments.human_motion(name, side=emb.side, fps=fps, frames=num_frames)
+            dataset = f"builtin:{name}"
+        else:
+            if not Path(name).exists():
+                raise FileNotFoundError(f"SOURCE motion file {name} does not exist")
+            human = SparseJoints.load(name)
+            if len(human) < num_frames:
+                raise ValueError(f"SOURCE {name} has {len(human)} frames, fewer than --num-frames {num_frames}")
+            human = human[:num_frames]
+            dataset = str(Path(name).resolve())
+        q = retarget.Retargeter(f"mano_{emb.side}", emb.name, method).retarget(human)
+        sim = sim_bridge.rollout(emb, q, wrist_path(emb, num_frames), mode="kinematic", size=size, fps=fps)
+        ep = episode_from_rollout(sim, task=f"a robot {emb.side} hand: {Path(name).stem} retargeted to {emb.name}",
+                                  source=f"{Path(name).stem}")
+        out.append(SourceEpisode(id=f"{Path(name).stem}>{emb.name}#{i}", dataset=dataset, index=i, episode=ep))
+    return out
+
+
 def load_sources(path: Path, num_frames: int, hands: list[str] | None = None, camera: str | None = None,
-                 robot: str | None = None, episodes: list[int] | None = None) -> list[SourceEpisode]:
-    """The first ``num_frames`` frames of every episode of a LeRobot dataset (folder with ``meta/info.json``) or of
-    every clip (``.h5``) under a folder. Episodes shorter than ``num_frames`` raise a ValueError."""
+                 robot: str | None = None, episodes: list[int] | None = None, to: str | None = None,
+                 size: tuple[int, int] = (128, 128)) -> list[SourceEpisode]:
+    """The first ``num_frames`` frames of every episode of a LeRobot dataset (folder with ``meta/info.json``), of
+    every clip (``.h5``) under a folder, or of human motions (see :func:`human_sources`; rendered at ``size``).
+    Episodes shorter than ``num_frames`` raise a ValueError."""
+    spec = str(path)
+    if spec.startswith(MOTION_PREFIX) or spec.split(",")[0].endswith(".npz"):
+        return human_sources(spec, to, num_frames, size)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"SOURCE {path} does not exist")
