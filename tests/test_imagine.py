@@ -206,6 +206,28 @@ def test_human_motion_retargeted_to_a_robot_hand(tmp_path):
     np.testing.assert_allclose(state, unitree_layout("inspire_right").to_unitree(q), atol=1e-4)
 
 
+def test_embodiment_swap_dex3_to_inspire(source, tmp_path):
+    """--swap-to inspire: each Dex3 hand retargeted to the Inspire hand of its side through the sparse joints."""
+    from sim_bridge.unitree import unitree_layout
+
+    out = tmp_path / "swapped"
+    assert main(["imagine", str(source), "-o", str(out), "--episodes", "0", "--swap-to", "inspire", *FAST]) == 0
+    side = lio.read_sidecar(out)
+    (e,) = side["episodes"]
+    assert side["hands"] == ["inspire_left", "inspire_right"]
+    assert e["provenance"]["swapped_from"] == "dex3_left+dex3_right"
+    assert e["provenance"]["embodiment"] == "inspire_left+inspire_right"
+    ds = lio.load_dataset("local/swapped", out)
+    names = ds.meta.features["observation.state"]["names"]
+    assert names[:6] == list(unitree_layout("inspire_left").names)
+    rows = ds.hf_dataset.with_format("numpy")[:]
+    src = source_episode(0).joints
+    new = rows["observation.hand_joints"]
+    both = rows["observation.hand_joints_valid"] & src.valid
+    gap = np.linalg.norm(new - src.positions, axis=-1)[both]
+    assert both.sum() > 20 and gap.mean() < 0.03 and gap.max() > 1e-3  # same place, another hand
+
+
 def test_bad_arguments_are_one_line_errors(source, tmp_path, capsys):
     assert main(["imagine", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]) == 1
     assert main(["imagine", str(source), "-o", str(tmp_path / "o"), "--seeds", "0"]) == 1

@@ -40,6 +40,9 @@ def register(subparsers) -> None:
     p.add_argument("--source-camera", default=None, help="camera of a LeRobot source (observation.images.<camera>)")
     p.add_argument("--embodiment", nargs="+", default=None, help="hands in a LeRobot source's state")
     p.add_argument("--to", default=None, help="robot hand human motions are retargeted to (e.g. inspire_right)")
+    p.add_argument("--swap-to", choices=("dex3", "inspire"), default=None,
+                   help="embodiment swap: replace every source hand by this family's hand of the same side "
+                        "(retargeted through the shared sparse joints)")
     p.add_argument("--robot", default=None, help="g1 or h1_2: place hands with the arm joints of the source state")
     p.add_argument("--episodes", type=int, nargs="+", default=None, help="source episode indices (default all)")
     p.add_argument("--device", default=None, help="torch device (default: the rank's accelerator, else cpu)")
@@ -66,8 +69,8 @@ def _config(args):
                          num_frames=args.num_frames, height=args.height, width=args.width, steps=args.steps,
                          guidance=args.guidance, prompt=args.prompt, min_quality=args.min_quality,
                          camera=args.camera, hands=args.embodiment, robot=args.robot,
-                         source_camera=args.source_camera, episodes=args.episodes, to=args.to, probe=args.probe,
-                         device=args.device, progress=not args.no_progress)
+                         source_camera=args.source_camera, episodes=args.episodes, to=args.to, swap_to=args.swap_to,
+                         probe=args.probe, device=args.device, progress=not args.no_progress)
 
 
 def run(args: argparse.Namespace) -> int:

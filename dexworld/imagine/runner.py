@@ -48,6 +48,7 @@ class ImagineConfig:
     source_camera: str | None = None
     episodes: list[int] | None = None
     to: str | None = None  # robot hand for human-motion sources
+    swap_to: str | None = None  # hand family every source hand is swapped to (dex3, inspire)
     probe: str | None = None
     device: str | None = None
     progress: bool = True
@@ -85,7 +86,8 @@ def prepare(cfg: ImagineConfig, pipe) -> tuple[list[SourceEpisode], list[WorkIte
         raise ValueError(f"--num-frames must be 4k+1 (e.g. 17), got {num_frames}")
     d = pipe.defaults
     sources = load_sources(cfg.source, num_frames, hands=cfg.hands, camera=cfg.source_camera, robot=cfg.robot,
-                           episodes=cfg.episodes, to=cfg.to, size=(cfg.height or d.height, cfg.width or d.width))
+                           episodes=cfg.episodes, to=cfg.to, size=(cfg.height or d.height, cfg.width or d.width),
+                           swap_to=cfg.swap_to)
     return sources, plan([s.id for s in sources], cfg.seeds, cfg.edits, cfg.cross_references, cfg.seed_base)
 
 
@@ -155,6 +157,7 @@ def imagine_episodes(pipe, probe, sources: list[SourceEpisode], items: list[Work
                                    "seed": it.seed, "edit": params, "reference_episode":
                                    None if it.reference is None else sources[it.reference].index,
                                    "embodiment": "+".join(src.hands), "checkpoint": checkpoint,
+                                   "swapped_from": sources[it.episode].swapped_from,
                                    "steps": cfg.steps or d.num_inference_steps, "size": [H, W]},
                     "quality": score, "probe": per_hand}
             yield Episode(frames=frames, joints=joints, q=src.q, action=src.action, task=src.task, source=it.key,

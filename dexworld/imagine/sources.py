@@ -25,6 +25,31 @@ class SourceEpisode:
     dataset: str
     index: int
     episode: Episode
+    swapped_from: str | None = None  # the source's hands ("dex3_left+dex3_right") when swapped to another hand
+
+
+def swap_embodiment(src: SourceEpisode, family: str, method: str = "vector") -> SourceEpisode:
+    """The episode with each hand replaced by ``family``'s hand of the same side (``inspire`` / ``dex3``): joint
+    angles retargeted from the source's camera-frame sparse joints, the new hand placed by fitting its joints to
+    them (Kabsch over the shared slots). The reference frame stays the source's."""
+    import retarget
+    from embodiments import registry
+    from sim_bridge.hand_pose import fit_root_pose, hands_in_camera
+
+    ep = src.episode
+    q, roots = {}, {}
+    for hand in ep.hands:
+        target = f"{family}_{registry.get(hand).side}"
+        if target not in registry.names():
+            raise ValueError(f"--swap-to {family}: no registered hand {target!r}")
+        if target == hand:
+            raise ValueError(f"--swap-to {family}: source episode {src.id} already has {hand}")
+        q[target] = retarget.Retargeter(hand, target, method).retarget(ep.joints)
+        roots[target] = fit_root_pose(target, q[target], ep.joints)[0]
+    joints = hands_in_camera(q, roots, ep.joints.K, fps=ep.joints.fps)
+    swapped = Episode(frames=ep.frames, joints=joints, q=q, action=None, task=ep.task, source=ep.source,
+                      T_cam_root=roots)
+    return dataclasses.replace(src, episode=swapped, swapped_from="+".join(ep.hands))
 
 
 MOTION_PREFIX = "motion:"
@@ -68,10 +93,16 @@ def human_sources(spec: str, to: str | None, num_frames: int, size: tuple[int, i
 
 def load_sources(path: Path, num_frames: int, hands: list[str] | None = None, camera: str | None = None,
                  robot: str | None = None, episodes: list[int] | None = None, to: str | None = None,
-                 size: tuple[int, int] = (128, 128)) -> list[SourceEpisode]:
+                 size: tuple[int, int] = (128, 128), swap_to: str | None = None) -> list[SourceEpisode]:
     """The first ``num_frames`` frames of every episode of a LeRobot dataset (folder with ``meta/info.json``), of
-    every clip (``.h5``) under a folder, or of human motions (see :func:`human_sources`; rendered at ``size``).
+    every clip (``.h5``) under a folder, or of human motions (see :func:`human_sources`; rendered at ``size``);
+    with ``swap_to`` each robot hand is replaced by that family's (:func:`swap_embodiment`).
     Episodes shorter than ``num_frames`` raise a ValueError."""
+    out = _load(path, num_frames, hands, camera, robot, episodes, to, size)
+    return [swap_embodiment(s, swap_to) for s in out] if swap_to else out
+
+
+def _load(path, num_frames, hands, camera, robot, episodes, to, size) -> list[SourceEpisode]:
     spec = str(path)
     if spec.startswith(MOTION_PREFIX) or spec.split(",")[0].endswith(".npz"):
         return human_sources(spec, to, num_frames, size)
