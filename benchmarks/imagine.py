@@ -25,8 +25,7 @@ import numpy as np
 import torch
 
 from embodiments.sparse import SparseJoints
-from worldmodel.wan.checkpoint import load_for_inference
-from worldmodel.wan.presets import shipped_path
+from worldmodel.wan.pipeline import HandControlPipeline
 
 
 def _rss() -> int:
@@ -94,7 +93,7 @@ def main() -> None:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    pipe = load_for_inference(shipped_path("tiny-sim")).to(args.device)
+    pipe = HandControlPipeline.from_pretrained("tiny-sim").to(args.device)
     pipe.set_progress_bar_config(disable=True)
     images, joints, seeds = work_items(args.items, args.frames, args.size)
     kw = dict(height=args.size, width=args.size, num_inference_steps=args.steps, guidance_scale=args.guidance)

@@ -70,10 +70,11 @@ def load_pipeline(cfg: ImagineConfig):
     """The world model (the shipped tiny-sim by default) on ``cfg.device``: the one place a checkpoint is loaded."""
     import torch
 
-    from worldmodel.wan.checkpoint import load_for_inference
-    from worldmodel.wan.presets import shipped_path
+    from dexworld.checkpoints import resolve_checkpoint
+    from worldmodel.wan.pipeline import HandControlPipeline
 
-    pipe = load_for_inference(cfg.checkpoint if cfg.checkpoint is not None else shipped_path("tiny-sim"))
+    checkpoint = resolve_checkpoint(cfg.checkpoint) if cfg.checkpoint is not None else "tiny-sim"
+    pipe = HandControlPipeline.from_pretrained(checkpoint)
     pipe.to(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pipe.set_progress_bar_config(disable=True)
     return pipe

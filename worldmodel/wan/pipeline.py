@@ -336,7 +336,7 @@ class HandControlPipeline(WanImageToVideoPipeline):
                      negative_prompt: str | None = None, K: list | None = None, height: int | None = None,
                      width: int | None = None, num_inference_steps: int | None = None,
                      guidance_scale: float | None = None, shift: float | None = None,
-                     uncond_control: str = "unedited", output_type: str = "np", progress: bool = False
+                     uncond_control: str | None = None, output_type: str = "np", progress: bool = False
                      ) -> list[HandControlOutput]:
         """Sample B independent items in one batch: item i is ``images[i]``, ``joints[i]``, ``seeds[i]``.
 
@@ -358,6 +358,7 @@ class HandControlPipeline(WanImageToVideoPipeline):
         if len(Ks) != B or len(prompts) != B:
             raise ValueError(f"K and prompts must give one entry per item ({B})")
         d = self.defaults
+        uncond_control = uncond_control or d.uncond_control
         height, width = height or d.height, width or d.width
         steps = num_inference_steps or d.num_inference_steps
         guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
@@ -380,15 +381,16 @@ class HandControlPipeline(WanImageToVideoPipeline):
             Kts.append(Kt)
             vts.append(vt)
         num_frames = jts[0].shape[1]
-        condition = self.batch_condition(torch.cat(pixels), num_frames, height, width, device)
+        pixels = torch.cat(pixels)
+        condition = self.batch_condition(pixels, num_frames, height, width, device)
         # each item's noise as prepare_latents draws it for a single call with that item's generator
         shape = (1, self.vae.config.z_dim, condition.shape[2], *condition.shape[-2:])
         latents = torch.cat([randn_tensor(shape, generator=g, device=device, dtype=torch.float32) for g in generators])
         text = pad_prompt_embeds(self.embed_prompts(prompts, device, dtype).to(device, dtype))
-        image_embeds = self.image_embeddings(pil, device)
+        image_embeds = self.image_embeddings(pil, device, pixels=pixels)
         image_embeds = None if image_embeds is None else image_embeds.to(dtype)
         scheduler = self.scheduler_with_shift(shift)
-        scheduler.set_timesteps(steps, device=device)
+        set_timesteps(scheduler, steps, device=device)
         model = HandControlledWan(self.transformer, self.control)
         control, cond_joint = model.control_maps(torch.cat(jts), torch.cat(Kts), condition, torch.cat(vts))
         if do_cfg:
