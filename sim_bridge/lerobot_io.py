@@ -73,6 +73,7 @@ class Episode:
         task: task text.
         source: unique id of where the episode came from (a clip path, a raw episode); used to resume exports.
         T_cam_root: hand name → (T, 4, 4) camera-from-hand-root; fitted from ``q`` and ``joints`` if missing.
+        info: extra JSON-able fields stored with the episode's sidecar entry (e.g. provenance, a quality score).
     """
 
     frames: np.ndarray
@@ -82,6 +83,7 @@ class Episode:
     task: str = ""
     source: str = ""
     T_cam_root: dict[str, np.ndarray] | None = None
+    info: dict | None = None
 
     @property
     def hands(self) -> tuple[str, ...]:
@@ -404,7 +406,7 @@ class _Stage:
         index = self.ds.meta.total_episodes
         self.ds.save_episode()
         self.sidecar["episodes"].append({"episode_index": int(index), "source": ep.source, "task": ep.task,
-                                         "length": int(T), "K": K[0].astype(float).tolist()})
+                                         "length": int(T), "K": K[0].astype(float).tolist(), **(ep.info or {})})
         self.count += 1
 
     def commit(self) -> None:

@@ -17,6 +17,8 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import WanImageToVideoPipeline
+from diffusers.pipelines.wan.pipeline_wan_i2v import retrieve_latents
+from diffusers.utils.torch_utils import get_module_execution_device, randn_tensor
 
 from embodiments.sparse import SparseJoints
 from embodiments.transforms import scale_intrinsics
@@ -287,6 +289,16 @@ class HandControlPipeline(WanImageToVideoPipeline):
         else:
             cond_in, control_in, text_in, img_in = cond_joint, control, prompt_embeds, image_embeds
 
+        latents = self._denoise(model, scheduler, latents, (cond_in, control_in, text_in, img_in), guidance_scale,
+                                do_cfg, progress)
+        frames = latents if output_type == "latent" else self._decode(latents, output_type)[0]
+        return HandControlOutput(frames=frames, control=control if return_control else None,
+                                 condition=cond_joint if return_control else None)
+
+    def _denoise(self, model: HandControlledWan, scheduler, latents: torch.Tensor, inputs: tuple, guidance_scale: float,
+                 do_cfg: bool, progress: bool) -> torch.Tensor:
+        """The sampling loop: ``inputs`` = (condition, control, text, image embeddings), CFG halves stacked."""
+        cond_in, control_in, text_in, img_in = inputs
         for t in self.progress_bar(scheduler.timesteps) if progress else scheduler.timesteps:
             x = torch.cat([latents, latents]) if do_cfg else latents
             pred = model(x, t.expand(x.shape[0]), cond_in, control_in, text_in, img_in).float()
@@ -294,15 +306,106 @@ class HandControlPipeline(WanImageToVideoPipeline):
                 pred_c, pred_u = pred.chunk(2)
                 pred = pred_u + guidance_scale * (pred_c - pred_u)
             latents = scheduler.step(pred, t, latents, return_dict=False)[0]
+        return latents
 
-        if output_type == "latent":
-            frames = latents
+    def _decode(self, latents: torch.Tensor, output_type: str):
+        """Latents (B, C, T', h, w) → B videos in ``output_type``."""
+        z = self.denormalize_latents(latents.to(self.vae.dtype))
+        video = self.vae.decode(z, return_dict=False)[0]
+        return self.video_processor.postprocess_video(video, output_type=output_type)
+
+    def batch_condition(self, pixels: torch.Tensor, num_frames: int, height: int, width: int, device) -> torch.Tensor:
+        """Wan's I2V condition (B, 4 + z, T', h, w) of B reference images (B, 3, H, W) in [−1, 1], one VAE encode
+        for the batch: the same mask and normalised latents ``prepare_latents`` builds one image at a time."""
+        B, t = pixels.shape[0], self.vae_scale_factor_temporal
+        video = torch.cat([pixels.unsqueeze(2), pixels.new_zeros(B, 3, num_frames - 1, height, width)], dim=2)
+        video = video.to(device=get_module_execution_device(self.vae), dtype=self.vae.dtype)
+        z = retrieve_latents(self.vae.encode(video), sample_mode="argmax").to(device, torch.float32)
+        mean, std = self._latent_stats(z)
+        z = (z - mean) * (1.0 / std)  # as prepare_latents: times the reciprocal
+        h, w = z.shape[-2:]
+        mask = torch.zeros(B, 1, num_frames, h, w)
+        mask[:, :, 0] = 1  # the first frame is given; its latent frame stands for t video frames
+        mask = torch.cat([mask[:, :, :1].repeat_interleave(t, dim=2), mask[:, :, 1:]], dim=2)
+        mask = mask.view(B, -1, t, h, w).transpose(1, 2).to(device)
+        return torch.cat([mask, z], dim=1)
+
+    @torch.no_grad()
+    def sample_batch(self, images: list, joints: list[SparseJoints], seeds: list[int] | None = None,
+                     generators: list[torch.Generator] | None = None, prompts: list[str] | str | None = None,
+                     negative_prompt: str | None = None, K: list | None = None, height: int | None = None,
+                     width: int | None = None, num_inference_steps: int | None = None,
+                     guidance_scale: float | None = None, shift: float | None = None,
+                     uncond_control: str | None = None, output_type: str = "np", progress: bool = False
+                     ) -> list[HandControlOutput]:
+        """Sample B independent items in one batch: item i is ``images[i]``, ``joints[i]``, ``seeds[i]``.
+
+        Each item gets the initial noise a single call with its seed draws, so item i matches
+        ``self(images[i], joints[i], seed=seeds[i], ...)`` up to float round-off of the batched kernels. All items
+        share the frame count, size, steps and guidance; the CFG branches of every item run in the same forward.
+        """
+        B = len(images)
+        if B == 0 or len(joints) != B:
+            raise ValueError(f"images and joints must be non-empty lists of one length, got {B} and {len(joints)}")
+        if generators is None:
+            if seeds is None or len(seeds) != B:
+                raise ValueError(f"pass one seed (or generator) per item: {B} items")
+            generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+        if len(generators) != B:
+            raise ValueError(f"pass one generator per item: {B} items, {len(generators)} generators")
+        Ks = [None] * B if K is None else list(K)
+        prompts = [prompts or ""] * B if prompts is None or isinstance(prompts, str) else list(prompts)
+        if len(Ks) != B or len(prompts) != B:
+            raise ValueError(f"K and prompts must give one entry per item ({B})")
+        d = self.defaults
+        uncond_control = uncond_control or d.uncond_control
+        height, width = height or d.height, width or d.width
+        steps = num_inference_steps or d.num_inference_steps
+        guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
+        shift = d.shift if shift is None else shift
+        if uncond_control not in UNCOND_CONTROL:
+            raise ValueError(f"uncond_control must be one of {UNCOND_CONTROL}, got {uncond_control!r}")
+        if height % 16 or width % 16 or height <= 0 or width <= 0:
+            raise ValueError(f"height and width must be positive multiples of 16, got {height}x{width}")
+        if len({len(j) for j in joints}) != 1:
+            raise ValueError(f"every item must have the same frame count, got {sorted({len(j) for j in joints})}")
+        device, dtype = self._execution_device, self.transformer.dtype
+        do_cfg = guidance_scale > 1.0
+        pil, pixels, jts, Kts, vts = [], [], [], [], []
+        for image, jo, k in zip(images, joints, Ks, strict=True):
+            img, h0, w0 = _as_image(image)
+            jt, Kt, vt = self.check_joints(jo, k, height, width, (h0, w0))
+            pixels.append(self.video_processor.preprocess(img, height=height, width=width).to(device, torch.float32))
+            pil.append(img)
+            jts.append(jt)
+            Kts.append(Kt)
+            vts.append(vt)
+        num_frames = jts[0].shape[1]
+        pixels = torch.cat(pixels)
+        condition = self.batch_condition(pixels, num_frames, height, width, device)
+        # each item's noise as prepare_latents draws it for a single call with that item's generator
+        shape = (1, self.vae.config.z_dim, condition.shape[2], *condition.shape[-2:])
+        latents = torch.cat([randn_tensor(shape, generator=g, device=device, dtype=torch.float32) for g in generators])
+        text = pad_prompt_embeds(self.embed_prompts(prompts, device, dtype).to(device, dtype))
+        image_embeds = self.image_embeddings(pil, device, pixels=pixels)
+        image_embeds = None if image_embeds is None else image_embeds.to(dtype)
+        scheduler = self.scheduler_with_shift(shift)
+        set_timesteps(scheduler, steps, device=device)
+        model = HandControlledWan(self.transformer, self.control)
+        control, cond_joint = model.control_maps(torch.cat(jts), torch.cat(Kts), condition, torch.cat(vts))
+        if do_cfg:
+            if uncond_control == "joints":
+                cond_u, control_u = cond_joint, control
+            else:
+                cond_u, control_u = condition, torch.zeros_like(control)
+            neg = pad_prompt_embeds(self.embed_prompts([negative_prompt or ""] * B, device, dtype).to(device, dtype))
+            inputs = (torch.cat([cond_joint, cond_u]), torch.cat([control, control_u]), torch.cat([text, neg]),
+                      None if image_embeds is None else torch.cat([image_embeds, image_embeds]))
         else:
-            z = self.denormalize_latents(latents.to(self.vae.dtype))
-            video = self.vae.decode(z, return_dict=False)[0]
-            frames = self.video_processor.postprocess_video(video, output_type=output_type)[0]
-        return HandControlOutput(frames=frames, control=control if return_control else None,
-                                 condition=cond_joint if return_control else None)
+            inputs = (cond_joint, control, text, image_embeds)
+        latents = self._denoise(model, scheduler, latents, inputs, guidance_scale, do_cfg, progress)
+        frames = latents.split(1) if output_type == "latent" else self._decode(latents, output_type)
+        return [HandControlOutput(frames=f) for f in frames]
 
 
 @torch.no_grad()
