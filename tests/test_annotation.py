@@ -526,13 +526,16 @@ def test_process_pool_matches_sequential(tmp_path):
 
 
 def test_ray_adapter(tmp_path):
-    pytest.importorskip("ray", reason="ray is not installed here; the Ray adapter test runs only where it is")
+    ray = pytest.importorskip("ray", reason="ray is not installed here; the Ray adapter test runs only where it is")
     from sim_bridge.annotation.ray_adapter import annotate_with_ray
 
     rows = [(t, s, np.array([(-0.1, 0.1)[s], 0, 0.5])) for t in range(30) for s in (0, 1)]
     videos = [make_video_dets(rows, 30, video_id="a")]
     cfg = AnnotationConfig(clip_frames=9)
-    got = annotate_with_ray(videos, tmp_path, cfg, write=False)
+    try:  # the adapter starts a local cluster when none runs; stop it so other tests in this process can start theirs
+        got = annotate_with_ray(videos, tmp_path, cfg, write=False)
+    finally:
+        ray.shutdown()
     assert [dataclasses.asdict(r) for r in got] == [dataclasses.asdict(r) for r in
                                                     annotate_videos(videos, tmp_path, cfg, write=False)]
 

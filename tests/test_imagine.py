@@ -302,6 +302,7 @@ def _same_episodes(out: Path, reference: Path) -> None:
 
 def test_ray_local_cluster_matches_one_process(source, reference, tmp_path):
     ray = pytest.importorskip("ray")
+    ray.shutdown()  # a cluster another test of this process left running
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}})
     try:

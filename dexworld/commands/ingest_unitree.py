@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .lerobot import _camera_args, _clip_args, _parse_K, _parse_T, _progress
+from .lerobot import _camera_args, _clip_args, ingest_paths
 
 HELP = "turn Unitree teleoperation recordings (xr_teleoperate episode folders) into training clips and/or LeRobot"
 
@@ -29,19 +29,4 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from sim_bridge.xr_teleoperate import ingest
 
-    if args.out is None and args.lerobot_root is None:
-        raise ValueError("give -o/--out for clips and/or --lerobot-root")
-    K, T = _parse_K(args.intrinsics), _parse_T(args.camera_to_torso)
-    failed = 0
-    with _progress(None, "ingest") as bar:
-        for path in args.paths:
-            rep = ingest(path, out_dir=args.out, lerobot_root=args.lerobot_root, repo_id=args.repo_id,
-                         robot=args.robot, fps=args.fps, num_frames=args.num_frames, stride=args.stride, K=K,
-                         T_torso_cam=T, task=args.task, camera=args.camera, skip_bad=args.skip_bad,
-                         progress=lambda ep: bar.update())
-            for name, msg in rep.failed:
-                print(f"skipped {name}: {msg}")
-            failed += len(rep.failed)
-            print(f"{path.name}: {len(rep.episodes)} episodes, {len(rep.clips)} clips"
-                  + (f", LeRobot +{len(rep.lerobot_written)}" if args.lerobot_root else ""))
-    return 1 if failed and not args.skip_bad else 0
+    return ingest_paths(args, ingest, camera=args.camera)

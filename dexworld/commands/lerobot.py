@@ -167,6 +167,12 @@ def run_import(args) -> int:
 def run_ingest(args) -> int:
     from sim_bridge.humanoid_everyday import ingest
 
+    return ingest_paths(args, ingest, with_depth=args.check_depth, hand_order=args.hand_order)
+
+
+def ingest_paths(args, ingest, **options) -> int:
+    """Run a raw-recording reader (Humanoid Everyday, Unitree teleoperation) over ``args.paths`` with the options
+    both commands share; one summary line per path, skipped episodes named. Exit 1 on skips without --skip-bad."""
     if args.out is None and args.lerobot_root is None:
         raise ValueError("give -o/--out for clips and/or --lerobot-root")
     K, T = _parse_K(args.intrinsics), _parse_T(args.camera_to_torso)
@@ -175,10 +181,10 @@ def run_ingest(args) -> int:
         for path in args.paths:
             rep = ingest(path, out_dir=args.out, lerobot_root=args.lerobot_root, repo_id=args.repo_id,
                          fps=args.fps, num_frames=args.num_frames, stride=args.stride, robot=args.robot, K=K,
-                         T_torso_cam=T, task=args.task, with_depth=args.check_depth, skip_bad=args.skip_bad,
-                         progress=lambda ep: bar.update(), hand_order=args.hand_order)
-            for name, msg in rep.failed:
-                print(f"skipped {path.name}:{name}: {msg}")
+                         T_torso_cam=T, task=args.task, skip_bad=args.skip_bad, progress=lambda ep: bar.update(),
+                         **options)
+            for name, msg in rep.failed:  # named with their recording folder (some readers' names carry it)
+                print(f"skipped {name if name.startswith(path.name) else f'{path.name}:{name}'}: {msg}")
             failed += len(rep.failed)
             print(f"{path.name}: {len(rep.episodes)} episodes, {len(rep.clips)} clips"
                   + (f", LeRobot +{len(rep.lerobot_written)}" if args.lerobot_root else ""))

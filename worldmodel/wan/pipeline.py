@@ -186,6 +186,22 @@ class HandControlPipeline(WanImageToVideoPipeline):
         return type(self.scheduler).from_config(cfg, **{key: float(shift)})
 
     # ------------------------------------------------------------------ sampling
+    def _settings(self, uncond_control, height, width, num_inference_steps, guidance_scale, shift) -> tuple:
+        """Sampling settings: each one left as None takes the value the checkpoint records (:attr:`defaults`)."""
+        d = self.defaults
+        uncond_control = uncond_control or d.uncond_control
+        height, width = height or d.height, width or d.width
+        steps = num_inference_steps or d.num_inference_steps
+        guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
+        shift = d.shift if shift is None else shift
+        if uncond_control not in UNCOND_CONTROL:
+            raise ValueError(f"uncond_control must be one of {UNCOND_CONTROL}, got {uncond_control!r}")
+        if height % 16 or width % 16 or height <= 0 or width <= 0:
+            raise ValueError(f"height and width must be positive multiples of 16, got {height}x{width}")
+        if steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
+        return uncond_control, height, width, steps, guidance_scale, shift
+
     def check_joints(self, joints: SparseJoints, K, height: int, width: int, image_hw: tuple[int, int]):
         """Validate joints/K and return tensors (1, T, 42, 3), (1, T, 3, 3) for (height, width) pixels, (1, T, 42)."""
         if not isinstance(joints, SparseJoints):
@@ -233,18 +249,8 @@ class HandControlPipeline(WanImageToVideoPipeline):
         so guidance acts on the prompt only (as the paper's authors do). Every setting left as None takes the value
         the checkpoint records (:attr:`defaults`).
         """
-        d = self.defaults
-        uncond_control = uncond_control or d.uncond_control
-        height, width = height or d.height, width or d.width
-        steps = num_inference_steps or d.num_inference_steps
-        guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
-        shift = d.shift if shift is None else shift
-        if uncond_control not in UNCOND_CONTROL:
-            raise ValueError(f"uncond_control must be one of {UNCOND_CONTROL}, got {uncond_control!r}")
-        if height % 16 or width % 16 or height <= 0 or width <= 0:
-            raise ValueError(f"height and width must be positive multiples of 16, got {height}x{width}")
-        if steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
+        uncond_control, height, width, steps, guidance_scale, shift = self._settings(
+            uncond_control, height, width, num_inference_steps, guidance_scale, shift)
         if prompt is None and prompt_embeds is None:
             prompt = ""
         if prompt is not None and prompt_embeds is not None:
@@ -357,16 +363,8 @@ class HandControlPipeline(WanImageToVideoPipeline):
         prompts = [prompts or ""] * B if prompts is None or isinstance(prompts, str) else list(prompts)
         if len(Ks) != B or len(prompts) != B:
             raise ValueError(f"K and prompts must give one entry per item ({B})")
-        d = self.defaults
-        uncond_control = uncond_control or d.uncond_control
-        height, width = height or d.height, width or d.width
-        steps = num_inference_steps or d.num_inference_steps
-        guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
-        shift = d.shift if shift is None else shift
-        if uncond_control not in UNCOND_CONTROL:
-            raise ValueError(f"uncond_control must be one of {UNCOND_CONTROL}, got {uncond_control!r}")
-        if height % 16 or width % 16 or height <= 0 or width <= 0:
-            raise ValueError(f"height and width must be positive multiples of 16, got {height}x{width}")
+        uncond_control, height, width, steps, guidance_scale, shift = self._settings(
+            uncond_control, height, width, num_inference_steps, guidance_scale, shift)
         if len({len(j) for j in joints}) != 1:
             raise ValueError(f"every item must have the same frame count, got {sorted({len(j) for j in joints})}")
         device, dtype = self._execution_device, self.transformer.dtype
