@@ -93,3 +93,35 @@ def test_overwrite_and_resume_end_to_end(tmp_path, capsys):
     assert [json.loads(x)["step"] for x in (out / "loss.jsonl").read_text().splitlines()] == [1]
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["base", "checkpoint-000001"]
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_checkpoint_save_on_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+    """torch.save reports a full disk as a RuntimeError (PytorchStreamWriter), not an OSError: the command still ends
+    with one line naming the checkpoint, no temporary folder is left and the previous checkpoint is intact."""
+    import torch
+
+    from embodiments.clip import write_clip
+
+    data = tmp_path / "data"
+    write_clip(data / "c0.h5", make_frames(5), make_joints(5), prompt="a hand")
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"tiny": SMALL_TINY, "control": CONTROL, "lora_rank": 4}))
+    out = tmp_path / "run"
+    args = ["train", "--preset", "tiny", "--data", str(data), "--out", str(out), "--config", str(cfg),
+            "--no-progress", "--sample-every", "0", "--checkpoint-every", "1"]
+    assert main([*args, "--steps", "1"]) == 0
+    before = _snapshot(out / "checkpoint-000001")
+
+    def full_disk(*a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 320 vs 0\n"
+                           "PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--steps", "2", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("dexworld train: error:")]
+    assert "Traceback" not in err and len(errors) == 1
+    assert f"cannot write {out / 'checkpoint-000002'}" in errors[0] and "write failed" in errors[0]
+    assert not (out / "checkpoint-000002").exists() and not list(out.glob(".checkpoint-*"))
+    assert _snapshot(out / "checkpoint-000001") == before and (out / "latest").read_text() == "checkpoint-000001"

@@ -12,6 +12,7 @@ Trainable: LoRA (blocks' q, k, v, o, FFN), the widened patch embedding (AdamW, c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embodiments.io_utils import atomic_dir
+from embodiments.io_utils import OutputError, atomic_dir
 from worldmodel.training.distributed import (
     average_gradients,
     clip_grad_norm,
@@ -235,6 +236,22 @@ def _set_rng_state(state: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- trainer
+@contextlib.contextmanager
+def _writer_errors_as_output_errors(path: Path):
+    """``torch.save`` and safetensors report a failed write (a full disk) as their own errors, not ``OSError``:
+    make them the one-line :class:`OutputError` naming the checkpoint (``atomic_dir`` has already removed the
+    temporary folder, and the previous checkpoint is untouched)."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (RuntimeError, SafetensorError) as e:
+        text = str(e)
+        if "writ" not in text.lower():  # not a write failure: a bug, keep its traceback
+            raise
+        raise OutputError.of(path, text.splitlines()[-1] or type(e).__name__) from None
+
+
 class Trainer:
     """Builds models, optimiser, schedule and data from a :class:`TrainConfig`; ``train()`` runs the loop.
 
@@ -614,7 +631,7 @@ class Trainer:
         optimizer_state = gather_optimizer_state(model, self._torch_optimizer)
         if acc.is_main_process:
             tstate = {k.removeprefix("transformer."): v for k, v in state.items() if k.startswith("transformer.")}
-            with atomic_dir(path) as tmp:
+            with _writer_errors_as_output_errors(path), atomic_dir(path) as tmp:
                 model.control.save_pretrained(tmp / "control")  # replicated: every process holds all of it
                 save_lora(model.transformer, tmp / "lora", state=tstate)
                 save_file(patch_embedding_state(model.transformer, tstate), tmp / "patch_embedding.safetensors")
