@@ -20,6 +20,7 @@ import numpy as np
 import embodiments
 import retarget
 import sim_bridge
+from dexworld.progress import quiet_library_progress
 from embodiments.io_utils import atomic_path
 from sim_bridge.clips import episode_from_rollout
 from sim_bridge.motion import interpolate_poses
@@ -67,18 +68,6 @@ def imagine(pipe, sim, prompt: str, steps: int | None, seed: int, control: bool 
         warnings.filterwarnings("ignore", message=".*(all|every) joint")
         out = pipe(sim.frames[0], joints, prompt=prompt, num_inference_steps=steps, seed=seed, progress=False)
     return to_uint8(out.frames)
-
-
-def _quiet_library_progress() -> None:
-    """The demo shows one progress bar of its own; transformers' weight loading and datasets' map bars (LeRobot
-    export) would print through it."""
-    import datasets
-    import diffusers
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -172,7 +161,7 @@ def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | 
     from worldmodel.evaluation.video import draw_joints, side_by_side, write_video
     from worldmodel.wan.pipeline import HandControlPipeline
 
-    _quiet_library_progress()
+    quiet_library_progress()
     timings: dict[str, float] = {}
     with Progress(disable=not cfg.progress, transient=True) as bar:
         task = bar.add_task("demo", total=6)

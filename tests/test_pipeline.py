@@ -270,3 +270,19 @@ def test_batch_of_independent_items_matches_one_at_a_time(pipe, guidance):
         pipe.sample_batch(images, joints, seeds=[1])
     with pytest.raises(ValueError, match="same frame count"):
         pipe.sample_batch(images[:2], [joints[0], make_joints(9)], seeds=[1, 2])
+
+
+@pytest.mark.parametrize("mode, says", [("soft", "without hand control"), ("upstream", "zero joints")])
+def test_all_invalid_joints_warning_says_what_the_mode_does(image, mode, says):
+    """Invalid joints contribute nothing in our modes, but upstream mode encodes them as the authors' zero joints."""
+    from worldmodel.control.module import HandControlModule
+
+    c = build_tiny(**SMALL_TINY)
+    ensure_widened(c.transformer)
+    torch.manual_seed(0)
+    p = HandControlPipeline.from_components(c, HandControlModule(occlusion=mode, **CONTROL))
+    p.set_progress_bar_config(disable=True)
+    joints = make_joints(5)
+    joints = joints.replace(valid=np.zeros_like(joints.valid))
+    with pytest.warns(UserWarning, match=says):
+        _run(p, image, joints, num_inference_steps=1)

@@ -130,6 +130,9 @@ def build_config(args: argparse.Namespace):
     if args.offload_encoders:
         values["offload_encoders"] = True
     if args.no_progress:
+        from dexworld.progress import quiet_library_progress
+
+        quiet_library_progress()
         values["progress"] = False
     if not values.get("data") and not values.get("cache"):
         raise ValueError("--data is required (a folder of .h5 clips), or --cache (a 'dexworld cache' folder)")

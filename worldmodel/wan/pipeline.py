@@ -221,8 +221,13 @@ class HandControlPipeline(WanImageToVideoPipeline):
         if not np.isfinite(K).all() or np.any(np.abs(np.linalg.det(K)) < 1e-12):
             raise ValueError("K must be a finite, invertible pixel intrinsics matrix")
         if not joints.valid.any():
-            warnings.warn("all joints are marked invalid: the video is generated without hand control",
-                          stacklevel=3)
+            if getattr(self.control.config, "occlusion", None) == "upstream":  # the authors' zero-joint encoding
+                warnings.warn("all joints are marked invalid: in upstream mode they are encoded as the authors' "
+                              "data pipeline does (zero joints at cell (0, 0)), which still conditions the video",
+                              stacklevel=3)
+            else:
+                warnings.warn("all joints are marked invalid: the video is generated without hand control",
+                              stacklevel=3)
         h0, w0 = image_hw
         check_view((h0, w0), joints, K, name="the reference image")
         if (h0, w0) != (height, width):  # K refers to the reference image's pixels; follow its resize
