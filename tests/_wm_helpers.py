@@ -48,3 +48,25 @@ def make_control():
 
     torch.manual_seed(0)
     return HandControlModule(**CONTROL)
+
+
+def trained_tiny_pipeline(components=None, rank: int = 4, alpha: float | None = None):
+    """A tiny pipeline whose control pathway is "trained": widened patch embedding with random control input
+    channels, LoRA (``rank``, ``alpha``) with random non-zero B, the tiny control module."""
+    from worldmodel.wan.adapter import add_lora, ensure_widened
+    from worldmodel.wan.pipeline import HandControlPipeline
+    from worldmodel.wan.presets import build_tiny
+
+    c = build_tiny(**SMALL_TINY) if components is None else components
+    ensure_widened(c.transformer)
+    add_lora(c.transformer, rank=rank, alpha=alpha)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        pe = c.transformer.patch_embedding.weight
+        pe[:, 36:] = torch.randn(pe[:, 36:].shape, generator=g)
+        for n, p in c.transformer.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    pipe = HandControlPipeline.from_components(c, make_control())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

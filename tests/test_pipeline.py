@@ -8,11 +8,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _wm_helpers import CONTROL, SMALL_TINY, K, make_control, make_frames, make_joints
+from _wm_helpers import CONTROL, SMALL_TINY, K, make_frames, make_joints, trained_tiny_pipeline
 
 from embodiments.layout import hand_slots
 from worldmodel.editing import edit_joints
-from worldmodel.wan.adapter import add_lora, ensure_widened
+from worldmodel.wan.adapter import ensure_widened
 from worldmodel.wan.pipeline import HandControlPipeline
 from worldmodel.wan.presets import build_tiny, load_preset
 
@@ -23,19 +23,7 @@ STEPS = 3
 @pytest.fixture(scope="module")
 def pipe():
     """A tiny pipeline whose control pathway is "trained": random LoRA B and control input channels."""
-    c = build_tiny(**SMALL_TINY)
-    ensure_widened(c.transformer)
-    add_lora(c.transformer, rank=4)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        pe = c.transformer.patch_embedding.weight
-        pe[:, 36:] = torch.randn(pe[:, 36:].shape, generator=g)
-        for n, p in c.transformer.named_parameters():
-            if "lora_B" in n:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    p = HandControlPipeline.from_components(c, make_control())
-    p.set_progress_bar_config(disable=True)
-    return p
+    return trained_tiny_pipeline()
 
 
 @pytest.fixture(scope="module")

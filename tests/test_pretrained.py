@@ -11,9 +11,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from _wm_helpers import SMALL_TINY, make_control, make_frames, make_joints
+from _wm_helpers import SMALL_TINY, make_frames, make_joints, trained_tiny_pipeline
 
-from worldmodel.wan.adapter import add_lora, ensure_widened
 from worldmodel.wan.pipeline import HandControlPipeline
 from worldmodel.wan.presets import build_tiny
 
@@ -23,18 +22,7 @@ RANK, ALPHA = 4, 8.0
 
 def _trained_tiny(components):
     """Widen + LoRA (rank 4, alpha 8: scale 2) with random non-zero B and control input channels."""
-    ensure_widened(components.transformer)
-    add_lora(components.transformer, rank=RANK, alpha=ALPHA)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        pe = components.transformer.patch_embedding.weight
-        pe[:, 36:] = torch.randn(pe[:, 36:].shape, generator=g)
-        for n, p in components.transformer.named_parameters():
-            if "lora_B" in n:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    pipe = HandControlPipeline.from_components(components, make_control())
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return trained_tiny_pipeline(components, rank=RANK, alpha=ALPHA)
 
 
 @pytest.fixture(scope="module")

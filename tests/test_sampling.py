@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _wm_helpers import SMALL_TINY, make_control, make_frames, make_joints
+from _wm_helpers import SMALL_TINY, make_frames, make_joints, trained_tiny_pipeline
 from safetensors.torch import save_file
 
-from worldmodel.wan.adapter import add_lora, ensure_widened
 from worldmodel.wan.pipeline import HandControlPipeline
 from worldmodel.wan.presets import build_tiny
 from worldmodel.wan.sampling import clip_resize, set_timesteps, upstream_scheduler
@@ -29,19 +28,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 @pytest.fixture(scope="module")
 def pipe():
-    c = build_tiny(**SMALL_TINY)
-    ensure_widened(c.transformer)
-    add_lora(c.transformer, rank=4)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        pe = c.transformer.patch_embedding.weight
-        pe[:, 36:] = torch.randn(pe[:, 36:].shape, generator=g)
-        for n, p in c.transformer.named_parameters():
-            if "lora_B" in n:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    p = HandControlPipeline.from_components(c, make_control())
-    p.set_progress_bar_config(disable=True)
-    return p
+    return trained_tiny_pipeline()
 
 
 def _shifted(n: int, s: float) -> np.ndarray:
