@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _g1_fk import g1_right_hand_in_camera, rpy
 from PIL import Image
 
 from embodiments import registry
 from embodiments.clip import read_clip
-from embodiments.transforms import invert_transform, make_transform, project, rotation_about
+from embodiments.transforms import invert_transform, make_transform, project
 from sim_bridge import humanoid_everyday as he
 from sim_bridge import lerobot_io as lio
 from sim_bridge.robots import HE_PUBLISHED_K, arm_kinematics
@@ -26,31 +27,9 @@ K_SMALL = HE_PUBLISHED_K * np.array([[0.1], [0.1], [1.0]])
 ARM = np.array([-0.5, 0.0, 0.0, 1.2, 0.0, 0.0, 0.0, -0.5, 0.0, 0.0, 1.2, 0.0, 0.0, 0.0])
 
 
-def rpy(r, p, y):
-    return rotation_about([0, 0, 1], y) @ rotation_about([0, 1, 0], p) @ rotation_about([1, 0, 0], r)
-
-
-def joint(xyz, r=(0, 0, 0), axis=None, q=0.0):
-    """URDF joint transform: origin (xyz, rpy) then rotation about the axis."""
-    T = make_transform(rpy(*r), xyz)
-    return T @ make_transform(rotation_about(axis, q), np.zeros(3)) if axis is not None else T
-
-
 def g1_right_palm_in_camera(arm):
     """Independent numpy FK from the numbers of Unitree's G1 URDF: camera-from-right-palm (4, 4)."""
-    a = arm[7:]
-    T = (joint([0.0039563, -0.10021, 0.23778], (-0.27931, 5.4949e-05, 0.00019159), [0, 1, 0], a[0])
-         @ joint([0, -0.038, -0.013831], (0.27925, 0, 0), [1, 0, 0], a[1])
-         @ joint([0, -0.00624, -0.1032], axis=[0, 0, 1], q=a[2])
-         @ joint([0.015783, 0, -0.080518], axis=[0, 1, 0], q=a[3])
-         @ joint([0.100, -0.00188791, -0.010], axis=[1, 0, 0], q=a[4])
-         @ joint([0.038, 0, 0], axis=[0, 1, 0], q=a[5])
-         @ joint([0.046, 0, 0], axis=[0, 0, 1], q=a[6])
-         @ joint([0.0415, -0.003, 0]))
-    cam = joint([0.0576235, 0.01753, 0.42987], (0, 0.8307767239493009, 0))
-    # optical frame: x right = -y_body, y down = -z_body, z forward = x_body
-    cam = cam @ make_transform(np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float), np.zeros(3))
-    return invert_transform(cam) @ T
+    return g1_right_hand_in_camera(arm, "dex3")
 
 
 def write_episode(task_dir: Path, n: int, T: int = 10, robot: str = "g1", dot: bool = True, ext: str = "jpg"):
