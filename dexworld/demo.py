@@ -137,6 +137,7 @@ def _swap_in(staging: Path, out: Path, names: tuple[str, ...]) -> None:
     """Replace the previous run's outputs ``names`` in ``out`` by the new ones in ``staging``; nothing else in
     ``out`` is touched. The old files move aside first and are deleted only once every new one is in place."""
     trash = Path(tempfile.mkdtemp(prefix=".demo-old-", dir=out))
+    placed: list[str] = []
     try:
         for name in names:
             if (out / name).exists() or (out / name).is_symlink():
@@ -144,13 +145,15 @@ def _swap_in(staging: Path, out: Path, names: tuple[str, ...]) -> None:
         for name in names:
             if (staging / name).exists():
                 os.replace(staging / name, out / name)
+                placed.append(name)
     except OSError:
-        for name in names:  # put the previous outputs back
-            if (trash / name).exists() and not (out / name).exists():
+        for name in placed:  # take the new outputs out again (staging is deleted by the caller) ...
+            os.replace(out / name, staging / name)
+        for name in names:  # ... and put every previous output back, so the run is all old or all new
+            if (trash / name).exists() or (trash / name).is_symlink():
                 os.replace(trash / name, out / name)
         raise
-    finally:
-        shutil.rmtree(trash, ignore_errors=True)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | None, out: Path) -> dict:

@@ -69,3 +69,31 @@ def test_rerun_with_another_hand_and_motion_replaces_everything(demo_out, tmp_pa
     assert [e["task"] for e in episodes] == ["imagined: pinch retargeted to dex3_right"]
     assert sorted(p.name for p in out.iterdir()) == ["lerobot", "metrics.json", "side_by_side.gif",
                                                      "side_by_side.mp4"]
+
+
+def test_swap_in_failing_half_way_leaves_every_previous_output(tmp_path, monkeypatch):
+    """A failure while the new outputs move in (here: the second rename) puts all the previous ones back."""
+    import os
+
+    from dexworld import demo
+
+    out, staging = tmp_path / "out", tmp_path / "out" / ".stage"
+    staging.mkdir(parents=True)
+    names = ("a.txt", "b.txt", "c.txt")
+    for n in names:
+        (out / n).write_text(f"old {n}")
+        (staging / n).write_text(f"new {n}")
+    real, moves_in = os.replace, []
+
+    def flaky(src, dst):
+        if os.fspath(src).startswith(os.fspath(staging)):
+            moves_in.append(src)
+            if len(moves_in) == 2:
+                raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(demo.os, "replace", flaky)
+    with pytest.raises(OSError):
+        demo._swap_in(staging, out, names)
+    assert {n: (out / n).read_text() for n in names} == {n: f"old {n}" for n in names}
+    assert (staging / "a.txt").read_text() == "new a.txt"
