@@ -9,27 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _wm_helpers import SMALL_TINY, make_control, make_frames, make_joints
+from _wm_helpers import SMALL_TINY, make_frames, make_joints, trained_tiny_pipeline
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
 
 
 def _pipe():
-    from worldmodel.wan.adapter import add_lora, ensure_widened
-    from worldmodel.wan.pipeline import HandControlPipeline
-    from worldmodel.wan.presets import build_tiny
-
-    c = build_tiny(**SMALL_TINY)
-    ensure_widened(c.transformer)
-    add_lora(c.transformer, rank=4)
-    with torch.no_grad():
-        g = torch.Generator().manual_seed(0)
-        for n, p in c.transformer.named_parameters():
-            if "lora_B" in n or n.startswith("patch_embedding."):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    pipe = HandControlPipeline.from_components(c, make_control())
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return trained_tiny_pipeline()
 
 
 def test_sampling_on_cuda_matches_cpu():
