@@ -21,6 +21,9 @@ from .scene import SceneConfig, build_scene, randomize_appearance
 
 HELDOUT_SEED_OFFSET = 1_000_003  # held-out scenes use seed + this offset, so they never share a scene with training
 HELDOUT_RENDERS_PER_SCENE = 16  # many scenes in a small held-out set: the figure should not hinge on one camera
+# hand geometry of the renders: one of sim_bridge.hand_style.HAND_STYLES, or "mixed" (alternating per scene), so one
+# probe reads clips of either style
+PROBE_HAND_STYLES = ("simple", "detailed", "mixed")
 
 
 @dataclasses.dataclass
@@ -54,18 +57,21 @@ def _sample_poses(emb, axes, n: int, rng: np.random.Generator) -> tuple[np.ndarr
 
 def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: int = 0,
                       renders_per_scene: int = 96, renders_per_appearance: int = 8, progress: bool = True,
-                      scene_config=None) -> ProbeData:
+                      scene_config=None, hand_style: str = "simple") -> ProbeData:
     """Render ``num_renders`` single frames of random poses over randomised MuJoCo scenes (kinematic replay).
 
     A scene (textures, objects, lights) is compiled every ``renders_per_scene`` frames and its continuous
     appearance (camera pose and fovy, lights, tints, object places) re-drawn every ``renders_per_appearance``;
-    everything is a function of ``seed``.
+    everything is a function of ``seed``. ``hand_style`` picks the hand geometry (``"mixed"``: simple and detailed
+    scenes alternate).
     """
     from tqdm.auto import tqdm
 
     emb = get(embodiment)
     if num_renders < 1:
         raise ValueError(f"num_renders must be >= 1, got {num_renders}")
+    if hand_style not in PROBE_HAND_STYLES:
+        raise ValueError(f"hand_style must be one of {PROBE_HAND_STYLES}, got {hand_style!r}")
     cfg = scene_config or SceneConfig(camera_eye_jitter=0.05, camera_target_jitter=0.05, fovy_deg=(50.0, 75.0))
     axes = hand_axes(emb)
     o = side_offset(emb.side)
@@ -77,7 +83,9 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
     done, block = 0, 0
     try:
         while done < num_renders:
-            scene = build_scene(emb, cfg, seed=int(np.random.SeedSequence([seed, block]).generate_state(1)[0]))
+            style = ("simple", "detailed")[block % 2] if hand_style == "mixed" else hand_style
+            scene = build_scene(emb, dataclasses.replace(cfg, hand_style=style),
+                                seed=int(np.random.SeedSequence([seed, block]).generate_state(1)[0]))
             renderer = FrameRenderer(scene.model, size, size)
             try:
                 stop = min(done + renders_per_scene, num_renders)
@@ -104,20 +112,24 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
     return ProbeData(emb.name, images, uv, valid)
 
 
-def render_heldout(embodiment: str, num: int, size: int, seed: int, progress: bool = True) -> ProbeData:
+def render_heldout(embodiment: str, num: int, size: int, seed: int, progress: bool = True,
+                   hand_style: str = "simple") -> ProbeData:
     """Held-out renders: like the training ones, but a new scene every ``HELDOUT_RENDERS_PER_SCENE`` frames."""
     return render_probe_data(embodiment, num, size, seed=seed, renders_per_scene=HELDOUT_RENDERS_PER_SCENE,
-                             progress=progress)
+                             progress=progress, hand_style=hand_style)
 
 
 def render_probe_sets(embodiments, num_renders: int, num_heldout: int, size: int, heldout_size: int, seed: int = 0,
-                      progress: bool = True) -> tuple[list[ProbeData], list[ProbeData], dict]:
+                      progress: bool = True, hand_style: str = "simple"
+                      ) -> tuple[list[ProbeData], list[ProbeData], dict]:
     """Training and held-out renders for each embodiment, and a record of how they were made (for the probe)."""
     import time
 
     t0 = time.perf_counter()
-    train = [render_probe_data(e, num_renders, size, seed=seed, progress=progress) for e in embodiments]
-    held = [render_heldout(e, num_heldout, heldout_size, seed + HELDOUT_SEED_OFFSET, progress) for e in embodiments]
+    train = [render_probe_data(e, num_renders, size, seed=seed, progress=progress, hand_style=hand_style)
+             for e in embodiments]
+    held = [render_heldout(e, num_heldout, heldout_size, seed + HELDOUT_SEED_OFFSET, progress, hand_style)
+            for e in embodiments]
     info = {"heldout_seed": int(seed + HELDOUT_SEED_OFFSET), "heldout_renders_per_scene": HELDOUT_RENDERS_PER_SCENE,
-            "render_seconds": round(time.perf_counter() - t0, 1)}
+            "hand_style": hand_style, "render_seconds": round(time.perf_counter() - t0, 1)}
     return train, held, info

@@ -47,7 +47,8 @@ def test_shipped_probe_files_and_size(shipped):
 @pytest.mark.parametrize("embodiment", ["inspire_right", "dex3_right"])
 def test_shipped_probe_reproduces_recorded_accuracy(shipped, embodiment):
     """On fresh renders (new scenes and poses) the error is within 1.5× of the recorded held-out figure."""
-    data = render_probe_data(embodiment, 40, size=128, seed=FRESH_SEED, renders_per_scene=8, progress=False)
+    data = render_probe_data(embodiment, 40, size=128, seed=FRESH_SEED, renders_per_scene=8, progress=False,
+                             hand_style=shipped.config.train_info.get("hand_style", "simple"))
     got = evaluate_probe(shipped, data, sizes=(64, 128))
     for size in ("64", "128"):
         recorded = shipped.config.heldout[embodiment][size]
@@ -81,6 +82,79 @@ def test_soft_argmax_matches_peak_and_centre():
     uv = soft_argmax(heat, stride=4)
     torch.testing.assert_close(uv[0, 0], torch.tensor([22.0, 10.0]))
     torch.testing.assert_close(uv[0, 1], torch.tensor([16.0, 16.0]))
+
+
+def test_head_stride_2_heatmaps_and_coordinates(tmp_path):
+    """A stride-2 head gives S/2 heatmaps; a peak in cell (row 3, col 6) is pixel (6.5·2, 3.5·2)."""
+    model = KeypointProbe(embodiments=["dex3_right"], size=32, widths=(8, 8, 16, 16), head_stride=2).eval()
+    heat, vis = model(torch.rand(2, 3, 32, 32))
+    assert heat.shape == (2, 21, 16, 16) and vis.shape == (2, 21) and model.stride == 2
+    peak = torch.full((1, 1, 16, 16), -1e4)
+    peak[0, 0, 3, 6] = 0.0
+    torch.testing.assert_close(soft_argmax(peak, model.stride)[0, 0], torch.tensor([13.0, 7.0]))
+    model.save_pretrained(str(tmp_path / "p"), safe_serialization=True)
+    loaded = load_probe(tmp_path / "p")
+    assert loaded.stride == 2
+    x = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(loaded(x)[0], model(x)[0])
+    with pytest.raises(ValueError, match="head_stride"):
+        KeypointProbe(embodiments=["dex3_right"], size=32, head_stride=8)
+
+
+def test_mixed_hand_style_alternates_scenes_with_the_same_labels():
+    """'mixed' renders scene blocks in simple, detailed, simple, … style; poses and cameras do not depend on it."""
+    kw = dict(size=32, seed=FRESH_SEED + 3, renders_per_scene=2, renders_per_appearance=2, progress=False)
+    simple = render_probe_data("inspire_right", 4, hand_style="simple", **kw)
+    detailed = render_probe_data("inspire_right", 4, hand_style="detailed", **kw)
+    mixed = render_probe_data("inspire_right", 4, hand_style="mixed", **kw)
+    np.testing.assert_array_equal(simple.uv, detailed.uv)
+    assert not np.array_equal(simple.images[:2], detailed.images[:2])  # the geometry differs
+    np.testing.assert_array_equal(mixed.images[:2], simple.images[:2])
+    np.testing.assert_array_equal(mixed.images[2:], detailed.images[2:])
+    np.testing.assert_array_equal(mixed.uv, simple.uv)
+    with pytest.raises(ValueError, match="hand_style"):
+        render_probe_data("inspire_right", 1, hand_style="fancy", **kw)
+
+
+class _FixedProbe:
+    """Stands in for a probe: answers fixed detections, so the error is known by hand."""
+
+    def __init__(self, uv):
+        self.uv = uv
+
+    def embodiment_index(self, name):
+        return 0
+
+    def predict(self, frames, name):
+        return self.uv, np.ones(self.uv.shape[:2])
+
+    def heldout_for(self, name, size):
+        return None
+
+
+def test_keypoint_error_on_occluded_joints_and_scored_frames():
+    emb = get("dex3_right")
+    T = 3
+    K = np.array([[50.0, 0, 32], [0, 50, 32], [0, 0, 1]])
+    pos = np.zeros((T, 42, 3))
+    pos[..., 2] = 1.0  # every joint at the optical axis, 1 m away → pixel (32, 32)
+    joints = SparseJoints(pos, valid=np.broadcast_to(emb.slot_mask, (T, 42)).copy(), embodiment=emb.name, K=K)
+    uv = np.full((T, 42, 2), 32.0)
+    slots = np.flatnonzero(emb.slot_mask)
+    uv[:, slots[0], 0] += 3.0  # one joint 3 px off in every frame
+    uv[2, slots[1], 1] += 4.0  # another 4 px off in frame 2 only
+    visible = np.ones((T, 42), bool)
+    visible[:, slots[0]] = False  # the 3-px joint is hidden in every frame
+    r = keypoint_error(_FixedProbe(uv), np.zeros((T, 64, 64, 3), np.uint8), joints, visible=visible)
+    n = len(slots)
+    assert r["n_joints"] == T * n
+    assert r["mean_px"] == pytest.approx((3 * 3.0 + 4.0) / (T * n))
+    assert r["occluded"]["n_joints"] == T and r["occluded"]["mean_px"] == pytest.approx(3.0)
+    later = keypoint_error(_FixedProbe(uv), np.zeros((T, 64, 64, 3), np.uint8), joints, frames_scored=slice(1, None))
+    assert later["n_joints"] == 2 * n and later["mean_px"] == pytest.approx((2 * 3.0 + 4.0) / (2 * n))
+    assert "occluded" not in later
+    with pytest.raises(ValueError, match="visible must have shape"):
+        keypoint_error(_FixedProbe(uv), np.zeros((T, 64, 64, 3), np.uint8), joints, visible=visible[:, :21])
 
 
 def test_tiny_probe_trains_saves_and_loads(tmp_path):

@@ -21,7 +21,13 @@ def register(subparsers) -> None:
     p.add_argument("--renders", type=at.positive_int, default=4000,
                    help="training renders per embodiment (default 4000)")
     p.add_argument("--heldout", type=at.positive_int, default=256, help="held-out renders per embodiment (default 256)")
-    p.add_argument("--size", type=at.side, default=64, help="working size S of the probe (frames S×S, default 64)")
+    p.add_argument("--size", type=at.side, default=128,
+                   help="working size S of the probe (frames S×S, default 128)")
+    p.add_argument("--head-stride", type=int, choices=(2, 4), default=2,
+                   help="heatmap stride in working pixels (default 2: finger-level cells; 4 is cheaper)")
+    p.add_argument("--hand-style", choices=("simple", "detailed", "mixed"), default="mixed",
+                   help="hand geometry of the renders (default mixed: simple and detailed scenes alternate, so the "
+                        "probe reads clips of either style)")
     p.add_argument("--steps", type=at.positive_int, default=2500, help="optimisation steps (default 2500)")
     p.add_argument("--batch-size", type=at.positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--lr", type=at.positive_float, default=3e-3, help="peak learning rate (default 3e-3)")
@@ -50,10 +56,11 @@ def run_train(args: argparse.Namespace) -> int:
 
     eval_sizes = eval_sizes_for(args.size)
     train, heldout, info = render_probe_sets(args.embodiment, args.renders, args.heldout, args.size, max(eval_sizes),
-                                             seed=args.seed, progress=not args.no_progress)
+                                             seed=args.seed, progress=not args.no_progress,
+                                             hand_style=args.hand_style)
     report = train_probe(train, heldout, size=args.size, steps=args.steps, out_dir=args.out, seed=args.seed,
                          batch_size=args.batch_size, lr=args.lr, progress=not args.no_progress,
-                         eval_sizes=eval_sizes, data_info=info)
+                         eval_sizes=eval_sizes, data_info=info, head_stride=args.head_stride)
     _print_probe_table(report.heldout, report.size)
     print(f"{report.num_parameters:,} parameters; rendering {report.render_seconds:.0f} s, training "
           f"{report.train_seconds:.0f} s; loss {report.loss_first:.3f} → {report.loss_last:.3f}; saved to {args.out}")

@@ -5,7 +5,8 @@ hands (randomised camera, lighting, textures, objects, poses) and uses it to mea
 the hand where the commanded joints say. The probe's own held-out accuracy is stored with its weights
 (``config.json`` → ``heldout`` and ``accuracy.json``) and reported next to every use.
 
-Network (:class:`KeypointProbe`): a four-level conv encoder (strides 2–16) with a top-down path back to stride 4,
+Network (:class:`KeypointProbe`): a four-level conv encoder (strides 2–16) with a top-down path back to stride 4
+(or 2, ``head_stride=2``: heatmap cells of 2 px, for finger-level accuracy at 128²),
 one 21-channel heatmap block per embodiment (hand-local MANO/OpenPose order) and a visibility logit per joint.
 Positions come from a soft-argmax over each heatmap (integral regression), trained with an L1 loss on the
 coordinates plus a cross-entropy towards a Gaussian target (which speeds early training), masked to the joints
@@ -51,12 +52,13 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class KeypointProbe(ModelMixin, ConfigMixin):
-    """RGB frames (B, 3, S, S) in [0, 1] → per-embodiment heatmaps (B, 21, S/4, S/4) and visibility logits (B, 21).
+    """RGB frames (B, 3, S, S) in [0, 1] → per-embodiment heatmaps (B, 21, S/s, S/s) and visibility logits (B, 21).
 
     Args:
         embodiments: registry names the probe was trained for; each gets its own 21-channel heatmap block.
         size: working size S (frames are resized to S × S); a multiple of 16.
         widths: channels at strides 2, 4, 8, 16.
+        head_stride: stride s of the heatmaps, 4 or 2 (one more top-down level, onto the stem's features).
         heldout: held-out accuracy per embodiment and evaluation size, filled in by :func:`train_probe`.
         train_info: how the probe was trained (renders, steps, seed, seconds), filled in by :func:`train_probe`.
     """
@@ -64,7 +66,7 @@ class KeypointProbe(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, embodiments: tuple[str, ...] | list[str] = ("inspire_right",), size: int = 128,
                  widths: tuple[int, ...] | list[int] = (16, 32, 64, 96), heldout: dict | None = None,
-                 train_info: dict | None = None):
+                 train_info: dict | None = None, head_stride: int = 4):
         super().__init__()
         if not embodiments:
             raise ValueError("KeypointProbe needs at least one embodiment name")
@@ -72,6 +74,8 @@ class KeypointProbe(ModelMixin, ConfigMixin):
             raise ValueError(f"KeypointProbe size must be a multiple of 16 and >= 32, got {size}")
         if len(widths) != 4:
             raise ValueError(f"KeypointProbe widths must give 4 channel counts (strides 2, 4, 8, 16), got {widths}")
+        if head_stride not in (2, 4):
+            raise ValueError(f"KeypointProbe head_stride must be 2 or 4, got {head_stride}")
         w1, w2, w3, w4 = (int(w) for w in widths)
         n_out = NUM_HAND_JOINTS * len(embodiments)
         self.stem = _conv(3, w1, 2)
@@ -83,7 +87,10 @@ class KeypointProbe(ModelMixin, ConfigMixin):
         self.fuse3 = _conv(w3, w3)
         self.top3 = nn.Conv2d(w3, w2, 1)
         self.fuse2 = _conv(w2, w2)
-        self.heatmap = nn.Conv2d(w2, n_out, 1)
+        if head_stride == 2:
+            self.top2 = nn.Conv2d(w2, w1, 1)
+            self.fuse1 = _conv(w1, w1)
+        self.heatmap = nn.Conv2d(w1 if head_stride == 2 else w2, n_out, 1)
         self.visibility = nn.Linear(w4, n_out)
         # soft-argmax sharpness: logits are scaled by exp(log_beta) before the softmax
         self.log_beta = nn.Parameter(torch.tensor(0.0))
@@ -92,7 +99,7 @@ class KeypointProbe(ModelMixin, ConfigMixin):
 
     @property
     def stride(self) -> int:
-        return 4
+        return int(self.config.head_stride)
 
     def embodiment_index(self, embodiment: str) -> int:
         names = list(self.config.embodiments)
@@ -102,18 +109,21 @@ class KeypointProbe(ModelMixin, ConfigMixin):
         return names.index(embodiment)
 
     def forward(self, images: torch.Tensor, embodiment: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """images (B, 3, S, S) float in [0, 1] → heatmap logits (B, 21·E, S/4, S/4), visibility logits (B, 21·E).
+        """images (B, 3, S, S) float in [0, 1] → heatmap logits (B, 21·E, S/s, S/s), visibility logits (B, 21·E).
 
         With ``embodiment`` only that embodiment's block: (B, 21, S/4, S/4) and (B, 21).
         """
         x = (images - self.mean) / self.std
-        f2 = self.down2(self.stem(x))
+        f1 = self.stem(x)
+        f2 = self.down2(f1)
         f3 = self.down3(f2)
         f4 = self.down4(f3)
         up = dict(mode="bilinear", align_corners=False)
         p3 = self.fuse3(f3 + F.interpolate(self.top4(f4), size=f3.shape[-2:], **up))
-        p2 = self.fuse2(f2 + F.interpolate(self.top3(p3), size=f2.shape[-2:], **up))
-        heat = self.heatmap(p2) * self.log_beta.exp()
+        p = self.fuse2(f2 + F.interpolate(self.top3(p3), size=f2.shape[-2:], **up))
+        if self.stride == 2:
+            p = self.fuse1(f1 + F.interpolate(self.top2(p), size=f1.shape[-2:], **up))
+        heat = self.heatmap(p) * self.log_beta.exp()
         vis = self.visibility(f4.mean((-2, -1)))
         if embodiment is not None:
             e = self.embodiment_index(embodiment)
@@ -325,7 +335,8 @@ def evaluate_probe(model: KeypointProbe, data, sizes: tuple[int, ...] | None = N
 def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int = 1500,
                 out_dir: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 32, lr: float = 3e-3,
                 widths: tuple[int, ...] = (16, 32, 64, 96), progress: bool = True,
-                eval_sizes: tuple[int, ...] | None = None, data_info: dict | None = None) -> ProbeReport:
+                eval_sizes: tuple[int, ...] | None = None, data_info: dict | None = None,
+                head_stride: int = 4) -> ProbeReport:
     """Train and evaluate a keypoint probe on labelled renders; save it to ``out_dir`` (weights, config, accuracy).
 
     Args:
@@ -333,6 +344,7 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
             ``images`` (N, S, S, 3) uint8, ``uv`` (N, 21, 2), ``valid`` (N, 21): ``sim_bridge.render_probe_data``
             makes them). Held-out renders should come from other scenes; they are rendered at the largest size.
         size: working size S (frames S × S); steps / batch_size / lr: AdamW with a one-cycle schedule.
+        head_stride: heatmap stride, 4 or 2 (see :class:`KeypointProbe`).
         eval_sizes: frame sizes to report held-out accuracy at (default S, 64 and 128): held-out frames are
             resized (antialiased) to each, as generated frames of any size are.
         data_info: how the renders were made (seeds, timings), recorded with the accuracy.
@@ -352,7 +364,7 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
     held = heldout
 
     torch.manual_seed(seed)
-    model = KeypointProbe(embodiments=embodiments, size=size, widths=tuple(widths))
+    model = KeypointProbe(embodiments=embodiments, size=size, widths=tuple(widths), head_stride=head_stride)
     images = torch.from_numpy(np.concatenate([d.images for d in train]))  # (N, S, S, 3) uint8, kept compact
     uv = torch.from_numpy(np.concatenate([d.uv for d in train]))
     valid = torch.from_numpy(np.concatenate([d.valid for d in train]))
@@ -438,15 +450,19 @@ def save_probe(model: KeypointProbe, out_dir: str | os.PathLike, report: ProbeRe
 
 # =============================================================================================== evaluation
 def keypoint_error(probe: KeypointProbe, frames: np.ndarray, joints: SparseJoints,
-                   threshold: float = PCK_THRESHOLD_PX, embodiment: str | None = None) -> dict:
+                   threshold: float = PCK_THRESHOLD_PX, embodiment: str | None = None,
+                   visible: np.ndarray | None = None, frames_scored: slice | None = None) -> dict:
     """2D joint error of the probe's detections in ``frames`` against the projections of ``joints``.
 
     Args:
         frames: (T, H, W, 3) uint8, e.g. generated frames.
         joints: camera-frame SparseJoints with K in the pixels of ``frames`` (the commanded joints).
         embodiment: the robot hand to look for (default ``joints.embodiment``).
-    Returns mean/median error in pixels, PCK@threshold, the number of joints compared, the per-joint detections,
-    and the probe's recorded held-out accuracy at the nearest frame size (``probe_heldout``).
+        visible: optional (T, 42) bool, per joint and frame whether the reference render shows it (a clip's
+            ``visible`` extra); adds ``occluded``: the same figures over the joints it hides.
+        frames_scored: which frames count (default all), e.g. ``slice(1, None)`` to leave out the given frame 0.
+    Returns mean/median error in pixels, PCK@threshold, the number of joints compared and the probe's recorded
+    held-out accuracy at the nearest frame size (``probe_heldout``).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -467,14 +483,29 @@ def keypoint_error(probe: KeypointProbe, frames: np.ndarray, joints: SparseJoint
     with np.errstate(invalid="ignore"):
         inside = (uvd[..., 0] >= 0) & (uvd[..., 0] < W) & (uvd[..., 1] >= 0) & (uvd[..., 1] < H)
     valid = ok & inside & emb.slot_mask[None]
+    if frames_scored is not None:
+        keep = np.zeros(len(valid), bool)
+        keep[frames_scored] = True
+        valid &= keep[:, None]
     uv_pred, vis = probe.predict(frames, emb.name)
     out = {"embodiment": emb.name, "frame_size": [int(H), int(W)], "n_joints": int(valid.sum()),
            "probe_heldout": probe.heldout_for(emb.name, (H, W))}
-    if not valid.any():
-        out.update({"mean_px": float("nan"), "median_px": float("nan"), f"pck@{threshold:g}px": float("nan")})
-        return out
-    err = np.linalg.norm(uv_pred - uvd[..., :2], axis=-1)[valid]
-    out.update({"mean_px": float(err.mean()), "median_px": float(np.median(err)),
-                f"pck@{threshold:g}px": pck(uv_pred, uvd[..., :2], threshold, valid),
-                "visibility_mean": float(vis[valid].mean())})
+    out.update(_errors(uv_pred, uvd[..., :2], valid, threshold))
+    if valid.any():
+        out["visibility_mean"] = float(vis[valid].mean())
+    if visible is not None:
+        visible = np.asarray(visible, bool)
+        if visible.shape != valid.shape:
+            raise ValueError(f"visible must have shape {valid.shape} (frames, 42 slots), got {visible.shape}")
+        hidden = valid & ~visible
+        out["occluded"] = {"n_joints": int(hidden.sum()), **_errors(uv_pred, uvd[..., :2], hidden, threshold)}
     return out
+
+
+def _errors(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, threshold: float) -> dict:
+    """Mean/median pixel error and PCK of ``pred`` vs ``target`` (T, 42, 2) over ``mask``; NaN when it is empty."""
+    key = f"pck@{threshold:g}px"
+    if not mask.any():
+        return {"mean_px": float("nan"), "median_px": float("nan"), key: float("nan")}
+    err = np.linalg.norm(pred - target, axis=-1)[mask]
+    return {"mean_px": float(err.mean()), "median_px": float(np.median(err)), key: pck(pred, target, threshold, mask)}
