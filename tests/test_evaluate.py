@@ -73,6 +73,8 @@ def test_psnr_ssim_and_probe_metrics_by_hand():
     probe.joints = joints
     rep = evaluate(video, types.SimpleNamespace(frames=ref_frames, joints=joints), probe=probe)
     assert rep.psnr == pytest.approx(20 * math.log10(255 / 10), abs=1e-3)
+    assert rep.frame0_psnr == pytest.approx(20 * math.log10(255 / 10), abs=1e-3)
+    assert rep.hand_psnr == pytest.approx(20 * math.log10(255 / 10), abs=1e-3)  # +10 inside the hand region too
     assert 0.9 < rep.ssim < 1.0
     k = rep.keypoints
     n = int(get(EMB).slot_mask.sum()) * T
@@ -94,6 +96,25 @@ def test_identical_video_and_exclude_first():
     rep = evaluate(video, r, exclude_first=True)
     assert math.isinf(rep.psnr) and rep.to_dict()["psnr"] is None and rep.exclude_first
     assert math.isfinite(evaluate(video, r).psnr)
+    # frame 0 is scored on its own (the given image as it comes back): 255 − x against x
+    mse0 = ((255.0 - 2 * ref[0].astype(float)) ** 2).mean() / 255**2
+    assert rep.frame0_psnr == pytest.approx(-10 * math.log10(mse0), abs=1e-3)
+    assert math.isinf(rep.hand_psnr)
+
+
+def test_hand_psnr_sees_only_the_hand_region():
+    ref = smooth_frames()
+    joints = make_joints()
+    mask = hand_region(joints, (128, 128), 6.0)
+    video = ref.astype(float)
+    video[~mask] = 255 - video[~mask]  # wrong everywhere except near the hand
+    rep = evaluate(video.astype(np.uint8), types.SimpleNamespace(frames=ref, joints=joints))
+    assert math.isinf(rep.hand_psnr) and rep.psnr < 10
+    video = ref.astype(float)
+    video[mask] += 20  # wrong only near the hand: 20 grey levels there
+    rep = evaluate(video.astype(np.uint8), types.SimpleNamespace(frames=ref, joints=joints))
+    assert rep.hand_psnr == pytest.approx(20 * math.log10(255 / 20), abs=1e-3)
+    assert rep.psnr > rep.hand_psnr
 
 
 def test_smaller_video_resizes_reference_and_scales_K():

@@ -76,6 +76,7 @@ def _finite_or_none(x):
 
 
 # =============================================================================================== evaluate
+HAND_RADIUS_PX = 6.0  # the hand region of EvalReport.hand_psnr: pixels this close to the commanded skeleton
 @dataclasses.dataclass
 class EvalReport:
     """Metrics of one generated video against its reference. ``to_dict()`` is what goes into metrics.json.
@@ -83,6 +84,9 @@ class EvalReport:
     psnr/ssim compare with the reference frames (resized to the video's size if they differ); ``keypoints`` holds
     the probe's mean/median 2D joint error (pixels of the video), PCK@5 px, the number of joints compared and the
     probe's own held-out accuracy at the nearest frame size (``probe_heldout``); None without a probe.
+    ``frame0_psnr`` compares frame 0 with the reference's (in image-to-video: how faithfully the given image comes
+    back); ``hand_psnr`` is the PSNR inside the hand region (pixels within ``HAND_RADIUS_PX`` of the commanded
+    skeleton) over the scored frames, None where no joint projects into them.
     """
 
     num_frames: int
@@ -90,6 +94,8 @@ class EvalReport:
     psnr: float
     ssim: float
     embodiment: str
+    frame0_psnr: float | None = None
+    hand_psnr: float | None = None
     keypoints: dict | None = None
     exclude_first: bool = False
     reference_resized: bool = False
@@ -112,6 +118,10 @@ class EvalReport:
         frames = f"{self.num_frames} frames {self.frame_size[0]}×{self.frame_size[1]}"
         t.add_row("PSNR (dB)", f"{self.psnr:.2f}", frames + (", first frame excluded" if self.exclude_first else ""))
         t.add_row("SSIM", f"{self.ssim:.4f}", "reference resized to the video" if self.reference_resized else "")
+        t.add_row("frame 0 PSNR (dB)", f"{self.frame0_psnr:.2f}", "the given image, as it comes back")
+        if self.hand_psnr is not None:
+            t.add_row("hand-region PSNR (dB)", f"{self.hand_psnr:.2f}",
+                      f"pixels within {HAND_RADIUS_PX:g} px of the commanded skeleton")
         k = self.keypoints
         if k is not None:
             held = k.get("probe_heldout") or {}
@@ -120,6 +130,10 @@ class EvalReport:
             t.add_row("joint error (px)", f"{k['mean_px']:.2f}", ref)
             t.add_row("joint error median (px)", f"{k['median_px']:.2f}", f"{k['n_joints']} joints")
             t.add_row(f"PCK@{PCK_THRESHOLD_PX:g}px", f"{k[f'pck@{PCK_THRESHOLD_PX:g}px']:.3f}", self.embodiment)
+            occ = k.get("occluded")
+            if occ is not None:
+                t.add_row("joint error, occluded joints (px)", f"{occ['mean_px']:.2f}",
+                          f"{occ['n_joints']} joints hidden in the reference render")
         for n in self.notes:
             t.add_row("note", "", n)
         return t
@@ -133,8 +147,11 @@ def evaluate(video, reference, probe=None, exclude_first: bool = False,
         reference: anything with ``frames`` (T, H0, W0, 3) and ``joints`` (camera-frame SparseJoints with K in
             the pixels of those frames): a ``sim_bridge.SimRollout`` or a ``embodiments.clip.Clip``.
         probe: a :class:`worldmodel.evaluation.probe.KeypointProbe` trained for the reference's embodiment, or None.
-        exclude_first: drop frame 0 from PSNR/SSIM (in image-to-video it is the given reference image).
-    If the video's size differs from the reference's, the reference frames are resized to it and K scaled.
+        exclude_first: drop frame 0 from PSNR/SSIM and the joint error (in image-to-video it is the given image).
+    If the reference carries per-joint visibility (a clip's ``visible`` extra, from ``dexworld synth
+    --visibility``/``--occlusion``), the joint error is also reported over the occluded joints alone
+    (``keypoints["occluded"]``). If the video's size differs from the reference's, the reference frames are
+    resized to it and K scaled.
     """
     frames_ref = getattr(reference, "frames", None)
     joints = getattr(reference, "joints", None)
@@ -157,14 +174,25 @@ def evaluate(video, reference, probe=None, exclude_first: bool = False,
         joints = joints.replace(K=scale_intrinsics(joints.K, W / w0, H / h0))
         notes.append(f"reference {h0}×{w0} resized to the video's {H}×{W}; K scaled to match")
     sl = slice(1, None) if exclude_first and T > 1 else slice(None)
+    hand = hand_region(joints, (H, W), HAND_RADIUS_PX)[sl]
+    hand_mse = float(((vid[sl] - ref[sl]) ** 2).mean(-1)[hand].mean()) if hand.any() else None
     report = EvalReport(num_frames=T, frame_size=(H, W), psnr=psnr(vid[sl], ref[sl]), ssim=ssim(vid[sl], ref[sl]),
-                        embodiment=joints.embodiment, exclude_first=exclude_first and T > 1,
-                        reference_resized=resized, notes=notes)
+                        embodiment=joints.embodiment, frame0_psnr=psnr(vid[:1], ref[:1]),
+                        hand_psnr=None if hand_mse is None else _psnr_of_mse(hand_mse),
+                        exclude_first=exclude_first and T > 1, reference_resized=resized, notes=notes)
     if probe is not None:
-        report.keypoints = keypoint_error(probe, _to_uint8(vid), joints, threshold=pck_threshold)
+        visible = (getattr(reference, "extra", None) or {}).get("visible")
+        report.keypoints = keypoint_error(probe, _to_uint8(vid), joints, threshold=pck_threshold,
+                                          visible=None if visible is None else np.asarray(visible, bool),
+                                          frames_scored=sl)
         if report.keypoints["n_joints"] == 0:
             report.notes.append("no commanded joint of the hand projects into the frames: no joint error")
     return report
+
+
+def _psnr_of_mse(mse: float) -> float:
+    """PSNR (dB, data range 1) of a mean squared error; ∞ for identical pixels, as ``metrics.psnr`` gives."""
+    return math.inf if mse <= 0 else float(10 * math.log10(1.0 / mse))
 
 
 # =============================================================================================== perturbations
