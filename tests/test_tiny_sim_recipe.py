@@ -62,6 +62,29 @@ def test_base_state_dict_round_trip_through_lora():
         load_base_state_dict(c, {k: v for k, v in state.items() if "blocks.0." not in k})
 
 
+def test_vae_long_window_phase_trains_on_whole_clips(tmp_path):
+    """Phase 1 reads long windows (here the whole 9-frame clip), improves their reconstruction and logs its steps;
+    steps=0 runs it alone, continuing a trained VAE."""
+    from worldmodel.training.vae import vae_loss
+    from worldmodel.wan.presets import build_tiny
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_clip(data / "c0.h5", _smooth_frames(9), make_joints(9))
+    vae = build_tiny(**SMALL_TINY).vae
+    cfg = VaeTrainConfig(steps=0, long_steps=25, long_num_frames=9, long_lr=2e-3, long_warmup_steps=0,
+                         batch_size=1, crop=None, stats_batches=1, progress=False)
+    clip = ClipDataset(data, 9, 32, 32)[0]["video"][None]
+    with torch.no_grad():
+        before = float(vae_loss(vae, clip, None, cfg)[1])
+    train_vae(vae, data, 32, 32, cfg, log=tmp_path / "vae.jsonl")
+    with torch.no_grad():
+        after = float(vae_loss(vae, clip, None, cfg)[1])
+    assert after < 0.5 * before, (before, after)
+    rows = [json.loads(line) for line in (tmp_path / "vae.jsonl").read_text().splitlines()]
+    assert len(rows) == 25 and {r["phase"] for r in rows} == {1} and {r["frames"] for r in rows} == {9}
+
+
 def test_vae_stage_fits_and_sets_latent_statistics(tmp_path):
     from worldmodel.wan.presets import build_tiny
 
@@ -86,6 +109,10 @@ def test_vae_stage_fits_and_sets_latent_statistics(tmp_path):
     assert latent_statistics(vae, ds, cfg)[0] == pytest.approx(vae.config.latents_mean)
     with pytest.raises(ValueError, match="num_frames"):
         VaeTrainConfig(num_frames=4)
+    with pytest.raises(ValueError, match="long_num_frames"):
+        VaeTrainConfig(long_steps=3, long_num_frames=8)
+    with pytest.raises(ValueError, match="at least one step"):
+        VaeTrainConfig(steps=0)
     with pytest.raises(ValueError, match="unknown VAE stage options"):
         VaeTrainConfig.from_dict({"stepz": 3})
 

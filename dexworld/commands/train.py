@@ -54,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-base", action="store_true", default=None,
                    help="train the whole transformer, not only LoRA (default for tiny-sim)")
     p.add_argument("--vae-steps", type=at.nonnegative_int, default=None,
-                   help="stage-1 VAE training steps for presets built from configs (tiny-sim default 1000; "
+                   help="stage-1 VAE training steps for presets built from configs (tiny-sim default 4000; then 400 "
+                        "on 17-frame windows; "
                         "0: no VAE stage, the default of the other presets)")
     p.add_argument("--timestep-sampling", choices=("uniform", "logit_normal", "upstream"), default=None,
                    help="noise levels: uniform or logit-normal σ, then shifted (default logit_normal); upstream: "

@@ -1,0 +1,43 @@
+"""Continue a run's stage-1 VAE on long windows only (``VaeTrainConfig`` phase 1), in place in ``RUN/base/vae``.
+
+What ``dexworld train --preset tiny-sim`` does after its short-window phase, for a run whose base was written
+before the long-window phase existed (the shipped tiny-sim run):
+
+    .venv/bin/python scripts/vae_long_windows.py --run outputs/tiny_sim/run --data outputs/tiny_sim/data/train \
+        --steps 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", type=Path, required=True, help="run folder whose base/vae is continued")
+    ap.add_argument("--data", required=True, help="training clips")
+    ap.add_argument("--steps", type=int, required=True, help="long-window steps")
+    args = ap.parse_args(argv)
+    from diffusers import AutoencoderKLWan
+
+    from embodiments.io_utils import atomic_dir
+    from worldmodel.training.vae import VaeTrainConfig, train_vae
+    from worldmodel.wan.presets import TRAIN_DEFAULTS
+
+    folder = args.run / "base" / "vae"
+    vae = AutoencoderKLWan.from_pretrained(folder)
+    opts = {**TRAIN_DEFAULTS["tiny-sim"]["vae"], "steps": 0, "long_steps": args.steps}
+    train_vae(vae, args.data, 128, 128, VaeTrainConfig.from_dict(opts), log=args.run / "vae_loss.jsonl")
+    with atomic_dir(folder) as tmp:
+        vae.save_pretrained(tmp)
+    print(json.dumps({"continued": str(folder), "long_steps": args.steps}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
