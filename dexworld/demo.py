@@ -21,6 +21,7 @@ import embodiments
 import retarget
 import sim_bridge
 from dexworld.progress import quiet_library_progress
+from dexworld.scene_presets import SCENE_PRESETS
 from embodiments.io_utils import atomic_path
 from sim_bridge.clips import episode_from_rollout
 from sim_bridge.motion import interpolate_poses
@@ -46,6 +47,7 @@ class DemoConfig:
     checkpoint: Path | None = None  # default: the shipped tiny-sim model (or a run folder: its latest checkpoint)
     device: str | None = None  # torch device of the world model (default cpu)
     physics: bool = True
+    hand_style: str = "auto"  # detailed (the shipped model's data) for the built-in hands, simple for others
     progress: bool = True
 
 
@@ -186,8 +188,11 @@ def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | 
         done("retarget")
 
         step("simulate")
+        # the scene distribution of the shipped model's training clips (`dexworld synth --scene-preset tiny-sim`)
+        scene = sim_bridge.build_scene(emb, sim_bridge.SceneConfig(**SCENE_PRESETS["tiny-sim"],
+                                                                   hand_style=cfg.hand_style), seed=cfg.seed)
         sim = sim_bridge.rollout(emb, q, wrist_path(emb, cfg.frames), mode="physics" if cfg.physics else "kinematic",
-                                 size=(cfg.size, cfg.size), seed=cfg.seed, fps=cfg.fps)
+                                 size=(cfg.size, cfg.size), seed=cfg.seed, fps=cfg.fps, scene=scene)
         if not sim.stable or len(sim) != cfg.frames:
             raise RuntimeError(f"the physics rollout was unstable: {'; '.join(sim.issues)}")
         done("simulate")

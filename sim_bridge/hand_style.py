@@ -23,7 +23,8 @@ import dataclasses
 import mujoco
 import numpy as np
 
-HAND_STYLES = ("simple", "detailed")
+# "auto": detailed for the hands that have a look (the built-in Dex3-1 and Inspire), simple for every other hand
+HAND_STYLES = ("simple", "detailed", "auto")
 _CAPSULE, _BOX, _CYLINDER = mujoco.mjtGeom.mjGEOM_CAPSULE, mujoco.mjtGeom.mjGEOM_BOX, mujoco.mjtGeom.mjGEOM_CYLINDER
 
 

@@ -28,7 +28,7 @@ from embodiments.transforms import look_at
 
 from .camera import camera_intrinsics, mujoco_cam_from_cv
 from .hand_pose import join_names, split_names
-from .hand_style import HAND_STYLES, apply_detailed
+from .hand_style import HAND_STYLES, apply_detailed, look_for
 
 HAND_PREFIX = "hand/"  # names of a one-hand scene; a pair uses "left/" and "right/"
 LABEL_BACKGROUND, LABEL_HAND, LABEL_OBJECT, LABEL_ENV = 0, 1, 2, 3
@@ -76,8 +76,8 @@ class SceneConfig:
     # 1024² +7 ms, MuJoCo's default 4096² far more; MSAA 4× about triples the cost; reflections +2 ms (off).
     shadow_size: int = 512  # 0 disables shadows
     msaa_samples: int = 0
-    # "simple": the URDF's primitives (what the shipped models were trained on); "detailed": per-link geometry
-    # and the real hands' colours (sim_bridge.hand_style)
+    # "simple": the URDF's primitives; "detailed": per-link geometry and the real hands' colours
+    # (sim_bridge.hand_style; the shipped tiny-sim model's data); "auto": detailed where the hand has a look
     hand_style: str = "simple"
 
     def __post_init__(self) -> None:
@@ -359,7 +359,7 @@ def build_scene(embodiment: HandsLike, config: SceneConfig | None = None, seed: 
     for i, emb in enumerate(embs):
         prefix = hand_prefix(emb.side, len(embs))
         hand = _hand_spec(emb)
-        if cfg.hand_style == "detailed":
+        if cfg.hand_style == "detailed" or (cfg.hand_style == "auto" and look_for(emb.name, emb.side) is not None):
             apply_detailed(hand, emb.name, emb.side)
         root = world.add_frame().attach_body(hand.worldbody.first_body(), prefix, "")
         root.add_freejoint(name=prefix + "root_free")

@@ -76,6 +76,20 @@ def test_simple_is_the_default_and_keeps_the_urdf_primitives():
         SceneConfig(hand_style="fancy")
 
 
+def test_auto_is_detailed_where_a_hand_has_a_look_and_simple_elsewhere(monkeypatch):
+    import sim_bridge.scene as scene_mod
+
+    def geoms(scene):
+        m = scene.model
+        return [(m.geom(g).name, tuple(np.round(m.geom_size[g], 5))) for g in range(m.ngeom)]
+
+    detailed, simple = geoms(_scene("dex3_right", "detailed")), geoms(_scene("dex3_right", "simple"))
+    assert detailed != simple
+    assert geoms(_scene("dex3_right", "auto")) == detailed
+    monkeypatch.setattr(scene_mod, "look_for", lambda name, side: None)  # as for a user's own hand
+    assert geoms(_scene("dex3_right", "auto")) == simple
+
+
 def test_detailed_hands_simulate_and_fingertips_land_on_their_pads():
     emb = embodiments.get("inspire_right")
     ax = hand_axes(emb)

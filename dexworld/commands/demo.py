@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a trained checkpoint, or a training run folder (its latest; default: the shipped model)")
     p.add_argument("--device", type=at.device, default=None, help="torch device of the world model (default cpu)")
     p.add_argument("--kinematic", action="store_true", help="replay joints kinematically instead of physics")
+    p.add_argument("--hand-style", choices=("auto", "detailed", "simple"), default="auto",
+                   help="hand geometry of the simulation (default auto: detailed, what the shipped model was trained "
+                        "on, for the built-in hands; simple for others)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = DemoConfig(out=args.out, embodiment=args.embodiment, motion=args.motion, method=args.method,
                      frames=args.frames, size=args.size, steps=args.steps, seed=args.seed,
                      checkpoint=args.checkpoint, device=args.device, physics=not args.kinematic,
-                     progress=not args.no_progress)
+                     hand_style=args.hand_style, progress=not args.no_progress)
     report = run_demo(cfg)
     table = Table(title=f"{report['motion']} on {report['embodiment']}",
                   caption="vs the simulation, frame 0 excluded")
@@ -50,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     on, off = report["imagined"], report["control_off"]
     table.add_row("PSNR vs simulation (dB)", f"{on['psnr']:.2f}", f"{off['psnr']:.2f}")
     table.add_row("SSIM vs simulation", f"{on['ssim']:.3f}", f"{off['ssim']:.3f}")
+    for key, label in (("hand_psnr", "hand-region PSNR (dB)"), ("frame0_psnr", "frame 0 PSNR (dB, given image)")):
+        if on.get(key) is not None and off.get(key) is not None:
+            table.add_row(label, f"{on[key]:.2f}", f"{off[key]:.2f}")
     console = Console()
     if on.get("keypoints") and off.get("keypoints"):
         k_on, k_off = on["keypoints"], off["keypoints"]

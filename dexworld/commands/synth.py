@@ -7,15 +7,9 @@ import os
 from pathlib import Path
 
 from .. import argtypes as at
+from ..scene_presets import SCENE_PRESETS
 
 SYNTH_HELP = "render synthetic paired training clips (video + camera-frame joints + K) of a robot hand in MuJoCo"
-# Scene randomisation presets (SceneConfig overrides). "tiny-sim": the data of the shipped tiny model, with a
-# narrower camera (±1 cm jitter, fovy 60–64°), 1–2 objects, 1–2 lights and no checker textures (flat/gradient
-# table, flat objects), so a ~3 M-parameter model and a 0.2 M-parameter VAE trained for minutes on a CPU can fit it.
-SCENE_PRESETS = {"default": {},
-                 "tiny-sim": {"camera_eye_jitter": 0.01, "camera_target_jitter": 0.01, "fovy_deg": (60.0, 64.0),
-                              "num_objects": (1, 2), "num_lights": (1, 2), "table_textures": ("flat", "gradient"),
-                              "object_textures": ("flat",)}}
 SIM_HELP = "roll a robot hand joint trajectory through MuJoCo (kinematic or physics) and write an mp4"
 
 
@@ -50,9 +44,10 @@ def register(subparsers) -> None:
                    help="episodes sharing one compiled scene (appearance is re-drawn for each)")
     p.add_argument("--scene-preset", choices=tuple(SCENE_PRESETS), default="default",
                    help="scene randomisation ranges: default, or tiny-sim (narrower camera, fewer objects/lights)")
-    p.add_argument("--hand-style", choices=("simple", "detailed"), default="simple",
-                   help="hand geometry: simple (the URDF's primitives; the shipped models' data) or detailed "
-                        "(per-link geometry and the real hands' colours)")
+    p.add_argument("--hand-style", choices=("auto", "detailed", "simple"), default="auto",
+                   help="hand geometry: detailed (per-link geometry and the real hands' colours; the shipped "
+                        "model's data), simple (the URDF's primitives), or auto (default: detailed for the "
+                        "built-in Dex3-1 and Inspire hands, simple for others)")
     p.add_argument("--depth", action="store_true", help="also store depth maps")
     p.add_argument("--visibility", action="store_true",
                    help="store per-joint visibility (extra 'visible' (T, 42)) from segmentation and depth renders")
@@ -80,8 +75,9 @@ def register(subparsers) -> None:
     s.add_argument("--size", type=_size, default=(256, 256), help="frame size N or HxW (default 256)")
     s.add_argument("--fps", type=at.positive_float, default=16.0, help="frames per second (default 16)")
     s.add_argument("--seed", type=at.seed, default=0, help="scene seed")
-    s.add_argument("--hand-style", choices=("simple", "detailed"), default="simple",
-                   help="hand geometry: simple (default) or detailed (per-link geometry, real colours)")
+    s.add_argument("--hand-style", choices=("auto", "detailed", "simple"), default="auto",
+                   help="hand geometry: detailed (per-link geometry, real colours), simple, or auto (default: "
+                        "detailed where the hand has a detailed look)")
     s.add_argument("--joints-out", type=Path, help="also save the camera-frame SparseJoints (.npz or .h5)")
     s.add_argument("--save-ref", type=Path, default=None,
                    help="also save the first frame as an image (.png): with --joints-out, the inputs of "
