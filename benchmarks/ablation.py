@@ -1,23 +1,28 @@
-"""The paper's ablation table in miniature, on held-out synthetic MuJoCo clips.
+"""The paper's ablation table in miniature, on an ordinary and an occlusion held-out split, over training seeds.
 
-Every variant trains the tiny-sim model with one budget (same steps, seed, data, trained VAE and the same random
-transformer init: the ``base`` folder of the shipped tiny-sim run), then generates each held-out clip from its first
-frame + SparseJoints + K and is scored against the simulation (``worldmodel.evaluation.evaluate``, frame 0 excluded):
-probe 2D joint error (px) and PCK@5px (shipped keypoint probe), PSNR / SSIM.
+Every variant trains the tiny-sim model with one budget (same steps, data, trained VAE and the same random
+transformer init: the ``base`` folder of a tiny-sim run) from one encoding cache of the training clips (ordinary and
+occlusion-split clips together), then generates each held-out clip from its first frame + SparseJoints + K and is
+scored against the simulation (``worldmodel.evaluation.evaluate``, frame 0 excluded): the keypoint probe's 2D joint
+error on all joints and on the joints the reference render hides (the clips' ``visible`` extra), PCK@5px, PSNR and
+SSIM. Each seed's figure is the mean over clips; the tables give mean ± std over seeds.
 
 Variants (``HandControlModule`` switches):
   control off  the full variant's model with every joint invalid (zero control volume and motion features; the
                mode it was trained in through whole-sample control dropout)
-  2D tracks    Wan-Move style: the reference latent's features copied along 2D point tracks, no control volume
-  OCA          occlusion-gated source features, propagation without depth order, no 3D geometric embedding
-  OCA+OP       + depth-weighted propagation (softmax over joints with λ·disparity)
-  full         + 3D geometric embeddings (OCA+OP+3DGE)
+  tracks2d     Wan-Move style: the reference latent's features copied along 2D point tracks, no control volume
+  oca          occlusion-gated source features, propagation without depth order, no 3D geometric embedding
+  oca_op       + depth-weighted propagation (softmax over joints with λ·disparity)
+  full         + 3D geometric embeddings (OCA+OP+3DGE), dexworld's default ``soft`` mode
+  paper        the full module in ``paper`` mode (the equations as written)
+  upstream     the full module in ``upstream`` mode (the authors' published module)
 
-    .venv/bin/python benchmarks/ablation.py --steps 120 --clips 8            # train + evaluate all, print table
-    .venv/bin/python benchmarks/ablation.py --variants tracks2d oca          # a subset (e.g. two processes)
-    .venv/bin/python benchmarks/ablation.py --report --write-docs            # table from saved metrics
+    .venv/bin/python benchmarks/ablation.py --steps 100 --seeds 0 1 2          # train + evaluate, print tables
+    .venv/bin/python benchmarks/ablation.py --seeds 1 --variants oca full      # a subset (e.g. a second process)
+    .venv/bin/python benchmarks/ablation.py --report                           # tables from saved metrics
+    .venv/bin/python benchmarks/ablation.py --crossings                        # OP's weights at the crossings
 
-Baseline for the ratios: control off.
+Work already done (a checkpoint, a metrics file) is kept and skipped on a rerun. Baseline for the ratios: control off.
 """
 
 from __future__ import annotations
@@ -40,31 +45,58 @@ VARIANTS: dict[str, dict] = {
     "oca": {"use_depth_weighting": False, "use_geometric_embedding": False},
     "oca_op": {"use_geometric_embedding": False},
     "full": {},
+    "paper": {"occlusion": "paper"},
+    "upstream": {"occlusion": "upstream"},
 }
 LABELS = {"off": "control off", "tracks2d": "2D point tracks (Wan-Move style)", "oca": "OCA",
-          "oca_op": "OCA+OP", "full": "OCA+OP+3DGE (full)"}
-ORDER = ["off", "tracks2d", "oca", "oca_op", "full"]
-METRICS = ("joint_error_px", "pck@5px", "psnr", "ssim")
+          "oca_op": "OCA+OP", "full": "OCA+OP+3DGE (full, soft mode)", "paper": "full, paper mode",
+          "upstream": "full, upstream mode"}
+ORDER = ["off", "tracks2d", "oca", "oca_op", "full", "paper", "upstream"]
+METRICS = ("joint_error_px", "joint_error_occluded_px", "pck@5px", "psnr", "ssim")
+SPLITS = {"ordinary": "outputs/tiny_sim/data/heldout", "occlusion": "outputs/tiny_sim/data/heldout_occlusion"}
 
 
-def train_variant(name: str, args) -> Path:
-    """Train one variant from the shared base; returns its final checkpoint folder."""
+def training_cache(args) -> Path:
+    """One encoding cache of every training clip, shared by all variants and seeds (built once)."""
+    from embodiments.clip import find_clips
+    from worldmodel.training.cache import build_cache, load_encoders
+
+    cache = Path(args.out) / "cache"
+    if (cache / "manifest.json").exists():
+        return cache
+    # the cache reads one folder: file links to the clips of every training folder (names keep them apart)
+    links = Path(args.out) / "train_clips"
+    links.mkdir(parents=True, exist_ok=True)
+    for folder in args.data:
+        for clip in find_clips(folder):
+            link = links / f"{Path(folder).name}__{clip.parent.name}__{clip.name}"
+            if not link.exists():
+                link.symlink_to(clip.resolve())
+    return build_cache(load_encoders(args.base), links, cache, progress=not args.quiet)
+
+
+def train_variant(name: str, seed: int, cache: Path, args) -> Path:
+    """Train one variant from the shared base; returns its final checkpoint folder (kept and reused on a rerun)."""
     from worldmodel.training.trainer import TrainConfig, Trainer
     from worldmodel.wan.presets import TRAIN_DEFAULTS
 
-    defaults = {k: v for k, v in TRAIN_DEFAULTS["tiny-sim"].items() if k != "vae"}
+    run = Path(args.out) / f"seed{seed}" / name
+    done = sorted(run.glob("checkpoint-*"))
+    if done and (done[-1] / "model_index.json").exists() and done[-1].name.endswith(f"{args.steps:06d}"):
+        return done[-1]
+    defaults = {k: v for k, v in TRAIN_DEFAULTS["tiny-sim"].items() if k not in ("vae", "tiny")}
     cfg = TrainConfig.from_dict({
-        **defaults, "data": args.data, "out": str(Path(args.out) / name), "preset": "tiny-sim",
+        **defaults, "cache": str(cache), "out": str(run), "preset": "tiny-sim",
         "base_path": str(Path(args.base).resolve()), "control": VARIANTS[name], "steps": args.steps,
-        "warmup_steps": min(defaults["warmup_steps"], args.steps // 5), "seed": args.seed,
-        "checkpoint_every": 0, "progress": not args.quiet,
+        "warmup_steps": min(defaults["warmup_steps"], args.steps // 5), "seed": seed,
+        "checkpoint_every": args.steps, "progress": not args.quiet,
     })
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, overwrite=True)
     trainer.train()
     return trainer.save_checkpoint()
 
 
-def evaluate_variant(name: str, checkpoint: Path, paths, probe, args) -> dict:
+def evaluate_variant(name: str, checkpoint: Path, paths: list, probe, args) -> dict:
     """Per-clip metrics of one checkpoint (and of control off for the full variant)."""
     from tiny_sim_eval import control_off, generate
 
@@ -85,26 +117,40 @@ def evaluate_variant(name: str, checkpoint: Path, paths, probe, args) -> dict:
                 video = generate(pipe, clip, joints, args.eval_seed, None)
             rep = evaluate(video, clip, probe=probe, exclude_first=True).to_dict()
             k = rep.get("keypoints") or {}
+            occ = k.get("occluded") or {}
             out[mode].append({"clip": str(path), "psnr": rep["psnr"], "ssim": rep["ssim"],
                               "joint_error_px": k.get("mean_px"), "pck@5px": k.get("pck@5px"),
+                              "joint_error_occluded_px": occ.get("mean_px"), "occluded_joints": occ.get("n_joints"),
                               "probe_heldout": k.get("probe_heldout")})
     return out
 
 
-def summarise(rows: list[dict]) -> dict:
+def clip_mean(rows: list[dict]) -> dict:
+    """Mean over clips of each metric (None where no clip has it)."""
     s = {}
     for key in METRICS:
         vals = np.array([r[key] for r in rows if r.get(key) is not None], dtype=np.float64)
         vals = vals[np.isfinite(vals)]
         s[key] = float(vals.mean()) if vals.size else None
-        s[key + "_sem"] = float(vals.std(ddof=1) / np.sqrt(vals.size)) if vals.size > 1 else None
     s["clips"] = len(rows)
+    s["occluded_joints"] = int(sum(r.get("occluded_joints") or 0 for r in rows))
+    return s
+
+
+def seed_stats(per_seed: list[dict]) -> dict:
+    """Mean and std (ddof 1; None for one seed) over seeds of each metric's clip mean."""
+    s = {"seeds": len(per_seed)}
+    for key in METRICS:
+        vals = np.array([p[key] for p in per_seed if p.get(key) is not None], dtype=np.float64)
+        s[key] = float(vals.mean()) if vals.size else None
+        s[key + "_std"] = float(vals.std(ddof=1)) if vals.size > 1 else None
     return s
 
 
 def table(results: dict) -> str:
-    head = "| variant | joint error (px) ↓ | PCK@5px ↑ | PSNR (dB) ↑ | SSIM ↑ | joint error / control off |"
-    lines = [head, "|---|---|---|---|---|---|"]
+    head = ("| variant | joint error, all (px) ↓ | joint error, occluded (px) ↓ | PCK@5px ↑ | PSNR (dB) ↑ | SSIM ↑ "
+            "| joint error / control off |")
+    lines = [head, "|---|---|---|---|---|---|---|"]
     base = results.get("off", {}).get("joint_error_px")
     for v in ORDER:
         if v not in results:
@@ -114,86 +160,151 @@ def table(results: dict) -> str:
         def f(key, fmt, s=s):
             if s.get(key) is None:
                 return "–"
-            sem = s.get(key + "_sem")
-            return fmt.format(s[key]) + (f" ± {fmt.format(sem)}" if sem is not None else "")
+            std = s.get(key + "_std")
+            return fmt.format(s[key]) + (f" ± {fmt.format(std)}" if std is not None else "")
 
         ratio = f"{s['joint_error_px'] / base:.2f}" if base and s.get("joint_error_px") is not None else "–"
-        lines.append(f"| {LABELS[v]} | {f('joint_error_px', '{:.2f}')} | {f('pck@5px', '{:.3f}')} | "
-                     f"{f('psnr', '{:.2f}')} | {f('ssim', '{:.3f}')} | {ratio} |")
+        lines.append(f"| {LABELS[v]} | {f('joint_error_px', '{:.2f}')} | {f('joint_error_occluded_px', '{:.2f}')} | "
+                     f"{f('pck@5px', '{:.3f}')} | {f('psnr', '{:.2f}')} | {f('ssim', '{:.3f}')} | {ratio} |")
     return "\n".join(lines)
+
+
+def heldout_paths(folder: str, clips: int) -> list:
+    """``clips`` held-out clips of ``folder``, split evenly over its embodiment subfolders."""
+    from embodiments.clip import find_clips
+
+    by_emb: dict[str, list] = {}
+    for p in find_clips(folder):
+        by_emb.setdefault(Path(p).parent.name, []).append(p)
+    per = max(1, clips // max(1, len(by_emb)))
+    return [p for group in by_emb.values() for p in sorted(group)[:per]]
+
+
+def report(out: Path) -> dict[str, str]:
+    """Tables (markdown) per split from the metrics files under ``out``."""
+    tables = {}
+    for split in SPLITS:
+        results = {}
+        for v in ORDER:
+            files = sorted(out.glob(f"seed*/metrics/{split}/{v}.json"))
+            per_seed = [json.loads(f.read_text())["summary"] for f in files]
+            if per_seed:
+                results[v] = seed_stats(per_seed)
+        if results:
+            seeds = sorted({f.parts[-4] for f in out.glob(f"seed*/metrics/{split}/*.json")})
+            tables[split] = f"**{split} split** ({', '.join(seeds)})\n\n" + table(results)
+    return tables
+
+
+def crossing_shares(folder: str, depth_scales: dict[str, float], cell_px: float = 8.0,
+                    disparity_scale: float = 0.2) -> dict:
+    """What depth-weighted propagation (OP) can do at the crossings of the occlusion split.
+
+    A crossing: a joint the reference render hides and a visible joint of the same frame whose projections fall in
+    the same latent cell (within ``cell_px``, the VAE's 8× downsampling). OP's softmax over joints weighs them by
+    (H_k + ε)·exp(λ·d_k), d = ``disparity_scale``/z; at a point where both heatmaps are equal the nearer joint's
+    share is sigmoid(λ·(d_near − d_far)) (without OP: 0.5). Returns the depth gaps and, per λ, the share's quartiles.
+    """
+    from embodiments.clip import find_clips, read_clip
+
+    gaps, lead = [], []
+    for path in find_clips(folder):
+        clip = read_clip(path)
+        visible = clip.extra.get("visible")
+        if visible is None:
+            continue
+        uvd, ok = clip.joints.project()
+        z = np.asarray(clip.joints.positions, np.float64)[..., 2]
+        for t in range(len(z)):
+            hidden = np.flatnonzero(ok[t] & ~visible[t])
+            shown = np.flatnonzero(ok[t] & visible[t])
+            for i in hidden:
+                close = shown[np.linalg.norm(uvd[t, shown, :2] - uvd[t, i, :2], axis=-1) < cell_px]
+                for j in close:
+                    near, far = (i, j) if z[t, i] < z[t, j] else (j, i)
+                    gaps.append(z[t, far] - z[t, near])
+                    lead.append(disparity_scale / z[t, near] - disparity_scale / z[t, far])
+    lead = np.asarray(lead)
+    out = {"crossings": int(len(lead)), "depth_gap_mm": [float(np.percentile(gaps, q)) * 1000 for q in (25, 50, 75)]
+           if gaps else None}
+    for name, lam in depth_scales.items():
+        share = 1.0 / (1.0 + np.exp(-lam * lead)) if len(lead) else np.array([np.nan])
+        out[name] = {"lambda": float(lam), "near_share": [float(np.percentile(share, q)) for q in (25, 50, 75)]}
+    return out
+
+
+def trained_depth_scales(out: Path) -> dict[str, float]:
+    """λ of the initial module and of every trained full-variant checkpoint under ``out``."""
+    from safetensors.torch import load_file
+
+    scales = {"initial": 5.0}
+    for f in sorted(out.glob("seed*/full/checkpoint-*/control/diffusion_pytorch_model.safetensors")):
+        scales[f"trained, {f.parts[-5]}"] = float(load_file(f)["depth_scale"])
+    return scales
 
 
 def main(argv=None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="outputs/tiny_sim/data/train")
-    ap.add_argument("--heldout", default="outputs/tiny_sim/data/heldout")
+    ap.add_argument("--data", nargs="+",
+                    default=["outputs/tiny_sim/data/train", "outputs/tiny_sim/data/train_occlusion"],
+                    help="training clip folders (all variants train on all of them)")
+    ap.add_argument("--heldout", default=SPLITS["ordinary"], help="held-out clips of the ordinary split")
+    ap.add_argument("--heldout-occlusion", default=SPLITS["occlusion"],
+                    help="held-out clips of the occlusion split (`dexworld synth --occlusion`)")
     ap.add_argument("--base", default="outputs/tiny_sim/run/base",
                     help="trained VAE + random transformer init shared by every variant")
+    ap.add_argument("--probe", default=None, help="keypoint probe folder (default: the shipped one)")
     ap.add_argument("--out", default="outputs/ablation")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--steps", type=int, default=120)
-    ap.add_argument("--seed", type=int, default=0, help="training seed (control init, data order, noise)")
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="training seeds (control init, data order, noise)")
     ap.add_argument("--eval-seed", type=int, default=0, help="sampling seed")
-    ap.add_argument("--clips", type=int, default=8, help="held-out clips, split evenly over embodiments")
+    ap.add_argument("--clips", type=int, default=6, help="held-out clips per split, split evenly over embodiments")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--report", action="store_true", help="only build the table from saved metrics")
-    ap.add_argument("--write-docs", default=None, nargs="?", const="docs/results.md",
-                    help="append the table to this markdown file")
+    ap.add_argument("--report", action="store_true", help="only build the tables from saved metrics")
+    ap.add_argument("--crossings", action="store_true",
+                    help="only report what OP's depth weighting does at the occlusion split's crossings")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
+    if args.crossings:
+        print(json.dumps(crossing_shares(args.heldout_occlusion, trained_depth_scales(out)), indent=2))
+        return 0
     if not args.report:
-        from embodiments.clip import find_clips
         from worldmodel.evaluation.probe import load_probe
 
         sys.path.insert(0, str(Path(__file__).resolve().parent))
-        probe = load_probe()
-        by_emb: dict[str, list] = {}
-        for p in find_clips(args.heldout):
-            by_emb.setdefault(Path(p).parent.name, []).append(p)
-        per = max(1, args.clips // max(1, len(by_emb)))
-        paths = [p for group in by_emb.values() for p in sorted(group)[:per]]
-        for name in args.variants:
-            t0 = time.perf_counter()
-            ckpt = train_variant(name, args)
-            t_train = time.perf_counter() - t0
-            rows = evaluate_variant(name, ckpt, paths, probe, args)
-            for mode, r in rows.items():
-                rec = {"variant": mode, "control": VARIANTS[name], "steps": args.steps, "seed": args.seed,
-                       "eval_seed": args.eval_seed, "train_seconds": round(t_train, 1),
-                       "eval_seconds": round(time.perf_counter() - t0 - t_train, 1),
-                       "summary": summarise(r), "clips": r}
-                (out / f"{mode}.json").write_text(json.dumps(rec, indent=2))
-                print(f"{LABELS[mode]}: {rec['summary']}  (train {t_train:.0f} s)")
-    results, meta = {}, {}
-    for v in ORDER:
-        f = out / f"{v}.json"
-        if f.exists():
-            rec = json.loads(f.read_text())
-            results[v] = rec["summary"]
-            meta[v] = rec
-    text = table(results)
-    print(text)
-    if args.write_docs and results:
-        any_rec = next(iter(meta.values()))
-        secs = sum(m["train_seconds"] + m["eval_seconds"] for k, m in meta.items() if k != "off")
-        doc = Path(args.write_docs)
-        doc.write_text(doc.read_text().rstrip("\n") + "\n\n" + _section(text, any_rec, secs, len(meta)) + "\n")
-        print(f"appended to {doc}")
+        probe = load_probe(args.probe)
+        splits = {"ordinary": heldout_paths(args.heldout, args.clips),
+                  "occlusion": heldout_paths(args.heldout_occlusion, args.clips)}
+        cache = training_cache(args)
+        for seed in args.seeds:
+            for name in args.variants:
+                t0 = time.perf_counter()
+                ckpt = train_variant(name, seed, cache, args)
+                t_train = time.perf_counter() - t0
+                for split, paths in splits.items():
+                    folder = out / f"seed{seed}" / "metrics" / split
+                    if (folder / f"{name}.json").exists():
+                        continue
+                    t1 = time.perf_counter()
+                    rows = evaluate_variant(name, ckpt, paths, probe, args)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    for mode, r in rows.items():
+                        rec = {"variant": mode, "split": split, "control": VARIANTS[name], "steps": args.steps,
+                               "seed": seed, "eval_seed": args.eval_seed, "train_seconds": round(t_train, 1),
+                               "eval_seconds": round(time.perf_counter() - t1, 1), "summary": clip_mean(r),
+                               "clips": r}
+                        (folder / f"{mode}.json").write_text(json.dumps(rec, indent=2))
+                        print(f"seed {seed} {split} {LABELS[mode]}: {rec['summary']}  (train {t_train:.0f} s)",
+                              flush=True)
+    for text in report(out).values():
+        print(text + "\n")
     return 0
-
-
-def _section(text: str, rec: dict, seconds: float, n: int) -> str:
-    return "\n".join([
-        "## Ablation", "",
-        f"{n} rows; each trained variant: {rec['steps']} steps of stage 2 (batch 8, tiny-sim recipe otherwise) from "
-        "the same trained VAE and the same random transformer init (`outputs/tiny_sim/run/base`), training seed "
-        f"{rec['seed']}, sampling seed {rec['eval_seed']}; {rec['summary']['clips']} held-out clips (never trained "
-        f"on). Mean ± standard error over clips, frame 0 excluded. Total {seconds / 60:.1f} min on 2 shared CPU cores.",
-        "", text, ""])
 
 
 if __name__ == "__main__":
