@@ -5,7 +5,8 @@ its first frame + its SparseJoints + K (control on), and again with every joint 
 control volume and zero motion features, a mode the model was trained in through whole-sample control dropout),
 same seed. Both are scored against the simulated frames with ``worldmodel.evaluation.evaluate`` (PSNR/SSIM, and the
 keypoint probe's 2D joint error / PCK@5px when a probe is available), plus the error inside the hand region (pixels
-within ``--radius`` px of the commanded skeleton, frames 1…T−1), which needs no probe. The VAE's own reconstruction
+within ``--radius`` px of the commanded skeleton, frames 1…T−1), which needs no probe, and generated frame 0 against
+the reference image it was given. The VAE's own reconstruction
 of each clip is scored too (the ceiling the video model cannot beat).
 
     .venv/bin/python benchmarks/tiny_sim_eval.py --data outputs/tiny_sim/data/heldout --out outputs/tiny_sim/eval
@@ -77,24 +78,26 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
         for name, joints in (("on", clip.joints), ("off", control_off(clip.joints))):
             video = generate(pipe, clip, joints, seed, steps)
             rep = evaluate(video, clip, probe=probe, exclude_first=True).to_dict()
-            row[name] = {"psnr": rep["psnr"], "ssim": rep["ssim"],
+            row[name] = {"psnr": rep["psnr"], "ssim": rep["ssim"], "frame0_psnr": rep["frame0_psnr"],
                          "hand_mse": hand_region_error(video, ref, mask)}
             row[name]["hand_psnr"] = float(10 * np.log10(1.0 / max(row[name]["hand_mse"], 1e-12)))
             if rep.get("keypoints"):
                 k = rep["keypoints"]
                 row[name].update({"joint_error_px": k["mean_px"], "pck@5px": k.get("pck@5px"),
                                   "probe_heldout": k.get("probe_heldout")})
+                if k.get("occluded") and k["occluded"]["n_joints"]:
+                    row[name]["joint_error_occluded_px"] = k["occluded"]["mean_px"]
         rows.append(row)
 
     def mean(key, sub=None):
-        vals = [r[sub][key] if sub else r[key] for r in rows]
+        vals = [r[sub].get(key) if sub else r[key] for r in rows]
         vals = [v for v in vals if v is not None and np.isfinite(v)]
         return float(np.mean(vals)) if vals else None
 
     summary = {"clips": len(rows), "seed": seed, "radius_px": radius, "vae_psnr": mean("vae_psnr")}
     for name in ("on", "off"):
-        summary[name] = {k: mean(k, name) for k in ("psnr", "ssim", "hand_mse", "hand_psnr", "joint_error_px",
-                                                     "pck@5px")}
+        summary[name] = {k: mean(k, name) for k in ("psnr", "ssim", "frame0_psnr", "hand_mse", "hand_psnr",
+                                                     "joint_error_px", "joint_error_occluded_px", "pck@5px")}
     summary["hand_mse_ratio_on_off"] = summary["on"]["hand_mse"] / summary["off"]["hand_mse"]
     if summary["on"]["joint_error_px"] is not None:
         summary["joint_error_ratio_on_off"] = summary["on"]["joint_error_px"] / summary["off"]["joint_error_px"]
@@ -191,7 +194,8 @@ def main(argv=None) -> int:
     s = result["summary"]
     print(f"{s['clips']} held-out clips, seed {s['seed']}; VAE reconstruction PSNR {s['vae_psnr']:.2f} dB")
     print(f"{'':22s}{'control on':>12s}{'control off':>13s}")
-    for key in ("psnr", "ssim", "hand_psnr", "hand_mse", "joint_error_px", "pck@5px"):
+    for key in ("psnr", "ssim", "frame0_psnr", "hand_psnr", "hand_mse", "joint_error_px", "joint_error_occluded_px",
+                "pck@5px"):
         a, b = s["on"][key], s["off"][key]
         if a is not None:
             print(f"{key:22s}{a:12.4f}{b:13.4f}")
