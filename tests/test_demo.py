@@ -47,6 +47,15 @@ def test_control_beats_control_off(demo_out):
     assert on["keypoints"]["probe_heldout"]["mean_px"] > 0  # the probe's own accuracy travels with its numbers
 
 
+def test_imagined_frames_keep_the_given_image_and_the_hand(demo_out):
+    """Frame 0 and the hand region, as measured for the shipped model (docs/results.md: 16.9 dB and 14.8 dB vs
+    13.9 dB control off, default demo), with a margin; the issue's targets (28 / 18 dB) are not met yet."""
+    report = json.loads((demo_out / "metrics.json").read_text())
+    on, off = report["imagined"], report["control_off"]
+    assert on["frame0_psnr"] > 15.0
+    assert on["hand_psnr"] > 13.0 and on["hand_psnr"] > off["hand_psnr"]
+
+
 def test_demo_rejects_bad_frame_count(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # checked when the command line is parsed
         main(["demo", "--out", str(tmp_path), "--frames", "16", "--no-progress"])

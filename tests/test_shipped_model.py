@@ -1,5 +1,6 @@
 """The shipped tiny-sim model (worldmodel/checkpoints/tiny-sim): it loads by default, and on held-out synthetic clips
-(tests/data/tiny_sim_heldout_*.h5: `dexworld synth --scene-preset tiny-sim --seed 1000`, never trained on) the hand it
+(tests/data/tiny_sim_heldout_*.h5: `dexworld synth --scene-preset tiny-sim --visibility --seed 1000`, episode 0,
+never trained on) the hand it
 imagines is closer to the simulated hand with control than with control switched off. Inference only."""
 
 from __future__ import annotations

@@ -43,10 +43,10 @@ SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 # base: stage 1 trains its VAE on the clips' frames, stage 2 trains the whole transformer (not only LoRA).
 TRAIN_DEFAULTS: dict[str, dict] = {
     "tiny-sim": {"train_base": True, "lora_rank": 8, "lr_lora": 5e-4, "lr_control": 1e-3, "warmup_steps": 30,
-                 "batch_size": 8, "steps": 900, "control_dropout": 0.1, "joint_mask_prob": 0.05,
-                 "checkpoint_every": 25, "keep_checkpoints": 2,
-                 "vae": {"steps": 1000, "batch_size": 2, "num_frames": 5, "crop": 64, "lr": 2e-3, "warmup_steps": 50,
-                         "kl_weight": 1e-6}},
+                 "batch_size": 8, "steps": 3200, "control_dropout": 0.1, "joint_mask_prob": 0.05,
+                 "checkpoint_every": 50, "keep_checkpoints": 2, "tiny": {"vae_base_dim": 16},
+                 "vae": {"steps": 4000, "batch_size": 2, "num_frames": 5, "crop": 64, "lr": 1.5e-3,
+                         "warmup_steps": 100, "kl_weight": 1e-6, "long_steps": 400, "long_num_frames": 17}},
 }
 
 
