@@ -152,11 +152,23 @@ def test_sigkill_mid_run_then_rerun_gives_the_same_twelve(source, reference, tmp
         assert np.abs(a[k].astype(float) - b[k]).mean() < 0.005  # same seeds → same video (batching round-off)
 
 
-def test_min_quality_drops_low_scores(source, reference, tmp_path, capsys):
-    scores = {e["source"]: e["quality"] for e in lio.read_sidecar(reference)["episodes"]}
+def test_min_quality_drops_low_scores(source, tmp_path, capsys, monkeypatch):
+    from dexworld.imagine import runner
+
+    real = runner.quality
+
+    def brightness(probe, frames, joints, hands):  # a score the two seeds surely differ in (the tiny model's
+        _, per = real(probe, frames, joints, hands)  # PCK can be 0 for both)
+        return float(np.asarray(frames, np.float64).mean() / 255.0), per
+
+    monkeypatch.setattr(runner, "quality", brightness)
+    scored = tmp_path / "scored"
+    assert main(["imagine", str(source), "-o", str(scored), "--episodes", "0", "--seeds", "2", *FAST]) == 0
+    scores = {e["source"]: e["quality"] for e in lio.read_sidecar(scored)["episodes"]}
     ep0 = {k: v for k, v in scores.items() if k.startswith("src#0|orig")}
     lo, hi = sorted(ep0.values())
     assert lo < hi, "the two seeds must score differently for this test"
+    capsys.readouterr()
     out = tmp_path / "filtered"
     assert main(["imagine", str(source), "-o", str(out), "--episodes", "0", "--seeds", "2", "--min-quality",
                  str((lo + hi) / 2), *FAST]) == 0
