@@ -104,13 +104,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = _run_rank(cfg, state.process_index, state.num_processes)
         reports = [report] if state.num_processes == 1 else _gather(report, state)  # also waits for every rank
-        if not state.is_main_process:
-            return 0
-        added = merge(cfg.out, cfg.repo) if state.num_processes > 1 else 0
-        return _summary(cfg, reports, added, state.num_processes)
+        rc = 0
+        if state.is_main_process:
+            added = merge(cfg.out, cfg.repo) if state.num_processes > 1 else 0
+            rc = _summary(cfg, reports, added, state.num_processes)
+        # Ranks leave together: a rank that exited while the main one was still merging aborted in its gloo
+        # group's teardown ("terminate called without an active exception", seen under load).
+        state.wait_for_everyone()
+        return rc
     finally:
-        # A rank that exits with its gloo group alive can abort in the group's thread teardown ("terminate called
-        # without an active exception", seen under load): every rank takes the group down before it returns.
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
