@@ -113,10 +113,8 @@ def run(args: argparse.Namespace) -> int:
         state.wait_for_everyone()
         return rc
     finally:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        if state.num_processes > 1:  # the group accelerate set up for this run, not one a caller made
+            state.destroy_process_group()
 
 
 def _run_rank(cfg, rank: int, world: int):
