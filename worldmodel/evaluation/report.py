@@ -231,9 +231,7 @@ def hand_region(joints: SparseJoints, size: tuple[int, int], radius: float, bone
     uvd, ok = _check_joints(joints).project()
     uv = uvd[..., :2]
     edges = np.array([(a, b) for a, b in skeleton_edges()] + [(j, j) for j in range(uv.shape[1])])
-    ys, xs = np.mgrid[0:H, 0:W]
-    P = np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], -1)  # (HW, 2)
-    out = np.zeros((len(joints), H * W), bool)
+    out = np.zeros((len(joints), H, W), bool)
     for t in range(len(joints)):
         e = edges[ok[t, edges[:, 0]] & ok[t, edges[:, 1]]]
         if not bones:
@@ -241,12 +239,21 @@ def hand_region(joints: SparseJoints, size: tuple[int, int], radius: float, bone
         if not len(e):
             continue
         A, B = uv[t, e[:, 0]], uv[t, e[:, 1]]  # (E, 2)
+        # only pixels in the skeleton's bounding box grown by the radius can be near a segment (evaluate() calls
+        # this on every video, of any size)
+        ends = np.concatenate([A, B])
+        x0, y0 = np.maximum(np.floor(ends.min(0) - radius - 0.5), 0).astype(int)
+        x1, y1 = np.minimum(np.ceil(ends.max(0) + radius + 0.5), [W, H]).astype(int)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        ys, xs = np.mgrid[y0:y1, x0:x1]
+        P = np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], -1)  # (n, 2) pixel centres of the box
         AB = B - A
         L2 = (AB**2).sum(-1)
-        s = np.clip(((P[:, None] - A) * AB).sum(-1) / np.where(L2 > 0, L2, 1.0), 0.0, 1.0)  # (HW, E)
+        s = np.clip(((P[:, None] - A) * AB).sum(-1) / np.where(L2 > 0, L2, 1.0), 0.0, 1.0)  # (n, E)
         d2 = ((P[:, None] - (A + s[..., None] * AB)) ** 2).sum(-1)
-        out[t] = (d2 <= radius * radius).any(-1)
-    return out.reshape(len(joints), H, W)
+        out[t, y0:y1, x0:x1] = (d2 <= radius * radius).any(-1).reshape(y1 - y0, x1 - x0)
+    return out
 
 
 # =============================================================================================== sensitivity
