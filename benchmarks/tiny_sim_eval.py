@@ -5,7 +5,7 @@ its first frame + its SparseJoints + K (control on), and again with every joint 
 control volume and zero motion features, a mode the model was trained in through whole-sample control dropout),
 same seed. Both are scored against the simulated frames with ``worldmodel.evaluation.evaluate`` (PSNR/SSIM, and the
 keypoint probe's 2D joint error / PCK@5px when a probe is available), plus the error inside the hand region (pixels
-within ``--radius`` px of the commanded skeleton, frames 1…T−1), which needs no probe, and generated frame 0 against
+within 6 px of the commanded skeleton, frames 1…T−1), which needs no probe, and generated frame 0 against
 the reference image it was given. The VAE's own reconstruction
 of each clip is scored too (the ceiling the video model cannot beat).
 
@@ -30,12 +30,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def hand_region_error(video: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
-    """Mean squared error (float [0, 1] pixels, mean over RGB) inside ``mask`` (T, H, W); frames where mask is set."""
-    d = ((video.astype(np.float64) - reference.astype(np.float64)) ** 2).mean(-1)
-    return float(d[mask].mean()) if mask.any() else float("nan")
-
-
 def control_off(joints):
     """The same joints with every slot invalid: the pipeline then applies no hand control."""
     return joints.replace(valid=np.zeros_like(joints.valid))
@@ -56,31 +50,27 @@ def vae_reconstruction(pipe, frames: np.ndarray) -> np.ndarray:
     return ((y + 1) / 2).numpy()
 
 
-def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = None, radius: float = 6.0,
-                   progress: bool = True) -> dict:
+def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = None, progress: bool = True) -> dict:
     """Per-clip and mean metrics for control on / off and the VAE reconstruction."""
     from tqdm.auto import tqdm
 
     from embodiments.clip import read_clip
     from worldmodel.evaluation.metrics import psnr
-    from worldmodel.evaluation.report import evaluate, hand_region
+    from worldmodel.evaluation.report import HAND_RADIUS_PX, evaluate
 
     rows = []
     for path in tqdm(paths, desc="eval", disable=not progress):
         clip = read_clip(path)
         ref = clip.frames.astype(np.float32) / 255.0
-        H, W = ref.shape[1:3]
-        mask = hand_region(clip.joints, (H, W), radius)
-        mask[0] = False  # frame 0 is the given reference image
-        row = {"clip": str(path), "embodiment": clip.joints.embodiment, "hand_pixels": int(mask.sum())}
+        row = {"clip": str(path), "embodiment": clip.joints.embodiment}
         recon = vae_reconstruction(pipe, clip.frames)
         row["vae_psnr"] = psnr(recon, ref)
         for name, joints in (("on", clip.joints), ("off", control_off(clip.joints))):
             video = generate(pipe, clip, joints, seed, steps)
             rep = evaluate(video, clip, probe=probe, exclude_first=True).to_dict()
+            hand = rep["hand_psnr"]  # frames 1…T−1 (exclude_first), evaluate's hand region
             row[name] = {"psnr": rep["psnr"], "ssim": rep["ssim"], "frame0_psnr": rep["frame0_psnr"],
-                         "hand_mse": hand_region_error(video, ref, mask)}
-            row[name]["hand_psnr"] = float(10 * np.log10(1.0 / max(row[name]["hand_mse"], 1e-12)))
+                         "hand_psnr": hand, "hand_mse": None if hand is None else 10 ** (-hand / 10)}
             if rep.get("keypoints"):
                 k = rep["keypoints"]
                 row[name].update({"joint_error_px": k["mean_px"], "pck@5px": k.get("pck@5px"),
@@ -94,7 +84,7 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
         vals = [v for v in vals if v is not None and np.isfinite(v)]
         return float(np.mean(vals)) if vals else None
 
-    summary = {"clips": len(rows), "seed": seed, "radius_px": radius, "vae_psnr": mean("vae_psnr")}
+    summary = {"clips": len(rows), "seed": seed, "radius_px": HAND_RADIUS_PX, "vae_psnr": mean("vae_psnr")}
     for name in ("on", "off"):
         summary[name] = {k: mean(k, name) for k in ("psnr", "ssim", "frame0_psnr", "hand_mse", "hand_psnr",
                                                      "joint_error_px", "joint_error_occluded_px", "pck@5px")}
