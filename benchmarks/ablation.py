@@ -196,17 +196,26 @@ def report(out: Path) -> dict[str, str]:
     return tables
 
 
-def crossing_shares(folder: str, depth_scales: dict[str, float], cell_px: float = 8.0,
-                    disparity_scale: float = 0.2) -> dict:
+def module_default(name: str) -> float:
+    """A default of ``HandControlModule``'s config (λ ``propagate_scale``, ``disparity_scale``)."""
+    import inspect
+
+    from worldmodel.control.module import HandControlModule
+
+    return float(inspect.signature(HandControlModule.__init__).parameters[name].default)
+
+
+def crossing_shares(folder: str, depth_scales: dict[str, float], cell_px: float = 8.0) -> dict:
     """What depth-weighted propagation (OP) can do at the crossings of the occlusion split.
 
     A crossing: a joint the reference render hides and a visible joint of the same frame whose projections fall in
     the same latent cell (within ``cell_px``, the VAE's 8× downsampling). OP's softmax over joints weighs them by
-    (H_k + ε)·exp(λ·d_k), d = ``disparity_scale``/z; at a point where both heatmaps are equal the nearer joint's
-    share is sigmoid(λ·(d_near − d_far)) (without OP: 0.5). Returns the depth gaps and, per λ, the share's quartiles.
+    (H_k + ε)·exp(λ·d_k), d = disparity_scale/z; at a point where both heatmaps are equal the nearer joint's
+    share is sigmoid(λ·|d_i − d_j|) (without OP: 0.5). Returns the depth gaps and, per λ, the share's quartiles.
     """
     from embodiments.clip import find_clips, read_clip
 
+    scale = module_default("disparity_scale")
     gaps, lead = [], []
     for path in find_clips(folder):
         clip = read_clip(path)
@@ -215,18 +224,14 @@ def crossing_shares(folder: str, depth_scales: dict[str, float], cell_px: float 
             continue
         uvd, ok = clip.joints.project()
         z = np.asarray(clip.joints.positions, np.float64)[..., 2]
-        for t in range(len(z)):
-            hidden = np.flatnonzero(ok[t] & ~visible[t])
-            shown = np.flatnonzero(ok[t] & visible[t])
-            for i in hidden:
-                close = shown[np.linalg.norm(uvd[t, shown, :2] - uvd[t, i, :2], axis=-1) < cell_px]
-                for j in close:
-                    near, far = (i, j) if z[t, i] < z[t, j] else (j, i)
-                    gaps.append(z[t, far] - z[t, near])
-                    lead.append(disparity_scale / z[t, near] - disparity_scale / z[t, far])
-    lead = np.asarray(lead)
-    out = {"crossings": int(len(lead)), "depth_gap_mm": [float(np.percentile(gaps, q)) * 1000 for q in (25, 50, 75)]
-           if gaps else None}
+        near = np.linalg.norm(uvd[:, :, None, :2] - uvd[:, None, :, :2], axis=-1) < cell_px  # (T, N, N)
+        t, i, j = np.nonzero(near & (ok & ~visible)[:, :, None] & (ok & visible)[:, None, :])  # hidden i, shown j
+        gaps.append(np.abs(z[t, i] - z[t, j]))
+        lead.append(np.abs(scale / z[t, i] - scale / z[t, j]))
+    gaps = np.concatenate(gaps) if gaps else np.zeros(0)
+    lead = np.concatenate(lead) if lead else np.zeros(0)
+    out = {"crossings": int(len(lead)),
+           "depth_gap_mm": [float(np.percentile(gaps, q)) * 1000 for q in (25, 50, 75)] if len(gaps) else None}
     for name, lam in depth_scales.items():
         share = 1.0 / (1.0 + np.exp(-lam * lead)) if len(lead) else np.array([np.nan])
         out[name] = {"lambda": float(lam), "near_share": [float(np.percentile(share, q)) for q in (25, 50, 75)]}
@@ -237,7 +242,7 @@ def trained_depth_scales(out: Path) -> dict[str, float]:
     """λ of the initial module and of every trained full-variant checkpoint under ``out``."""
     from safetensors.torch import load_file
 
-    scales = {"initial": 5.0}
+    scales = {"initial": module_default("propagate_scale")}
     for f in sorted(out.glob("seed*/full/checkpoint-*/control/diffusion_pytorch_model.safetensors")):
         scales[f"trained, {f.parts[-5]}"] = float(load_file(f)["depth_scale"])
     return scales
