@@ -18,21 +18,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
+    from dexworld.argtypes import positive_int
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, required=True, help="run folder whose base/vae is continued")
     ap.add_argument("--data", required=True, help="training clips")
-    ap.add_argument("--steps", type=int, required=True, help="long-window steps")
+    ap.add_argument("--steps", type=positive_int, required=True, help="long-window steps")
     args = ap.parse_args(argv)
     from diffusers import AutoencoderKLWan
 
     from embodiments.io_utils import atomic_dir
     from worldmodel.training.vae import VaeTrainConfig, train_vae
-    from worldmodel.wan.presets import TRAIN_DEFAULTS
+    from worldmodel.wan.presets import TINY_SIM_DEFAULTS, TRAIN_DEFAULTS
 
     folder = args.run / "base" / "vae"
+    if not (folder / "config.json").is_file():
+        raise SystemExit(f"--run {args.run}: no stage-1 VAE at {folder} (expected a tiny-sim run folder)")
     vae = AutoencoderKLWan.from_pretrained(folder)
     opts = {**TRAIN_DEFAULTS["tiny-sim"]["vae"], "steps": 0, "long_steps": args.steps}
-    train_vae(vae, args.data, 128, 128, VaeTrainConfig.from_dict(opts), log=args.run / "vae_loss.jsonl")
+    d = TINY_SIM_DEFAULTS  # the frame size stage 1 of `dexworld train --preset tiny-sim` trains at
+    train_vae(vae, args.data, d.height, d.width, VaeTrainConfig.from_dict(opts), log=args.run / "vae_loss.jsonl")
     with atomic_dir(folder) as tmp:
         vae.save_pretrained(tmp)
     print(json.dumps({"continued": str(folder), "long_steps": args.steps}))
