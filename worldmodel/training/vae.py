@@ -85,7 +85,8 @@ def vae_loss(vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generat
 
 
 def _batch(dataset, step: int, cfg: VaeTrainConfig, crop: bool = True, phase: int = 0) -> torch.Tensor:
-    """Clip windows (B, 3, T, h, w) for ``step``: indices, window starts and crops are a function of (seed, step)."""
+    """Clip windows (B, 3, T, h, w) for ``step``: indices, window starts and crops are a function of (seed, step,
+    phase); phase 0 keys on (seed, step) alone, so short-window runs draw what they drew before phases existed."""
     n = len(dataset)
     rng = np.random.default_rng([cfg.seed, step] + ([phase] if phase else []))
     idx = rng.choice(n, size=min(cfg.batch_size, n), replace=False)
