@@ -173,6 +173,22 @@ def test_tiny_probe_trains_saves_and_loads(tmp_path):
     b, _ = loaded.predict(x, "dex3_right")
     np.testing.assert_allclose(a, b, atol=1e-4)
 
+    # continuing from the saved probe starts from its weights: at a vanishing learning rate one step leaves the
+    # parameters where they were, while a fresh probe of another seed starts elsewhere
+    cont = train_probe(train, heldout, size=32, steps=1, seed=4, batch_size=4, lr=1e-12, progress=False,
+                       eval_sizes=(32,), init=loaded)
+    fresh = train_probe(train, heldout, size=32, steps=1, seed=4, batch_size=4, lr=1e-12, progress=False,
+                        eval_sizes=(32,), widths=(8, 8, 16, 16))
+    before = dict(loaded.named_parameters())
+    for name, w in cont.model.named_parameters():
+        torch.testing.assert_close(w, before[name], atol=1e-6, rtol=0)
+    assert (dict(fresh.model.named_parameters())["heatmap.weight"] - before["heatmap.weight"]).abs().max() > 1e-3
+    assert cont.model.config.train_info["init"]["steps"] == 60
+    other = [render_probe_data("inspire_right", 4, 32, seed=3, progress=False)]
+    with pytest.raises(ValueError, match="init probe covers"):
+        train_probe(other, [render_heldout("inspire_right", 2, 32, seed=5, progress=False)], size=32, steps=1,
+                    progress=False, eval_sizes=(32,), init=loaded)
+
 
 def test_clear_errors(shipped, tmp_path):
     with pytest.raises(ValueError, match="trained for"):
@@ -216,3 +232,9 @@ def test_cli_train_probe(tmp_path, capsys):
     acc = json.loads((out / "accuracy.json").read_text())
     assert acc["embodiments"] == ["dex3_right"] and set(acc["heldout"]["dex3_right"]) == {"32", "64", "128"}
     assert main(["train-probe", "--embodiment", "no_such_hand", "--out", str(out)]) == 1
+    capsys.readouterr()
+    # --init with a probe of other hands is refused before any rendering, in one line naming the folder
+    assert main(["train-probe", "--embodiment", "inspire_right", "--size", "32", "--init", str(out),
+                 "--out", str(tmp_path / "p2")]) == 1
+    err = capsys.readouterr().err
+    assert f"--init {out}" in err and "Traceback" not in err and not (tmp_path / "p2").exists()

@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=at.positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--lr", type=at.positive_float, default=3e-3, help="peak learning rate (default 3e-3)")
     p.add_argument("--seed", type=at.seed, default=0, help="seed of renders and training (default 0)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="continue from this trained probe folder (its widths and head stride; same embodiments and "
+                        "size) with a new learning-rate cycle of --steps")
     p.add_argument("--out", type=Path, required=True, help="output folder (weights, config.json, accuracy.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_train)
@@ -52,15 +55,24 @@ def register(subparsers) -> None:
 def run_train(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from sim_bridge.probe_renders import render_probe_sets
-    from worldmodel.evaluation.probe import eval_sizes_for, train_probe
+    from worldmodel.evaluation.probe import eval_sizes_for, load_probe, train_probe
 
+    init = None
+    if args.init is not None:
+        from embodiments import get
+
+        init = load_probe(args.init)
+        wanted = [get(e).name for e in args.embodiment]
+        if list(init.config.embodiments) != wanted or int(init.config.size) != args.size:  # checked before rendering
+            raise ValueError(f"--init {args.init}: that probe covers {', '.join(init.config.embodiments)} at "
+                             f"{init.config.size}²; give the same --embodiment list and --size")
     eval_sizes = eval_sizes_for(args.size)
     train, heldout, info = render_probe_sets(args.embodiment, args.renders, args.heldout, args.size, max(eval_sizes),
                                              seed=args.seed, progress=not args.no_progress,
                                              hand_style=args.hand_style)
     report = train_probe(train, heldout, size=args.size, steps=args.steps, out_dir=args.out, seed=args.seed,
                          batch_size=args.batch_size, lr=args.lr, progress=not args.no_progress,
-                         eval_sizes=eval_sizes, data_info=info, head_stride=args.head_stride)
+                         eval_sizes=eval_sizes, data_info=info, head_stride=args.head_stride, init=init)
     _print_probe_table(report.heldout, report.size)
     print(f"{report.num_parameters:,} parameters; rendering {report.render_seconds:.0f} s, training "
           f"{report.train_seconds:.0f} s; loss {report.loss_first:.3f} → {report.loss_last:.3f}; saved to {args.out}")

@@ -336,7 +336,7 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
                 out_dir: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 32, lr: float = 3e-3,
                 widths: tuple[int, ...] = (16, 32, 64, 96), progress: bool = True,
                 eval_sizes: tuple[int, ...] | None = None, data_info: dict | None = None,
-                head_stride: int = 4) -> ProbeReport:
+                head_stride: int = 4, init: KeypointProbe | None = None) -> ProbeReport:
     """Train and evaluate a keypoint probe on labelled renders; save it to ``out_dir`` (weights, config, accuracy).
 
     Args:
@@ -348,6 +348,8 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
         eval_sizes: frame sizes to report held-out accuracy at (default S, 64 and 128): held-out frames are
             resized (antialiased) to each, as generated frames of any size are.
         data_info: how the renders were made (seeds, timings), recorded with the accuracy.
+        init: a trained probe to continue from (its weights, widths and head stride; it must cover the same
+            embodiments at the same working size), so a longer schedule can be added to a saved probe.
     """
     from tqdm.auto import tqdm
 
@@ -363,8 +365,15 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
     eval_sizes = tuple(sorted(set(eval_sizes or eval_sizes_for(size))))
     held = heldout
 
+    if init is not None:
+        got = (list(init.config.embodiments), int(init.config.size))
+        if got != (embodiments, size):
+            raise ValueError(f"init probe covers {got[0]} at {got[1]}², the renders are {embodiments} at {size}²")
+        widths, head_stride = tuple(init.config.widths), int(init.config.head_stride)
     torch.manual_seed(seed)
     model = KeypointProbe(embodiments=embodiments, size=size, widths=tuple(widths), head_stride=head_stride)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     images = torch.from_numpy(np.concatenate([d.images for d in train]))  # (N, S, S, 3) uint8, kept compact
     uv = torch.from_numpy(np.concatenate([d.uv for d in train]))
     valid = torch.from_numpy(np.concatenate([d.valid for d in train]))
@@ -397,6 +406,7 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
     num_renders = len(train[0].images)
     info = {"num_renders": int(num_renders), "num_heldout": int(len(held[0].images)), "steps": int(steps),
             "batch_size": int(batch_size), "lr": float(lr), "seed": int(seed), **(data_info or {}),
+            **({"init": dict(init.config.train_info or {})} if init is not None else {}),
             "train_seconds": round(train_seconds, 1)}
     render_seconds = float(info.get("render_seconds", 0.0))
     model.register_to_config(heldout=heldout, train_info=info)

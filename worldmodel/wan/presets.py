@@ -44,8 +44,9 @@ SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 TRAIN_DEFAULTS: dict[str, dict] = {
     "tiny-sim": {"train_base": True, "lora_rank": 8, "lr_lora": 5e-4, "lr_control": 1e-3, "warmup_steps": 30,
                  "batch_size": 8, "steps": 3200, "control_dropout": 0.1, "joint_mask_prob": 0.05,
-                 "checkpoint_every": 50, "keep_checkpoints": 2, "tiny": {"vae_base_dim": 16},
-                 "vae": {"steps": 4000, "batch_size": 2, "num_frames": 5, "crop": 64, "lr": 1.5e-3,
+                 "checkpoint_every": 50, "keep_checkpoints": 2,
+                 "tiny": {"vae_base_dim": 16, "vae_dim_mult": [1, 2, 4, 4]},
+                 "vae": {"steps": 4500, "batch_size": 2, "num_frames": 5, "crop": 64, "lr": 1.5e-3,
                          "warmup_steps": 100, "kl_weight": 1e-6, "long_steps": 400, "long_num_frames": 17}},
 }
 
@@ -113,6 +114,7 @@ class TinyConfig:
     clip_image_size: int = 32
     clip_patch: int = 8
     vae_base_dim: int = 8
+    vae_dim_mult: tuple[int, ...] = (1, 2, 2, 2)  # channel multipliers of the VAE's 4 levels (× vae_base_dim)
     seed: int = 0
 
 
@@ -158,7 +160,8 @@ def build_tiny(name: str = "tiny", **overrides) -> WanComponents:
             freq_dim=cfg.freq_dim, ffn_dim=cfg.ffn_dim, num_layers=cfg.num_layers, cross_attn_norm=True,
             image_dim=cfg.clip_hidden if cfg.image_encoder else None,
             added_kv_proj_dim=inner if cfg.image_encoder else None, rope_max_seq_len=256)
-        vae = AutoencoderKLWan(base_dim=cfg.vae_base_dim, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
+        vae = AutoencoderKLWan(base_dim=cfg.vae_base_dim, z_dim=16, dim_mult=list(cfg.vae_dim_mult),
+                               num_res_blocks=1,
                                attn_scales=[], temperal_downsample=[False, True, True],
                                latents_mean=[0.0] * 16, latents_std=[1.0] * 16).eval()
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
