@@ -45,8 +45,8 @@ TRAIN_DEFAULTS: dict[str, dict] = {
     "tiny-sim": {"train_base": True, "lora_rank": 8, "lr_lora": 5e-4, "lr_control": 1e-3, "warmup_steps": 30,
                  "batch_size": 8, "steps": 3200, "control_dropout": 0.1, "joint_mask_prob": 0.05,
                  "checkpoint_every": 50, "keep_checkpoints": 2,
-                 "tiny": {"vae_base_dim": 16, "vae_dim_mult": [1, 2, 4, 4]},
-                 "vae": {"steps": 4500, "batch_size": 2, "num_frames": 5, "crop": 64, "lr": 1.5e-3,
+                 "tiny": {"vae_base_dim": 16},
+                 "vae": {"steps": 4000, "batch_size": 2, "num_frames": 5, "crop": 64, "lr": 1.5e-3,
                          "warmup_steps": 100, "kl_weight": 1e-6, "long_steps": 400, "long_num_frames": 17}},
 }
 
