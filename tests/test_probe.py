@@ -185,7 +185,7 @@ def test_tiny_probe_trains_saves_and_loads(tmp_path):
     assert (dict(fresh.model.named_parameters())["heatmap.weight"] - before["heatmap.weight"]).abs().max() > 1e-3
     assert cont.model.config.train_info["init"]["steps"] == 60
     other = [render_probe_data("inspire_right", 4, 32, seed=3, progress=False)]
-    with pytest.raises(ValueError, match="init probe covers"):
+    with pytest.raises(ValueError, match="init probe covers dex3_right at 32², not inspire_right at 32²"):
         train_probe(other, [render_heldout("inspire_right", 2, 32, seed=5, progress=False)], size=32, steps=1,
                     progress=False, eval_sizes=(32,), init=loaded)
 

@@ -191,3 +191,20 @@ def test_cli_tiny_sim_starts_from_the_recipe(tmp_path):
     assert cfg.vae == {**recipe["vae"], "steps": 11}
     plain = build_config(parser.parse_args(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")]))
     assert plain.preset == "tiny" and not plain.train_base and plain.vae == {} and plain.control_dropout == 0.0
+
+
+def test_tiny_vae_width_multipliers():
+    """vae_dim_mult sets the VAE's level widths: base 4 × (1, 2, 4, 4) → 16 channels at the deepest level
+    (base 4 × (1, 2, 2, 2) → 8), and the latent stays 16 channels at 8× spatial / 4× temporal compression."""
+    from worldmodel.wan.presets import build_tiny
+
+    wide = build_tiny(**SMALL_TINY, vae_base_dim=4, vae_dim_mult=(1, 2, 4, 4)).vae
+    narrow = build_tiny(**SMALL_TINY, vae_base_dim=4).vae
+    assert list(wide.config.dim_mult) == [1, 2, 4, 4]
+    assert wide.encoder.mid_block.resnets[0].conv1.in_channels == 16
+    assert narrow.encoder.mid_block.resnets[0].conv1.in_channels == 8
+    with torch.no_grad():
+        z = wide.encode(torch.zeros(1, 3, 5, 32, 32)).latent_dist.mode()
+    assert z.shape == (1, 16, 2, 4, 4)
+    with pytest.raises(ValueError, match="vae_dim_mult must be 4 positive multipliers"):
+        build_tiny(**SMALL_TINY, vae_dim_mult=(1, 2, 4))

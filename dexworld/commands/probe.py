@@ -55,17 +55,15 @@ def register(subparsers) -> None:
 def run_train(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from sim_bridge.probe_renders import render_probe_sets
-    from worldmodel.evaluation.probe import eval_sizes_for, load_probe, train_probe
+    from worldmodel.evaluation.probe import eval_sizes_for, init_mismatch, load_probe, train_probe
 
     init = None
     if args.init is not None:
         from embodiments import get
 
         init = load_probe(args.init)
-        wanted = [get(e).name for e in args.embodiment]
-        if list(init.config.embodiments) != wanted or int(init.config.size) != args.size:  # checked before rendering
-            raise ValueError(f"--init {args.init}: that probe covers {', '.join(init.config.embodiments)} at "
-                             f"{init.config.size}²; give the same --embodiment list and --size")
+        if (bad := init_mismatch(init, [get(e).name for e in args.embodiment], args.size)) is not None:
+            raise ValueError(f"--init {args.init}: that {bad}; give the same --embodiment list and --size")
     eval_sizes = eval_sizes_for(args.size)
     train, heldout, info = render_probe_sets(args.embodiment, args.renders, args.heldout, args.size, max(eval_sizes),
                                              seed=args.seed, progress=not args.no_progress,

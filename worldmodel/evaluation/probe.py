@@ -332,6 +332,15 @@ def evaluate_probe(model: KeypointProbe, data, sizes: tuple[int, ...] | None = N
     return out
 
 
+def init_mismatch(init: KeypointProbe, embodiments: Sequence[str], size: int) -> str | None:
+    """Why ``init`` cannot be continued on renders of ``embodiments`` (registry names, in order) at ``size``,
+    or None when it can."""
+    if list(init.config.embodiments) == list(embodiments) and int(init.config.size) == size:
+        return None
+    return (f"probe covers {', '.join(init.config.embodiments)} at {init.config.size}², not "
+            f"{', '.join(embodiments)} at {size}²")
+
+
 def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int = 1500,
                 out_dir: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 32, lr: float = 3e-3,
                 widths: tuple[int, ...] = (16, 32, 64, 96), progress: bool = True,
@@ -366,9 +375,8 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
     held = heldout
 
     if init is not None:
-        got = (list(init.config.embodiments), int(init.config.size))
-        if got != (embodiments, size):
-            raise ValueError(f"init probe covers {got[0]} at {got[1]}², the renders are {embodiments} at {size}²")
+        if (bad := init_mismatch(init, embodiments, size)) is not None:
+            raise ValueError(f"init {bad}")
         widths, head_stride = tuple(init.config.widths), int(init.config.head_stride)
     torch.manual_seed(seed)
     model = KeypointProbe(embodiments=embodiments, size=size, widths=tuple(widths), head_stride=head_stride)

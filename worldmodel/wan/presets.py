@@ -44,8 +44,7 @@ SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 TRAIN_DEFAULTS: dict[str, dict] = {
     "tiny-sim": {"train_base": True, "lora_rank": 8, "lr_lora": 5e-4, "lr_control": 1e-3, "warmup_steps": 30,
                  "batch_size": 8, "steps": 3200, "control_dropout": 0.1, "joint_mask_prob": 0.05,
-                 "checkpoint_every": 50, "keep_checkpoints": 2,
-                 "tiny": {"vae_base_dim": 16},
+                 "checkpoint_every": 50, "keep_checkpoints": 2, "tiny": {"vae_base_dim": 16},
                  "vae": {"steps": 4000, "batch_size": 2, "num_frames": 5, "crop": 64, "lr": 1.5e-3,
                          "warmup_steps": 100, "kl_weight": 1e-6, "long_steps": 400, "long_num_frames": 17}},
 }
@@ -140,6 +139,8 @@ def build_tiny(name: str = "tiny", **overrides) -> WanComponents:
     if name not in TINY_PRESETS:
         raise ValueError(f"build_tiny builds {TINY_PRESETS}, got {name!r}")
     cfg = TinyConfig(**({**TINY_SIM_CONFIG, **overrides} if name == "tiny-sim" else overrides))
+    if len(cfg.vae_dim_mult) != 4 or min(cfg.vae_dim_mult) < 1:  # 4 levels: 3 downsamplings (8× spatial)
+        raise ValueError(f"vae_dim_mult must be 4 positive multipliers, got {list(cfg.vae_dim_mult)}")
     inner = cfg.num_attention_heads * cfg.attention_head_dim
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -161,8 +162,7 @@ def build_tiny(name: str = "tiny", **overrides) -> WanComponents:
             image_dim=cfg.clip_hidden if cfg.image_encoder else None,
             added_kv_proj_dim=inner if cfg.image_encoder else None, rope_max_seq_len=256)
         vae = AutoencoderKLWan(base_dim=cfg.vae_base_dim, z_dim=16, dim_mult=list(cfg.vae_dim_mult),
-                               num_res_blocks=1,
-                               attn_scales=[], temperal_downsample=[False, True, True],
+                               num_res_blocks=1, attn_scales=[], temperal_downsample=[False, True, True],
                                latents_mean=[0.0] * 16, latents_std=[1.0] * 16).eval()
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
                                         num_train_timesteps=1000, flow_shift=5.0)
