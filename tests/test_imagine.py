@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -253,7 +254,7 @@ def test_merge_is_resumable(source, reference, tmp_path, monkeypatch):
     """Two shards written in this process; a merge killed after the swap (shards still there) and one killed
     before it both end, after a rerun, with each episode exactly once."""
     from dexworld.imagine.runner import ImagineConfig, load_pipeline, run_shard
-    from dexworld.imagine.shards import merge, shards_dir
+    from dexworld.imagine.shards import done_keys, merge, shard_root, shards_dir
 
     out = tmp_path / "merged"
     cfg = ImagineConfig(source=source, out=out, seeds=2, episodes=[0, 1], height=64, width=64, num_frames=5,
@@ -261,6 +262,30 @@ def test_merge_is_resumable(source, reference, tmp_path, monkeypatch):
     pipe = load_pipeline(cfg)
     for r in range(2):
         run_shard(cfg, r, 2, pipe=pipe)
+    # A rank's resume check reads its own shard and leaves the others alone: rank 1 may be mid-commit (the race
+    # that made the Ray run flaky: rank 0 deleted rank 1's staging folder under it).
+    busy = lio._aux(shard_root(out, 1), "staging")
+    busy.mkdir()
+    (busy / "being-written").write_text("")
+    own = {e["source"] for e in lio.read_sidecar(shard_root(out, 0))["episodes"]}
+    assert done_keys(out, 0) == own and len(own) == 2 and (busy / "being-written").exists()
+    with lio._lock(shard_root(out, 0)), pytest.raises(lio.DatasetBusy):  # an earlier attempt of rank 0 still runs
+        done_keys(out, 0)
+    shutil.rmtree(busy)
+    # An aggregate that lost a file is refused before the swap: no output, both shards kept.
+    import lerobot.datasets.aggregate as agg
+
+    real = agg.aggregate_datasets
+
+    def lossy(*args, aggr_root, **kwargs):
+        real(*args, aggr_root=aggr_root, **kwargs)
+        next((aggr_root / "data").rglob("*.parquet")).unlink()
+
+    monkeypatch.setattr(agg, "aggregate_datasets", lossy)
+    with pytest.raises(ValueError, match=r"expected 4 and 20\), missing data/.*untouched"):
+        merge(out, cfg.repo)
+    monkeypatch.setattr(agg, "aggregate_datasets", real)
+    assert not (out / "meta").exists() and all((shard_root(out, r) / "meta" / "info.json").exists() for r in (0, 1))
     monkeypatch.setenv(lio.FAILPOINT_ENV, "merge.before_swap:1:raise")
     with pytest.raises(RuntimeError):
         merge(out, cfg.repo)

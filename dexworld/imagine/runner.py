@@ -180,7 +180,7 @@ def run_shard(cfg: ImagineConfig, rank: int = 0, world: int = 1, pipe=None, prob
     out = Path(cfg.out)
     pipe = pipe or load_pipeline(cfg)
     sources, items = prepare(cfg, pipe)
-    done = done_keys(out)
+    done = done_keys(out, rank if world > 1 else None)
     mine = [it for it in shard(items, rank, world) if it.key not in done]
     report = ShardReport(skipped=len(shard(items, rank, world)) - len(mine), planned=len(items))
     if not mine:

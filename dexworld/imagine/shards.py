@@ -1,9 +1,12 @@
 """Shard datasets of a multi-process ``imagine`` run and their merge into the output dataset.
 
 Each rank (or Ray task) appends to its own LeRobot dataset ``.<name>.shards/shard-<rank>`` beside the output
-folder ``<name>`` (the same place ``sim_bridge.lerobot_io`` keeps its staging copy and lock). The merge aggregates the
-output dataset (when it exists) and every shard with lerobot's ``aggregate_datasets`` into a staging folder, adds the
-concatenated dexworld sidecar, swaps it in with two renames and only then deletes the shards. A killed merge leaves
+folder ``<name>`` (the same place ``sim_bridge.lerobot_io`` keeps its staging copy and lock). A rank reads and
+recovers only the output and its own shard: the other shards are being written by other ranks at the same time, and
+recovering one would delete the staging folder under its writer. The merge aggregates the output dataset (when it
+exists) and every shard with lerobot's ``aggregate_datasets`` into a staging folder, checks that the result holds
+every input episode with its files, adds the concatenated dexworld sidecar, swaps it in with two renames and only then
+deletes the shards. A killed merge leaves
 either the old output plus the shards (redone on the next run) or the merged output plus shards whose episodes it
 already holds (those shards are deleted, not merged twice).
 """
@@ -18,7 +21,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from embodiments.io_utils import atomic_path
-from sim_bridge.lerobot_io import SIDECAR, _failpoint, _ffmpeg_warnings_only, _quiet_lerobot, read_sidecar, recover
+from sim_bridge.lerobot_io import (
+    SIDECAR,
+    _failpoint,
+    _ffmpeg_warnings_only,
+    _lock,
+    _quiet_lerobot,
+    read_sidecar,
+    recover,
+)
 
 
 def shards_dir(root: Path) -> Path:
@@ -47,12 +58,17 @@ def _keys(root: Path) -> list[str]:
     return [e["source"] for e in side["episodes"]] if side else []
 
 
-def done_keys(root: Path) -> set[str]:
-    """Keys of the episodes already written: in the output dataset and in every shard."""
+def done_keys(root: Path, rank: int | None = None) -> set[str]:
+    """Keys of the episodes already written: in the output dataset and, with ``rank``, in that rank's shard (left by
+    an interrupted or retried task of the same rank). Other shards are not touched: their ranks may be writing them
+    now, and the merge that starts every run has already folded in whatever an earlier run left."""
     recover(root)
     keys = set(_keys(root))
-    for s in _shards(root):
-        keys.update(_keys(s))
+    if rank is not None:
+        own = shard_root(root, rank)
+        with _lock(own):  # a still-running earlier attempt of this rank makes this a DatasetBusy error
+            recover(own)
+        keys.update(_keys(own))
     return keys
 
 
@@ -81,6 +97,7 @@ def merge(root: Path, repo_id: str) -> int:
     _quiet_lerobot()
     with _plain_arrays(), _ffmpeg_warnings_only():
         aggregate_datasets([repo_id] * len(inputs), repo_id, roots=inputs, aggr_root=staging)
+    _check_merged(staging, inputs)
     sidecars = [read_sidecar(p) for p in inputs]
     merged = {**sidecars[0], "episodes": []}
     for side in sidecars:
@@ -101,6 +118,36 @@ def merge(root: Path, repo_id: str) -> int:
         shutil.rmtree(p)
     _cleanup(root)
     return added
+
+
+def _check_merged(staging: Path, inputs: list[Path]) -> None:
+    """Refuse (before anything is swapped or deleted) an aggregate that lost metadata, episodes, frames or files.
+
+    Read with lerobot's own loaders on the local folder only: ``LeRobotDataset`` would fall back to the Hub for a
+    missing metadata file, which hides the loss offline and downloads someone else's dataset online.
+    """
+    from lerobot.datasets.io_utils import load_episodes, load_info, load_tasks
+
+    try:
+        info, episodes = load_info(staging), load_episodes(staging)
+        load_tasks(staging)
+        want = [load_info(p) for p in inputs]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"merging {len(inputs)} datasets into {staging} lost metadata ({e}); the output and the "
+                         "shards are untouched, rerun to merge again") from None
+    n_eps, n_frames = sum(i.total_episodes for i in want), sum(i.total_frames for i in want)
+    missing = []
+    for ep in episodes:
+        files = [info.data_path.format(chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"])]
+        for key in (k for k, f in info.features.items() if f["dtype"] == "video"):
+            files.append(info.video_path.format(video_key=key, chunk_index=ep[f"videos/{key}/chunk_index"],
+                                                file_index=ep[f"videos/{key}/file_index"]))
+        missing += [f for f in files if not (staging / f).is_file()]
+    if (info.total_episodes, len(episodes), info.total_frames) != (n_eps, n_eps, n_frames) or missing:
+        raise ValueError(f"merging {len(inputs)} datasets into {staging} gave {len(episodes)} episodes and "
+                         f"{info.total_frames} frames (expected {n_eps} and {n_frames})"
+                         + (f", missing {sorted(set(missing))[0]}" if missing else "")
+                         + "; the output and the shards are untouched, rerun to merge again")
 
 
 @contextlib.contextmanager
