@@ -284,3 +284,24 @@ def test_atomic_dir_keeps_old_contents_on_failure(tmp_path):
         (d / "b.txt").write_text("two")
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temp dirs left
+
+
+def test_relative_base_path_is_recorded_so_the_checkpoint_loads_from_anywhere(tmp_path, monkeypatch):
+    """`--base-path some/dir` given relative to the working directory: the checkpoint must still find its base when
+    loaded or resumed from elsewhere (a relative path in a checkpoint means 'inside the checkpoint folder')."""
+    from worldmodel.wan.pipeline import HandControlPipeline
+
+    data = _write_clips(tmp_path / "data", 1)
+    common = dict(data=str(data), tiny=SMALL_TINY, control=CONTROL, num_frames=5, lora_rank=4, warmup_steps=0,
+                  progress=False)
+    Trainer(TrainConfig(out=str(tmp_path / "a"), steps=1, checkpoint_every=0, **common)).train()  # writes a/base
+    monkeypatch.chdir(tmp_path)
+    Trainer(TrainConfig(out="b", base_path="a/base", steps=1, checkpoint_every=1, **common)).train()
+    monkeypatch.chdir(tmp_path / "data")
+    ckpt = tmp_path / "b" / "checkpoint-000001"
+    meta = json.loads((ckpt / "dexworld_checkpoint.json").read_text())
+    assert meta["base_path"] == str(tmp_path / "a" / "base")
+    with pytest.warns(UserWarning, match="training checkpoints are for resuming"):
+        assert HandControlPipeline.from_pretrained(ckpt).transformer is not None
+    resumed = Trainer(TrainConfig(out=str(tmp_path / "b"), steps=2, checkpoint_every=1, **common), resume="latest")
+    assert resumed.step == 1 and len(resumed.train()) == 1

@@ -52,7 +52,13 @@ from worldmodel.wan.adapter import (
     save_lora,
     set_trainable,
 )
-from worldmodel.wan.checkpoint import CHECKPOINT_KIND, CHECKPOINT_VERSION, TRANSFORMER_WEIGHTS, read_checkpoint_meta
+from worldmodel.wan.checkpoint import (
+    CHECKPOINT_KIND,
+    CHECKPOINT_VERSION,
+    TRANSFORMER_WEIGHTS,
+    checkpoint_base_dir,
+    read_checkpoint_meta,
+)
 from worldmodel.wan.pipeline import i2v_condition
 
 TIMESTEP_SAMPLING = ("uniform", "logit_normal", "upstream")
@@ -270,7 +276,13 @@ class Trainer:
         cfg.validate()
         cfg = dataclasses.replace(cfg)  # the caller's config stays untouched (base_path is filled in below)
         if resume is not None and cfg.base_path is None:
-            cfg.base_path = read_checkpoint_meta(self._resolve(Path(cfg.out), resume)).get("base_path")
+            ckpt = self._resolve(Path(cfg.out), resume)
+            meta = read_checkpoint_meta(ckpt)
+            if meta.get("base_path"):  # a relative one is relative to the checkpoint folder (checkpoint_base_dir)
+                cfg.base_path = str(checkpoint_base_dir(ckpt, meta))
+        elif cfg.base_path is not None:
+            # Checkpoints record the base; a relative path would later be read against the checkpoint folder.
+            cfg.base_path = str(Path(cfg.base_path).resolve())
         self.cfg = cfg
         self.out = Path(cfg.out)
         if cfg.cache is None:
