@@ -45,6 +45,7 @@ def run(checkpoints: list[str], out: Path, motions, hands, seeds) -> None:
     from tqdm import tqdm
 
     from dexworld.demo import DemoConfig, run_demo
+    from embodiments.io_utils import atomic_path
 
     jobs = [(c, h, m, s) for c in checkpoints for h in hands for m in motions for s in seeds]
     for c, h, m, s in tqdm(jobs, desc="demo runs", unit="run"):
@@ -55,7 +56,8 @@ def run(checkpoints: list[str], out: Path, motions, hands, seeds) -> None:
             metrics = run_demo(DemoConfig(out=Path(tmp), embodiment=h, motion=m, seed=s, progress=False,
                                           checkpoint=None if c == "shipped" else Path(c)))
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(metrics, indent=1))
+        with atomic_path(path) as tmp_file:  # a killed run leaves no half-written figure that a rerun would skip
+            tmp_file.write_text(json.dumps(metrics, indent=1))
 
 
 def report(out: Path) -> None:

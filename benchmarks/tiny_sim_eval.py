@@ -43,10 +43,11 @@ def generate(pipe, clip, joints, seed: int, steps: int | None) -> np.ndarray:
 
 
 @torch.no_grad()
-def vae_reconstruction(pipe, frames: np.ndarray) -> np.ndarray:
+def vae_reconstruction(vae, frames: np.ndarray) -> np.ndarray:
+    """The VAE's reconstruction (posterior mean) of uint8 frames (T, H, W, 3), in [0, 1]."""
     x = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
-    z = pipe.vae.encode(x).latent_dist.mode()
-    y = pipe.vae.decode(z).sample[0].permute(1, 2, 3, 0).clamp(-1, 1)
+    z = vae.encode(x).latent_dist.mode()
+    y = vae.decode(z).sample[0].permute(1, 2, 3, 0).clamp(-1, 1)
     return ((y + 1) / 2).numpy()
 
 
@@ -63,7 +64,7 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
         clip = read_clip(path)
         ref = clip.frames.astype(np.float32) / 255.0
         row = {"clip": str(path), "embodiment": clip.joints.embodiment}
-        recon = vae_reconstruction(pipe, clip.frames)
+        recon = vae_reconstruction(pipe.vae, clip.frames)
         row["vae_psnr"] = psnr(recon, ref)
         for name, joints in (("on", clip.joints), ("off", control_off(clip.joints))):
             video = generate(pipe, clip, joints, seed, steps)

@@ -8,7 +8,7 @@ reconstruction PSNR of full 17-frame clips on held-out sets: the original held-o
 hand), held-out clips with one scene each, and the ``make demo`` rollouts (5 motions × 2 hands, seed 0). Baseline:
 the VAE it started from.
 
-    .venv/bin/python benchmarks/vae_scene_diversity.py --vae outputs/tiny_sim/run/base/vae \\
+    .venv/bin/python benchmarks/vae_scene_diversity.py --vae worldmodel/checkpoints/tiny-sim/vae \\
         --arm per8=outputs/tiny_sim/data/train --arm per1=outputs/tiny_sim/data/train_scenes \\
         --steps 1500 --long-steps 150 --out outputs/vae_diversity          # one arm per process: add --only ARM
 
@@ -31,42 +31,30 @@ HELDOUT = {"heldout (1 scene/hand)": "outputs/tiny_sim/data/heldout",
            "heldout_scenes (1 scene/clip)": "outputs/tiny_sim/data/heldout_scenes"}
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
-
-
-@torch.no_grad()
-def reconstruct(vae, frames: np.ndarray) -> np.ndarray:
-    """The VAE's reconstruction (posterior mean) of uint8 frames (T, H, W, 3), in [0, 1]."""
-    x = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
-    y = vae.decode(vae.encode(x).latent_dist.mode()).sample[0].permute(1, 2, 3, 0).clamp(-1, 1)
-    return ((y + 1) / 2).numpy()
-
-
 def demo_clips() -> list[np.ndarray]:
     """The frames of ``dexworld demo``'s physics rollouts (seed 0) for every built-in motion on both hands."""
     import embodiments
     import retarget
-    import sim_bridge
-    from dexworld.demo import wrist_path
-    from dexworld.scene_presets import SCENE_PRESETS
+    from dexworld.demo import DemoConfig, simulate
 
     out = []
     for hand in ("inspire_right", "dex3_right"):
         emb = embodiments.get(hand)
         for motion in ("power_grasp", "pinch", "point", "wave", "open"):
-            human = embodiments.human_motion(motion, side=emb.side, fps=16.0, frames=17, seed=0)
-            q = retarget.Retargeter(f"mano_{emb.side}", hand, "dexpilot").retarget(human)
-            scene = sim_bridge.build_scene(emb, sim_bridge.SceneConfig(**SCENE_PRESETS["tiny-sim"], hand_style="auto"),
-                                           seed=0)
-            sim = sim_bridge.rollout(emb, q, wrist_path(emb, 17), mode="physics", size=(128, 128), seed=0, fps=16.0,
-                                     scene=scene)
-            out.append(sim.frames)
+            cfg = DemoConfig(embodiment=hand, motion=motion)
+            human = embodiments.human_motion(motion, side=emb.side, fps=cfg.fps, frames=cfg.frames, seed=cfg.seed)
+            q = retarget.Retargeter(f"mano_{emb.side}", hand, cfg.method).retarget(human)
+            out.append(simulate(cfg, emb, q).frames)
     return out
 
 
+@torch.no_grad()
 def score(vae, demo: list[np.ndarray]) -> dict:
+    """Mean reconstruction PSNR of full clips of each held-out set and of the demo rollouts."""
     import h5py
+
+    from benchmarks.tiny_sim_eval import vae_reconstruction
+    from worldmodel.evaluation.metrics import psnr
 
     vae.eval()
     res = {}
@@ -75,16 +63,16 @@ def score(vae, demo: list[np.ndarray]) -> dict:
         for p in sorted(Path(folder).glob("*/*.h5")):
             with h5py.File(p) as f:
                 frames = f["frames"][:]
-            vals.append(psnr(reconstruct(vae, frames), frames / 255.0))
+            vals.append(psnr(vae_reconstruction(vae, frames), frames))
         res[name] = float(np.mean(vals))
-    res["demo rollouts"] = float(np.mean([psnr(reconstruct(vae, f), f / 255.0) for f in demo]))
+    res["demo rollouts"] = float(np.mean([psnr(vae_reconstruction(vae, f), f) for f in demo]))
     return res
 
 
 def main() -> None:
     from diffusers import AutoencoderKLWan
 
-    from embodiments.io_utils import atomic_dir
+    from embodiments.io_utils import atomic_dir, atomic_path
     from worldmodel.training.vae import VaeTrainConfig, train_vae
     from worldmodel.wan.presets import TINY_SIM_DEFAULTS, TRAIN_DEFAULTS
 
@@ -122,7 +110,8 @@ def main() -> None:
         res = {"arm": name, "data": arms.get(name), "steps": 0 if name == "start" else a.steps,
                "long_steps": 0 if name == "start" else a.long_steps, "psnr": score(vae, demo)}
         done.parent.mkdir(parents=True, exist_ok=True)
-        done.write_text(json.dumps(res, indent=1))
+        with atomic_path(done) as tmp:
+            tmp.write_text(json.dumps(res, indent=1))
     rows = [json.loads(p.read_text()) for p in sorted(a.out.glob("*/psnr.json"))]
     base = next((r for r in rows if r["arm"] == "start"), None)
     print(f"{'arm':<8} {'data':<40} " + " ".join(f"{k:>30}" for k in rows[0]["psnr"]))

@@ -72,6 +72,18 @@ def imagine(pipe, sim, prompt: str, steps: int | None, seed: int, control: bool 
     return to_uint8(out.frames)
 
 
+def simulate(cfg: DemoConfig, emb: embodiments.Embodiment, q: np.ndarray) -> sim_bridge.SimRollout:
+    """The demo's MuJoCo rollout of the retargeted joint angles ``q`` along :func:`wrist_path`, in a scene drawn from
+    the shipped model's training distribution (``dexworld synth --scene-preset tiny-sim``) with seed ``cfg.seed``."""
+    scene = sim_bridge.build_scene(emb, sim_bridge.SceneConfig(**SCENE_PRESETS["tiny-sim"], hand_style=cfg.hand_style),
+                                   seed=cfg.seed)
+    sim = sim_bridge.rollout(emb, q, wrist_path(emb, cfg.frames), mode="physics" if cfg.physics else "kinematic",
+                             size=(cfg.size, cfg.size), seed=cfg.seed, fps=cfg.fps, scene=scene)
+    if not sim.stable or len(sim) != cfg.frames:
+        raise RuntimeError(f"the physics rollout was unstable: {'; '.join(sim.issues)}")
+    return sim
+
+
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every step, write ``cfg.out``, and return the metrics that went into ``metrics.json``.
 
@@ -188,13 +200,7 @@ def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | 
         done("retarget")
 
         step("simulate")
-        # the scene distribution of the shipped model's training clips (`dexworld synth --scene-preset tiny-sim`)
-        scene = sim_bridge.build_scene(emb, sim_bridge.SceneConfig(**SCENE_PRESETS["tiny-sim"],
-                                                                   hand_style=cfg.hand_style), seed=cfg.seed)
-        sim = sim_bridge.rollout(emb, q, wrist_path(emb, cfg.frames), mode="physics" if cfg.physics else "kinematic",
-                                 size=(cfg.size, cfg.size), seed=cfg.seed, fps=cfg.fps, scene=scene)
-        if not sim.stable or len(sim) != cfg.frames:
-            raise RuntimeError(f"the physics rollout was unstable: {'; '.join(sim.issues)}")
+        sim = simulate(cfg, emb, q)
         done("simulate")
 
         step("load model")

@@ -6,9 +6,8 @@ recovers only the output and its own shard: the other shards are being written b
 recovering one would delete the staging folder under its writer. The merge aggregates the output dataset (when it
 exists) and every shard with lerobot's ``aggregate_datasets`` into a staging folder, checks that the result holds
 every input episode with its files, adds the concatenated dexworld sidecar, swaps it in with two renames and only then
-deletes the shards. A killed merge leaves
-either the old output plus the shards (redone on the next run) or the merged output plus shards whose episodes it
-already holds (those shards are deleted, not merged twice).
+deletes the shards. A killed merge leaves either the old output plus the shards (redone on the next run) or the
+merged output plus shards whose episodes it already holds (those shards are deleted, not merged twice).
 """
 
 from __future__ import annotations
