@@ -117,6 +117,37 @@ def test_vae_stage_fits_and_sets_latent_statistics(tmp_path):
         VaeTrainConfig.from_dict({"stepz": 3})
 
 
+def test_decoder_only_finetune_keeps_the_latent_space(tmp_path):
+    """train_encoder=False: the encoder and quant_conv are bit-identical afterwards (so the latents a video model was
+    trained on are unchanged), latents_mean/std are kept, the decoder learns, and on_save fires every save_every."""
+    from worldmodel.training.vae import vae_loss
+    from worldmodel.wan.presets import build_tiny
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_clip(data / "c0.h5", _smooth_frames(), make_joints(5))
+    vae = build_tiny(**SMALL_TINY).vae
+    cfg = VaeTrainConfig(steps=20, batch_size=1, crop=None, lr=2e-3, warmup_steps=0, progress=False,
+                         train_encoder=False)
+    z = vae.config.z_dim
+    vae.register_to_config(latents_mean=[0.5] * z, latents_std=[2.0] * z)
+    frozen = {k: v.clone() for k, v in vae.state_dict().items() if k.startswith(("encoder.", "quant_conv."))}
+    decoder = {k: v.clone() for k, v in vae.state_dict().items() if k.startswith(("decoder.", "post_quant_conv."))}
+    clip = ClipDataset(data, 5, 32, 32)[0]["video"][None]
+    with torch.no_grad():
+        before = float(vae_loss(vae, clip, None, cfg)[1])
+    saved = []
+    train_vae(vae, data, 32, 32, cfg, on_save=saved.append, save_every=8)
+    with torch.no_grad():
+        after = float(vae_loss(vae, clip, None, cfg)[1])
+    state = vae.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in frozen.items())
+    assert sum(not torch.equal(state[k], v) for k, v in decoder.items()) > len(decoder) // 2
+    assert after < 0.7 * before, (before, after)
+    assert list(vae.config.latents_mean) == [0.5] * z and list(vae.config.latents_std) == [2.0] * z
+    assert saved == [8, 16]
+
+
 def test_control_dropout_validation_and_effect(tmp_path):
     with pytest.raises(ValueError, match="control_dropout"):
         TrainConfig(control_dropout=1.0).validate()

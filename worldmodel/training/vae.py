@@ -8,6 +8,8 @@ and decoder carry a causal feature cache from chunk to chunk, and a VAE that onl
 later chunks of a 17-frame clip far worse than the first (measured: 24 dB on frames 1–4, 8–10 dB on frames 13–16).
 Afterwards the per-channel latent mean/std over clip windows are written into the VAE config
 (``latents_mean`` / ``latents_std``), which the pipeline uses to normalise latents to unit scale for flow matching.
+With ``train_encoder=False`` only the decoder learns (``scripts/vae_finetune_decoder.py``): the latent space stays
+fixed, so a video model already trained on this VAE keeps working and gets the sharper decoder for free.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +49,9 @@ class VaeTrainConfig:
     long_num_frames: int = 17
     long_lr: float | None = None  # default: lr / 3
     long_warmup_steps: int = 20
+    # False: fine-tune the decoder only. The encoder (and so the latent space and ``latents_mean``/``latents_std``)
+    # stays as it is, so a video model trained on this VAE's latents keeps working with the sharper decoder.
+    train_encoder: bool = True
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "stats_batches"):
@@ -74,7 +80,8 @@ class VaeTrainConfig:
 
 def vae_loss(vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generator | None, cfg: VaeTrainConfig):
     """(loss, reconstruction MSE) for a batch of videos (B, 3, T, H, W) in [−1, 1]."""
-    posterior = vae.encode(video).latent_dist
+    with torch.set_grad_enabled(cfg.train_encoder and torch.is_grad_enabled()):
+        posterior = vae.encode(video).latent_dist
     z = posterior.sample(generator=generator) if cfg.sample_posterior else posterior.mode()
     recon = vae.decode(z).sample
     mse = torch.nn.functional.mse_loss(recon, video)
@@ -118,7 +125,8 @@ def latent_statistics(vae: torch.nn.Module, dataset, cfg: VaeTrainConfig) -> tup
 
 
 def train_vae(vae: torch.nn.Module, data, height: int, width: int, cfg: VaeTrainConfig | None = None,
-              log: str | Path | None = None) -> list[float]:
+              log: str | Path | None = None, on_save: Callable[[int], None] | None = None,
+              save_every: int = 0) -> list[float]:
     """Train ``vae`` (in place, float32) on windows of the clips under ``data`` resized to (height, width).
 
     Phase 0: ``steps`` on ``num_frames`` windows; phase 1: ``long_steps`` on ``long_num_frames`` windows (either
@@ -131,6 +139,9 @@ def train_vae(vae: torch.nn.Module, data, height: int, width: int, cfg: VaeTrain
     cfg = cfg or VaeTrainConfig()
     dataset = ClipDataset(data, cfg.num_frames, height, width, seed=cfg.seed)
     vae.float().train().requires_grad_(True)
+    if not cfg.train_encoder:
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
     losses: list[float] = []
     log_file = open(log, "a") if log is not None else None  # noqa: SIM115 — closed in finally
     phases = [(0, dataset, cfg.steps, cfg.lr, cfg.warmup_steps)]
@@ -140,18 +151,21 @@ def train_vae(vae: torch.nn.Module, data, height: int, width: int, cfg: VaeTrain
     try:
         for phase, data_i, steps, lr, warmup in phases:
             if steps:
-                _train_phase(vae, data_i, phase, steps, lr, warmup, cfg, losses, log_file, offset=len(losses))
+                _train_phase(vae, data_i, phase, steps, lr, warmup, cfg, losses, log_file, offset=len(losses),
+                             on_save=on_save, save_every=save_every)
     finally:
         if log_file is not None:
             log_file.close()
-    mean, std = latent_statistics(vae, dataset, cfg)
-    vae.register_to_config(latents_mean=mean, latents_std=std)
+    if cfg.train_encoder:
+        mean, std = latent_statistics(vae, dataset, cfg)
+        vae.register_to_config(latents_mean=mean, latents_std=std)
     vae.requires_grad_(False).eval()
     return losses
 
 
 def _train_phase(vae, dataset, phase: int, steps: int, lr: float, warmup: int, cfg: VaeTrainConfig,
-                 losses: list[float], log_file, offset: int) -> None:
+                 losses: list[float], log_file, offset: int, on_save: Callable[[int], None] | None = None,
+                 save_every: int = 0) -> None:
     """One phase of stage 1: AdamW with warm-up + cosine on ``dataset``'s windows; appends to ``losses``/the log."""
     import diffusers.optimization as opt
     from tqdm.auto import tqdm
@@ -178,3 +192,5 @@ def _train_phase(vae, dataset, phase: int, steps: int, lr: float, warmup: int, c
                                        "lr": schedule.get_last_lr()[0],
                                        "seconds": round(time.perf_counter() - t0, 4)}) + "\n")
             log_file.flush()
+        if on_save is not None and save_every and (offset + step + 1) % save_every == 0:
+            on_save(offset + step + 1)
