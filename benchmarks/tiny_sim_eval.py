@@ -7,7 +7,8 @@ same seed. Both are scored against the simulated frames with ``worldmodel.evalua
 keypoint probe's 2D joint error / PCK@5px when a probe is available), plus the error inside the hand region (pixels
 within 6 px of the commanded skeleton, frames 1…T−1), which needs no probe, and generated frame 0 against
 the reference image it was given. The VAE's own reconstruction
-of each clip is scored too (the ceiling the video model cannot beat).
+of each clip is scored too (the ceiling the video model cannot beat), and with a probe the joint error on the
+simulated renders and on their VAE reconstructions: what the probe reads from the simulation's own latents.
 
     .venv/bin/python benchmarks/tiny_sim_eval.py --data outputs/tiny_sim/data/heldout --out outputs/tiny_sim/eval
 
@@ -66,6 +67,13 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
         row = {"clip": str(path), "embodiment": clip.joints.embodiment}
         recon = vae_reconstruction(pipe.vae, clip.frames)
         row["vae_psnr"] = psnr(recon, ref)
+        if probe is not None:
+            # the probe on the VAE's own reconstruction of the simulated clip (what a video model that produced
+            # exactly the simulation's latents would score) and on the render itself (the probe's own floor)
+            from worldmodel.evaluation.probe import keypoint_error
+
+            for key, frames in (("vae_joint_error_px", recon), ("render_joint_error_px", clip.frames)):
+                row[key] = keypoint_error(probe, frames, clip.joints, frames_scored=slice(1, None))["mean_px"]
         for name, joints in (("on", clip.joints), ("off", control_off(clip.joints))):
             video = generate(pipe, clip, joints, seed, steps)
             rep = evaluate(video, clip, probe=probe, exclude_first=True).to_dict()
@@ -85,7 +93,8 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
         vals = [v for v in vals if v is not None and np.isfinite(v)]
         return float(np.mean(vals)) if vals else None
 
-    summary = {"clips": len(rows), "seed": seed, "radius_px": HAND_RADIUS_PX, "vae_psnr": mean("vae_psnr")}
+    summary = {"clips": len(rows), "seed": seed, "radius_px": HAND_RADIUS_PX, "vae_psnr": mean("vae_psnr"),
+               "vae_joint_error_px": mean("vae_joint_error_px"), "render_joint_error_px": mean("render_joint_error_px")}
     for name in ("on", "off"):
         summary[name] = {k: mean(k, name) for k in ("psnr", "ssim", "frame0_psnr", "hand_mse", "hand_psnr",
                                                      "joint_error_px", "joint_error_occluded_px", "pck@5px")}
@@ -184,6 +193,9 @@ def main(argv=None) -> int:
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     s = result["summary"]
     print(f"{s['clips']} held-out clips, seed {s['seed']}; VAE reconstruction PSNR {s['vae_psnr']:.2f} dB")
+    if s["vae_joint_error_px"] is not None:
+        print(f"probe joint error, frames 1-16: on the simulated renders {s['render_joint_error_px']:.2f} px, on their "
+              f"VAE reconstructions {s['vae_joint_error_px']:.2f} px (what the simulation's own latents score)")
     print(f"{'':22s}{'control on':>12s}{'control off':>13s}")
     for key in ("psnr", "ssim", "frame0_psnr", "hand_psnr", "hand_mse", "joint_error_px", "joint_error_occluded_px",
                 "pck@5px"):
