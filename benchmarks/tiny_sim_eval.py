@@ -194,8 +194,8 @@ def main(argv=None) -> int:
     s = result["summary"]
     print(f"{s['clips']} held-out clips, seed {s['seed']}; VAE reconstruction PSNR {s['vae_psnr']:.2f} dB")
     if s["vae_joint_error_px"] is not None:
-        print(f"probe joint error, frames 1-16: on the simulated renders {s['render_joint_error_px']:.2f} px, on their "
-              f"VAE reconstructions {s['vae_joint_error_px']:.2f} px (what the simulation's own latents score)")
+        print(f"probe joint error, frames 1…T−1: on the simulated renders {s['render_joint_error_px']:.2f} px, on the "
+              f"VAE's reconstructions {s['vae_joint_error_px']:.2f} px (what the simulation's latents score)")
     print(f"{'':22s}{'control on':>12s}{'control off':>13s}")
     for key in ("psnr", "ssim", "frame0_psnr", "hand_psnr", "hand_mse", "joint_error_px", "joint_error_occluded_px",
                 "pck@5px"):

@@ -72,9 +72,8 @@ def score(vae, demo: list[np.ndarray]) -> dict:
 def main() -> None:
     from diffusers import AutoencoderKLWan
 
-    from embodiments.io_utils import atomic_dir, atomic_path
-    from worldmodel.training.vae import VaeTrainConfig, train_vae
-    from worldmodel.wan.presets import TINY_SIM_DEFAULTS, TRAIN_DEFAULTS
+    from embodiments.io_utils import atomic_path
+    from worldmodel.training.vae import continue_vae
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vae", type=Path, required=True, help="trained VAE folder every arm starts from")
@@ -98,15 +97,9 @@ def main() -> None:
         elif (a.out / name / "vae" / "config.json").exists():
             vae = AutoencoderKLWan.from_pretrained(a.out / name / "vae")
         else:
-            vae = AutoencoderKLWan.from_pretrained(a.vae)
-            opts = {**TRAIN_DEFAULTS["tiny-sim"]["vae"], "steps": a.steps, "long_steps": a.long_steps, "lr": a.lr,
-                    "progress": False}
             (a.out / name).mkdir(parents=True, exist_ok=True)
-            d = TINY_SIM_DEFAULTS
-            train_vae(vae, arms[name], d.height, d.width, VaeTrainConfig.from_dict(opts),
-                      log=a.out / name / "vae_loss.jsonl")
-            with atomic_dir(a.out / name / "vae") as tmp:
-                vae.save_pretrained(tmp)
+            vae = continue_vae(a.vae, a.out / name / "vae", arms[name], log=a.out / name / "vae_loss.jsonl",
+                               steps=a.steps, long_steps=a.long_steps, lr=a.lr, progress=False)
         res = {"arm": name, "data": arms.get(name), "steps": 0 if name == "start" else a.steps,
                "long_steps": 0 if name == "start" else a.long_steps, "psnr": score(vae, demo)}
         done.parent.mkdir(parents=True, exist_ok=True)

@@ -25,21 +25,12 @@ def main(argv=None) -> int:
     ap.add_argument("--data", required=True, help="training clips")
     ap.add_argument("--steps", type=positive_int, required=True, help="long-window steps")
     args = ap.parse_args(argv)
-    from diffusers import AutoencoderKLWan
-
-    from embodiments.io_utils import atomic_dir
-    from worldmodel.training.vae import VaeTrainConfig, train_vae
-    from worldmodel.wan.presets import TINY_SIM_DEFAULTS, TRAIN_DEFAULTS
+    from worldmodel.training.vae import continue_vae
 
     folder = args.run / "base" / "vae"
     if not (folder / "config.json").is_file():
         raise SystemExit(f"--run {args.run}: no stage-1 VAE at {folder} (expected a tiny-sim run folder)")
-    vae = AutoencoderKLWan.from_pretrained(folder)
-    opts = {**TRAIN_DEFAULTS["tiny-sim"]["vae"], "steps": 0, "long_steps": args.steps}
-    d = TINY_SIM_DEFAULTS  # the frame size stage 1 of `dexworld train --preset tiny-sim` trains at
-    train_vae(vae, args.data, d.height, d.width, VaeTrainConfig.from_dict(opts), log=args.run / "vae_loss.jsonl")
-    with atomic_dir(folder) as tmp:
-        vae.save_pretrained(tmp)
+    continue_vae(folder, folder, args.data, log=args.run / "vae_loss.jsonl", steps=0, long_steps=args.steps)
     print(json.dumps({"continued": str(folder), "long_steps": args.steps}))
     return 0
 

@@ -148,6 +148,29 @@ def test_decoder_only_finetune_keeps_the_latent_space(tmp_path):
     assert saved == [8, 16]
 
 
+def test_continue_vae_writes_the_continued_vae_in_place(tmp_path):
+    """continue_vae (what scripts/vae_finetune_decoder.py and vae_long_windows.py run): loads the folder, trains with
+    the overrides, and replaces the folder atomically — the same encoder, a changed decoder, no temp folders left."""
+    from safetensors.torch import load_file
+
+    from worldmodel.training.vae import continue_vae
+    from worldmodel.wan.presets import build_tiny
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_clip(data / "c0.h5", _smooth_frames(), make_joints(5))
+    folder = tmp_path / "vae"
+    build_tiny(**SMALL_TINY).vae.save_pretrained(folder)
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    before = load_file(weights)
+    continue_vae(folder, folder, data, save_every=1, steps=2, long_steps=0, batch_size=1, warmup_steps=0,
+                 train_encoder=False, progress=False)
+    after = load_file(weights)
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith(("encoder.", "quant_conv.")))
+    assert any(not torch.equal(after[k], v) for k, v in before.items() if k.startswith("decoder."))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "vae"]
+
+
 def test_control_dropout_validation_and_effect(tmp_path):
     with pytest.raises(ValueError, match="control_dropout"):
         TrainConfig(control_dropout=1.0).validate()

@@ -163,6 +163,32 @@ def train_vae(vae: torch.nn.Module, data, height: int, width: int, cfg: VaeTrain
     return losses
 
 
+def continue_vae(src: str | Path, dst: str | Path, data, log: str | Path | None = None, save_every: int = 0,
+                 **overrides) -> torch.nn.Module:
+    """Train the ``AutoencoderKLWan`` saved at ``src`` further on the clips under ``data`` and write it to ``dst``.
+
+    Settings: the tiny-sim stage-1 recipe (``TRAIN_DEFAULTS["tiny-sim"]["vae"]``) with ``overrides`` (any
+    :class:`VaeTrainConfig` field), at the tiny-sim frame size. ``dst`` is replaced atomically every ``save_every``
+    steps and at the end, so a killed run leaves the last complete VAE; ``dst`` may be ``src`` (continue in place).
+    Returns the trained VAE.
+    """
+    from diffusers import AutoencoderKLWan
+
+    from embodiments.io_utils import atomic_dir
+    from worldmodel.wan.presets import TINY_SIM_DEFAULTS, TRAIN_DEFAULTS
+
+    vae = AutoencoderKLWan.from_pretrained(src)
+    cfg = VaeTrainConfig.from_dict({**TRAIN_DEFAULTS["tiny-sim"]["vae"], **overrides})
+
+    def save(step: int) -> None:
+        with atomic_dir(dst) as tmp:
+            vae.save_pretrained(tmp)
+
+    d = TINY_SIM_DEFAULTS
+    train_vae(vae, data, d.height, d.width, cfg, log=log, on_save=save, save_every=save_every)
+    save(cfg.steps + cfg.long_steps)  # after the latent statistics are set
+    return vae
+
 def _train_phase(vae, dataset, phase: int, steps: int, lr: float, warmup: int, cfg: VaeTrainConfig,
                  losses: list[float], log_file, offset: int, on_save: Callable[[int], None] | None = None,
                  save_every: int = 0) -> None:
