@@ -74,6 +74,18 @@ guidance = float_range(0.0, 100.0)
 frames = int_range(1, MAX_FRAMES)
 
 
+def int_list(count: int, low: int, high: int):
+    """An argparse type: ``count`` comma-separated integers in [low, high], e.g. ``16,32,64,96``."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        parts = [t.strip() for t in text.split(",")]
+        if len(parts) != count:
+            raise argparse.ArgumentTypeError(f"expected {count} comma-separated integers, got {text!r}")
+        return tuple(int_range(low, high)(t) for t in parts)
+
+    return parse
+
+
 def frames_4k1(text: str) -> int:
     """A video frame count of the form 4k+1 (5, 9, ..., 81, ...)."""
     value = int_range(1, MAX_FRAMES)(text)

@@ -31,13 +31,16 @@ class ProbeData:
     """Renders of one embodiment at the working size.
 
     images (N, S, S, 3) uint8; uv (N, 21, 2) float32 hand-local joint pixels; valid (N, 21) bool: the slot exists
-    on this hand and projects into the image (occluded joints stay valid, as in ``sim_bridge.rollout``).
+    on this hand and projects into the image (occluded joints stay valid, as in ``sim_bridge.rollout``);
+    visible (N, 21) bool or None: the camera sees the joint (from depth + segmentation; held-out renders carry it,
+    so the probe's accuracy is also reported on visible and on hidden joints).
     """
 
     embodiment: str
     images: np.ndarray
     uv: np.ndarray
     valid: np.ndarray
+    visible: np.ndarray | None = None
 
 
 def _sample_poses(emb, axes, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -57,13 +60,14 @@ def _sample_poses(emb, axes, n: int, rng: np.random.Generator) -> tuple[np.ndarr
 
 def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: int = 0,
                       renders_per_scene: int = 96, renders_per_appearance: int = 8, progress: bool = True,
-                      scene_config=None, hand_style: str = "simple") -> ProbeData:
+                      scene_config=None, hand_style: str = "simple", visibility: bool = False) -> ProbeData:
     """Render ``num_renders`` single frames of random poses over randomised MuJoCo scenes (kinematic replay).
 
     A scene (textures, objects, lights) is compiled every ``renders_per_scene`` frames and its continuous
     appearance (camera pose and fovy, lights, tints, object places) re-drawn every ``renders_per_appearance``;
     everything is a function of ``seed``. ``hand_style`` picks the hand geometry (``"mixed"``: simple and detailed
-    scenes alternate).
+    scenes alternate). ``visibility`` also renders depth and segmentation to flag each joint the camera sees
+    (``ProbeData.visible``); the colour frames and labels are the same either way.
     """
     from tqdm.auto import tqdm
 
@@ -79,6 +83,7 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
     images = np.empty((num_renders, size, size, 3), np.uint8)
     uv = np.zeros((num_renders, NUM_HAND_JOINTS, 2), np.float32)
     valid = np.zeros((num_renders, NUM_HAND_JOINTS), bool)
+    visible = np.zeros((num_renders, NUM_HAND_JOINTS), bool) if visibility else None
     bar = tqdm(total=num_renders, desc=f"render {emb.name}", unit="frame", disable=not progress)
     done, block = 0, 0
     try:
@@ -86,7 +91,7 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
             style = ("simple", "detailed")[block % 2] if hand_style == "mixed" else hand_style
             scene = build_scene(emb, dataclasses.replace(cfg, hand_style=style),
                                 seed=int(np.random.SeedSequence([seed, block]).generate_state(1)[0]))
-            renderer = FrameRenderer(scene.model, size, size)
+            renderer = FrameRenderer(scene.model, size, size, depth=visibility, segmentation=visibility)
             try:
                 stop = min(done + renders_per_scene, num_renders)
                 while done < stop:
@@ -102,6 +107,8 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
                     images[done:done + n] = r.frames
                     uv[done:done + n] = np.where(ok[..., None], uvd[:, o:o + NUM_HAND_JOINTS, :2], 0.0)
                     valid[done:done + n] = ok
+                    if visible is not None:
+                        visible[done:done + n] = r.visible[:, o:o + NUM_HAND_JOINTS] & ok
                     done += n
                     bar.update(n)
             finally:
@@ -109,14 +116,15 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
             block += 1
     finally:
         bar.close()
-    return ProbeData(emb.name, images, uv, valid)
+    return ProbeData(emb.name, images, uv, valid, visible)
 
 
 def render_heldout(embodiment: str, num: int, size: int, seed: int, progress: bool = True,
                    hand_style: str = "simple") -> ProbeData:
-    """Held-out renders: like the training ones, but a new scene every ``HELDOUT_RENDERS_PER_SCENE`` frames."""
+    """Held-out renders: like the training ones, but a new scene every ``HELDOUT_RENDERS_PER_SCENE`` frames, with
+    per-joint visibility."""
     return render_probe_data(embodiment, num, size, seed=seed, renders_per_scene=HELDOUT_RENDERS_PER_SCENE,
-                             progress=progress, hand_style=hand_style)
+                             progress=progress, hand_style=hand_style, visibility=True)
 
 
 def render_probe_sets(embodiments, num_renders: int, num_heldout: int, size: int, heldout_size: int, seed: int = 0,

@@ -157,6 +157,47 @@ def test_keypoint_error_on_occluded_joints_and_scored_frames():
         keypoint_error(_FixedProbe(uv), np.zeros((T, 64, 64, 3), np.uint8), joints, visible=visible[:, :21])
 
 
+def test_heldout_accuracy_on_visible_and_hidden_joints():
+    """evaluate_probe splits the error by the renders' visibility flags; figures by hand from fixed detections."""
+    from sim_bridge.probe_renders import ProbeData
+
+    emb = get("inspire_right")
+    o = side_offset(emb.side)
+    present = emb.slot_mask[o:o + NUM_HAND_JOINTS]
+    N = 2
+    labels = np.full((N, NUM_HAND_JOINTS, 2), 10.0, np.float32)
+    valid = np.broadcast_to(present, (N, NUM_HAND_JOINTS)).copy()
+    valid[1, np.flatnonzero(present)[:3]] = False  # three joints outside the image in render 1
+    visible = valid.copy()
+    hidden = np.flatnonzero(present)[-2:]  # the last two joints of each render hidden
+    visible[:, hidden] = False
+    pred = np.full((N, 42, 2), 10.0)
+    pred[:, o:o + NUM_HAND_JOINTS, 0] += np.where(visible, 1.0, 4.0)  # 1 px off when seen, 4 px when hidden
+    data = ProbeData(emb.name, np.zeros((N, 32, 32, 3), np.uint8), labels, valid, visible)
+    got = evaluate_probe(_FixedProbe(pred), data, sizes=(32,))["32"]
+    n_hidden = 2 * N
+    n = int(valid.sum())
+    assert got["n"] == n
+    assert got["visible_mean_px"] == pytest.approx(1.0) and got["occluded_mean_px"] == pytest.approx(4.0)
+    assert got["occluded_fraction"] == pytest.approx(n_hidden / n)
+    assert got["mean_px"] == pytest.approx(((n - n_hidden) * 1.0 + n_hidden * 4.0) / n)
+    # without visibility flags the split is simply absent
+    plain = evaluate_probe(_FixedProbe(pred), ProbeData(emb.name, data.images, labels, valid), sizes=(32,))["32"]
+    assert "visible_mean_px" not in plain and plain["mean_px"] == pytest.approx(got["mean_px"])
+
+
+def test_heldout_renders_flag_visible_joints_without_changing_frames_or_labels():
+    kw = dict(size=48, seed=FRESH_SEED + 4, progress=False)
+    held = render_heldout("inspire_right", 8, **kw)
+    plain = render_probe_data("inspire_right", 8, renders_per_scene=16, **kw)
+    np.testing.assert_array_equal(held.images, plain.images)
+    np.testing.assert_array_equal(held.uv, plain.uv)
+    assert plain.visible is None and held.visible.shape == held.valid.shape
+    assert not (held.visible & ~held.valid).any()  # a joint outside the image is not "visible"
+    hidden = (held.valid & ~held.visible).sum() / held.valid.sum()
+    assert 0.05 < hidden < 0.95  # a hand hides some of its own joints from most cameras, never all of them
+
+
 def test_tiny_probe_trains_saves_and_loads(tmp_path):
     train = [render_probe_data("dex3_right", 48, 32, seed=3, progress=False)]
     heldout = [render_heldout("dex3_right", 8, 32, seed=3 + 1_000_003, progress=False)]
@@ -226,11 +267,21 @@ def test_cli_train_probe(tmp_path, capsys):
 
     out = tmp_path / "probe"
     argv = ["train-probe", "--embodiment", "dex3_right", "--renders", "16", "--heldout", "4", "--size", "32",
-            "--steps", "3", "--batch-size", "8", "--out", str(out), "--no-progress"]
+            "--steps", "3", "--batch-size", "8", "--widths", "8,8,16,24", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     assert "held-out" in capsys.readouterr().out
     acc = json.loads((out / "accuracy.json").read_text())
     assert acc["embodiments"] == ["dex3_right"] and set(acc["heldout"]["dex3_right"]) == {"32", "64", "128"}
+    assert {"visible_mean_px", "occluded_mean_px", "occluded_fraction"} <= set(acc["heldout"]["dex3_right"]["32"])
+    assert load_probe(out).config.widths == [8, 8, 16, 24]
+    with pytest.raises(SystemExit):
+        main(["train-probe", "--embodiment", "dex3_right", "--widths", "8,8,16", "--out", str(tmp_path / "p3")])
+    assert "--widths: expected 4 comma-separated integers" in capsys.readouterr().err
+    # continuing a probe with other widths is refused in one line, before rendering
+    assert main(["train-probe", "--embodiment", "dex3_right", "--size", "32", "--init", str(out), "--widths",
+                 "16,32,64,96", "--out", str(tmp_path / "p4")]) == 1
+    err = capsys.readouterr().err
+    assert "--widths 16,32,64,96" in err and "8,8,16,24" in err and not (tmp_path / "p4").exists()
     assert main(["train-probe", "--embodiment", "no_such_hand", "--out", str(out)]) == 1
     capsys.readouterr()
     # --init with a probe of other hands is refused before any rendering, in one line naming the folder

@@ -25,6 +25,9 @@ def register(subparsers) -> None:
                    help="working size S of the probe (frames S×S, default 128)")
     p.add_argument("--head-stride", type=int, choices=(2, 4), default=2,
                    help="heatmap stride in working pixels (default 2: finger-level cells; 4 is cheaper)")
+    p.add_argument("--widths", type=at.int_list(4, 4, 1024), default=None,
+                   help="channels at strides 2, 4, 8, 16, comma-separated (default 16,32,64,96; with --init: "
+                        "the init probe's)")
     p.add_argument("--hand-style", choices=("simple", "detailed", "mixed"), default="mixed",
                    help="hand geometry of the renders (default mixed: simple and detailed scenes alternate, so the "
                         "probe reads clips of either style)")
@@ -55,7 +58,7 @@ def register(subparsers) -> None:
 def run_train(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from sim_bridge.probe_renders import render_probe_sets
-    from worldmodel.evaluation.probe import eval_sizes_for, init_mismatch, load_probe, train_probe
+    from worldmodel.evaluation.probe import DEFAULT_WIDTHS, eval_sizes_for, init_mismatch, load_probe, train_probe
 
     init = None
     if args.init is not None:
@@ -64,13 +67,17 @@ def run_train(args: argparse.Namespace) -> int:
         init = load_probe(args.init)
         if (bad := init_mismatch(init, [get(e).name for e in args.embodiment], args.size)) is not None:
             raise ValueError(f"--init {args.init}: that {bad}; give the same --embodiment list and --size")
+        if args.widths is not None and list(args.widths) != list(init.config.widths):
+            raise ValueError(f"--widths {','.join(map(str, args.widths))}: --init {args.init} has widths "
+                             f"{','.join(map(str, init.config.widths))}; leave --widths out to continue it")
     eval_sizes = eval_sizes_for(args.size)
     train, heldout, info = render_probe_sets(args.embodiment, args.renders, args.heldout, args.size, max(eval_sizes),
                                              seed=args.seed, progress=not args.no_progress,
                                              hand_style=args.hand_style)
     report = train_probe(train, heldout, size=args.size, steps=args.steps, out_dir=args.out, seed=args.seed,
                          batch_size=args.batch_size, lr=args.lr, progress=not args.no_progress,
-                         eval_sizes=eval_sizes, data_info=info, head_stride=args.head_stride, init=init)
+                         eval_sizes=eval_sizes, data_info=info, head_stride=args.head_stride, init=init,
+                         widths=args.widths or DEFAULT_WIDTHS)
     _print_probe_table(report.heldout, report.size)
     print(f"{report.num_parameters:,} parameters; rendering {report.render_seconds:.0f} s, training "
           f"{report.train_seconds:.0f} s; loss {report.loss_first:.3f} → {report.loss_last:.3f}; saved to {args.out}")
@@ -82,12 +89,20 @@ def _print_probe_table(heldout: dict, size: int) -> None:
     from rich.table import Table
 
     table = Table(title=f"keypoint probe, held-out renders (working size {size}²)")
-    for col in ("embodiment", "frame size", "mean px", "median px", "PCK@5px", "visibility acc", "joints"):
+    for col in ("embodiment", "frame size", "mean px", "median px", "visible px", "hidden px", "PCK@5px",
+                "visibility acc", "joints (hidden)"):
         table.add_column(col, justify="left" if col == "embodiment" else "right")
+
+    def px(v) -> str:
+        return "—" if v is None else f"{v:.2f}"
+
     for emb, by_size in heldout.items():
         for s, m in sorted(by_size.items(), key=lambda kv: int(kv[0])):
-            table.add_row(emb, f"{s}²", f"{m['mean_px']:.2f}", f"{m['median_px']:.2f}", f"{m['pck@5px']:.3f}",
-                          f"{m['visibility_acc']:.3f}", str(m["n"]))
+            hidden = m.get("occluded_fraction")
+            joints = str(m["n"]) if hidden is None else f"{m['n']} ({hidden:.0%})"
+            table.add_row(emb, f"{s}²", px(m["mean_px"]), px(m["median_px"]), px(m.get("visible_mean_px")),
+                          px(m.get("occluded_mean_px")), f"{m['pck@5px']:.3f}", f"{m['visibility_acc']:.3f}",
+                          joints)
     Console().print(table)
 
 

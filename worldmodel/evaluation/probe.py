@@ -37,6 +37,7 @@ from worldmodel.evaluation.metrics import pck
 
 DEFAULT_PROBE_DIR = Path(__file__).resolve().parents[1] / "checkpoints" / "probe"
 PCK_THRESHOLD_PX = 5.0
+DEFAULT_WIDTHS = (16, 32, 64, 96)  # channels at strides 2, 4, 8, 16
 
 
 def eval_sizes_for(size: int) -> tuple[int, ...]:
@@ -65,7 +66,7 @@ class KeypointProbe(ModelMixin, ConfigMixin):
 
     @register_to_config
     def __init__(self, embodiments: tuple[str, ...] | list[str] = ("inspire_right",), size: int = 128,
-                 widths: tuple[int, ...] | list[int] = (16, 32, 64, 96), heldout: dict | None = None,
+                 widths: tuple[int, ...] | list[int] = DEFAULT_WIDTHS, heldout: dict | None = None,
                  train_info: dict | None = None, head_stride: int = 4):
         super().__init__()
         if not embodiments:
@@ -309,6 +310,8 @@ def evaluate_probe(model: KeypointProbe, data, sizes: tuple[int, ...] | None = N
     """Held-out accuracy on renders, at the working size and at other frame sizes (renders resized to each).
 
     Returns {str(size): {"mean_px", "median_px", "pck@5px", "visibility_acc", "n"}}; pixels are those of that size.
+    When ``data.visible`` is given, also ``visible_mean_px`` / ``occluded_mean_px`` (joints the camera sees / that
+    something hides; both stay in the headline figures) and ``occluded_fraction``.
     """
     emb = get(data.embodiment)
     o = side_offset(emb.side)
@@ -329,6 +332,12 @@ def evaluate_probe(model: KeypointProbe, data, sizes: tuple[int, ...] | None = N
         out[str(size)] = {"mean_px": float(err.mean()), "median_px": float(np.median(err)),
                           f"pck@{threshold:g}px": pck(pred, target, threshold, data.valid),
                           "visibility_acc": float(vis_ok.mean()), "n": int(data.valid.sum())}
+        seen = getattr(data, "visible", None)
+        if seen is not None:
+            seen = np.asarray(seen, bool)[data.valid]
+            out[str(size)].update(visible_mean_px=float(err[seen].mean()) if seen.any() else None,
+                                  occluded_mean_px=float(err[~seen].mean()) if (~seen).any() else None,
+                                  occluded_fraction=float((~seen).mean()))
     return out
 
 
@@ -343,7 +352,7 @@ def init_mismatch(init: KeypointProbe, embodiments: Sequence[str], size: int) ->
 
 def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int = 1500,
                 out_dir: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 32, lr: float = 3e-3,
-                widths: tuple[int, ...] = (16, 32, 64, 96), progress: bool = True,
+                widths: tuple[int, ...] = DEFAULT_WIDTHS, progress: bool = True,
                 eval_sizes: tuple[int, ...] | None = None, data_info: dict | None = None,
                 head_stride: int = 4, init: KeypointProbe | None = None) -> ProbeReport:
     """Train and evaluate a keypoint probe on labelled renders; save it to ``out_dir`` (weights, config, accuracy).
