@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
-    from dexworld.argtypes import nonnegative_int, positive_float, positive_int
+    from dexworld.argtypes import nonnegative_float, nonnegative_int, positive_float, positive_int, probability
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--vae", type=Path, required=True, help="trained VAE folder (config.json + safetensors)")
@@ -32,6 +32,10 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=nonnegative_int, default=9000, help="short-window (5-frame) steps")
     ap.add_argument("--long-steps", type=nonnegative_int, default=700, help="17-frame window steps")
     ap.add_argument("--lr", type=positive_float, default=1e-3, help="peak LR (warm-up + cosine; 17-frame phase: /3)")
+    ap.add_argument("--hand-weight", type=nonnegative_float, default=0.0,
+                    help="extra loss weight on the hand region (pixels near the clip's projected skeleton)")
+    ap.add_argument("--hand-crop", type=probability, default=0.0,
+                    help="share of training crops centred on the hand instead of drawn uniformly")
     ap.add_argument("--save-every", type=positive_int, default=500, help="write --out/vae every N steps")
     args = ap.parse_args(argv)
     from worldmodel.training.vae import continue_vae
@@ -46,8 +50,10 @@ def main(argv=None) -> int:
         raise SystemExit("--steps and --long-steps: at least one step in all")
     args.out.mkdir(parents=True, exist_ok=True)
     continue_vae(args.vae, target, args.data, log=args.out / "vae_loss.jsonl", save_every=args.save_every,
-                 steps=args.steps, long_steps=args.long_steps, lr=args.lr, long_lr=args.lr / 3, train_encoder=False)
-    print(json.dumps({"vae": str(target), "from": str(args.vae), "steps": args.steps, "long_steps": args.long_steps}))
+                 steps=args.steps, long_steps=args.long_steps, lr=args.lr, long_lr=args.lr / 3, train_encoder=False,
+                 hand_weight=args.hand_weight, hand_crop=args.hand_crop)
+    print(json.dumps({"vae": str(target), "from": str(args.vae), "steps": args.steps, "long_steps": args.long_steps,
+                      "hand_weight": args.hand_weight, "hand_crop": args.hand_crop}))
     return 0
 
 

@@ -3,6 +3,7 @@ dropout, base-weight checkpoints, export to a self-contained inference folder, a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from _wm_helpers import CONTROL, SMALL_TINY, make_frames, make_joints
 
 from embodiments.clip import write_clip
+from embodiments.sparse import SparseJoints
 from worldmodel.training.data import ClipDataset
 from worldmodel.training.trainer import TrainConfig, Trainer
 from worldmodel.training.vae import VaeTrainConfig, _batch, latent_statistics, train_vae
@@ -101,7 +103,7 @@ def test_vae_stage_fits_and_sets_latent_statistics(tmp_path):
     # the streamed (double-sum) statistics match a direct computation over the same windows
     ds = ClipDataset(data, cfg.num_frames, 32, 32, seed=cfg.seed)
     with torch.no_grad():
-        z = torch.cat([vae.encode(_batch(ds, 1_000_000 + b, cfg, crop=False)).latent_dist.mode()
+        z = torch.cat([vae.encode(_batch(ds, 1_000_000 + b, cfg, crop=False)[0]).latent_dist.mode()
                        for b in range(cfg.stats_batches)])
     z = z.transpose(0, 1).flatten(1)
     np.testing.assert_allclose(vae.config.latents_mean, z.mean(1).numpy(), rtol=1e-4, atol=1e-5)
@@ -262,3 +264,65 @@ def test_tiny_vae_width_multipliers():
     assert z.shape == (1, 16, 2, 4, 4)
     with pytest.raises(ValueError, match="vae_dim_mult must be 4 positive multipliers"):
         build_tiny(**SMALL_TINY, vae_dim_mult=(1, 2, 4))
+
+
+def _point_hand(T: int, u: float, v: float, size: int) -> SparseJoints:
+    """Every joint of a right hand at one point 0.5 m ahead, projecting to pixel (u, v) of a size × size frame."""
+    from embodiments.layout import hand_slots
+
+    K = np.array([[60.0, 0.0, u], [0.0, 60.0, v], [0.0, 0.0, 1.0]])
+    pos = np.zeros((T, 42, 3))
+    pos[..., 2] = 0.5
+    valid = np.zeros((T, 42), bool)
+    valid[:, hand_slots("right")] = True
+    return SparseJoints(pos, valid, K=K, frame="camera")
+
+
+def _disk(size: int, u: float, v: float, r: float) -> np.ndarray:
+    """Pixels whose centres lie within r of (u, v), written out directly."""
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5
+    return (xs - u) ** 2 + (ys - v) ** 2 <= r * r
+
+
+def test_vae_batches_carry_hand_regions_and_centre_crops_on_the_hand(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    frames = make_frames(5, seed=3)[:, :32, :32].repeat(2, 1).repeat(2, 2)  # 64 × 64
+    write_clip(data / "c0.h5", frames, _point_hand(5, 50, 44, 64))
+    ds = ClipDataset(data, 5, 64, 64)
+    full = ds[0]["video"]
+    cfg = VaeTrainConfig(batch_size=1, crop=32, hand_crop=1.0, hand_radius_px=4.0)
+    video, mask = _batch(ds, 0, cfg, hand=True)
+    # hand centre (row 44, col 50) → crop origin on the 16-px grid nearest to centring it: (32, 32)
+    assert torch.equal(video[0], full[..., 32:, 32:])
+    expected = torch.from_numpy(_disk(64, 50, 44, 4.0)[32:, 32:])
+    assert mask.shape == (1, 5, 32, 32) and all(torch.equal(m, expected) for m in mask[0])
+    assert int(mask[0, 0].sum()) == int(_disk(64, 50, 44, 4.0).sum())  # the whole hand is inside the crop
+    # without hand crops the batch is what it was before masks existed: the same windows and uniform crops
+    plain = dataclasses.replace(cfg, hand_crop=0.0)
+    for step in range(4):
+        assert torch.equal(_batch(ds, step, plain, hand=True)[0], _batch(ds, step, plain)[0])
+        assert _batch(ds, step, plain)[1] is None
+    with pytest.raises(ValueError, match="hand_crop"):
+        VaeTrainConfig(hand_crop=1.5)
+
+
+def test_vae_loss_adds_the_hand_region_term():
+    """loss(hand_weight=w) − loss(0) = w · (MSE + l1_weight · L1 over the hand pixels), computed here by hand."""
+    from worldmodel.training.vae import vae_loss
+    from worldmodel.wan.presets import build_tiny
+
+    vae = build_tiny(**SMALL_TINY).vae.eval()
+    video = torch.from_numpy(_smooth_frames(5)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    mask = torch.zeros(1, 5, 32, 32, dtype=torch.bool)
+    mask[:, :, 8:16, 4:20] = True
+    cfg = VaeTrainConfig(l1_weight=0.5, kl_weight=0.0)
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(video).latent_dist.mode()).sample
+        err = (recon - video).permute(0, 2, 3, 4, 1)[mask]  # (hand pixels, 3)
+        term = float(err.square().mean() + 0.5 * err.abs().mean())
+        base, mse = vae_loss(vae, video, None, cfg, mask)
+        weighted, mse_w = vae_loss(vae, video, None, dataclasses.replace(cfg, hand_weight=3.0), mask)
+        empty, _ = vae_loss(vae, video, None, dataclasses.replace(cfg, hand_weight=3.0), torch.zeros_like(mask))
+    assert float(weighted - base) == pytest.approx(3.0 * term, rel=1e-4)
+    assert float(mse_w) == float(mse) and float(empty) == pytest.approx(float(base))
