@@ -11,6 +11,7 @@ of each clip is scored too (the ceiling the video model cannot beat), and with a
 simulated renders and on their VAE reconstructions: what the probe reads from the simulation's own latents.
 
     .venv/bin/python benchmarks/tiny_sim_eval.py --data outputs/tiny_sim/data/heldout --out outputs/tiny_sim/eval
+    .venv/bin/python benchmarks/tiny_sim_eval.py --vae-only --vae outputs/vae_decoder/vae --out outputs/vae_check
 
 Prints a table and the ratios control-on / control-off (baseline: control off); writes ``metrics.json``.
 """
@@ -52,8 +53,10 @@ def vae_reconstruction(vae, frames: np.ndarray) -> np.ndarray:
     return ((y + 1) / 2).numpy()
 
 
-def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = None, progress: bool = True) -> dict:
-    """Per-clip and mean metrics for control on / off and the VAE reconstruction."""
+def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = None, progress: bool = True,
+                   videos: bool = True) -> dict:
+    """Per-clip and mean metrics for control on / off and the VAE reconstruction (``videos=False``: only the VAE
+    figures, a check of a VAE in minutes, before a video model is trained on it)."""
     from tqdm.auto import tqdm
 
     from embodiments.clip import read_clip
@@ -67,6 +70,7 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
         row = {"clip": str(path), "embodiment": clip.joints.embodiment}
         recon = vae_reconstruction(pipe.vae, clip.frames)
         row["vae_psnr"] = psnr(recon, ref)
+        row["vae_hand_psnr"] = evaluate(recon, clip, exclude_first=True).to_dict()["hand_psnr"]
         if probe is not None:
             # the probe on the VAE's own reconstruction of the simulated clip (what a video model that produced
             # exactly the simulation's latents would score) and on the render itself (the probe's own floor)
@@ -74,7 +78,7 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
 
             for key, frames in (("vae_joint_error_px", recon), ("render_joint_error_px", clip.frames)):
                 row[key] = keypoint_error(probe, frames, clip.joints, frames_scored=slice(1, None))["mean_px"]
-        for name, joints in (("on", clip.joints), ("off", control_off(clip.joints))):
+        for name, joints in (("on", clip.joints), ("off", control_off(clip.joints))) if videos else ():
             video = generate(pipe, clip, joints, seed, steps)
             rep = evaluate(video, clip, probe=probe, exclude_first=True).to_dict()
             hand = rep["hand_psnr"]  # frames 1…T−1 (exclude_first), evaluate's hand region
@@ -94,7 +98,10 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
         return float(np.mean(vals)) if vals else None
 
     summary = {"clips": len(rows), "seed": seed, "radius_px": HAND_RADIUS_PX, "vae_psnr": mean("vae_psnr"),
-               "vae_joint_error_px": mean("vae_joint_error_px"), "render_joint_error_px": mean("render_joint_error_px")}
+               "vae_hand_psnr": mean("vae_hand_psnr"), "vae_joint_error_px": mean("vae_joint_error_px"),
+               "render_joint_error_px": mean("render_joint_error_px")}
+    if not videos:
+        return {"summary": summary, "clips": rows}
     for name in ("on", "off"):
         summary[name] = {k: mean(k, name) for k in ("psnr", "ssim", "frame0_psnr", "hand_mse", "hand_psnr",
                                                      "joint_error_px", "joint_error_occluded_px", "pck@5px")}
@@ -155,6 +162,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="outputs/tiny_sim/data/heldout", help="folder of held-out .h5 clips")
     ap.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped tiny-sim model)")
+    ap.add_argument("--vae", default=None,
+                    help="use this VAE folder instead of the checkpoint's (one with the same encoder, e.g. from "
+                         "scripts/vae_finetune_decoder.py)")
+    ap.add_argument("--vae-only", action="store_true",
+                    help="score only the VAE's reconstructions (PSNR, hand region, probe): no video generation")
     ap.add_argument("--probe", default=None, help="keypoint probe folder (default: the shipped one, if present)")
     ap.add_argument("--no-probe", action="store_true")
     ap.add_argument("--out", default="outputs/tiny_sim/eval", help="folder for metrics.json")
@@ -175,6 +187,10 @@ def main(argv=None) -> int:
 
     pipe = HandControlPipeline.from_pretrained(args.checkpoint or "tiny-sim")
     pipe.set_progress_bar_config(disable=True)
+    if args.vae:
+        from diffusers import AutoencoderKLWan
+
+        pipe.vae = AutoencoderKLWan.from_pretrained(args.vae).eval()
     probe = None
     if not args.no_probe:
         from worldmodel.evaluation.probe import load_probe
@@ -185,17 +201,21 @@ def main(argv=None) -> int:
             print(f"note: {e}; reporting the hand-region proxy only")
     paths = find_clips(args.data)[: args.limit]
     t0 = time.perf_counter()
-    result = evaluate_clips(pipe, paths, probe=probe, seed=args.seed, steps=args.steps)
+    result = evaluate_clips(pipe, paths, probe=probe, seed=args.seed, steps=args.steps, videos=not args.vae_only)
     result["summary"]["seconds"] = round(time.perf_counter() - t0, 1)
     result["summary"]["checkpoint"] = args.checkpoint or "shipped tiny-sim"
+    result["summary"]["vae"] = args.vae or "the checkpoint's"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     s = result["summary"]
-    print(f"{s['clips']} held-out clips, seed {s['seed']}; VAE reconstruction PSNR {s['vae_psnr']:.2f} dB")
+    print(f"{s['clips']} held-out clips, seed {s['seed']}; VAE reconstruction PSNR {s['vae_psnr']:.2f} dB, "
+          f"hand region {s['vae_hand_psnr']:.2f} dB")
     if s["vae_joint_error_px"] is not None:
         print(f"probe joint error, frames 1…T−1: on the simulated renders {s['render_joint_error_px']:.2f} px, on the "
               f"VAE's reconstructions {s['vae_joint_error_px']:.2f} px (what the simulation's latents score)")
+    if args.vae_only:
+        return 0
     print(f"{'':22s}{'control on':>12s}{'control off':>13s}")
     for key in ("psnr", "ssim", "frame0_psnr", "hand_psnr", "hand_mse", "joint_error_px", "joint_error_occluded_px",
                 "pck@5px"):
