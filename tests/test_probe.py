@@ -36,9 +36,9 @@ def shipped():
 def test_shipped_probe_files_and_size(shipped):
     files = {p.name: p.stat().st_size for p in DEFAULT_PROBE_DIR.iterdir()}
     assert "diffusion_pytorch_model.safetensors" in files and "config.json" in files and "accuracy.json" in files
-    assert sum(files.values()) < 4 * 2**20
+    assert sum(files.values()) < 8 * 2**20  # small enough to live in git beside the code
     n = sum(p.numel() for p in shipped.parameters())
-    assert 50_000 < n < 500_000
+    assert 50_000 < n < 2_000_000
     assert {"inspire_right", "dex3_right"} <= set(shipped.config.embodiments)
     acc = json.loads((DEFAULT_PROBE_DIR / "accuracy.json").read_text())
     assert acc["heldout"] == shipped.config.heldout  # the figure beside the weights is the one in the config
