@@ -53,6 +53,15 @@ def vae_reconstruction(vae, frames: np.ndarray) -> np.ndarray:
     return ((y + 1) / 2).numpy()
 
 
+def same_encoder(a, b) -> bool:
+    """Whether two VAEs map frames to the same latents: equal encoder and quant_conv weights and latent statistics."""
+    sa, sb = a.state_dict(), b.state_dict()
+    keys = [k for k in sa if k.startswith(("encoder.", "quant_conv."))]
+    return (all(k in sb and torch.equal(sa[k], sb[k]) for k in keys)
+            and list(a.config.latents_mean or []) == list(b.config.latents_mean or [])
+            and list(a.config.latents_std or []) == list(b.config.latents_std or []))
+
+
 def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = None, progress: bool = True,
                    videos: bool = True) -> dict:
     """Per-clip and mean metrics for control on / off and the VAE reconstruction (``videos=False``: only the VAE
@@ -190,7 +199,11 @@ def main(argv=None) -> int:
     if args.vae:
         from diffusers import AutoencoderKLWan
 
-        pipe.vae = AutoencoderKLWan.from_pretrained(args.vae).eval()
+        vae = AutoencoderKLWan.from_pretrained(args.vae).eval()
+        if not args.vae_only and not same_encoder(pipe.vae, vae):
+            raise SystemExit(f"--vae {args.vae}: its encoder differs from the checkpoint's, so the video model's "
+                             "latents mean something else to it; use --vae-only, or a decoder-only fine-tune")
+        pipe.vae = vae
     probe = None
     if not args.no_probe:
         from worldmodel.evaluation.probe import load_probe
@@ -205,9 +218,12 @@ def main(argv=None) -> int:
     result["summary"]["seconds"] = round(time.perf_counter() - t0, 1)
     result["summary"]["checkpoint"] = args.checkpoint or "shipped tiny-sim"
     result["summary"]["vae"] = args.vae or "the checkpoint's"
+    from embodiments.io_utils import atomic_path
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    with atomic_path(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
     s = result["summary"]
     print(f"{s['clips']} held-out clips, seed {s['seed']}; VAE reconstruction PSNR {s['vae_psnr']:.2f} dB, "
           f"hand region {s['vae_hand_psnr']:.2f} dB")

@@ -266,8 +266,8 @@ def test_tiny_vae_width_multipliers():
         build_tiny(**SMALL_TINY, vae_dim_mult=(1, 2, 4))
 
 
-def _point_hand(T: int, u: float, v: float, size: int) -> SparseJoints:
-    """Every joint of a right hand at one point 0.5 m ahead, projecting to pixel (u, v) of a size × size frame."""
+def _point_hand(T: int, u: float, v: float) -> SparseJoints:
+    """Every joint of a right hand at one point 0.5 m ahead, projecting to pixel (u, v)."""
     from embodiments.layout import hand_slots
 
     K = np.array([[60.0, 0.0, u], [0.0, 60.0, v], [0.0, 0.0, 1.0]])
@@ -288,7 +288,7 @@ def test_vae_batches_carry_hand_regions_and_centre_crops_on_the_hand(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     frames = make_frames(5, seed=3)[:, :32, :32].repeat(2, 1).repeat(2, 2)  # 64 × 64
-    write_clip(data / "c0.h5", frames, _point_hand(5, 50, 44, 64))
+    write_clip(data / "c0.h5", frames, _point_hand(5, 50, 44))
     ds = ClipDataset(data, 5, 64, 64)
     full = ds[0]["video"]
     cfg = VaeTrainConfig(batch_size=1, crop=32, hand_crop=1.0, hand_radius_px=4.0)

@@ -332,9 +332,8 @@ def evaluate_probe(model: KeypointProbe, data, sizes: tuple[int, ...] | None = N
         out[str(size)] = {"mean_px": float(err.mean()), "median_px": float(np.median(err)),
                           f"pck@{threshold:g}px": pck(pred, target, threshold, data.valid),
                           "visibility_acc": float(vis_ok.mean()), "n": int(data.valid.sum())}
-        seen = getattr(data, "visible", None)
-        if seen is not None:
-            seen = np.asarray(seen, bool)[data.valid]
+        if data.visible is not None:
+            seen = np.asarray(data.visible, bool)[data.valid]
             out[str(size)].update(visible_mean_px=float(err[seen].mean()) if seen.any() else None,
                                   occluded_mean_px=float(err[~seen].mean()) if (~seen).any() else None,
                                   occluded_fraction=float((~seen).mean()))

@@ -107,8 +107,8 @@ def vae_loss(vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generat
     kl = 0.5 * (posterior.mean.square() + posterior.var - 1.0 - posterior.logvar).mean()
     loss = mse + cfg.l1_weight * l1 + cfg.kl_weight * kl
     if cfg.hand_weight and hand is not None and hand.any():
-        m = hand[:, None].expand_as(err)
-        loss = loss + cfg.hand_weight * (err[m].square().mean() + cfg.l1_weight * err[m].abs().mean())
+        e = err[hand[:, None].expand_as(err)]
+        loss = loss + cfg.hand_weight * (e.square().mean() + cfg.l1_weight * e.abs().mean())
     return loss, mse
 
 
