@@ -1,4 +1,4 @@
-"""Fine-tune the decoder of a trained tiny VAE, keeping its encoder — and so its latent space — as it is.
+"""Fine-tune a trained tiny VAE: by default only its decoder, keeping the encoder — and so the latent space — as it is.
 
 The video model of a pipeline is trained on its VAE's latents, so a VAE trained further end to end needs the video
 model retrained too. With the encoder frozen the latents (and ``latents_mean``/``latents_std``) do not change: the
@@ -8,6 +8,8 @@ docs/results.md ("Fourth attempt"):
 
     .venv/bin/python scripts/vae_finetune_decoder.py --vae worldmodel/checkpoints/tiny-sim/vae \\
         --data outputs/tiny_sim/data/train_mix --out outputs/vae_decoder
+
+``--train-encoder`` trains the whole VAE instead (a new latent space: retrain or continue stage 2 on it).
 
 Writes ``--out/vae`` (every ``--save-every`` steps and at the end, atomically) and ``--out/vae_loss.jsonl``.
 """
@@ -36,6 +38,8 @@ def main(argv=None) -> int:
                     help="extra loss weight on the hand region (pixels near the clip's projected skeleton)")
     ap.add_argument("--hand-crop", type=probability, default=0.0,
                     help="share of training crops centred on the hand instead of drawn uniformly")
+    ap.add_argument("--train-encoder", action="store_true",
+                    help="train the encoder too: the latent space moves, so train the video model on it again")
     ap.add_argument("--save-every", type=positive_int, default=500, help="write --out/vae every N steps")
     args = ap.parse_args(argv)
     from worldmodel.training.vae import continue_vae
@@ -50,10 +54,11 @@ def main(argv=None) -> int:
         raise SystemExit("--steps and --long-steps: at least one step in all")
     args.out.mkdir(parents=True, exist_ok=True)
     continue_vae(args.vae, target, args.data, log=args.out / "vae_loss.jsonl", save_every=args.save_every,
-                 steps=args.steps, long_steps=args.long_steps, lr=args.lr, long_lr=args.lr / 3, train_encoder=False,
-                 hand_weight=args.hand_weight, hand_crop=args.hand_crop)
+                 steps=args.steps, long_steps=args.long_steps, lr=args.lr, long_lr=args.lr / 3,
+                 train_encoder=args.train_encoder, hand_weight=args.hand_weight, hand_crop=args.hand_crop)
     print(json.dumps({"vae": str(target), "from": str(args.vae), "steps": args.steps, "long_steps": args.long_steps,
-                      "hand_weight": args.hand_weight, "hand_crop": args.hand_crop}))
+                      "hand_weight": args.hand_weight, "hand_crop": args.hand_crop,
+                      "train_encoder": args.train_encoder}))
     return 0
 
 

@@ -326,3 +326,33 @@ def test_vae_loss_adds_the_hand_region_term():
         empty, _ = vae_loss(vae, video, None, dataclasses.replace(cfg, hand_weight=3.0), torch.zeros_like(mask))
     assert float(weighted - base) == pytest.approx(3.0 * term, rel=1e-4)
     assert float(mse_w) == float(mse) and float(empty) == pytest.approx(float(base))
+
+
+@pytest.mark.parametrize("train_encoder", [False, True])
+def test_vae_finetune_script_trains_the_encoder_only_when_asked(tmp_path, train_encoder):
+    """scripts/vae_finetune_decoder.py keeps the encoder bit-identical by default (the latent space a video model was
+    trained on) and changes it with --train-encoder; the source folder is never written."""
+    import importlib.util
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from worldmodel.wan.presets import build_tiny
+
+    spec = importlib.util.spec_from_file_location(
+        "vae_finetune_decoder", Path(__file__).resolve().parents[1] / "scripts" / "vae_finetune_decoder.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_clip(data / "c0.h5", _smooth_frames(), make_joints(5))
+    src = tmp_path / "vae"
+    build_tiny(**SMALL_TINY).vae.save_pretrained(src)
+    before = load_file(src / "diffusion_pytorch_model.safetensors")
+    argv = ["--vae", str(src), "--data", str(data), "--out", str(tmp_path / "ft"), "--steps", "1", "--long-steps", "0"]
+    assert script.main(argv + (["--train-encoder"] if train_encoder else [])) == 0
+    after = load_file(tmp_path / "ft" / "vae" / "diffusion_pytorch_model.safetensors")
+    encoder = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    changed = sum(not torch.equal(after[k], before[k]) for k in encoder)
+    assert (changed > len(encoder) // 2) if train_encoder else changed == 0
+    assert all(torch.equal(v, before[k]) for k, v in load_file(src / "diffusion_pytorch_model.safetensors").items())
