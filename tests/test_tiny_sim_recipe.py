@@ -262,8 +262,39 @@ def test_tiny_vae_width_multipliers():
     with torch.no_grad():
         z = wide.encode(torch.zeros(1, 3, 5, 32, 32)).latent_dist.mode()
     assert z.shape == (1, 16, 2, 4, 4)
-    with pytest.raises(ValueError, match="vae_dim_mult must be 4 positive multipliers"):
-        build_tiny(**SMALL_TINY, vae_dim_mult=(1, 2, 4))
+    with pytest.raises(ValueError, match="vae_dim_mult must be 3 or 4 positive multipliers"):
+        build_tiny(**SMALL_TINY, vae_dim_mult=(1, 2))
+
+
+def test_tiny_four_times_vae_with_a_coarser_patch_generates_and_checks_its_control_grid():
+    """Three VAE levels give 4× spatial compression (a 32² clip of 5 frames → 8×8 latents, 1 + 4/4 = 2 latent
+    frames); a 1×4×4 patch keeps the token count of the 8× VAE's 1×2×2 patch. The pipeline runs end to end with a
+    control module on the 4× grid, refuses one built for the 8× grid."""
+    from worldmodel.control.module import HandControlModule
+    from worldmodel.wan.presets import build_tiny
+
+    c = build_tiny(**SMALL_TINY, vae_base_dim=4, vae_dim_mult=(1, 2, 2), patch=(1, 4, 4))
+    assert (c.vae.config.scale_factor_spatial, c.vae.config.scale_factor_temporal) == (4, 4)
+    assert list(c.transformer.config.patch_size) == [1, 4, 4]
+    with torch.no_grad():
+        z = c.vae.encode(torch.zeros(1, 3, 5, 32, 32)).latent_dist.mode()
+    assert z.shape == (1, 16, 2, 8, 8)
+    with pytest.raises(ValueError, match="downsample is 8 but the VAE's scale_factor_spatial is 4"):
+        HandControlPipeline.from_components(c, HandControlModule(**CONTROL))
+    torch.manual_seed(0)
+    pipe = HandControlPipeline.from_components(c, HandControlModule(downsample=4, **CONTROL))
+    out = pipe(make_frames(1)[0], make_joints(5), prompt="a hand", num_inference_steps=1, seed=0, progress=False)
+    assert np.asarray(out.frames).shape == (5, 64, 64, 3)
+
+
+def test_trainer_builds_the_control_module_on_the_vae_grid(tmp_path):
+    """Without a downsample in the config the trainer's control module takes the VAE's (4 for a 3-level VAE)."""
+    data = _write_clips(tmp_path / "data", 2)
+    tiny = {**SMALL_TINY, "vae_base_dim": 4, "vae_dim_mult": (1, 2, 2), "patch": (1, 4, 4)}
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), tiny=tiny, control=CONTROL, num_frames=5, steps=1,
+                      batch_size=2, lora_rank=2, checkpoint_every=0, progress=False)
+    control = Trainer(cfg)._unwrapped.control
+    assert (control.config.downsample, control.config.temporal_stride) == (4, 4)
 
 
 def _point_hand(T: int, u: float, v: float) -> SparseJoints:

@@ -61,6 +61,17 @@ def _as_image(image) -> tuple[PIL.Image.Image, int, int]:
     raise ValueError(f"image must be a PIL image, an (H, W, 3) uint8 array or a tensor, got {type(image).__name__}")
 
 
+def check_control_matches_vae(control, vae) -> None:
+    """The control module must place joints on the VAE's latent grid: same spatial and temporal compression."""
+    if control is None or vae is None:
+        return
+    for ours, theirs in (("downsample", "scale_factor_spatial"), ("temporal_stride", "scale_factor_temporal")):
+        a, b = getattr(control.config, ours, None), getattr(vae.config, theirs, None)
+        if a is not None and b is not None and a != b:
+            raise ValueError(f"the control module's {ours} is {a} but the VAE's {theirs} is {b}: the joints would "
+                             f"land on the wrong latent cells; build the control module with {ours}={b}")
+
+
 class HandControlPipeline(WanImageToVideoPipeline):
     """Reference image + SparseJoints (camera frame, with K) + prompt → video.
 
@@ -83,6 +94,7 @@ class HandControlPipeline(WanImageToVideoPipeline):
         if transformer is not None:
             ensure_widened(transformer)
         self.register_modules(control=control, prompt_embedder=prompt_embedder)
+        check_control_matches_vae(control, vae)
         if sampling is not None:
             SamplingDefaults.from_dict(sampling, "sampling")  # validate early
         self.register_to_config(sampling=sampling, base_model=base_model)

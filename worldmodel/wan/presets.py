@@ -113,7 +113,8 @@ class TinyConfig:
     clip_image_size: int = 32
     clip_patch: int = 8
     vae_base_dim: int = 8
-    vae_dim_mult: tuple[int, ...] = (1, 2, 2, 2)  # channel multipliers of the VAE's 4 levels (× vae_base_dim)
+    vae_dim_mult: tuple[int, ...] = (1, 2, 2, 2)  # channel multipliers (× vae_base_dim): 4 levels 8×, 3 levels 4×
+    patch: tuple[int, int, int] = (1, 2, 2)  # the transformer's (t, h, w) patch on the latents
     seed: int = 0
 
 
@@ -139,8 +140,14 @@ def build_tiny(name: str = "tiny", **overrides) -> WanComponents:
     if name not in TINY_PRESETS:
         raise ValueError(f"build_tiny builds {TINY_PRESETS}, got {name!r}")
     cfg = TinyConfig(**({**TINY_SIM_CONFIG, **overrides} if name == "tiny-sim" else overrides))
-    if len(cfg.vae_dim_mult) != 4 or min(cfg.vae_dim_mult) < 1:  # 4 levels: 3 downsamplings (8× spatial)
-        raise ValueError(f"vae_dim_mult must be 4 positive multipliers, got {list(cfg.vae_dim_mult)}")
+    if len(cfg.vae_dim_mult) not in (3, 4) or min(cfg.vae_dim_mult) < 1:  # 4 levels: 8× spatial, 3 levels: 4×
+        raise ValueError(f"vae_dim_mult must be 3 or 4 positive multipliers, got {list(cfg.vae_dim_mult)}")
+    if len(cfg.patch) != 3 or min(cfg.patch) < 1:
+        raise ValueError(f"patch must be 3 positive sizes (t, h, w), got {list(cfg.patch)}")
+    levels = len(cfg.vae_dim_mult)
+    # Wan's VAE downsamples 4× in time in its last two levels; the config's scale factors are not derived from the
+    # levels by diffusers, so they are set here to what the levels do.
+    temporal = [False] * (levels - 3) + [True, True]
     inner = cfg.num_attention_heads * cfg.attention_head_dim
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -156,13 +163,14 @@ def build_tiny(name: str = "tiny", **overrides) -> WanComponents:
             image_processor = CLIPImageProcessor(size={"shortest_edge": size},
                                                  crop_size={"height": size, "width": size})
         transformer = WanTransformer3DModel(
-            patch_size=(1, 2, 2), num_attention_heads=cfg.num_attention_heads,
+            patch_size=tuple(cfg.patch), num_attention_heads=cfg.num_attention_heads,
             attention_head_dim=cfg.attention_head_dim, in_channels=36, out_channels=16, text_dim=cfg.text_dim,
             freq_dim=cfg.freq_dim, ffn_dim=cfg.ffn_dim, num_layers=cfg.num_layers, cross_attn_norm=True,
             image_dim=cfg.clip_hidden if cfg.image_encoder else None,
             added_kv_proj_dim=inner if cfg.image_encoder else None, rope_max_seq_len=256)
         vae = AutoencoderKLWan(base_dim=cfg.vae_base_dim, z_dim=16, dim_mult=list(cfg.vae_dim_mult),
-                               num_res_blocks=1, attn_scales=[], temperal_downsample=[False, True, True],
+                               num_res_blocks=1, attn_scales=[], temperal_downsample=temporal,
+                               scale_factor_spatial=2 ** (levels - 1), scale_factor_temporal=4,
                                latents_mean=[0.0] * 16, latents_std=[1.0] * 16).eval()
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
                                         num_train_timesteps=1000, flow_shift=5.0)
