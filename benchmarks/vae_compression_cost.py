@@ -16,7 +16,9 @@ import argparse
 import time
 
 import torch
-from diffusers import AutoencoderKLWan, WanTransformer3DModel
+from diffusers import WanTransformer3DModel
+
+from worldmodel.wan.presets import build_tiny
 
 SHIPPED = "worldmodel/checkpoints/tiny-sim"
 
@@ -43,11 +45,9 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
 
     crops = torch.randn(args.batch, 3, 5, 64, 64)  # the VAE stage's 5-frame 64² crops
-    common = dict(base_dim=16, z_dim=16, num_res_blocks=1, attn_scales=[])
-    vaes = {
-        "8x": AutoencoderKLWan(dim_mult=[1, 2, 2, 2], temperal_downsample=[False, True, True], **common),
-        "4x": AutoencoderKLWan(dim_mult=[1, 2, 2], temperal_downsample=[True, True], **common),
-    }
+    # the VAEs exactly as the tiny-sim preset builds them (configs/tiny_sim_4x_vae.json for the 4× one)
+    vaes = {"8x": build_tiny("tiny-sim", vae_base_dim=16).vae,
+            "4x": build_tiny("tiny-sim", vae_base_dim=16, vae_dim_mult=(1, 2, 2)).vae}
     vae_s = {}
     for name, vae in vaes.items():
         with torch.no_grad():

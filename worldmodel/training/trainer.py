@@ -337,9 +337,9 @@ class Trainer:
 
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed)
-                vae = components.vae.config  # the joints' latent grid is the VAE's unless the config says otherwise
-                control = HandControlModule(**{"downsample": vae.scale_factor_spatial,
-                                               "temporal_stride": vae.scale_factor_temporal, **cfg.control})
+                grid = components.vae.config  # the joints' latent grid is the VAE's unless the config says otherwise
+                control = HandControlModule(**{"downsample": grid.scale_factor_spatial,
+                                               "temporal_stride": grid.scale_factor_temporal, **cfg.control})
         transformer = components.transformer
         ensure_widened(transformer)
         if not getattr(transformer, "peft_config", None):
