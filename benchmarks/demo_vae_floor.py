@@ -1,0 +1,86 @@
+"""The VAE's floor on the default demo clip: probe joint error, PSNR and hand region of each VAE's reconstruction.
+
+A generated video can be no sharper than its VAE's reconstruction of the simulated rollout, so this scores that
+reconstruction (``dexworld demo``'s default motion, hand and seed; frame 0 excluded, the shipped probe) for every
+``--vae``. With ``--picture`` it also writes frames 4 and 12 as simulated | reconstruction | imagined (the demo's
+control-on video from ``--checkpoint``), labelled — docs/seventh_attempt_demo.png.
+
+    MUJOCO_GL=egl .venv/bin/python benchmarks/demo_vae_floor.py --vae worldmodel/checkpoints/tiny-sim/vae \\
+        outputs/vae7/w8/vae
+    MUJOCO_GL=egl .venv/bin/python benchmarks/demo_vae_floor.py --vae outputs/vae7/w8/vae \\
+        --checkpoint outputs/candW --picture docs/seventh_attempt_demo.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# benchmarks/retarget.py would shadow the retarget package: keep this folder off the path until it is imported.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from diffusers import AutoencoderKLWan  # noqa: E402
+
+import embodiments  # noqa: E402
+import retarget  # noqa: E402
+from dexworld import demo  # noqa: E402
+from embodiments.io_utils import atomic_path  # noqa: E402
+from worldmodel.evaluation.report import evaluate  # noqa: E402
+from worldmodel.evaluation.video import side_by_side, to_uint8  # noqa: E402
+
+sys.path.append(str(HERE))
+from tiny_sim_eval import vae_reconstruction  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vae", nargs="+", required=True, help="VAE folders (config.json + safetensors)")
+    ap.add_argument("--checkpoint", help="pipeline folder whose imagined frames go into --picture")
+    ap.add_argument("--picture", help="PNG to write (needs --checkpoint; the first --vae is shown)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    args = ap.parse_args(argv)
+    if args.picture and not args.checkpoint:
+        ap.error("--picture needs --checkpoint (the model whose imagined frames are shown)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    cfg = demo.DemoConfig()
+    emb = embodiments.get(cfg.embodiment)
+    human = embodiments.human_motion(cfg.motion, side=emb.side, fps=cfg.fps, frames=cfg.frames, seed=cfg.seed)
+    sim = demo.simulate(cfg, emb, retarget.Retargeter(f"mano_{emb.side}", emb.name, cfg.method).retarget(human))
+    probe = demo._probe_for(emb.name)
+    print(f"default demo clip ({cfg.embodiment}, {cfg.motion}, seed {cfg.seed}); the probe on the rollout itself: "
+          f"{evaluate(sim.frames, sim, probe=probe, exclude_first=True).keypoints['mean_px']:.2f} px")
+    recs = []
+    for path in args.vae:
+        vae = AutoencoderKLWan.from_pretrained(path).eval()
+        rec = to_uint8(vae_reconstruction(vae, sim.frames))
+        r = evaluate(rec, sim, probe=probe, exclude_first=True)
+        print(f"{path}: joint error {r.keypoints['mean_px']:.2f} px, PSNR {r.psnr:.2f} dB, hand region "
+              f"{r.hand_psnr:.2f} dB")
+        recs.append(rec)
+    if args.picture:
+        from worldmodel.wan.pipeline import HandControlPipeline
+
+        pipe = HandControlPipeline.from_pretrained(args.checkpoint)
+        prompt = f"Egocentric view: a robot {emb.side} hand {demo.MOTION_VERBS[cfg.motion]} above the table."
+        imagined = demo.imagine(pipe, sim, prompt, cfg.steps, cfg.seed)
+        frames = [4, 12]
+        panels = side_by_side(sim.frames[frames], recs[0][frames], imagined[frames],
+                              titles=["simulated", f"VAE {Path(args.vae[0]).parent.name} reconstruction",
+                                      f"imagined ({Path(args.checkpoint).name})"])
+        image = np.kron(np.concatenate(list(panels), 0), np.ones((2, 2, 1), np.uint8))  # 2× for reading
+        import imageio.v3 as iio
+
+        with atomic_path(args.picture, suffix=".png") as tmp:
+            iio.imwrite(tmp, image)
+        print(f"wrote {args.picture}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
