@@ -9,6 +9,8 @@ PSNR, and how often it beats the first checkpoint (baseline) on the same combina
     .venv/bin/python benchmarks/demo_variance.py --checkpoints shipped outputs/tiny_sim2/run \\
         --out outputs/demo_variance                     # 2 checkpoints × 5 motions × 2 hands × 3 seeds
     .venv/bin/python benchmarks/demo_variance.py --out outputs/demo_variance --report
+    .venv/bin/python benchmarks/demo_variance.py --checkpoints outputs/candW --guidance 2 --seeds 0 \
+        --out outputs/demo_variance_probe4              # sampled with CFG 2 instead of the model's own (<label>_g2)
 
 Each run's metrics are kept in ``--out/<checkpoint>/<hand>-<motion>-seed<k>.json``; a rerun skips them.
 """
@@ -29,8 +31,9 @@ MOTIONS = ("power_grasp", "pinch", "point", "wave", "open")
 HANDS = ("inspire_right", "dex3_right")
 
 
-def _label(checkpoint: str) -> str:
-    return "shipped" if checkpoint == "shipped" else Path(checkpoint).parent.name + "_" + Path(checkpoint).name
+def _label(checkpoint: str, guidance: float | None = None) -> str:
+    name = "shipped" if checkpoint == "shipped" else Path(checkpoint).parent.name + "_" + Path(checkpoint).name
+    return name if guidance is None else f"{name}_g{guidance:g}"
 
 
 def figures(m: dict) -> dict:
@@ -41,7 +44,7 @@ def figures(m: dict) -> dict:
             "hand_off": off["hand_psnr"], "frame0": on["frame0_psnr"], "psnr": on["psnr"]}
 
 
-def run(checkpoints: list[str], out: Path, motions, hands, seeds) -> None:
+def run(checkpoints: list[str], out: Path, motions, hands, seeds, guidance: float | None = None) -> None:
     from tqdm import tqdm
 
     from dexworld.demo import DemoConfig, run_demo
@@ -49,12 +52,12 @@ def run(checkpoints: list[str], out: Path, motions, hands, seeds) -> None:
 
     jobs = [(c, h, m, s) for c in checkpoints for h in hands for m in motions for s in seeds]
     for c, h, m, s in tqdm(jobs, desc="demo runs", unit="run"):
-        path = out / _label(c) / f"{h}-{m}-seed{s}.json"
+        path = out / _label(c, guidance) / f"{h}-{m}-seed{s}.json"
         if path.exists():
             continue
         with tempfile.TemporaryDirectory() as tmp:
             metrics = run_demo(DemoConfig(out=Path(tmp), embodiment=h, motion=m, seed=s, progress=False,
-                                          checkpoint=None if c == "shipped" else Path(c)))
+                                          guidance=guidance, checkpoint=None if c == "shipped" else Path(c)))
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp_file:  # a killed run leaves no half-written figure that a rerun would skip
             tmp_file.write_text(json.dumps(metrics, indent=1))
@@ -89,10 +92,12 @@ def main() -> None:
     ap.add_argument("--motions", nargs="+", default=list(MOTIONS))
     ap.add_argument("--hands", nargs="+", default=list(HANDS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--guidance", type=float, default=None,
+                    help="guidance scale for every run (default: each model's own); results go to <label>_g<scale>")
     ap.add_argument("--report", action="store_true", help="only print the tables from the saved runs")
     a = ap.parse_args()
     if not a.report:
-        run(a.checkpoints, a.out, a.motions, a.hands, a.seeds)
+        run(a.checkpoints, a.out, a.motions, a.hands, a.seeds, a.guidance)
     report(a.out)
 
 

@@ -43,6 +43,7 @@ class DemoConfig:
     fps: float = 16.0
     size: int = 128
     steps: int | None = None  # denoising steps; default: the checkpoint's own sampling defaults
+    guidance: float | None = None  # CFG scale (> 1: also a control-off branch, for `unedited`); default: checkpoint's
     seed: int = 0
     checkpoint: Path | None = None  # default: the shipped tiny-sim model (or a run folder: its latest checkpoint)
     device: str | None = None  # torch device of the world model (default cpu)
@@ -63,12 +64,15 @@ def wrist_path(embodiment: embodiments.Embodiment, frames: int) -> np.ndarray:
     return interpolate_poses(np.stack([start, end]), np.array([0.0, frames - 1.0]), np.arange(frames, dtype=float))
 
 
-def imagine(pipe, sim, prompt: str, steps: int | None, seed: int, control: bool = True) -> np.ndarray:
-    """Generate the rollout from its first frame and joints; ``control=False`` hides every joint (baseline)."""
+def imagine(pipe, sim, prompt: str, steps: int | None, seed: int, control: bool = True,
+            guidance: float | None = None) -> np.ndarray:
+    """Generate the rollout from its first frame and joints; ``control=False`` hides every joint (baseline).
+    ``guidance`` None: the checkpoint's own guidance scale."""
     joints = sim.joints if control else sim.joints.replace(valid=np.zeros_like(sim.joints.valid))
     with warnings.catch_warnings():  # the baseline hides the joints on purpose
         warnings.filterwarnings("ignore", message=".*(all|every) joint")
-        out = pipe(sim.frames[0], joints, prompt=prompt, num_inference_steps=steps, seed=seed, progress=False)
+        out = pipe(sim.frames[0], joints, prompt=prompt, num_inference_steps=steps, guidance_scale=guidance,
+                   seed=seed, progress=False)
     return to_uint8(out.frames)
 
 
@@ -212,8 +216,8 @@ def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | 
         step("imagine")
         # Worded like the synthetic clips the shipped model was trained on.
         prompt = f"Egocentric view: a robot {emb.side} hand {MOTION_VERBS.get(cfg.motion, 'moves')} above the table."
-        video = imagine(pipe, sim, prompt, cfg.steps, cfg.seed, control=True)
-        video_off = imagine(pipe, sim, prompt, cfg.steps, cfg.seed, control=False)
+        video = imagine(pipe, sim, prompt, cfg.steps, cfg.seed, control=True, guidance=cfg.guidance)
+        video_off = imagine(pipe, sim, prompt, cfg.steps, cfg.seed, control=False, guidance=cfg.guidance)
         done("imagine")
 
         step("evaluate and write")
@@ -225,6 +229,7 @@ def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | 
         report = {
             "embodiment": emb.name, "motion": cfg.motion, "method": cfg.method, "frames": cfg.frames,
             "size": cfg.size, "seed": cfg.seed,
+            "guidance": pipe.defaults.guidance_scale if cfg.guidance is None else cfg.guidance,
             "imagined": evaluate(video, sim, probe=probe, exclude_first=True).to_dict(),
             "control_off": evaluate(video_off, sim, probe=probe, exclude_first=True).to_dict(),
         }

@@ -24,6 +24,7 @@ GEN = ["generate", "--image", "ref.png", "--joints", "j.npz", "-o", "out.mp4"]
     (["demo", "--size", "100000"], "--size", "in [16, 4096]"),
     (["demo", "--frames", "16"], "--frames", "4k+1"),
     (["demo", "--steps", "0"], "--steps", "in [1, 10000000]"),
+    (["demo", "--guidance", "-0.5"], "--guidance", "in [0, 100]"),
     (["train", "--steps", "-1"], "--steps", "in [0, 10000000]"),
     (["train", "--lr-control", "nan"], "--lr-control", "finite"),
     (["train", "--joint-mask-prob", "1.5"], "--joint-mask-prob", "in [0, 1]"),

@@ -56,6 +56,33 @@ def test_imagined_frames_keep_the_given_image_and_the_hand(demo_out):
     assert on["hand_psnr"] > 13.0 and on["hand_psnr"] > off["hand_psnr"]
 
 
+def test_imagine_passes_the_guidance_scale_and_hides_joints_for_the_baseline():
+    """``--guidance`` reaches the pipeline (None: the model's own); the control-off run hides every joint."""
+    from types import SimpleNamespace
+
+    from dexworld.demo import imagine
+    from embodiments.sparse import SparseJoints
+
+    calls = []
+
+    def pipe(image, joints, **kw):
+        calls.append((joints.valid.copy(), kw["guidance_scale"]))
+        return SimpleNamespace(frames=np.zeros((5, 16, 16, 3)))
+
+    valid = np.zeros((5, 42), bool)
+    valid[:, 21:] = True
+    joints = SparseJoints(np.ones((5, 42, 3)), valid, frame="camera")
+    sim = SimpleNamespace(frames=np.zeros((5, 16, 16, 3), np.uint8), joints=joints)
+    imagine(pipe, sim, "p", None, 0, guidance=2.0)
+    imagine(pipe, sim, "p", None, 0, control=False)
+    assert calls[0][1] == 2.0 and calls[0][0][:, 21:].all()
+    assert calls[1][1] is None and not calls[1][0].any()
+
+
+def test_demo_records_the_guidance_it_sampled_with(demo_out):
+    assert json.loads((demo_out / "metrics.json").read_text())["guidance"] == 1.0  # the shipped model: no CFG
+
+
 def test_demo_rejects_bad_frame_count(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # checked when the command line is parsed
         main(["demo", "--out", str(tmp_path), "--frames", "16", "--no-progress"])

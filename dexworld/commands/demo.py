@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=at.frames_4k1, default=17, help="frames, 4k+1 (default 17)")
     p.add_argument("--size", type=at.side16, default=128, help="square frame size in pixels (default 128)")
     p.add_argument("--steps", type=at.positive_int, default=None, help="denoising steps (default: the model's own)")
+    p.add_argument("--guidance", type=at.guidance, default=None,
+                   help="guidance scale (default: the model's own; the shipped model's is 1, no CFG)")
     p.add_argument("--seed", type=at.seed, default=0)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="a trained checkpoint, or a training run folder (its latest; default: the shipped model)")
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from dexworld.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(out=args.out, embodiment=args.embodiment, motion=args.motion, method=args.method,
-                     frames=args.frames, size=args.size, steps=args.steps, seed=args.seed,
+                     frames=args.frames, size=args.size, steps=args.steps, guidance=args.guidance, seed=args.seed,
                      checkpoint=args.checkpoint, device=args.device, physics=not args.kinematic,
                      hand_style=args.hand_style, progress=not args.no_progress)
     report = run_demo(cfg)
