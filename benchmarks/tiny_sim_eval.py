@@ -126,44 +126,76 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
     return {"summary": summary, "clips": rows}
 
 
-def plot_training(run: str | Path, out: str | Path) -> Path:
-    """Loss curves of both stages (``vae_loss.jsonl``, ``loss.jsonl`` of a run folder) as one PNG."""
+def _read_log(path: Path) -> list[dict]:
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+
+
+def _smooth(y, k: int = 25) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64)
+    k = max(1, min(k, len(y)))
+    return np.convolve(y, np.ones(k) / k, mode="valid")
+
+
+def plot_training(run: str | Path, out: str | Path, vae_logs: list[tuple[str, Path]] = (),
+                  marks: list[tuple[int, str]] = ()) -> Path:
+    """Loss curves of both stages as one PNG: the run folder's ``vae_loss.jsonl`` followed by ``vae_logs`` (label,
+    ``vae_loss.jsonl`` of a later VAE fine-tune, in order; each a labelled segment), and its ``loss.jsonl`` with a
+    labelled line at each of ``marks`` (step, label: e.g. where stage 2 moved onto a new VAE's latents)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     run = Path(run)
-
-    def load(name):
-        f = run / name
-        return [json.loads(ln) for ln in f.read_text().splitlines() if ln.strip()] if f.exists() else []
-
-    def smooth(y, k=25):
-        y = np.asarray(y, dtype=np.float64)
-        k = max(1, min(k, len(y)))
-        return np.convolve(y, np.ones(k) / k, mode="valid")
-
-    vae, video = load("vae_loss.jsonl"), load("loss.jsonl")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    if vae:
-        ax = axes[0]
-        ax.plot([r["step"] for r in vae], [r["psnr"] for r in vae], alpha=0.25, color="C0")
-        sm = smooth([r["psnr"] for r in vae])
-        ax.plot(np.arange(len(sm)) + len(vae) - len(sm) + 1, sm, color="C0")
-        ax.set(title="stage 1: VAE reconstruction (5-frame 64² crops)", xlabel="step", ylabel="PSNR (dB)")
+    own = _read_log(run / "vae_loss.jsonl")
+    segments = ([("stage 1", own)] if own else []) + [(label, _read_log(Path(f))) for label, f in vae_logs]
+    video = _read_log(run / "loss.jsonl")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    ax, offset = axes[0], 0
+    for i, (label, log) in enumerate(s for s in segments if s[1]):
+        psnr = [r["psnr"] for r in log]
+        x = offset + np.arange(1, len(log) + 1)
+        ax.plot(x, psnr, alpha=0.25, color=f"C{i}")
+        sm = _smooth(psnr)
+        ax.plot(x[len(x) - len(sm):], sm, color=f"C{i}", label=f"{label} ({len(log)})")
+        if offset:
+            ax.axvline(offset, color="grey", lw=0.6, ls="--")
+        offset += len(log)
+    if offset:
+        ax.set(title="VAE: crop PSNR (64² crops, 5 then 17 frames)", xlabel="step (runs in sequence)",
+               ylabel="PSNR (dB)")
+        if len(segments) > 1:
+            ax.legend(fontsize=7, loc="lower right")
     if video:
         ax = axes[1]
         ax.plot([r["step"] for r in video], [r["loss"] for r in video], alpha=0.25, color="C1")
-        sm = smooth([r["loss"] for r in video], 10)
+        sm = _smooth([r["loss"] for r in video], 10)
         ax.plot(np.arange(len(sm)) + len(video) - len(sm) + 1, sm, color="C1")
-        ax.set(title="stage 2: flow-matching loss (batch 8, 128²×17)", xlabel="step", ylabel="MSE")
+        for step, label in marks:
+            ax.axvline(step, color="grey", lw=0.6, ls="--")
+            ax.annotate(label, (step, 0.97), xycoords=("data", "axes fraction"), fontsize=7, rotation=90,
+                        ha="right", va="top")
+        ax.set(title="stage 2: flow-matching loss (batch 8, 128²×17)", xlabel="step", ylabel="MSE", yscale="log")
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    from embodiments.io_utils import atomic_path
+
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return out
+
+
+def _pair(text: str, first=str) -> tuple:
+    """``A=B`` → (first(A), B); argparse type of --vae-log and --mark."""
+    a, sep, b = text.partition("=")
+    if not sep or not a or not b:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return first(a), b
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
 
 
 def main(argv=None) -> int:
@@ -185,9 +217,17 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--plot-run", default=None, help="also plot this run folder's loss curves")
     ap.add_argument("--plot-out", default="docs/tiny_sim_training.png")
+    ap.add_argument("--vae-log", type=_pair, action="append", default=[], metavar="LABEL=FILE",
+                    help="with --plot-run: a later VAE fine-tune's vae_loss.jsonl, plotted after the run's own "
+                         "(repeatable, in order)")
+    ap.add_argument("--mark", type=lambda t: _pair(t, int), action="append", default=[], metavar="STEP=LABEL",
+                    help="with --plot-run: a labelled line on the stage-2 curve (repeatable)")
+    ap.add_argument("--plot-only", action="store_true", help="with --plot-run: write the plot, evaluate nothing")
     args = ap.parse_args(argv)
     if args.plot_run:
-        print(f"wrote {plot_training(args.plot_run, args.plot_out)}")
+        print(f"wrote {plot_training(args.plot_run, args.plot_out, args.vae_log, args.mark)}")
+        if args.plot_only:
+            return 0
     if args.threads:
         torch.set_num_threads(args.threads)
 
