@@ -119,7 +119,9 @@ class TinyConfig:
 
 
 # tiny-sim: the same architecture sized for 128×128×17 clips (16×16×5 latents → 8×8×5 tokens with 2×2 patches).
-# It trains its whole transformer, so the frozen-proj_out caveat of TinyConfig does not apply.
+# It trains its whole transformer, yet the width still bounds what a token can output: keep heads × head_dim above
+# z · patch volume (64 for 1×2×2; 256 for the 4× VAE's 1×4×4 patch, where 192 wide levelled off at twice the loss of
+# 288 wide: docs/results.md, eighth attempt).
 TINY_SIM_CONFIG = {"num_layers": 4, "num_attention_heads": 4, "attention_head_dim": 48, "ffn_dim": 768,
                    "vae_base_dim": 8}
 
