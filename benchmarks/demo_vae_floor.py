@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     emb = embodiments.get(cfg.embodiment)
     human = embodiments.human_motion(cfg.motion, side=emb.side, fps=cfg.fps, frames=cfg.frames, seed=cfg.seed)
     sim = demo.simulate(cfg, emb, retarget.Retargeter(f"mano_{emb.side}", emb.name, cfg.method).retarget(human))
-    probe = demo._probe_for(emb.name)
+    probe = demo.probe_for(emb.name)
     print(f"default demo clip ({cfg.embodiment}, {cfg.motion}, seed {cfg.seed}); the probe on the rollout itself: "
           f"{evaluate(sim.frames, sim, probe=probe, exclude_first=True).keypoints['mean_px']:.2f} px")
     recs = []
@@ -67,8 +67,7 @@ def main(argv=None) -> int:
         from worldmodel.wan.pipeline import HandControlPipeline
 
         pipe = HandControlPipeline.from_pretrained(args.checkpoint)
-        prompt = f"Egocentric view: a robot {emb.side} hand {demo.MOTION_VERBS[cfg.motion]} above the table."
-        imagined = demo.imagine(pipe, sim, prompt, cfg.steps, cfg.seed)
+        imagined = demo.imagine(pipe, sim, demo.demo_prompt(emb, cfg.motion), cfg.steps, cfg.seed)
         frames = [4, 12]
         panels = side_by_side(sim.frames[frames], recs[0][frames], imagined[frames],
                               titles=["simulated", f"VAE {Path(args.vae[0]).parent.name} reconstruction",

@@ -1,7 +1,8 @@
 """Can the hand's kinematics place the joints the camera does not see better than the keypoint probe does?
 
-The probe's error at 128² is mostly on hidden joints (docs/evaluation.md). This renders held-out-style frames
-(random poses, randomised scenes, per-joint visibility from depth + segmentation), then fits the hand's kinematic
+The probe's error at 128² is mostly on hidden joints (docs/evaluation.md). This renders held-out frames the way
+the probe's accuracy is measured (``render_heldout``: random poses, a new scene every 16 renders, both hand styles,
+per-joint visibility from depth + segmentation, each render's K), then fits the hand's kinematic
 model — the root pose in the camera frame and every joint angle, by least squares on the pixel reprojection of the
 *visible* joints, several random rotation starts — and scores the hidden joints of the fit. The visible pixels are
 the true ones (an oracle: a real detector is worse), optionally with Gaussian noise of ``--noise`` px. Baseline, on
@@ -14,45 +15,16 @@ the same renders: the shipped probe's error on the same hidden joints. Prints th
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
-import warnings
 
 import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from embodiments import JointLimitWarning, get
+from embodiments import get
 from embodiments.layout import NUM_HAND_JOINTS, side_offset
-from sim_bridge import FrameRenderer, SceneConfig, build_scene, hand_axes, randomize_appearance, rollout
-from sim_bridge.probe_renders import HELDOUT_RENDERS_PER_SCENE, _sample_poses
-
-
-def render(name: str, n: int, seed: int) -> list[dict]:
-    """``n`` renders with what the fit needs: frame, K, joint pixels, validity, visibility (hand's 21 joints)."""
-    emb, axes = get(name), hand_axes(get(name))
-    o = side_offset(emb.side)
-    mask = emb.slot_mask[o:o + NUM_HAND_JOINTS]
-    cfg = SceneConfig(camera_eye_jitter=0.05, camera_target_jitter=0.05, fovy_deg=(50.0, 75.0))
-    out, block = [], 0
-    while len(out) < n:
-        style = ("simple", "detailed")[block % 2]
-        scene = build_scene(emb, dataclasses.replace(cfg, hand_style=style), seed=seed + block)
-        renderer = FrameRenderer(scene.model, 128, 128, depth=True, segmentation=True)
-        rng = np.random.default_rng([seed, block])
-        randomize_appearance(scene, rng)
-        q, wrist = _sample_poses(emb, axes, HELDOUT_RENDERS_PER_SCENE, rng)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", JointLimitWarning)
-            r = rollout(emb, q, wrist, scene=scene, renderer=renderer, size=(128, 128))
-        renderer.close()
-        uvd, ok = r.joints.project()
-        for i in range(len(q)):
-            ok_i = ok[i, o:o + NUM_HAND_JOINTS] & mask
-            out.append({"frame": r.frames[i], "K": r.K, "uv": uvd[i, o:o + NUM_HAND_JOINTS, :2], "ok": ok_i,
-                        "visible": r.visible[i, o:o + NUM_HAND_JOINTS] & ok_i})
-        block += 1
-    return out[:n]
+from sim_bridge import hand_axes
+from sim_bridge.probe_renders import render_heldout
 
 
 def fit_hand(name: str, K: np.ndarray, uv: np.ndarray, use: np.ndarray, starts: int = 6) -> np.ndarray:
@@ -87,19 +59,18 @@ def main() -> None:
     a = ap.parse_args()
     from worldmodel.evaluation.probe import load_probe
 
-    data = render(a.embodiment, a.renders, a.seed)
+    data = render_heldout(a.embodiment, a.renders, 128, a.seed, progress=False, hand_style="mixed")
     o = side_offset(get(a.embodiment).side)
-    probe_uv = load_probe().predict(np.stack([d["frame"] for d in data]), a.embodiment)[0][:, o:o + NUM_HAND_JOINTS]
+    probe_uv = load_probe().predict(data.images, a.embodiment)[0][:, o:o + NUM_HAND_JOINTS]
     rng = np.random.default_rng(a.seed)
     fit_err, probe_err, t0 = [], [], time.perf_counter()
-    for d, pu in zip(data, probe_uv, strict=True):
-        hidden = d["ok"] & ~d["visible"]
-        if d["visible"].sum() < 4 or not hidden.any():
+    for K, uv, valid, visible, pu in zip(data.K, data.uv, data.valid, data.visible, probe_uv, strict=True):
+        hidden = valid & ~visible
+        if visible.sum() < 4 or not hidden.any():
             continue
-        noisy = d["uv"] + rng.normal(0.0, a.noise, d["uv"].shape)
-        fitted = fit_hand(a.embodiment, d["K"], noisy, d["visible"])
-        fit_err += list(np.linalg.norm(fitted - d["uv"], axis=1)[hidden])
-        probe_err += list(np.linalg.norm(pu - d["uv"], axis=1)[hidden])
+        fitted = fit_hand(a.embodiment, K, uv + rng.normal(0.0, a.noise, uv.shape), visible)
+        fit_err += list(np.linalg.norm(fitted - uv, axis=1)[hidden])
+        probe_err += list(np.linalg.norm(pu - uv, axis=1)[hidden])
     fit, probe = float(np.mean(fit_err)), float(np.mean(probe_err))
     print(f"{a.embodiment}: {len(fit_err)} hidden joints in {a.renders} renders; "
           f"visible pixels exact + {a.noise} px noise")

@@ -224,6 +224,11 @@ def main(argv=None) -> int:
                     help="with --plot-run: a labelled line on the stage-2 curve (repeatable)")
     ap.add_argument("--plot-only", action="store_true", help="with --plot-run: write the plot, evaluate nothing")
     args = ap.parse_args(argv)
+    if not args.plot_run and (args.plot_only or args.vae_log or args.mark):
+        ap.error("--plot-only, --vae-log and --mark need --plot-run RUN")
+    for _, f in args.vae_log:
+        if not Path(f).is_file():
+            ap.error(f"--vae-log {f}: no such file (expected a vae_loss.jsonl)")
     if args.plot_run:
         print(f"wrote {plot_training(args.plot_run, args.plot_out, args.vae_log, args.mark)}")
         if args.plot_only:

@@ -214,8 +214,7 @@ def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | 
         done("load model")
 
         step("imagine")
-        # Worded like the synthetic clips the shipped model was trained on.
-        prompt = f"Egocentric view: a robot {emb.side} hand {MOTION_VERBS.get(cfg.motion, 'moves')} above the table."
+        prompt = demo_prompt(emb, cfg.motion)
         video = imagine(pipe, sim, prompt, cfg.steps, cfg.seed, control=True, guidance=cfg.guidance)
         video_off = imagine(pipe, sim, prompt, cfg.steps, cfg.seed, control=False, guidance=cfg.guidance)
         done("imagine")
@@ -225,7 +224,7 @@ def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | 
         panels = side_by_side(sim.frames, video, draw_joints(video, uvd[..., :2], ok), titles=PANEL_TITLES)
         write_video(out / "side_by_side.mp4", panels, fps=cfg.fps)
         write_video(out / "side_by_side.gif", panels, fps=cfg.fps)
-        probe = _probe_for(emb.name)
+        probe = probe_for(emb.name)
         report = {
             "embodiment": emb.name, "motion": cfg.motion, "method": cfg.method, "frames": cfg.frames,
             "size": cfg.size, "seed": cfg.seed,
@@ -244,7 +243,12 @@ def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | 
     return report
 
 
-def _probe_for(embodiment: str):
+def demo_prompt(emb: embodiments.Embodiment, motion: str) -> str:
+    """The demo's prompt, worded like the synthetic clips the shipped model was trained on."""
+    return f"Egocentric view: a robot {emb.side} hand {MOTION_VERBS.get(motion, 'moves')} above the table."
+
+
+def probe_for(embodiment: str):
     """The shipped keypoint probe if it knows this hand, else None (metrics then omit joint error)."""
     from worldmodel.evaluation.probe import load_probe
 

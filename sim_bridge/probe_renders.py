@@ -33,7 +33,8 @@ class ProbeData:
     images (N, S, S, 3) uint8; uv (N, 21, 2) float32 hand-local joint pixels; valid (N, 21) bool: the slot exists
     on this hand and projects into the image (occluded joints stay valid, as in ``sim_bridge.rollout``);
     visible (N, 21) bool or None: the camera sees the joint (from depth + segmentation; held-out renders carry it,
-    so the probe's accuracy is also reported on visible and on hidden joints).
+    so the probe's accuracy is also reported on visible and on hidden joints); K (N, 3, 3) or None: each render's
+    pixel intrinsics (the camera's fovy is drawn per appearance), for fitting models to the labels.
     """
 
     embodiment: str
@@ -41,9 +42,10 @@ class ProbeData:
     uv: np.ndarray
     valid: np.ndarray
     visible: np.ndarray | None = None
+    K: np.ndarray | None = None
 
 
-def _sample_poses(emb, axes, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def sample_poses(emb, axes, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """n random hand poses (n, dof) and wrist poses (n, 4, 4) over the table, broader than the synth clips'."""
     grip = rng.uniform(0, 1, (n, 1))
     q = axes.open_q + grip * (axes.closed_q - axes.open_q) + rng.normal(0, 0.15, (n, emb.dof)) * (emb.upper - emb.lower)
@@ -83,6 +85,7 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
     images = np.empty((num_renders, size, size, 3), np.uint8)
     uv = np.zeros((num_renders, NUM_HAND_JOINTS, 2), np.float32)
     valid = np.zeros((num_renders, NUM_HAND_JOINTS), bool)
+    K = np.zeros((num_renders, 3, 3))
     visible = np.zeros((num_renders, NUM_HAND_JOINTS), bool) if visibility else None
     bar = tqdm(total=num_renders, desc=f"render {emb.name}", unit="frame", disable=not progress)
     done, block = 0, 0
@@ -98,7 +101,7 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
                     n = min(renders_per_appearance, stop - done)
                     rng = np.random.default_rng([seed, block, done])
                     randomize_appearance(scene, rng)
-                    q, wrist = _sample_poses(emb, axes, n, rng)
+                    q, wrist = sample_poses(emb, axes, n, rng)
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", JointLimitWarning)
                         r = rollout(emb, q, wrist, scene=scene, renderer=renderer, size=(size, size))
@@ -107,6 +110,7 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
                     images[done:done + n] = r.frames
                     uv[done:done + n] = np.where(ok[..., None], uvd[:, o:o + NUM_HAND_JOINTS, :2], 0.0)
                     valid[done:done + n] = ok
+                    K[done:done + n] = r.K
                     if visible is not None:
                         visible[done:done + n] = r.visible[:, o:o + NUM_HAND_JOINTS] & ok
                     done += n
@@ -116,7 +120,7 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
             block += 1
     finally:
         bar.close()
-    return ProbeData(emb.name, images, uv, valid, visible)
+    return ProbeData(emb.name, images, uv, valid, visible, K)
 
 
 def render_heldout(embodiment: str, num: int, size: int, seed: int, progress: bool = True,

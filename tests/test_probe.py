@@ -198,6 +198,20 @@ def test_heldout_renders_flag_visible_joints_without_changing_frames_or_labels()
     assert 0.05 < hidden < 0.95  # a hand hides some of its own joints from most cameras, never all of them
 
 
+def test_renders_carry_their_pinhole_intrinsics():
+    """K per render: square pixels, principal point at the image centre, focal length from the drawn vertical
+    field of view (50–75°, the renders' SceneConfig): f = (S/2) / tan(fovy/2)."""
+    S = 48
+    data = render_probe_data("dex3_right", 16, size=S, seed=FRESH_SEED + 5, renders_per_appearance=8, progress=False)
+    K = data.K
+    assert K.shape == (16, 3, 3)
+    np.testing.assert_allclose(K[:, 0, 0], K[:, 1, 1])
+    np.testing.assert_allclose(K[:, :2, 2], S / 2, atol=0.5)
+    lo, hi = (S / 2) / np.tan(np.radians(75) / 2), (S / 2) / np.tan(np.radians(50) / 2)
+    assert ((K[:, 0, 0] >= lo - 1e-6) & (K[:, 0, 0] <= hi + 1e-6)).all()
+    assert len(np.unique(K[:, 0, 0].round(6))) == 2  # one camera per appearance block of 8 renders
+
+
 def test_tiny_probe_trains_saves_and_loads(tmp_path):
     train = [render_probe_data("dex3_right", 48, 32, seed=3, progress=False)]
     heldout = [render_heldout("dex3_right", 8, 32, seed=3 + 1_000_003, progress=False)]
