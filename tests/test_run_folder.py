@@ -46,6 +46,9 @@ def test_existing_run_is_refused_with_both_ways_forward(tmp_path, capsys):
         and "--overwrite" in err
     assert main(["train", "--data", str(data), "--out", str(out), "--resume", "--overwrite"]) == 1
     assert "give one of them" in capsys.readouterr().err
+    assert main(["train", "--data", str(data), "--out", str(out), "--resume", "--init", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--init starts a new run" in err and "give one" in err
     assert _snapshot(out) == before
 
 

@@ -109,6 +109,15 @@ def test_lr_schedule_groups():
     assert cosine(1600) == pytest.approx(0.0, abs=1e-12) and cosine(2000) == 0.0
 
 
+def test_lr_schedule_lora_cosine_follows_the_control_curve():
+    lora, control = lr_schedule_fns(warmup_steps=10, cosine_steps=110, lora_cosine=True)
+    # hand values: linear warm-up to 1 at step 10, then 0.5·(1 + cos(π·(s − 10)/100)), held at 0 past the end
+    for s, want in ((0, 0.0), (5, 0.5), (10, 1.0), (60, 0.5), (110, 0.0), (500, 0.0)):
+        assert lora(s) == pytest.approx(want, abs=1e-12) and control(s) == pytest.approx(want, abs=1e-12)
+    with pytest.raises(ValueError, match="lr_lora_schedule"):
+        TrainConfig(lr_lora_schedule="linear").validate()
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="timestep_sampling"):
         TrainConfig(timestep_sampling="x").validate()
@@ -305,3 +314,53 @@ def test_relative_base_path_is_recorded_so_the_checkpoint_loads_from_anywhere(tm
         assert HandControlPipeline.from_pretrained(ckpt).transformer is not None
     resumed = Trainer(TrainConfig(out=str(tmp_path / "b"), steps=2, checkpoint_every=1, **common), resume="latest")
     assert resumed.step == 1 and len(resumed.train()) == 1
+
+
+def test_init_fine_tunes_a_saved_pipeline_from_its_weights(tmp_path):
+    """``init``: a new run starts from a saved pipeline's transformer, LoRA, VAE and control module (step 0, fresh
+    optimiser); the run's own base is written LoRA-free, and its checkpoints resume and load like any run's."""
+    from safetensors.torch import load_file
+
+    from worldmodel.wan.pipeline import HandControlPipeline
+
+    data = _write_clips(tmp_path / "data", 2)
+    common = dict(data=str(data), tiny=SMALL_TINY, control=CONTROL, num_frames=5, warmup_steps=0, progress=False,
+                  train_base=True, lr_lora=1e-3, lr_control=1e-3)
+    src = Trainer(TrainConfig(out=str(tmp_path / "src"), steps=3, lora_rank=4, checkpoint_every=0, **common))
+    src.train()
+    with torch.no_grad():  # weights no fresh build has: LoRA B is non-zero, the VAE is perturbed
+        for name, p in src.pipe.transformer.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.01)
+        for p in src.pipe.vae.parameters():
+            p.mul_(1.01)
+    src.pipe.save_pretrained(tmp_path / "pipe", self_contained=True)
+    saved = HandControlPipeline.from_pretrained(tmp_path / "pipe")
+
+    cfg = TrainConfig(out=str(tmp_path / "ft"), init=str(tmp_path / "pipe"), steps=2, lora_rank=16,
+                      checkpoint_every=2, vae={"steps": 5}, **common)
+    ft = Trainer(cfg)
+    assert ft.step == 0 and ft.cfg.lora_rank == 4  # the LoRA is the folder's (rank 4), not a fresh rank-16 one
+    for name in ("transformer", "vae", "control"):
+        want, got = getattr(saved, name).state_dict(), getattr(ft.pipe, name).state_dict()
+        assert set(want) == set(got), name
+        assert all(torch.equal(want[k], got[k]) for k in want), name  # exact: no stage-1 VAE, no re-init
+    base = load_file(tmp_path / "ft" / "base" / "transformer" / "diffusion_pytorch_model.safetensors")
+    assert not any("lora" in k for k in base)
+    assert torch.equal(base["patch_embedding.weight"], want_patch := saved.transformer.patch_embedding.weight)
+    assert want_patch.shape[1] == ft.pipe.transformer.config.in_channels
+    assert ft.optimizer.state == {}  # fresh optimiser
+    losses = ft.train()
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert not torch.equal(ft.pipe.control.state_dict()["fuse_in.weight"], saved.control.state_dict()["fuse_in.weight"])
+    resumed = Trainer(TrainConfig.from_dict({**json.loads(
+        (tmp_path / "ft" / "checkpoint-000002" / "dexworld_checkpoint.json").read_text())["config"], "steps": 3}),
+        resume="latest")
+    assert resumed.step == 2 and resumed.cfg.base_path == str((tmp_path / "ft" / "base").resolve())
+    got = resumed.pipe.transformer.state_dict()
+    assert all(torch.equal(v, got[k]) for k, v in ft.pipe.transformer.state_dict().items())
+    with pytest.raises(FileNotFoundError, match="not a saved hand-control pipeline"):
+        Trainer(TrainConfig(out=str(tmp_path / "bad"), init=str(data), steps=1, **common))
+    with pytest.raises(ValueError, match="carries its own base"):
+        Trainer(TrainConfig(out=str(tmp_path / "bad"), init=str(tmp_path / "pipe"), base_path=str(tmp_path / "src" /
+                                                                                                   "base"), **common))

@@ -10,8 +10,8 @@ from pathlib import Path
 from .. import argtypes as at
 
 # CLI flag → TrainConfig field (only flags the user gave override the config file / defaults).
-_FIELDS = ("data", "out", "preset", "base_path", "steps", "batch_size", "num_frames", "height", "width",
-           "lora_rank", "lr_lora", "lr_control", "warmup_steps", "cosine_steps", "joint_mask_prob",
+_FIELDS = ("data", "out", "preset", "base_path", "init", "steps", "batch_size", "num_frames", "height", "width",
+           "lora_rank", "lr_lora", "lr_lora_schedule", "lr_control", "warmup_steps", "cosine_steps", "joint_mask_prob",
            "timestep_sampling", "shift", "mixed_precision", "base_dtype", "checkpoint_every", "sample_every",
            "sample_steps", "seed", "num_workers", "gradient_accumulation_steps", "cache", "control_dropout")
 
@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="default tiny; tiny-sim: stage 1 trains the VAE on the clips, stage 2 the whole transformer "
                         "+ control module (the recipe of the shipped model, docs/results.md)")
     p.add_argument("--base-path", default=None, help="local diffusers-format Wan 2.1 I2V directory (14B preset)")
+    p.add_argument("--init", default=None,
+                   help="start from a saved pipeline's weights (e.g. worldmodel/checkpoints/tiny-sim or a converted "
+                        "release): fine-tune it on --data; step, optimiser and schedule start fresh")
     p.add_argument("--data", default=None, help="folder of .h5 clips (or one clip file)")
     p.add_argument("--out", default=None, help="run folder (checkpoints, loss log, samples)")
     p.add_argument("--config", default=None, help="JSON file with TrainConfig fields; flags override it")
@@ -43,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-rank", type=at.positive_int, default=None, help="default 64")
     p.add_argument("--lr-lora", type=at.nonnegative_float, default=None,
                    help="LoRA + patch embedding LR (default 1e-4)")
+    p.add_argument("--lr-lora-schedule", choices=("constant", "cosine"), default=None,
+                   help="LoRA/transformer LR: constant (default) or the control LR's warm-up + cosine (fine-tuning)")
     p.add_argument("--lr-control", type=at.nonnegative_float, default=None,
                    help="control module peak LR (default 2e-4)")
     p.add_argument("--warmup-steps", type=at.nonnegative_int, default=None, help="control LR warm-up (default 100)")
@@ -167,6 +172,8 @@ def make_device_accelerator(cfg, device: str | None):
 def run(args: argparse.Namespace) -> int:
     from worldmodel.training.trainer import Trainer, count_parameters
 
+    if args.resume and args.init:
+        raise ValueError("--init starts a new run from a pipeline's weights and --resume continues a run; give one")
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in --out and --overwrite deletes it; give one of them")
     cfg = build_config(args)

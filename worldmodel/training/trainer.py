@@ -73,6 +73,7 @@ class TrainConfig:
     out: str = "runs/hand_control"
     preset: str = "tiny"
     base_path: str | None = None  # local diffusers-format Wan directory (required for the 14B preset)
+    init: str | None = None  # a saved HandControlPipeline folder to start from (weights only; step 0, fresh optimiser)
     tiny: dict = dataclasses.field(default_factory=dict)  # TinyConfig overrides
     control: dict = dataclasses.field(default_factory=dict)  # HandControlModule config overrides
     num_frames: int | None = None  # default: the preset's
@@ -82,7 +83,8 @@ class TrainConfig:
     steps: int = 1600
     lora_rank: int = 64
     lora_alpha: float | None = None
-    lr_lora: float = 1e-4  # LoRA + patch embedding, constant
+    lr_lora: float = 1e-4  # LoRA + patch embedding (+ base with train_base)
+    lr_lora_schedule: str = "constant"  # "cosine": the same warm-up + cosine as the control LR (fine-tunes from init)
     lr_control: float = 2e-4
     warmup_steps: int = 100
     cosine_steps: int | None = None  # control LR reaches zero here; default: steps
@@ -118,6 +120,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.timestep_sampling not in TIMESTEP_SAMPLING:
             raise ValueError(f"timestep_sampling must be one of {TIMESTEP_SAMPLING}, got {self.timestep_sampling!r}")
+        if self.lr_lora_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_lora_schedule must be 'constant' or 'cosine', got {self.lr_lora_schedule!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
         if self.base_dtype not in ("float32", "bfloat16"):
@@ -214,14 +218,18 @@ def flow_matching_pair(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tenso
     return (1.0 - s) * x0 + s * noise, noise - x0
 
 
-def lr_schedule_fns(warmup_steps: int, cosine_steps: int):
-    """Multipliers per optimiser group: [constant (LoRA + patch embedding), warm-up + cosine (control)]."""
+def lr_schedule_fns(warmup_steps: int, cosine_steps: int, lora_cosine: bool = False):
+    """Multipliers per optimiser group: [LoRA + patch embedding, control]: the control LR warms up and follows a
+    cosine to zero; the LoRA LR is constant, or (``lora_cosine``) follows the same curve."""
     import diffusers.optimization as opt
 
     dummy = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     cosine = opt.get_cosine_schedule_with_warmup(dummy, warmup_steps, cosine_steps).lr_lambdas[0]
-    # diffusers' cosine rises again past its end; hold it at zero instead.
-    return [lambda step: 1.0, lambda step: cosine(min(step, cosine_steps))]
+
+    def held(step: int) -> float:  # diffusers' cosine rises again past its end; hold it at zero instead
+        return cosine(min(step, cosine_steps))
+
+    return [held if lora_cosine else (lambda step: 1.0), held]
 
 
 def _rng_state() -> dict:
@@ -258,6 +266,49 @@ def _writer_errors_as_output_errors(path: Path):
         raise OutputError.of(path, text.splitlines()[-1] or type(e).__name__) from None
 
 
+def start_from_pipeline(cfg: TrainConfig):
+    """Components, control module and LoRA folder of the pipeline ``cfg.init`` (``save_pretrained`` layout).
+
+    Fine-tuning starts from trained weights (the shipped ``tiny-sim``, a converted release of the authors' weights),
+    not from a resumable run: step, optimiser and schedule start fresh. The transformer comes back without its LoRA
+    (``unload_lora``) so that a tiny preset's run base is written LoRA-free; the trainer then loads the LoRA
+    from the folder's ``transformer_lora/``. ``cfg`` is updated in place: its LoRA rank/alpha become the folder's,
+    and its ``base_path`` the base the folder references (none for a self-contained tiny folder: the run writes
+    its own ``base/``; the folder itself for a self-contained full-size one).
+    """
+    from peft import LoraConfig
+
+    from worldmodel.wan.pipeline import HandControlPipeline
+    from worldmodel.wan.presets import TINY_PRESETS, WanComponents
+    from worldmodel.wan.pretrained import LORA_DIR
+
+    init = Path(cfg.init).expanduser().resolve()
+    if not (init / "model_index.json").is_file():
+        raise FileNotFoundError(f"init {init}: not a saved hand-control pipeline (no model_index.json); pass a "
+                                "folder written by HandControlPipeline.save_pretrained (to continue a training "
+                                "run, use resume instead)")
+    pipe = HandControlPipeline.from_pretrained(init, base=cfg.base_path)
+    if not pipe._base_components and cfg.base_path is not None:
+        raise ValueError(f"init {init} carries its own base model; drop base_path ({cfg.base_path})")
+    transformer = pipe.transformer
+    lora_dir = init / LORA_DIR if (init / LORA_DIR).is_dir() else None
+    if lora_dir is not None:
+        lora = LoraConfig.from_pretrained(lora_dir)
+        cfg.lora_rank, cfg.lora_alpha = int(lora.r), float(lora.lora_alpha)
+        transformer.unload_lora()
+    if pipe._base_components:  # the folder references a base model (a full-size LoRA release)
+        cfg.base_path = str(Path(pipe.config.base_model).resolve())
+    elif cfg.preset in TINY_PRESETS:
+        cfg.base_path = None  # the trainer writes the run's own base/ from these weights
+    else:
+        cfg.base_path = str(init)
+    components = WanComponents(
+        name=cfg.preset, transformer=transformer, vae=pipe.vae, scheduler=pipe.scheduler,
+        image_encoder=pipe.image_encoder, image_processor=pipe.image_processor, text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer, prompt_embedder=pipe.prompt_embedder, source=str(init), defaults=pipe.defaults)
+    return components, pipe.control.train(), lora_dir
+
+
 class Trainer:
     """Builds models, optimiser, schedule and data from a :class:`TrainConfig`; ``train()`` runs the loop.
 
@@ -287,6 +338,9 @@ class Trainer:
         self.out = Path(cfg.out)
         if cfg.cache is None:
             find_clips(cfg.data)  # fail on a bad --data before any model is built or written
+        init_lora = None
+        if cfg.init is not None and resume is None and components is None:
+            components, control, init_lora = start_from_pipeline(cfg)
         self.accelerator = accelerator or make_accelerator(cfg)
         acc = self.accelerator
         if acc.is_main_process:  # before anything reads the run folder
@@ -316,7 +370,7 @@ class Trainer:
             # Tiny weights are built here: keep them beside the run so sampling and resume see the very same base.
             # Stage 1 (cfg.vae steps > 0) first trains the VAE on the clips: a random VAE cannot decode.
             base = self.out / "base"
-            stage1 = bool(cfg.vae.get("steps", 0)) and cfg.cache is None
+            stage1 = bool(cfg.vae.get("steps", 0)) and cfg.cache is None and cfg.init is None
             if acc.is_main_process and not base.exists():
                 if stage1:
                     from worldmodel.training.vae import VaeTrainConfig, train_vae
@@ -342,7 +396,9 @@ class Trainer:
                                                "temporal_stride": grid.scale_factor_temporal, **cfg.control})
         transformer = components.transformer
         ensure_widened(transformer)
-        if not getattr(transformer, "peft_config", None):
+        if init_lora is not None:
+            load_lora(transformer, init_lora)  # after the base was written: the base folder stays LoRA-free
+        elif not getattr(transformer, "peft_config", None):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed + 1)
                 add_lora(transformer, rank=cfg.lora_rank, alpha=cfg.lora_alpha)
@@ -381,7 +437,8 @@ class Trainer:
              {"params": list(control.parameters()), "lr": cfg.lr_control, "name": "control"}],
             weight_decay=cfg.weight_decay)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_schedule_fns(cfg.warmup_steps, cfg.cosine_steps or cfg.steps))
+            self.optimizer, lr_schedule_fns(cfg.warmup_steps, cfg.cosine_steps or cfg.steps,
+                                            lora_cosine=cfg.lr_lora_schedule == "cosine"))
 
         if cfg.cache is not None:
             from worldmodel.training.cache import CachedClipDataset, collate_cached
