@@ -150,7 +150,9 @@ def plot_training(run: str | Path, out: str | Path, vae_logs: list[tuple[str, Pa
     own = _read_log(run / "vae_loss.jsonl")
     segments = ([("stage 1", own)] if own else []) + [(label, _read_log(Path(f))) for label, f in vae_logs]
     video = _read_log(run / "loss.jsonl")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    has_vae = any(log for _, log in segments)
+    fig, axes = plt.subplots(1, 2 if has_vae else 1, figsize=(11 if has_vae else 6, 3.8), squeeze=False)
+    axes = axes[0]
     ax, offset = axes[0], 0
     for i, (label, log) in enumerate(s for s in segments if s[1]):
         psnr = [r["psnr"] for r in log]
@@ -167,7 +169,7 @@ def plot_training(run: str | Path, out: str | Path, vae_logs: list[tuple[str, Pa
         if len(segments) > 1:
             ax.legend(fontsize=7, loc="lower right")
     if video:
-        ax = axes[1]
+        ax = axes[-1]
         ax.plot([r["step"] for r in video], [r["loss"] for r in video], alpha=0.25, color="C1")
         sm = _smooth([r["loss"] for r in video], 10)
         ax.plot(np.arange(len(sm)) + len(video) - len(sm) + 1, sm, color="C1")
@@ -176,6 +178,11 @@ def plot_training(run: str | Path, out: str | Path, vae_logs: list[tuple[str, Pa
             ax.annotate(label, (step, 0.97), xycoords=("data", "axes fraction"), fontsize=7, rotation=90,
                         ha="right", va="top")
         ax.set(title="stage 2: flow-matching loss (batch 8, 128²×17)", xlabel="step", ylabel="MSE", yscale="log")
+        lrs = [r.get("lr_lora") for r in video]
+        if all(v is not None for v in lrs) and len(set(lrs)) > 1:  # a scheduled transformer LR: show its curve
+            lr_ax = ax.twinx()
+            lr_ax.plot([r["step"] for r in video], lrs, color="grey", lw=0.8, ls=":")
+            lr_ax.set_ylabel("transformer LR (dotted)", fontsize=8)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
