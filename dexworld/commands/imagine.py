@@ -7,6 +7,8 @@ merged with lerobot's aggregation at the end. Killed at any point, a rerun conti
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 HELP = "imagine policy-training episodes from a LeRobot dataset or clips into a LeRobot dataset (resumable)"
@@ -111,10 +113,16 @@ def run(args: argparse.Namespace) -> int:
         # Ranks leave together: a rank that exited while the main one was still merging aborted in its gloo
         # group's teardown ("terminate called without an active exception", seen under load).
         state.wait_for_everyone()
-        return rc
     finally:
         if state.num_processes > 1:  # the group accelerate set up for this run, not one a caller made
             state.destroy_process_group()
+    if state.num_processes > 1:
+        # Everything is written and the group is gone; skip the interpreter's teardown, in which a gloo rank still
+        # occasionally aborted in a C++ destructor (exit -6, seen in CI) and failed a finished run, as in `train`.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
 
 
 def _run_rank(cfg, rank: int, world: int):
