@@ -337,6 +337,7 @@ def test_init_fine_tunes_a_saved_pipeline_from_its_weights(tmp_path):
     src.pipe.save_pretrained(tmp_path / "pipe", self_contained=True)
     saved = HandControlPipeline.from_pretrained(tmp_path / "pipe")
 
+    src.components.save(tmp_path / "ft" / "base")  # a stale base, as an earlier failed start could leave
     cfg = TrainConfig(out=str(tmp_path / "ft"), init=str(tmp_path / "pipe"), steps=2, lora_rank=16,
                       checkpoint_every=2, vae={"steps": 5}, **common)
     ft = Trainer(cfg)

@@ -371,7 +371,9 @@ class Trainer:
             # Stage 1 (cfg.vae steps > 0) first trains the VAE on the clips: a random VAE cannot decode.
             base = self.out / "base"
             stage1 = bool(cfg.vae.get("steps", 0)) and cfg.cache is None and cfg.init is None
-            if acc.is_main_process and not base.exists():
+            # A run started from init always writes its base: one left by an earlier, failed start may hold other
+            # weights than the init folder's.
+            if acc.is_main_process and (not base.exists() or cfg.init is not None):
                 if stage1:
                     from worldmodel.training.vae import VaeTrainConfig, train_vae
 
