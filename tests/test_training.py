@@ -321,8 +321,6 @@ def test_init_fine_tunes_a_saved_pipeline_from_its_weights(tmp_path):
     optimiser); the run's own base is written LoRA-free, and its checkpoints resume and load like any run's."""
     from safetensors.torch import load_file
 
-    from worldmodel.wan.pipeline import HandControlPipeline
-
     data = _write_clips(tmp_path / "data", 2)
     common = dict(data=str(data), tiny=SMALL_TINY, control=CONTROL, num_frames=5, warmup_steps=0, progress=False,
                   train_base=True, lr_lora=1e-3, lr_control=1e-3)
@@ -335,7 +333,14 @@ def test_init_fine_tunes_a_saved_pipeline_from_its_weights(tmp_path):
         for p in src.pipe.vae.parameters():
             p.mul_(1.01)
     src.pipe.save_pretrained(tmp_path / "pipe", self_contained=True)
-    saved = HandControlPipeline.from_pretrained(tmp_path / "pipe")
+    saved = src.pipe  # the expected weights: the ones in memory before saving, not a reload through the loader
+
+    foreign = tmp_path / "mine" / "base"  # a user's folder named base/ is neither used nor overwritten
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a dexworld run base"):
+        Trainer(TrainConfig(out=str(tmp_path / "mine"), init=str(tmp_path / "pipe"), steps=1, **common))
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
     src.components.save(tmp_path / "ft" / "base")  # a stale base, as an earlier failed start could leave
     cfg = TrainConfig(out=str(tmp_path / "ft"), init=str(tmp_path / "pipe"), steps=2, lora_rank=16,

@@ -370,6 +370,9 @@ class Trainer:
             # Tiny weights are built here: keep them beside the run so sampling and resume see the very same base.
             # Stage 1 (cfg.vae steps > 0) first trains the VAE on the clips: a random VAE cannot decode.
             base = self.out / "base"
+            if base.exists() and not (base / "dexworld_preset.json").is_file():  # not a run's base: never ours to use
+                raise ValueError(f"{base} exists but is not a dexworld run base (no dexworld_preset.json); move it "
+                                 "or choose another out folder")
             stage1 = bool(cfg.vae.get("steps", 0)) and cfg.cache is None and cfg.init is None
             # A run started from init always writes its base: one left by an earlier, failed start may hold other
             # weights than the init folder's.
