@@ -1,0 +1,43 @@
+"""Score several keypoint probes on the same held-out renders, so probes trained with different held-out seeds
+(each stage of ``train-probe --init`` draws its own) can be compared on one footing.
+
+For every held-out seed given, renders ``--renders`` frames per hand (``render_heldout``: scenes no training
+stage shares, the mixed hand style) and prints each probe's mean error at 128² on all, visible and hidden joints.
+The first probe is the baseline of the printed ratio.
+
+    MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \\
+        --probe outputs/probe4/probe --seed 1000003 --seed 1000004 --seed 1000005
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from sim_bridge.probe_renders import render_heldout
+from worldmodel.evaluation.probe import evaluate_probe, load_probe
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--probe", action="append", required=True, help="probe folder (repeat; the first is the baseline)")
+    ap.add_argument("--seed", action="append", type=int, required=True, help="held-out render seed (repeatable)")
+    ap.add_argument("--renders", type=int, default=256, help="held-out renders per hand and seed (default 256)")
+    a = ap.parse_args()
+    probes = [(p, load_probe(p)) for p in a.probe]
+    names = list(probes[0][1].config.embodiments)
+    size = int(probes[0][1].config.size)
+    for seed in a.seed:
+        for name in names:
+            data = render_heldout(name, a.renders, size, seed, progress=False, hand_style="mixed")
+            base = None
+            print(f"seed {seed}, {name}: {int(data.valid.sum())} joints")
+            for path, probe in probes:
+                r = evaluate_probe(probe, data, (size,))[str(size)]
+                base = base or r["mean_px"]
+                print(f"  {path:<40} all {r['mean_px']:.3f} px  visible {r['visible_mean_px']:.3f}  "
+                      f"hidden {r['occluded_mean_px']:.3f}  PCK@5px {r['pck@5px']:.3f}  "
+                      f"ratio {r['mean_px'] / base:.3f}")
+
+
+if __name__ == "__main__":
+    main()
