@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,6 +248,28 @@ def test_cli_tiny_sim_starts_from_the_recipe(tmp_path):
     assert cfg.vae == {**recipe["vae"], "steps": 11}
     plain = build_config(parser.parse_args(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")]))
     assert plain.preset == "tiny" and not plain.train_base and plain.vae == {} and plain.control_dropout == 0.0
+
+
+@pytest.mark.parametrize("name, spatial, inner", [("tiny_sim_4x_vae.json", 4, 4 * 48),
+                                                   ("tiny_sim_4x_wide.json", 4, 6 * 48),
+                                                   ("tiny_sim_wide_vae.json", 8, 4 * 48)])
+def test_config_files_parse_through_the_cli_and_build(tmp_path, name, spatial, inner):
+    """Each file under configs/ that docs/results.md runs (`dexworld train --config FILE`) parses through the
+    CLI into the tiny-sim recipe and builds the model it names: VAE compression and transformer inner width
+    (heads × head dim 48) by hand from the file."""
+    from dexworld.cli import build_parser
+    from dexworld.commands.train import build_config
+    from worldmodel.wan.presets import build_tiny
+
+    path = Path(__file__).resolve().parents[1] / "configs" / name
+    args = build_parser().parse_args(["train", "--config", str(path), "--data", str(tmp_path),
+                                      "--out", str(tmp_path / "r"), "--steps", "1"])
+    cfg = build_config(args)
+    assert cfg.preset == "tiny-sim" and cfg.train_base and cfg.steps == 1
+    c = build_tiny("tiny-sim", **cfg.tiny)
+    assert c.vae.config.scale_factor_spatial == spatial
+    t = c.transformer.config
+    assert t.num_attention_heads * t.attention_head_dim == inner
 
 
 def test_tiny_vae_width_multipliers():
