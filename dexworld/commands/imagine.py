@@ -7,9 +7,9 @@ merged with lerobot's aggregation at the end. Killed at any point, a rerun conti
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
+
+from ._exit import finish
 
 HELP = "imagine policy-training episodes from a LeRobot dataset or clips into a LeRobot dataset (resumable)"
 
@@ -116,13 +116,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if state.num_processes > 1:  # the group accelerate set up for this run, not one a caller made
             state.destroy_process_group()
-    if state.num_processes > 1:
-        # Everything is written and the group is gone; skip the interpreter's teardown, in which a gloo rank still
-        # occasionally aborted in a C++ destructor (exit -6, seen in CI) and failed a finished run, as in `train`.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(rc)
-    return rc
+    return finish(rc, state.num_processes)  # everything is written, the group is gone
 
 
 def _run_rank(cfg, rank: int, world: int):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 from .. import argtypes as at
+from ._exit import finish
 
 # CLI flag → TrainConfig field (only flags the user gave override the config file / defaults).
 _FIELDS = ("data", "out", "preset", "base_path", "init", "steps", "batch_size", "num_frames", "height", "width",
@@ -197,11 +196,4 @@ def run(args: argparse.Namespace) -> int:
             print(f"step {trainer.step}: loss {losses[-1]:.4f}; checkpoint {path}")
         else:
             print(f"nothing to do: the run is already at step {trainer.step}; checkpoint {path}")
-    if trainer.accelerator.num_processes > 1:
-        # Everything is written (atomically) and the group is gone; skip the interpreter's teardown, in which a
-        # gloo rank of an FSDP run occasionally aborted in a C++ destructor ("terminate called without an active
-        # exception", exit -6, about one launch in ten under load) and failed a finished run.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-    return 0
+    return finish(0, trainer.accelerator.num_processes)  # everything is written (atomically), the group is gone
