@@ -3,10 +3,13 @@
 
 For every held-out seed given, renders ``--renders`` frames per hand (``render_heldout``: scenes no training
 stage shares, the mixed hand style) and prints each probe's mean error at 128² on all, visible and hidden joints.
-The first probe is the baseline of the printed ratio.
+The first probe is the baseline of the printed ratio. ``--embodiment`` scores other hands than the ones the first
+probe was trained for, e.g. the left hands, which a probe trained on right hands reads through their mirror twins.
 
     MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \\
         --probe outputs/probe4/probe --seed 1000003 --seed 1000004 --seed 1000005
+    MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \\
+        --embodiment inspire_left --embodiment dex3_left --seed 1000003 --seed 1000004 --seed 1000005
 """
 
 from __future__ import annotations
@@ -22,9 +25,16 @@ def main() -> None:
     ap.add_argument("--probe", action="append", required=True, help="probe folder (repeat; the first is the baseline)")
     ap.add_argument("--seed", action="append", type=int, required=True, help="held-out render seed (repeatable)")
     ap.add_argument("--renders", type=int, default=256, help="held-out renders per hand and seed (default 256)")
+    ap.add_argument("--embodiment", action="append",
+                    help="hand to score (repeatable; default: the ones the first probe was trained for)")
     a = ap.parse_args()
     probes = [(p, load_probe(p)) for p in a.probe]
-    names = list(probes[0][1].config.embodiments)
+    names = a.embodiment or list(probes[0][1].config.embodiments)
+    for path, probe in probes:
+        for name in names:
+            if not probe.knows(name):
+                ap.error(f"--embodiment {name}: probe {path} reads {', '.join(probe.config.embodiments)} and their "
+                         "mirror twins only")
     size = int(probes[0][1].config.size)
     for seed in a.seed:
         for name in names:

@@ -249,11 +249,12 @@ def demo_prompt(emb: embodiments.Embodiment, motion: str) -> str:
 
 
 def probe_for(embodiment: str):
-    """The shipped keypoint probe if it knows this hand, else None (metrics then omit joint error)."""
+    """The shipped keypoint probe if it reads this hand (directly or as a mirror twin), else None (metrics then omit
+    joint error)."""
     from worldmodel.evaluation.probe import load_probe
 
     try:
         probe = load_probe()
     except FileNotFoundError:
         return None
-    return probe if embodiment in probe.config.embodiments else None
+    return probe if probe.knows(embodiment) else None

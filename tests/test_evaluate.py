@@ -50,10 +50,10 @@ class OffsetProbe:
         self.K, self.offsets = K, np.asarray(offsets, np.float64)
         self.config = types.SimpleNamespace(embodiments=[EMB])
 
-    def embodiment_index(self, embodiment):
+    def block_for(self, embodiment):
         if embodiment != EMB:
             raise ValueError(f"this probe was trained for {EMB}, not {embodiment!r}")
-        return 0
+        return EMB, False
 
     def predict(self, frames, embodiment):
         self.seen_shape = frames.shape

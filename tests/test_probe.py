@@ -18,9 +18,11 @@ from sim_bridge.probe_renders import render_heldout, render_probe_data  # noqa: 
 from worldmodel.evaluation.probe import (  # noqa: E402
     DEFAULT_PROBE_DIR,
     KeypointProbe,
+    describe_heldout,
     evaluate_probe,
     keypoint_error,
     load_probe,
+    mirror_twin,
     soft_argmax,
     train_probe,
 )
@@ -44,14 +46,16 @@ def test_shipped_probe_files_and_size(shipped):
     assert acc["heldout"] == shipped.config.heldout  # the figure beside the weights is the one in the config
 
 
-@pytest.mark.parametrize("embodiment", ["inspire_right", "dex3_right"])
+@pytest.mark.parametrize("embodiment", ["inspire_right", "dex3_right", "inspire_left", "dex3_left"])
 def test_shipped_probe_reproduces_recorded_accuracy(shipped, embodiment):
-    """On fresh renders (new scenes and poses) the error is within 1.5× of the recorded held-out figure."""
+    """On fresh renders (new scenes and poses) the error is within 1.5× of the recorded held-out figure. The probe
+    was trained on right hands only; it reads the left ones through their mirror twins as accurately."""
     data = render_probe_data(embodiment, 40, size=128, seed=FRESH_SEED, renders_per_scene=8, progress=False,
                              hand_style=shipped.config.train_info.get("hand_style", "simple"))
     got = evaluate_probe(shipped, data, sizes=(64, 128))
+    twin = embodiment.replace("_left", "_right")
     for size in ("64", "128"):
-        recorded = shipped.config.heldout[embodiment][size]
+        recorded = shipped.config.heldout[twin][size]
         assert got[size]["mean_px"] <= 1.5 * recorded["mean_px"], (size, got[size], recorded)
         assert got[size]["pck@5px"] >= recorded["pck@5px"] - 0.15
         assert got[size]["visibility_acc"] > 0.85
@@ -122,8 +126,8 @@ class _FixedProbe:
     def __init__(self, uv):
         self.uv = uv
 
-    def embodiment_index(self, name):
-        return 0
+    def block_for(self, name):
+        return name, False
 
     def predict(self, frames, name):
         return self.uv, np.ones(self.uv.shape[:2])
@@ -245,9 +249,36 @@ def test_tiny_probe_trains_saves_and_loads(tmp_path):
                     progress=False, eval_sizes=(32,), init=loaded)
 
 
+def test_mirror_twins_and_what_a_probe_reads(shipped):
+    assert mirror_twin("inspire_left") == "inspire_right" and mirror_twin("dex3_right") == "dex3_left"
+    assert mirror_twin("mano_right") == "mano_left"
+    assert shipped.block_for("dex3_right") == ("dex3_right", False)
+    assert shipped.block_for("dex3_left") == ("dex3_right", True)
+    assert shipped.knows("inspire_left") and not shipped.knows("mano_left") and not shipped.knows("no_such_hand")
+    left = shipped.heldout_for("inspire_left", 128)
+    assert left["mirrored_from"] == "inspire_right"
+    assert left["mean_px"] == shipped.config.heldout["inspire_right"]["128"]["mean_px"]
+    assert "mirrored_from" not in shipped.heldout_for("inspire_right", 128)
+    assert "dex3_right's; this hand read mirrored" in describe_heldout(shipped.heldout_for("dex3_left", 128))
+    assert describe_heldout(None) == "the probe has no recorded held-out accuracy"
+
+
+def test_a_left_hand_is_read_on_the_flipped_frame(shipped):
+    """The left-hand reading is the right-hand reading of the left-right flipped frame, with u flipped back: pixel u
+    of the flipped frame covers [W-1-u, W-u) of the original, so a position u maps to W - u."""
+    frames = render_probe_data("inspire_left", 3, 96, seed=FRESH_SEED, progress=False).images
+    uv_left, vis_left = shipped.predict(frames, "inspire_left")
+    uv_right, vis_right = shipped.predict(np.ascontiguousarray(frames[:, :, ::-1]), "inspire_right")
+    lo, ro = side_offset("left"), side_offset("right")
+    np.testing.assert_allclose(uv_left[:, lo:lo + 21, 0], 96 - uv_right[:, ro:ro + 21, 0], atol=1e-4)
+    np.testing.assert_allclose(uv_left[:, lo:lo + 21, 1], uv_right[:, ro:ro + 21, 1], atol=1e-4)
+    np.testing.assert_allclose(vis_left[:, lo:lo + 21], vis_right[:, ro:ro + 21], atol=1e-6)
+    assert np.isnan(uv_left[:, ro:ro + 21]).all()  # nothing in the other hand's slots
+
+
 def test_clear_errors(shipped, tmp_path):
     with pytest.raises(ValueError, match="trained for"):
-        shipped.predict(np.zeros((1, 64, 64, 3), np.uint8), "inspire_left")
+        shipped.predict(np.zeros((1, 64, 64, 3), np.uint8), "mano_left")
     with pytest.raises(ValueError, match=r"\(T, H, W, 3\)"):
         shipped.predict(np.zeros((64, 64, 3), np.uint8), "dex3_right")
     with pytest.raises(FileNotFoundError, match="train-probe"):

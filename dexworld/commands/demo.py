@@ -64,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
         table.add_row("probe joint error (px)", f"{k_on['mean_px']:.2f}", f"{k_off['mean_px']:.2f}")
         table.add_row("probe PCK@5px", f"{k_on['pck@5px']:.3f}", f"{k_off['pck@5px']:.3f}")
     console.print(table)
-    held = (on.get("keypoints") or {}).get("probe_heldout")
-    if held:
-        console.print(f"the probe itself, on held-out renders at {held['size']}²: {held['mean_px']:.2f} px, "
-                      f"PCK@5px {held['pck@5px']:.3f}")
+    if on.get("keypoints"):
+        from worldmodel.evaluation.probe import describe_heldout
+
+        console.print(describe_heldout(on["keypoints"].get("probe_heldout")))
     console.print(f"wrote {cfg.out}/side_by_side.mp4, side_by_side.gif, metrics.json, lerobot/ (replacing the "
                   "previous run's, if any)")
     return 0

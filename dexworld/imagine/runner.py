@@ -109,13 +109,12 @@ def item_inputs(item: WorkItem, sources: list[SourceEpisode], cfg: ImagineConfig
 
 def quality(probe, frames: np.ndarray, joints, hands: tuple[str, ...]) -> tuple[float | None, dict]:
     """Mean PCK@5px of the keypoint probe's detections against the commanded joints over the hands the probe
-    knows (None when it knows none), and each hand's error."""
+    reads (directly or as mirror twins; None when it reads none), and each hand's error."""
     from worldmodel.evaluation.probe import keypoint_error
 
     per = {}
-    known = set(probe.config.embodiments)
     for hand in hands:
-        if hand in known:
+        if probe.knows(hand):
             r = keypoint_error(probe, frames, joints, embodiment=hand)
             per[hand] = {"mean_px": r["mean_px"], "pck@5px": r["pck@5px"], "n_joints": r["n_joints"]}
     scores = [v["pck@5px"] for v in per.values() if not math.isnan(v["pck@5px"])]

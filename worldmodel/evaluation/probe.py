@@ -11,6 +11,11 @@ one 21-channel heatmap block per embodiment (hand-local MANO/OpenPose order) and
 Positions come from a soft-argmax over each heatmap (integral regression), trained with an L1 loss on the
 coordinates plus a cross-entropy towards a Gaussian target (which speeds early training), masked to the joints
 that project into the image. Frames of any size are resized to the working size and the coordinates scaled back.
+
+A probe trained on one side's hand also reads the other side's mirror twin (``inspire_left`` for a probe trained on
+``inspire_right``): the frames are flipped left-right, read with the twin's block and the positions flipped back
+(:meth:`KeypointProbe.block_for`). The built-in left hands are exact mirror images of the right ones, so the
+mirrored reading is as accurate as the direct one (``docs/evaluation.md``).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from embodiments import get
+from embodiments import get, names
 from embodiments.layout import NUM_HAND_JOINTS, NUM_SLOTS, side_offset
 from embodiments.sparse import SparseJoints
 from worldmodel.evaluation.metrics import pck
@@ -103,11 +108,38 @@ class KeypointProbe(ModelMixin, ConfigMixin):
         return int(self.config.head_stride)
 
     def embodiment_index(self, embodiment: str) -> int:
-        names = list(self.config.embodiments)
-        if embodiment not in names:
-            raise ValueError(f"this probe was trained for {', '.join(names)}, not {embodiment!r}; train one with "
-                             f"`dexworld train-probe --embodiment {embodiment}`")
-        return names.index(embodiment)
+        """Index of ``embodiment``'s heatmap block; it must be one the probe was trained for."""
+        trained = list(self.config.embodiments)
+        if embodiment not in trained:
+            raise self._unknown(embodiment)
+        return trained.index(embodiment)
+
+    def _unknown(self, embodiment: str) -> ValueError:
+        return ValueError(f"this probe was trained for {', '.join(self.config.embodiments)} (and reads their mirror "
+                          f"twins), not {embodiment!r}; train one with `dexworld train-probe --embodiment "
+                          f"{embodiment}`")
+
+    def block_for(self, embodiment: str) -> tuple[str, bool]:
+        """(trained embodiment whose block reads ``embodiment``, whether the frames are mirrored first).
+
+        A hand the probe was trained for reads itself. Otherwise its mirror twin (``_left`` ↔ ``_right``, the other
+        side, the same joints) is used on left-right flipped frames. Raises ValueError naming what the probe knows.
+        """
+        name = get(embodiment).name
+        if name in self.config.embodiments:
+            return name, False
+        twin = mirror_twin(name)
+        if twin is not None and twin in self.config.embodiments:
+            return twin, True
+        raise self._unknown(name)
+
+    def knows(self, embodiment: str) -> bool:
+        """Whether the probe reads ``embodiment``, directly or through its mirror twin."""
+        try:
+            self.block_for(embodiment)
+        except (KeyError, ValueError):
+            return False
+        return True
 
     def forward(self, images: torch.Tensor, embodiment: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 3, S, S) float in [0, 1] → heatmap logits (B, 21·E, S/s, S/s), visibility logits (B, 21·E).
@@ -145,8 +177,11 @@ class KeypointProbe(ModelMixin, ConfigMixin):
             visibility (T, 42) probabilities, 0 in slots it lacks.
         """
         emb = get(embodiment)
-        e = self.embodiment_index(emb.name)
+        block, mirrored = self.block_for(emb.name)
+        e = self.embodiment_index(block)
         x = frames_to_tensor(frames, "frames")
+        if mirrored:
+            x = x.flip(-1)
         T, _, H, W = x.shape
         S = int(self.config.size)
         was_training = self.training
@@ -161,6 +196,8 @@ class KeypointProbe(ModelMixin, ConfigMixin):
             vis_hand.append(torch.sigmoid(vis[:, sl]).cpu())
         self.train(was_training)
         uv = torch.cat(uv_hand).double().numpy() * np.array([W / S, H / S])
+        if mirrored:
+            uv[..., 0] = W - uv[..., 0]  # pixel u of the flipped frame covers [W-1-u, W-u) of the original
         o = side_offset(emb.side)
         mask = emb.slot_mask[o:o + NUM_HAND_JOINTS]
         uv_out = np.full((T, NUM_SLOTS, 2), np.nan)
@@ -170,8 +207,13 @@ class KeypointProbe(ModelMixin, ConfigMixin):
         return uv_out, vis_out
 
     def heldout_for(self, embodiment: str, size: tuple[int, int] | int | None = None) -> dict | None:
-        """The recorded held-out accuracy for ``embodiment`` at the evaluated size nearest to ``size`` (H, W)."""
-        table = (self.config.heldout or {}).get(embodiment)
+        """The recorded held-out accuracy for ``embodiment`` at the evaluated size nearest to ``size`` (H, W);
+        for a hand read through its mirror twin, the twin's, marked ``mirrored_from``."""
+        heldout = self.config.heldout or {}
+        table, extra = heldout.get(embodiment), {}
+        if not table and self.knows(embodiment):
+            block, mirrored = self.block_for(embodiment)
+            table, extra = heldout.get(block), ({"mirrored_from": block} if mirrored else {})
         if not table:
             return None
         if size is None:
@@ -179,7 +221,39 @@ class KeypointProbe(ModelMixin, ConfigMixin):
         else:
             side = float(np.mean(size)) if np.ndim(size) else float(size)
             key = min(table, key=lambda k: abs(math.log(int(k) / side)))
-        return {"size": int(key), **table[key]}
+        return {"size": int(key), **table[key], **extra}
+
+
+def describe_heldout(held: dict | None) -> str:
+    """One line for a report: the probe's own held-out accuracy (a :meth:`KeypointProbe.heldout_for` record)."""
+    if not held:
+        return "the probe has no recorded held-out accuracy"
+    line = f"the probe on held-out renders at {held['size']}²: {held['mean_px']:.2f} px, PCK@5px {held['pck@5px']:.3f}"
+    if held.get("mirrored_from"):
+        line += f" ({held['mirrored_from']}'s; this hand read mirrored)"
+    return line
+
+
+def mirror_twin(embodiment: str) -> str | None:
+    """The registered hand that mirrors ``embodiment`` (``X_left`` ↔ ``X_right``, the other side, the same joint
+    slots), or None."""
+    for a, b in (("_left", "_right"), ("_right", "_left")):
+        if embodiment.endswith(a):
+            twin = embodiment[: -len(a)] + b
+            break
+    else:
+        return None
+    if twin not in names():
+        return None
+    e, t = get(embodiment), get(twin)
+    if e.side == t.side or not np.array_equal(_hand_mask(e), _hand_mask(t)):
+        return None
+    return twin
+
+
+def _hand_mask(emb) -> np.ndarray:
+    o = side_offset(emb.side)
+    return emb.slot_mask[o:o + NUM_HAND_JOINTS]
 
 
 def frames_to_tensor(frames: np.ndarray | torch.Tensor, name: str = "frames") -> torch.Tensor:
@@ -503,7 +577,7 @@ def keypoint_error(probe: KeypointProbe, frames: np.ndarray, joints: SparseJoint
         raise ValueError(f"frames has {frames.shape[0]} frames but joints have {len(joints)}; they must match")
     name = embodiment or joints.embodiment
     emb = get(name)
-    probe.embodiment_index(emb.name)
+    probe.block_for(emb.name)  # a clear error now if the probe cannot read this hand
     uvd, ok = joints.project()
     H, W = frames.shape[1:3]
     with np.errstate(invalid="ignore"):

@@ -24,7 +24,7 @@ from embodiments.layout import FINGERTIPS, NUM_HAND_JOINTS, WRIST, skeleton_edge
 from embodiments.sparse import SparseJoints
 from embodiments.transforms import scale_intrinsics
 from worldmodel.evaluation.metrics import psnr, ssim
-from worldmodel.evaluation.probe import PCK_THRESHOLD_PX, keypoint_error
+from worldmodel.evaluation.probe import PCK_THRESHOLD_PX, describe_heldout, keypoint_error
 
 RATIO_EPS = 1e-4  # added to both mean changes (in [0, 1] units) so "no change anywhere" gives a ratio of 1
 
@@ -124,10 +124,7 @@ class EvalReport:
                       f"pixels within {HAND_RADIUS_PX:g} px of the commanded skeleton")
         k = self.keypoints
         if k is not None:
-            held = k.get("probe_heldout") or {}
-            ref = (f"probe on held-out renders at {held['size']}²: {held['mean_px']:.2f} px, "
-                   f"PCK {held['pck@5px']:.3f}") if held else "probe has no recorded held-out accuracy"
-            t.add_row("joint error (px)", f"{k['mean_px']:.2f}", ref)
+            t.add_row("joint error (px)", f"{k['mean_px']:.2f}", describe_heldout(k.get("probe_heldout")))
             t.add_row("joint error median (px)", f"{k['median_px']:.2f}", f"{k['n_joints']} joints")
             t.add_row(f"PCK@{PCK_THRESHOLD_PX:g}px", f"{k[f'pck@{PCK_THRESHOLD_PX:g}px']:.3f}", self.embodiment)
             occ = k.get("occluded")
