@@ -77,6 +77,8 @@ class SynthConfig:
     # object; visibility.PART_OCCLUDERS) ...
     occlusion_min_fraction: float = 0.5  # ... in at least this fraction of the frames
     occlusion_tries: int = 6  # plans per episode before it is skipped for lack of occlusion
+    min_hand_gap: float = 0.12  # two hands (ordinary clips): the wrists stay at least this far apart (m) ...
+    pair_tries: int = 8  # ... or the episode is re-planned, at most this many times, then skipped
     scene: SceneConfig = dataclasses.field(default_factory=SceneConfig)
 
     def __post_init__(self) -> None:
@@ -94,6 +96,8 @@ class SynthConfig:
             raise ValueError(f"SynthConfig.size must be (H, W) with sides >= 8, got {self.size}")
         if self.episodes_per_scene < 1:
             raise ValueError("SynthConfig.episodes_per_scene must be >= 1")
+        if self.min_hand_gap < 0 or self.pair_tries < 1:
+            raise ValueError("SynthConfig: min_hand_gap >= 0 and pair_tries >= 1 are required")
         if self.occlusion_min_joints < 1 or not 0 < self.occlusion_min_fraction <= 1 or self.occlusion_tries < 1:
             raise ValueError("SynthConfig: occlusion_min_joints >= 1, 0 < occlusion_min_fraction <= 1 and "
                              "occlusion_tries >= 1 are required")
@@ -216,6 +220,24 @@ def plan_episode(emb: Embodiment, axes: HandAxes, scene: Scene, rng: np.random.G
     return Episode(q, path, f"Egocentric view: {hand} moves its fingers above the table.", "random")
 
 
+def plan_pair_episode(embs: tuple[Embodiment, ...], axes: dict[str, HandAxes], scene: Scene,
+                      rng: np.random.Generator, cfg: SynthConfig,
+                      humans: Mapping[str, HumanMotionSource | None] | None = None) -> Episode | None:
+    """Two hands, each with its own motion (as :func:`plan_episode` draws one for each side), kept apart: the
+    wrists stay at least ``cfg.min_hand_gap`` m apart in every frame. Returns None when ``cfg.pair_tries`` plans
+    all brought the hands closer (e.g. both reaching for the same object)."""
+    humans = humans or {}
+    for _ in range(cfg.pair_tries):
+        eps = [plan_episode(e, axes[e.name], scene, rng, cfg, humans.get(e.name)) for e in embs]
+        a, b = (ep.wrist_path[:, :3, 3] for ep in eps)
+        if np.linalg.norm(a - b, axis=-1).min() >= cfg.min_hand_gap:
+            clauses = [ep.prompt.removeprefix("Egocentric view: ").rstrip(".") for ep in eps]
+            return Episode({e.name: ep.q for e, ep in zip(embs, eps, strict=True)},
+                           {e.name: ep.wrist_path for e, ep in zip(embs, eps, strict=True)},
+                           "Egocentric view: " + "; ".join(clauses) + ".", "+".join(ep.kind for ep in eps))
+    return None
+
+
 def _material_rgb(scene: Scene, body: int) -> np.ndarray:
     """Base texture colour of an object (its material's first texture colour as built)."""
     name = scene.model.body(body).name + "_mat"
@@ -288,7 +310,8 @@ def synthesize(embodiment: HandsLike, out_dir: str | Path, episodes: int, seed: 
     Existing episode files are kept (the run resumes) unless ``overwrite``; temporary files a killed run left are
     removed. Unstable physics or a hand out of view skips the episode with a reason in the report; file-system
     errors stop the run with an ``OutputError`` (no partial file is left).
-    A left/right pair (``"inspire_left+inspire_right"``) is for the occlusion split only (``config.occlusion``).
+    A left/right pair (``"inspire_left+inspire_right"``) renders both hands in one scene: each with its own motion
+    (:func:`plan_pair_episode`), or crossing in depth for the occlusion split (``config.occlusion``).
     """
     from tqdm.auto import tqdm
 
@@ -297,15 +320,13 @@ def synthesize(embodiment: HandsLike, out_dir: str | Path, episodes: int, seed: 
     cfg = config or SynthConfig()
     if int(episodes) != episodes or episodes < 0:
         raise ValueError(f"episodes must be a non-negative integer, got {episodes}")
-    if len(embs) > 1 and not cfg.occlusion:
-        raise ValueError(f"synth: two hands ({name}) are only planned for the occlusion split (--occlusion, hands "
-                         "crossing in depth); give one hand for ordinary clips")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     clean_atomic_leftovers(out_dir, ["episode_*.h5", "manifest.json"])  # temporaries of a killed earlier run
     emb = embs[0]
     axes = {e.name: hand_axes(e) for e in embs}
-    human = HumanMotionSource(emb, cfg) if len(embs) == 1 and ("human" in cfg.motions or cfg.occlusion) else None
+    wants_human = "human" in cfg.motions or (cfg.occlusion and len(embs) == 1)  # crossing pairs draw random fingers
+    humans = {e.name: HumanMotionSource(e, cfg) for e in embs} if wants_human else {}
     visibility = cfg.visibility or cfg.occlusion
     report = SynthReport(written=[], skipped=[], existing=0, seconds=0.0, frames_rendered=0)
     t0 = time.perf_counter()
@@ -331,12 +352,19 @@ def synthesize(embodiment: HandsLike, out_dir: str | Path, episodes: int, seed: 
             randomize_appearance(scene, np.random.default_rng([seed, i, 1]))
             if cfg.occlusion:
                 ep, r, reason = _occlusion_episode(embs, axes, scene, renderer, np.random.default_rng([seed, i, 2]),
-                                                   cfg, human, report)
+                                                   cfg, humans.get(emb.name), report)
             else:
-                ep = plan_episode(emb, axes[emb.name], scene, np.random.default_rng([seed, i, 2]), cfg, human)
-                r = _render(embs, ep, scene, renderer, cfg)
-                report.frames_rendered += len(r)
-                reason = _reject_reason(embs, r, cfg)
+                rng = np.random.default_rng([seed, i, 2])
+                if len(embs) == 1:
+                    ep = plan_episode(emb, axes[emb.name], scene, rng, cfg, humans.get(emb.name))
+                else:
+                    ep = plan_pair_episode(embs, axes, scene, rng, cfg, humans)
+                if ep is None:
+                    reason = f"the hands came closer than {cfg.min_hand_gap:g} m in all {cfg.pair_tries} plans"
+                else:
+                    r = _render(embs, ep, scene, renderer, cfg)
+                    report.frames_rendered += len(r)
+                    reason = _reject_reason(embs, r, cfg)
             if reason:
                 report.skipped.append((i, reason))
                 bar.set_postfix(skipped=len(report.skipped))
@@ -354,8 +382,7 @@ def synthesize(embodiment: HandsLike, out_dir: str | Path, episodes: int, seed: 
             renderer.close()
         bar.close()
     report.seconds = time.perf_counter() - t0
-    if human is not None and human.error:
-        report.notes.append(human.error)
+    report.notes += [h.error for h in humans.values() if h.error]
     _write_manifest(out_dir, name, cfg, seed, episodes, report)
     return report
 

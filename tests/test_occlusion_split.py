@@ -1,10 +1,9 @@
 """The occlusion split: every clip has per-joint visibility and sustained occlusion; ordinary clips can carry
-visibility too; two hands are only planned for the occlusion split."""
+visibility too."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from dexworld.cli import main
 from embodiments.clip import read_clip
@@ -58,14 +57,12 @@ def test_crossing_hands_hide_the_lower_one(tmp_path):
     assert lower_by_upper >= 9 and lower_by_upper >= 5 * upper_by_lower, (lower_by_upper, upper_by_lower)
 
 
-def test_ordinary_clips_can_carry_visibility_and_pairs_need_the_occlusion_split(tmp_path):
+def test_ordinary_clips_can_carry_visibility(tmp_path):
     cfg = SynthConfig(frames=3, size=(32, 32), motions=("random",), visibility=True)
     clip = read_clip(synthesize("dex3_right", tmp_path / "a", 1, config=cfg, progress=False).written[0])
     assert clip.extra["visible"].shape == (3, 42)
     assert not (clip.extra["visible"] & ~clip.joints.valid).any()  # visible implies in the image
     _hidden_per_frame(clip)
-    with pytest.raises(ValueError, match="occlusion"):
-        synthesize("dex3_left+dex3_right", tmp_path / "b", 1, config=cfg, progress=False)
 
 
 def test_cli_occlusion_flag(tmp_path, capsys):

@@ -29,8 +29,9 @@ def _size(text: str) -> tuple[int, int]:
 def register(subparsers) -> None:
     p = subparsers.add_parser("synth", help=SYNTH_HELP, description=SYNTH_HELP)
     p.add_argument("--embodiment", required=True,
-                   help="registered robot hand, e.g. dex3_right (a left,right pair such as inspire_left,inspire_right "
-                        "with --occlusion: hands crossing in depth)")
+                   help="registered robot hand, e.g. dex3_right, or a left,right pair such as "
+                        "inspire_left,inspire_right: both hands in one scene, each with its own motion (with "
+                        "--occlusion: crossing in depth)")
     p.add_argument("--episodes", type=at.positive_int, required=True, help="number of clips")
     p.add_argument("--frames", type=at.frames, default=17, help="frames per clip (default 17)")
     p.add_argument("--size", type=_size, default=(128, 128), help="frame size N or HxW (default 128)")
