@@ -25,8 +25,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from diffusers import AutoencoderKLWan  # noqa: E402
 
-import embodiments  # noqa: E402
-import retarget  # noqa: E402
 from dexworld import demo  # noqa: E402
 from embodiments.io_utils import atomic_path  # noqa: E402
 from worldmodel.evaluation.report import evaluate  # noqa: E402
@@ -49,10 +47,9 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
 
     cfg = demo.DemoConfig()
-    emb = embodiments.get(cfg.embodiment)
-    human = embodiments.human_motion(cfg.motion, side=emb.side, fps=cfg.fps, frames=cfg.frames, seed=cfg.seed)
-    sim = demo.simulate(cfg, emb, retarget.Retargeter(f"mano_{emb.side}", emb.name, cfg.method).retarget(human))
-    probe = demo.probe_for(emb.name)
+    embs = demo.demo_hands(cfg.embodiment)
+    sim = demo.simulate(cfg, embs, demo.retargeted(cfg, embs))
+    probe = demo.probe_for(cfg.embodiment)
     print(f"default demo clip ({cfg.embodiment}, {cfg.motion}, seed {cfg.seed}); the probe on the rollout itself: "
           f"{evaluate(sim.frames, sim, probe=probe, exclude_first=True).keypoints['mean_px']:.2f} px")
     recs = []
@@ -67,7 +64,7 @@ def main(argv=None) -> int:
         from worldmodel.wan.pipeline import HandControlPipeline
 
         pipe = HandControlPipeline.from_pretrained(args.checkpoint)
-        imagined = demo.imagine(pipe, sim, demo.demo_prompt(emb, cfg.motion), cfg.steps, cfg.seed)
+        imagined = demo.imagine(pipe, sim, demo.demo_prompt(embs, cfg.motion), cfg.steps, cfg.seed)
         frames = [4, 12]
         panels = side_by_side(sim.frames[frames], recs[0][frames], imagined[frames],
                               titles=["simulated", f"VAE {Path(args.vae[0]).parent.name} reconstruction",

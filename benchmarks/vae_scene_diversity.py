@@ -33,18 +33,14 @@ HELDOUT = {"heldout (1 scene/hand)": "outputs/tiny_sim/data/heldout",
 
 def demo_clips() -> list[np.ndarray]:
     """The frames of ``dexworld demo``'s physics rollouts (seed 0) for every built-in motion on both hands."""
-    import embodiments
-    import retarget
-    from dexworld.demo import DemoConfig, simulate
+    from dexworld.demo import DemoConfig, demo_hands, retargeted, simulate
 
     out = []
     for hand in ("inspire_right", "dex3_right"):
-        emb = embodiments.get(hand)
+        embs = demo_hands(hand)
         for motion in ("power_grasp", "pinch", "point", "wave", "open"):
             cfg = DemoConfig(embodiment=hand, motion=motion)
-            human = embodiments.human_motion(motion, side=emb.side, fps=cfg.fps, frames=cfg.frames, seed=cfg.seed)
-            q = retarget.Retargeter(f"mano_{emb.side}", hand, cfg.method).retarget(human)
-            out.append(simulate(cfg, emb, q).frames)
+            out.append(simulate(cfg, embs, retargeted(cfg, embs)).frames)
     return out
 
 

@@ -36,7 +36,7 @@ class DemoConfig:
     """What ``dexworld demo`` does; every field has a command-line flag."""
 
     out: Path = Path("demo_out")
-    embodiment: str = "inspire_right"
+    embodiment: str = "inspire_right"  # one hand, or a left,right pair ("inspire_left,inspire_right")
     motion: str = "power_grasp"
     method: str = "dexpilot"
     frames: int = 17
@@ -71,17 +71,41 @@ def imagine(pipe, sim, prompt: str, steps: int | None, seed: int, control: bool 
     joints = sim.joints if control else sim.joints.replace(valid=np.zeros_like(sim.joints.valid))
     with warnings.catch_warnings():  # the baseline hides the joints on purpose
         warnings.filterwarnings("ignore", message=".*(all|every) joint")
-        out = pipe(sim.frames[0], joints, prompt=prompt, num_inference_steps=steps, guidance_scale=guidance,
-                   seed=seed, progress=False)
+        H, W = sim.frames.shape[1:3]  # the simulation's size, not the checkpoint's default
+        out = pipe(sim.frames[0], joints, prompt=prompt, height=H, width=W, num_inference_steps=steps,
+                   guidance_scale=guidance, seed=seed, progress=False)
     return to_uint8(out.frames)
 
 
-def simulate(cfg: DemoConfig, emb: embodiments.Embodiment, q: np.ndarray) -> sim_bridge.SimRollout:
-    """The demo's MuJoCo rollout of the retargeted joint angles ``q`` along :func:`wrist_path`, in a scene drawn from
-    the shipped model's training distribution (``dexworld synth --scene-preset tiny-sim``) with seed ``cfg.seed``."""
-    scene = sim_bridge.build_scene(emb, sim_bridge.SceneConfig(**SCENE_PRESETS["tiny-sim"], hand_style=cfg.hand_style),
+def retargeted(cfg: DemoConfig, embs: tuple[embodiments.Embodiment, ...]) -> dict[str, np.ndarray]:
+    """Joint angles (T, dof) per hand name: ``cfg.motion`` performed by the human hand of each side (seed
+    ``cfg.seed``), retargeted to that side's robot hand with ``cfg.method``."""
+    q = {}
+    for e in embs:
+        human = embodiments.human_motion(cfg.motion, side=e.side, fps=cfg.fps, frames=cfg.frames, seed=cfg.seed)
+        q[e.name] = retarget.Retargeter(f"mano_{e.side}", e.name, cfg.method).retarget(human)
+    return q
+
+
+def demo_hands(embodiment: str) -> tuple[embodiments.Embodiment, ...]:
+    """The demo's hands, left first: one name, or a left,right pair written ``a,b`` or ``a+b``."""
+    from sim_bridge.scene import scene_hands
+
+    return scene_hands(embodiment.replace(",", "+"))
+
+
+def simulate(cfg: DemoConfig, embs: tuple[embodiments.Embodiment, ...], q: dict[str, np.ndarray]
+             ) -> sim_bridge.SimRollout:
+    """The demo's MuJoCo rollout of the retargeted joint angles ``q`` (per hand name) along :func:`wrist_path`, in a
+    scene drawn from the shipped model's training distribution (``dexworld synth --scene-preset tiny-sim``) with seed
+    ``cfg.seed``; a pair's hands each move on their own side of the table."""
+    scene = sim_bridge.build_scene(embs, sim_bridge.SceneConfig(**SCENE_PRESETS["tiny-sim"], hand_style=cfg.hand_style),
                                    seed=cfg.seed)
-    sim = sim_bridge.rollout(emb, q, wrist_path(emb, cfg.frames), mode="physics" if cfg.physics else "kinematic",
+    hands = embs if len(embs) > 1 else embs[0]
+    paths = {e.name: wrist_path(e, cfg.frames) for e in embs}
+    if len(embs) == 1:
+        q, paths = q[embs[0].name], paths[embs[0].name]
+    sim = sim_bridge.rollout(hands, q, paths, mode="physics" if cfg.physics else "kinematic",
                              size=(cfg.size, cfg.size), seed=cfg.seed, fps=cfg.fps, scene=scene)
     if not sim.stable or len(sim) != cfg.frames:
         raise RuntimeError(f"the physics rollout was unstable: {'; '.join(sim.issues)}")
@@ -98,8 +122,9 @@ def run_demo(cfg: DemoConfig) -> dict:
         raise ValueError(f"--frames must be 4k+1 (e.g. 17), got {cfg.frames}")
     if cfg.size % 16:
         raise ValueError(f"--size must be a multiple of 16, got {cfg.size}")
-    emb = embodiments.get(cfg.embodiment)
-    embodiments.human_motion_angles(cfg.motion, side=emb.side, frames=cfg.frames)  # unknown motion: fail now
+    embs = demo_hands(cfg.embodiment)
+    for emb in embs:
+        embodiments.human_motion_angles(cfg.motion, side=emb.side, frames=cfg.frames)  # unknown motion: fail now
     checkpoint = None
     if cfg.checkpoint is not None:
         from dexworld.checkpoints import resolve_checkpoint
@@ -112,7 +137,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".demo-tmp-", dir=out))
     try:
-        report = _run_steps(cfg, emb, checkpoint, staging)
+        report = _run_steps(cfg, embs, checkpoint, staging)
         _swap_in(staging, out, OUTPUTS)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -174,7 +199,8 @@ def _swap_in(staging: Path, out: Path, names: tuple[str, ...]) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | None, out: Path) -> dict:
+def _run_steps(cfg: DemoConfig, embs: tuple[embodiments.Embodiment, ...], checkpoint: Path | None, out: Path
+               ) -> dict:
     """Every step of the demo, writing its outputs into ``out`` (a fresh staging folder)."""
     from rich.progress import Progress
 
@@ -185,7 +211,7 @@ def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | 
     quiet_library_progress()
     timings: dict[str, float] = {}
     with Progress(disable=not cfg.progress, transient=True) as bar:
-        task = bar.add_task("demo", total=6)
+        task = bar.add_task("demo", total=5)
 
         def step(name: str):
             bar.update(task, description=name)
@@ -195,16 +221,12 @@ def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | 
             timings[name] = time.perf_counter() - timings[name]
             bar.advance(task)
 
-        step("human motion")
-        human = embodiments.human_motion(cfg.motion, side=emb.side, fps=cfg.fps, frames=cfg.frames, seed=cfg.seed)
-        done("human motion")
-
-        step("retarget")
-        q = retarget.Retargeter(f"mano_{emb.side}", emb.name, cfg.method).retarget(human)
-        done("retarget")
+        step("human motion and retarget")
+        q = retargeted(cfg, embs)
+        done("human motion and retarget")
 
         step("simulate")
-        sim = simulate(cfg, emb, q)
+        sim = simulate(cfg, embs, q)
         done("simulate")
 
         step("load model")
@@ -214,7 +236,7 @@ def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | 
         done("load model")
 
         step("imagine")
-        prompt = demo_prompt(emb, cfg.motion)
+        prompt = demo_prompt(embs, cfg.motion)
         video = imagine(pipe, sim, prompt, cfg.steps, cfg.seed, control=True, guidance=cfg.guidance)
         video_off = imagine(pipe, sim, prompt, cfg.steps, cfg.seed, control=False, guidance=cfg.guidance)
         done("imagine")
@@ -224,16 +246,17 @@ def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | 
         panels = side_by_side(sim.frames, video, draw_joints(video, uvd[..., :2], ok), titles=PANEL_TITLES)
         write_video(out / "side_by_side.mp4", panels, fps=cfg.fps)
         write_video(out / "side_by_side.gif", panels, fps=cfg.fps)
-        probe = probe_for(emb.name)
+        name = "+".join(e.name for e in embs)
+        probe = probe_for(name)
         report = {
-            "embodiment": emb.name, "motion": cfg.motion, "method": cfg.method, "frames": cfg.frames,
+            "embodiment": name, "motion": cfg.motion, "method": cfg.method, "frames": cfg.frames,
             "size": cfg.size, "seed": cfg.seed,
             "guidance": pipe.defaults.guidance_scale if cfg.guidance is None else cfg.guidance,
             "imagined": evaluate(video, sim, probe=probe, exclude_first=True).to_dict(),
             "control_off": evaluate(video_off, sim, probe=probe, exclude_first=True).to_dict(),
         }
         episode = episode_from_rollout(
-            sim, task=f"imagined: {cfg.motion} retargeted to {emb.name}", source=f"demo-seed{cfg.seed}")
+            sim, task=f"imagined: {cfg.motion} retargeted to {name}", source=f"demo-seed{cfg.seed}")
         episode.frames = video
         sim_bridge.export_lerobot([episode], repo_id="dexworld/demo_imagined", root=out / "lerobot")
         done("evaluate and write")
@@ -243,18 +266,20 @@ def _run_steps(cfg: DemoConfig, emb: embodiments.Embodiment, checkpoint: Path | 
     return report
 
 
-def demo_prompt(emb: embodiments.Embodiment, motion: str) -> str:
-    """The demo's prompt, worded like the synthetic clips the shipped model was trained on."""
-    return f"Egocentric view: a robot {emb.side} hand {MOTION_VERBS.get(motion, 'moves')} above the table."
+def demo_prompt(embs: tuple[embodiments.Embodiment, ...], motion: str) -> str:
+    """The demo's prompt, worded like the synthetic clips the models are trained on (``dexworld synth``; a pair's
+    clauses joined by ``;``)."""
+    verb = MOTION_VERBS.get(motion, "moves")
+    return "Egocentric view: " + "; ".join(f"a robot {e.side} hand {verb} above the table" for e in embs) + "."
 
 
 def probe_for(embodiment: str):
-    """The shipped keypoint probe if it reads this hand (directly or as a mirror twin), else None (metrics then omit
-    joint error)."""
+    """The shipped keypoint probe if it reads every hand of ``embodiment`` (``a`` or ``a+b``; directly or as mirror
+    twins), else None (metrics then omit joint error)."""
     from worldmodel.evaluation.probe import load_probe
 
     try:
         probe = load_probe()
     except FileNotFoundError:
         return None
-    return probe if probe.knows(embodiment) else None
+    return probe if all(probe.knows(h) for h in embodiment.split("+")) else None

@@ -78,7 +78,7 @@ class SynthConfig:
     occlusion_min_fraction: float = 0.5  # ... in at least this fraction of the frames
     occlusion_tries: int = 6  # plans per episode before it is skipped for lack of occlusion
     min_hand_gap: float = 0.12  # two hands (ordinary clips): the wrists stay at least this far apart (m) ...
-    pair_tries: int = 8  # ... or the episode is re-planned, at most this many times, then skipped
+    pair_tries: int = 24  # ... or the episode is re-planned, at most this many times, then skipped
     scene: SceneConfig = dataclasses.field(default_factory=SceneConfig)
 
     def __post_init__(self) -> None:

@@ -133,3 +133,32 @@ def test_swap_in_failing_half_way_leaves_every_previous_output(tmp_path, monkeyp
         demo._swap_in(staging, out, names)
     assert {n: (out / n).read_text() for n in names} == {n: f"old {n}" for n in names}
     assert (staging / "a.txt").read_text() == "new a.txt"
+
+
+def test_a_pair_of_hands_in_one_scene(tmp_path):
+    """``--embodiment inspire_left,inspire_right``: both hands retargeted, simulated in one scene and commanded
+    together; joint error by hand (the left one read by the probe through its mirror twin); a two-hand episode."""
+    out = tmp_path / "pair"
+    assert main(["demo", "--embodiment", "inspire_left,inspire_right", "--frames", "5", "--size", "64",
+                 "--steps", "2", "--kinematic", "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["embodiment"] == "inspire_left+inspire_right"
+    k = report["imagined"]["keypoints"]
+    assert set(k["hands"]) == {"inspire_left", "inspire_right"}
+    n = {h: v["n_joints"] for h, v in k["hands"].items()}
+    assert min(n.values()) > 0 and k["n_joints"] == sum(n.values())
+    assert k["mean_px"] == pytest.approx(sum(v["mean_px"] * n[h] for h, v in k["hands"].items()) / k["n_joints"])
+    from sim_bridge.lerobot_io import load_dataset
+
+    ds = load_dataset("dexworld/demo_imagined", out / "lerobot")
+    assert ds.num_episodes == 1 and ds[0]["observation.state"].shape[-1] == 12  # both hands' 6 joints
+
+
+def test_demo_prompt_names_each_hand():
+    from dexworld.demo import demo_hands, demo_prompt
+
+    assert demo_prompt(demo_hands("dex3_right"), "pinch") == \
+        "Egocentric view: a robot right hand pinches its thumb and index finger together above the table."
+    pair = demo_hands("inspire_right,inspire_left")
+    assert [e.name for e in pair] == ["inspire_left", "inspire_right"]  # left first, either order given
+    assert demo_prompt(pair, "open").count("hand") == 2

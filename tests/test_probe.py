@@ -161,6 +161,31 @@ def test_keypoint_error_on_occluded_joints_and_scored_frames():
         keypoint_error(_FixedProbe(uv), np.zeros((T, 64, 64, 3), np.uint8), joints, visible=visible[:, :21])
 
 
+def test_keypoint_error_of_a_pair_scores_each_hand_in_its_own_slots():
+    """Two hands: the pooled figures count both hands' joints, ``hands`` each hand's; every joint at pixel (32, 32),
+    the left hand's detections 2 px off, the right hand's 6 px off."""
+    left, right = get("dex3_left"), get("dex3_right")
+    T = 2
+    K = np.array([[50.0, 0, 32], [0, 50, 32], [0, 0, 1]])
+    pos = np.zeros((T, 42, 3))
+    pos[..., 2] = 1.0
+    mask = left.slot_mask | right.slot_mask
+    joints = SparseJoints(pos, valid=np.broadcast_to(mask, (T, 42)).copy(), embodiment="dex3_left+dex3_right", K=K)
+    uv = np.full((T, 42, 2), 32.0)
+    uv[:, :21, 0] += 2.0  # left half
+    uv[:, 21:, 1] += 6.0  # right half
+    r = keypoint_error(_FixedProbe(uv), np.zeros((T, 64, 64, 3), np.uint8), joints)
+    n_l, n_r = int(left.slot_mask.sum()), int(right.slot_mask.sum())
+    assert r["embodiment"] == "dex3_left+dex3_right" and r["n_joints"] == T * (n_l + n_r)
+    assert r["mean_px"] == pytest.approx((2.0 * n_l + 6.0 * n_r) / (n_l + n_r))
+    assert r["pck@5px"] == pytest.approx(n_l / (n_l + n_r))
+    assert r["hands"]["dex3_left"]["mean_px"] == pytest.approx(2.0)
+    assert r["hands"]["dex3_right"] == {"n_joints": T * n_r, "mean_px": pytest.approx(6.0),
+                                        "median_px": pytest.approx(6.0), "pck@5px": 0.0}
+    assert "hands" not in keypoint_error(_FixedProbe(uv), np.zeros((T, 64, 64, 3), np.uint8), joints,
+                                         embodiment="dex3_right")
+
+
 def test_heldout_accuracy_on_visible_and_hidden_joints():
     """evaluate_probe splits the error by the renders' visibility flags; figures by hand from fixed detections."""
     from sim_bridge.probe_renders import ProbeData

@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "world model imagine the same rollout from its first frame and joints, and write a side-by-side "
                     "video, metrics.json and a LeRobot dataset of the imagined episode.")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out/)")
-    p.add_argument("--embodiment", default="inspire_right", help="robot hand (default inspire_right)")
+    p.add_argument("--embodiment", default="inspire_right",
+                   help="robot hand (default inspire_right), or a left,right pair in one scene, e.g. "
+                        "inspire_left,inspire_right (needs a model trained on pairs for a recognisable video)")
     p.add_argument("--motion", default="power_grasp",
                    help="human motion: open, power_grasp, pinch, point, wave, random (default power_grasp)")
     p.add_argument("--method", default="dexpilot", choices=("vector", "position", "dexpilot"))
@@ -63,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         k_on, k_off = on["keypoints"], off["keypoints"]
         table.add_row("probe joint error (px)", f"{k_on['mean_px']:.2f}", f"{k_off['mean_px']:.2f}")
         table.add_row("probe PCK@5px", f"{k_on['pck@5px']:.3f}", f"{k_off['pck@5px']:.3f}")
+        for hand, h_on in k_on.get("hands", {}).items():
+            table.add_row(f"  {hand} joint error (px)", f"{h_on['mean_px']:.2f}",
+                          f"{k_off['hands'][hand]['mean_px']:.2f}")
     console.print(table)
     if on.get("keypoints"):
         from worldmodel.evaluation.probe import describe_heldout

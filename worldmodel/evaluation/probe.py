@@ -557,12 +557,13 @@ def keypoint_error(probe: KeypointProbe, frames: np.ndarray, joints: SparseJoint
     Args:
         frames: (T, H, W, 3) uint8, e.g. generated frames.
         joints: camera-frame SparseJoints with K in the pixels of ``frames`` (the commanded joints).
-        embodiment: the robot hand to look for (default ``joints.embodiment``).
+        embodiment: the robot hand to look for (default ``joints.embodiment``); a pair ``"X_left+X_right"`` scores
+            both hands, each read in its own half of the slots, and adds ``hands``: each hand's own figures.
         visible: optional (T, 42) bool, per joint and frame whether the reference render shows it (a clip's
             ``visible`` extra); adds ``occluded``: the same figures over the joints it hides.
         frames_scored: which frames count (default all), e.g. ``slice(1, None)`` to leave out the given frame 0.
     Returns mean/median error in pixels, PCK@threshold, the number of joints compared and the probe's recorded
-    held-out accuracy at the nearest frame size (``probe_heldout``).
+    held-out accuracy at the nearest frame size (``probe_heldout``; for a pair, the less accurate hand's).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -575,22 +576,34 @@ def keypoint_error(probe: KeypointProbe, frames: np.ndarray, joints: SparseJoint
         raise ValueError(f"joints must be in the camera frame, got frame={joints.frame!r}")
     if len(joints) != frames.shape[0]:
         raise ValueError(f"frames has {frames.shape[0]} frames but joints have {len(joints)}; they must match")
-    name = embodiment or joints.embodiment
-    emb = get(name)
-    probe.block_for(emb.name)  # a clear error now if the probe cannot read this hand
+    embs = [get(h) for h in (embodiment or joints.embodiment).split("+")]
+    for emb in embs:
+        probe.block_for(emb.name)  # a clear error now if the probe cannot read this hand
     uvd, ok = joints.project()
     H, W = frames.shape[1:3]
     with np.errstate(invalid="ignore"):
         inside = (uvd[..., 0] >= 0) & (uvd[..., 0] < W) & (uvd[..., 1] >= 0) & (uvd[..., 1] < H)
-    valid = ok & inside & emb.slot_mask[None]
+    valid = ok & inside & np.logical_or.reduce([emb.slot_mask for emb in embs])[None]
     if frames_scored is not None:
         keep = np.zeros(len(valid), bool)
         keep[frames_scored] = True
         valid &= keep[:, None]
-    uv_pred, vis = probe.predict(frames, emb.name)
-    out = {"embodiment": emb.name, "frame_size": [int(H), int(W)], "n_joints": int(valid.sum()),
-           "probe_heldout": probe.heldout_for(emb.name, (H, W))}
+    uv_pred = np.full((len(frames), NUM_SLOTS, 2), np.nan)
+    vis = np.zeros((len(frames), NUM_SLOTS))
+    for emb in embs:  # each hand's reading fills its own half of the slots
+        u, v = probe.predict(frames, emb.name)
+        half = slice(side_offset(emb.side), side_offset(emb.side) + NUM_HAND_JOINTS)
+        uv_pred[:, half], vis[:, half] = u[:, half], v[:, half]
+    held = [probe.heldout_for(emb.name, (H, W)) for emb in embs]
+    out = {"embodiment": "+".join(emb.name for emb in embs), "frame_size": [int(H), int(W)],
+           "n_joints": int(valid.sum()),
+           "probe_heldout": None if None in held else max(held, key=lambda h: h["mean_px"])}
     out.update(_errors(uv_pred, uvd[..., :2], valid, threshold))
+    if len(embs) > 1:
+        out["hands"] = {}
+        for emb in embs:
+            mine = valid & emb.slot_mask[None]
+            out["hands"][emb.name] = {"n_joints": int(mine.sum()), **_errors(uv_pred, uvd[..., :2], mine, threshold)}
     if valid.any():
         out["visibility_mean"] = float(vis[valid].mean())
     if visible is not None:
