@@ -56,11 +56,12 @@ OUTPUTS = ("side_by_side.mp4", "side_by_side.gif", "metrics.json", "lerobot")  #
 
 
 def wrist_path(embodiment: embodiments.Embodiment, frames: int) -> np.ndarray:
-    """A short reach above the table: the palm moves 6 cm forward and 3 cm down, turning slightly (T, 4, 4)."""
+    """A short reach above the table: the palm moves 6 cm forward, 3 cm down and 2 cm inwards, turning slightly
+    (T, 4, 4); a left hand mirrors a right one across x = 0."""
     axes = sim_bridge.hand_axes(embodiment)
-    x = 0.08 if embodiment.side == "right" else -0.08
-    start = sim_bridge.wrist_pose(axes, [x, 0.0, 0.16], yaw=0.15, pitch=-0.1)
-    end = sim_bridge.wrist_pose(axes, [x - 0.02, 0.06, 0.13], yaw=-0.05, pitch=-0.1)
+    s = 1.0 if embodiment.side == "right" else -1.0
+    start = sim_bridge.wrist_pose(axes, [0.08 * s, 0.0, 0.16], yaw=0.15 * s, pitch=-0.1)
+    end = sim_bridge.wrist_pose(axes, [0.06 * s, 0.06, 0.13], yaw=-0.05 * s, pitch=-0.1)
     return interpolate_poses(np.stack([start, end]), np.array([0.0, frames - 1.0]), np.arange(frames, dtype=float))
 
 
