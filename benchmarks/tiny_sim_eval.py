@@ -80,7 +80,7 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
         recon = vae_reconstruction(pipe.vae, clip.frames)
         row["vae_psnr"] = psnr(recon, ref)
         row["vae_hand_psnr"] = evaluate(recon, clip, exclude_first=True).to_dict()["hand_psnr"]
-        if probe is not None:
+        if probe is not None and probe.knows(clip.joints.embodiment):
             # the probe on the VAE's own reconstruction of the simulated clip (what a video model that produced
             # exactly the simulation's latents would score) and on the render itself (the probe's own floor)
             from worldmodel.evaluation.probe import keypoint_error

@@ -276,7 +276,8 @@ def demo_prompt(embs: tuple[embodiments.Embodiment, ...], motion: str) -> str:
 
 def probe_for(embodiment: str):
     """The shipped keypoint probe if it reads every hand of ``embodiment`` (``a`` or ``a+b``; directly or as mirror
-    twins), else None (metrics then omit joint error)."""
+    twins), else None (metrics then omit joint error; for a pair, ``evaluate`` also needs a probe that reads two hands
+    in one frame and notes why it reports none)."""
     from worldmodel.evaluation.probe import load_probe
 
     try:

@@ -110,7 +110,8 @@ def test_acceptance_twelve_episodes_with_provenance_and_quality(source, referenc
         assert prov["source_dataset"] == str(source.resolve()) and e["source"].startswith(f"src#{s}|")
         assert prov["seed"] == int(e["source"][-1]) and prov["embodiment"] == "dex3_left+dex3_right"
         assert prov["checkpoint"] == "shipped:tiny-sim"
-        assert 0.0 <= e["quality"] <= 1.0 and "dex3_right" in e["probe"]
+        # two hands in each frame: the shipped probe, trained on one-hand frames, would confuse them, so it scores none
+        assert e["quality"] is None and e["probe"] == {}
         meta = ds.meta.episodes[e["episode_index"]]
         rows = hf[int(meta["dataset_from_index"]):int(meta["dataset_to_index"])]
         np.testing.assert_array_equal(rows["observation.state"], src_rows[5 * s:5 * s + 5]["observation.state"])
@@ -175,6 +176,10 @@ def test_min_quality_drops_low_scores(source, tmp_path, capsys, monkeypatch):
                  str((lo + hi) / 2), *FAST]) == 0
     assert _keys(out) == [max(ep0, key=ep0.get)]
     assert "dropped 1" in capsys.readouterr().out
+    monkeypatch.setattr(runner, "quality", real)  # the real score: none for two hands with a one-hand probe
+    assert main(["imagine", str(source), "-o", str(tmp_path / "none"), "--episodes", "0", "--min-quality", "0.5",
+                 *FAST]) == 1
+    assert "cannot score dex3_left+dex3_right in one frame" in capsys.readouterr().err
 
 
 def test_clip_folder_source_with_cross_references(tmp_path):

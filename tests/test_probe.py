@@ -123,6 +123,8 @@ def test_mixed_hand_style_alternates_scenes_with_the_same_labels():
 class _FixedProbe:
     """Stands in for a probe: answers fixed detections, so the error is known by hand."""
 
+    reads_two_hands = True
+
     def __init__(self, uv):
         self.uv = uv
 
@@ -184,6 +186,10 @@ def test_keypoint_error_of_a_pair_scores_each_hand_in_its_own_slots():
                                         "median_px": pytest.approx(6.0), "pck@5px": 0.0}
     assert "hands" not in keypoint_error(_FixedProbe(uv), np.zeros((T, 64, 64, 3), np.uint8), joints,
                                          embodiment="dex3_right")
+    one_hand_probe = _FixedProbe(uv)
+    one_hand_probe.reads_two_hands = False
+    with pytest.raises(ValueError, match="one-hand frames"):
+        keypoint_error(one_hand_probe, np.zeros((T, 64, 64, 3), np.uint8), joints)
 
 
 def test_heldout_accuracy_on_visible_and_hidden_joints():
@@ -280,6 +286,8 @@ def test_mirror_twins_and_what_a_probe_reads(shipped):
     assert shipped.block_for("dex3_right") == ("dex3_right", False)
     assert shipped.block_for("dex3_left") == ("dex3_right", True)
     assert shipped.knows("inspire_left") and not shipped.knows("mano_left") and not shipped.knows("no_such_hand")
+    # trained on one-hand frames: it would confuse the hands of a pair, so it does not claim to read one
+    assert not shipped.reads_two_hands and not shipped.knows("inspire_left+inspire_right")
     left = shipped.heldout_for("inspire_left", 128)
     assert left["mirrored_from"] == "inspire_right"
     assert left["mean_px"] == shipped.config.heldout["inspire_right"]["128"]["mean_px"]

@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         from worldmodel.evaluation.probe import describe_heldout
 
         console.print(describe_heldout(on["keypoints"].get("probe_heldout")))
+    for note in on.get("notes", []):
+        console.print(note)
     console.print(f"wrote {cfg.out}/side_by_side.mp4, side_by_side.gif, metrics.json, lerobot/ (replacing the "
                   "previous run's, if any)")
     return 0

@@ -113,6 +113,8 @@ def quality(probe, frames: np.ndarray, joints, hands: tuple[str, ...]) -> tuple[
     from worldmodel.evaluation.probe import keypoint_error
 
     per = {}
+    if len(hands) > 1 and not probe.reads_two_hands:  # it would confuse the two hands in one frame
+        return None, per
     for hand in hands:
         if probe.knows(hand):
             r = keypoint_error(probe, frames, joints, embodiment=hand)
@@ -148,7 +150,10 @@ def imagine_episodes(pipe, probe, sources: list[SourceEpisode], items: list[Work
             score, per_hand = quality(probe, frames, joints, src.hands)
             if cfg.min_quality is not None:
                 if score is None:
-                    raise ValueError(f"--min-quality: the keypoint probe knows none of the hands {list(src.hands)}")
+                    why = "in one frame (it was trained on one-hand frames)" if len(src.hands) > 1 else \
+                        "(it knows none of them)"
+                    raise ValueError(f"--min-quality: the keypoint probe cannot score {'+'.join(src.hands)} {why}; "
+                                     "drop --min-quality or pass --probe DIR")
                 if score < cfg.min_quality:
                     report.dropped.append((it.key, score))
                     continue

@@ -133,10 +133,22 @@ class KeypointProbe(ModelMixin, ConfigMixin):
             return twin, True
         raise self._unknown(name)
 
+    @property
+    def reads_two_hands(self) -> bool:
+        """Whether the probe was trained on frames showing two hands. One trained on one-hand frames confuses the
+        hands of a pair: the shipped probe reads 14–23 px per hand on two-hand renders, 6–8× its one-hand held-out
+        error (``benchmarks/probe_two_hands.py``), so a pair's joint error is not reported with it."""
+        return bool((self.config.train_info or {}).get("two_hand_renders", False))
+
     def knows(self, embodiment: str) -> bool:
-        """Whether the probe reads ``embodiment``, directly or through its mirror twin."""
+        """Whether the probe reads ``embodiment`` (directly or through its mirror twin); for a pair ``"a+b"`` in one
+        frame, both hands and :attr:`reads_two_hands`."""
+        hands = embodiment.split("+")
+        if len(hands) > 1 and not self.reads_two_hands:
+            return False
         try:
-            self.block_for(embodiment)
+            for hand in hands:
+                self.block_for(hand)
         except (KeyError, ValueError):
             return False
         return True
@@ -579,6 +591,9 @@ def keypoint_error(probe: KeypointProbe, frames: np.ndarray, joints: SparseJoint
     embs = [get(h) for h in (embodiment or joints.embodiment).split("+")]
     for emb in embs:
         probe.block_for(emb.name)  # a clear error now if the probe cannot read this hand
+    if len(embs) > 1 and not probe.reads_two_hands:
+        raise ValueError("this probe was trained on one-hand frames and confuses the hands of a pair; train one on "
+                         "two-hand renders to score both hands in one frame")
     uvd, ok = joints.project()
     H, W = frames.shape[1:3]
     with np.errstate(invalid="ignore"):

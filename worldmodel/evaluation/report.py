@@ -177,7 +177,10 @@ def evaluate(video, reference, probe=None, exclude_first: bool = False,
                         embodiment=joints.embodiment, frame0_psnr=psnr(vid[:1], ref[:1]),
                         hand_psnr=None if hand_mse is None else _psnr_of_mse(hand_mse),
                         exclude_first=exclude_first and T > 1, reference_resized=resized, notes=notes)
-    if probe is not None:
+    if probe is not None and "+" in joints.embodiment and not probe.knows(joints.embodiment):
+        report.notes.append(f"no joint error: the probe does not read {joints.embodiment} in one frame (it was "
+                            "trained on one-hand frames)")
+    elif probe is not None:
         visible = (getattr(reference, "extra", None) or {}).get("visible")
         report.keypoints = keypoint_error(probe, _to_uint8(vid), joints, threshold=pck_threshold,
                                           visible=None if visible is None else np.asarray(visible, bool),
