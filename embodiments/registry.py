@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from .base import Embodiment
+from .layout import NUM_HAND_JOINTS, side_offset
 
 ASSETS = Path(__file__).parent / "assets"
 _factories: dict[str, Callable[[], Embodiment]] = {}
@@ -102,3 +105,25 @@ def _load_builtins() -> None:
         _factories[f"mano_{side}"] = lambda s=side: human.HumanHand(s)
         _factories[f"webxr_{side}"] = lambda s=side: human.WebXRHand(s)
     _builtins.update(_factories)
+
+
+def mirror_twin(embodiment: str) -> str | None:
+    """The registered hand that mirrors ``embodiment`` (``X_left`` ↔ ``X_right``: the other side, the same joint
+    slots), or None. The built-in left hands are mirror images of the right ones."""
+    for a, b in (("_left", "_right"), ("_right", "_left")):
+        if embodiment.endswith(a):
+            twin = embodiment[: -len(a)] + b
+            break
+    else:
+        return None
+    if twin not in names() or embodiment not in names():
+        return None
+    e, t = get(embodiment), get(twin)
+
+    def hand_mask(x: Embodiment) -> np.ndarray:
+        o = side_offset(x.side)
+        return x.slot_mask[o:o + NUM_HAND_JOINTS]
+
+    if e.side == t.side or not np.array_equal(hand_mask(e), hand_mask(t)):
+        return None
+    return twin

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from embodiments import JointLimitWarning, get
+from embodiments import JointLimitWarning, get, mirror_twin
 from embodiments.layout import NUM_HAND_JOINTS, side_offset
 
 from .motion import hand_axes, wrist_pose
@@ -60,16 +60,38 @@ def sample_poses(emb, axes, n: int, rng: np.random.Generator) -> tuple[np.ndarra
     return q, wrist
 
 
+def sample_twin_wrists(twin, axes, wrist: np.ndarray, rng: np.random.Generator, min_gap: float = 0.1,
+                       tries: int = 50) -> np.ndarray:
+    """Wrist poses (n, 4, 4) of a second hand, one per pose in ``wrist``, drawn as :func:`sample_poses` draws them
+    and redrawn until the two wrists are at least ``min_gap`` m apart (after ``tries`` draws the farthest is kept)."""
+    out = np.empty_like(wrist)
+    for i, w in enumerate(wrist):
+        best, best_gap = None, -1.0
+        for _ in range(tries):
+            cand = sample_poses(twin, axes, 1, rng)[1][0]
+            gap = float(np.linalg.norm(cand[:3, 3] - w[:3, 3]))
+            if gap > best_gap:
+                best, best_gap = cand, gap
+            if gap >= min_gap:
+                break
+        out[i] = best
+    return out
+
+
 def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: int = 0,
                       renders_per_scene: int = 96, renders_per_appearance: int = 8, progress: bool = True,
-                      scene_config=None, hand_style: str = "simple", visibility: bool = False) -> ProbeData:
+                      scene_config=None, hand_style: str = "simple", visibility: bool = False,
+                      two_hands: float = 0.0) -> ProbeData:
     """Render ``num_renders`` single frames of random poses over randomised MuJoCo scenes (kinematic replay).
 
     A scene (textures, objects, lights) is compiled every ``renders_per_scene`` frames and its continuous
     appearance (camera pose and fovy, lights, tints, object places) re-drawn every ``renders_per_appearance``;
     everything is a function of ``seed``. ``hand_style`` picks the hand geometry (``"mixed"``: simple and detailed
     scenes alternate). ``visibility`` also renders depth and segmentation to flag each joint the camera sees
-    (``ProbeData.visible``); the colour frames and labels are the same either way.
+    (``ProbeData.visible``); the colour frames and labels are the same either way. ``two_hands``: the fraction of
+    scenes that also hold the hand's mirror twin (``inspire_left`` for ``inspire_right``) in its own random pose, a
+    distractor the labels ignore (it may hide joints of the labelled hand), so a probe learns to read one hand of
+    a pair.
     """
     from tqdm.auto import tqdm
 
@@ -78,8 +100,14 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
         raise ValueError(f"num_renders must be >= 1, got {num_renders}")
     if hand_style not in PROBE_HAND_STYLES:
         raise ValueError(f"hand_style must be one of {PROBE_HAND_STYLES}, got {hand_style!r}")
+    if not 0.0 <= two_hands <= 1.0:
+        raise ValueError(f"two_hands must be a fraction in [0, 1], got {two_hands}")
+    twin = get(mirror_twin(emb.name)) if two_hands > 0 and mirror_twin(emb.name) else None
+    if two_hands > 0 and twin is None:
+        raise ValueError(f"two_hands: {emb.name} has no registered mirror twin to render beside it")
     cfg = scene_config or SceneConfig(camera_eye_jitter=0.05, camera_target_jitter=0.05, fovy_deg=(50.0, 75.0))
     axes = hand_axes(emb)
+    twin_axes = hand_axes(twin) if twin is not None else None
     o = side_offset(emb.side)
     mask = emb.slot_mask[o:o + NUM_HAND_JOINTS]
     images = np.empty((num_renders, size, size, 3), np.uint8)
@@ -92,7 +120,9 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
     try:
         while done < num_renders:
             style = ("simple", "detailed")[block % 2] if hand_style == "mixed" else hand_style
-            scene = build_scene(emb, dataclasses.replace(cfg, hand_style=style),
+            # its own stream, so renders without a twin stay what they were before two-hand scenes existed
+            pair = twin is not None and np.random.default_rng([seed, block, 7]).random() < two_hands
+            scene = build_scene((emb, twin) if pair else emb, dataclasses.replace(cfg, hand_style=style),
                                 seed=int(np.random.SeedSequence([seed, block]).generate_state(1)[0]))
             renderer = FrameRenderer(scene.model, size, size, depth=visibility, segmentation=visibility)
             try:
@@ -102,9 +132,14 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
                     rng = np.random.default_rng([seed, block, done])
                     randomize_appearance(scene, rng)
                     q, wrist = sample_poses(emb, axes, n, rng)
+                    hands = emb
+                    if pair:  # the twin in its own pose on its own side, its wrist kept clear of the labelled one's
+                        hands = (emb, twin)
+                        q = {emb.name: q, twin.name: sample_poses(twin, twin_axes, n, rng)[0]}
+                        wrist = {emb.name: wrist, twin.name: sample_twin_wrists(twin, twin_axes, wrist, rng)}
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", JointLimitWarning)
-                        r = rollout(emb, q, wrist, scene=scene, renderer=renderer, size=(size, size))
+                        r = rollout(hands, q, wrist, scene=scene, renderer=renderer, size=(size, size))
                     uvd, ok = r.joints.project()
                     ok = ok[:, o:o + NUM_HAND_JOINTS] & mask
                     images[done:done + n] = r.frames
@@ -124,24 +159,39 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
 
 
 def render_heldout(embodiment: str, num: int, size: int, seed: int, progress: bool = True,
-                   hand_style: str = "simple") -> ProbeData:
+                   hand_style: str = "simple", two_hands: float = 0.0) -> ProbeData:
     """Held-out renders: like the training ones, but a new scene every ``HELDOUT_RENDERS_PER_SCENE`` frames, with
     per-joint visibility."""
     return render_probe_data(embodiment, num, size, seed=seed, renders_per_scene=HELDOUT_RENDERS_PER_SCENE,
-                             progress=progress, hand_style=hand_style, visibility=True)
+                             progress=progress, hand_style=hand_style, visibility=True, two_hands=two_hands)
 
 
 def render_probe_sets(embodiments, num_renders: int, num_heldout: int, size: int, heldout_size: int, seed: int = 0,
-                      progress: bool = True, hand_style: str = "simple"
+                      progress: bool = True, hand_style: str = "simple", two_hands: float = 0.0
                       ) -> tuple[list[ProbeData], list[ProbeData], dict]:
-    """Training and held-out renders for each embodiment, and a record of how they were made (for the probe)."""
+    """Training and held-out renders for each embodiment, and a record of how they were made (for the probe).
+
+    With ``two_hands`` > 0 that fraction of the training scenes also holds each hand's mirror twin; the held-out
+    set stays one-hand, comparable with earlier probes (:func:`render_two_hand_heldout` makes the two-hand one).
+    """
     import time
 
     t0 = time.perf_counter()
-    train = [render_probe_data(e, num_renders, size, seed=seed, progress=progress, hand_style=hand_style)
-             for e in embodiments]
+    train = [render_probe_data(e, num_renders, size, seed=seed, progress=progress, hand_style=hand_style,
+                               two_hands=two_hands) for e in embodiments]
     held = [render_heldout(e, num_heldout, heldout_size, seed + HELDOUT_SEED_OFFSET, progress, hand_style)
             for e in embodiments]
     info = {"heldout_seed": int(seed + HELDOUT_SEED_OFFSET), "heldout_renders_per_scene": HELDOUT_RENDERS_PER_SCENE,
-            "hand_style": hand_style, "render_seconds": round(time.perf_counter() - t0, 1)}
+            "hand_style": hand_style}
+    if two_hands > 0:
+        info["two_hand_renders"] = float(two_hands)
+    info["render_seconds"] = round(time.perf_counter() - t0, 1)
     return train, held, info
+
+
+def render_two_hand_heldout(embodiments, num_heldout: int, size: int, seed: int = 0, progress: bool = True,
+                            hand_style: str = "simple") -> list[ProbeData]:
+    """The held-out renders of :func:`render_probe_sets` (same seed and scenes) with every hand's mirror twin
+    beside it: how well a probe reads one hand of a pair."""
+    return [render_heldout(e, num_heldout, size, seed + HELDOUT_SEED_OFFSET, progress, hand_style, two_hands=1.0)
+            for e in embodiments]

@@ -282,7 +282,7 @@ def test_tiny_probe_trains_saves_and_loads(tmp_path):
 
 def test_mirror_twins_and_what_a_probe_reads(shipped):
     assert mirror_twin("inspire_left") == "inspire_right" and mirror_twin("dex3_right") == "dex3_left"
-    assert mirror_twin("mano_right") == "mano_left"
+    assert mirror_twin("mano_right") == "mano_left" and mirror_twin("no_such_hand_left") is None
     assert shipped.block_for("dex3_right") == ("dex3_right", False)
     assert shipped.block_for("dex3_left") == ("dex3_right", True)
     assert shipped.knows("inspire_left") and not shipped.knows("mano_left") and not shipped.knows("no_such_hand")
@@ -338,6 +338,36 @@ def test_render_labels_are_projections_of_joint_slots():
     assert not d.valid[:, ~present].any()
     assert ((d.uv[d.valid] >= 0) & (d.uv[d.valid] < 32)).all()
     assert d.valid.mean() > 0.3
+
+
+def test_two_hand_renders_put_the_mirror_twin_beside_the_labelled_hand(shipped):
+    """With ``two_hands=1`` every render also holds the labelled hand's mirror twin: segmentation shows geoms of
+    both hands, and the shipped probe (trained on one-hand frames) reads the labelled hand far worse there."""
+    kw = dict(num_renders=32, size=128, seed=FRESH_SEED + 9, renders_per_scene=8, progress=False,
+              hand_style="detailed")
+    one = render_probe_data("inspire_right", **kw)
+    two = render_probe_data("inspire_right", two_hands=1.0, **kw)
+    assert two.images.shape == one.images.shape and two.valid.any()
+    assert not np.array_equal(one.images, two.images)
+    e1 = evaluate_probe(shipped, one, (128,))["128"]["mean_px"]
+    e2 = evaluate_probe(shipped, two, (128,))["128"]["mean_px"]
+    assert e2 > 2 * e1, (e1, e2)
+    with pytest.raises(ValueError, match="two_hands"):
+        render_probe_data("inspire_right", 1, 32, two_hands=1.5, progress=False)
+
+
+def test_a_probe_trained_with_two_hand_renders_says_so(tmp_path):
+    from sim_bridge.probe_renders import render_probe_sets, render_two_hand_heldout
+
+    train, held, info = render_probe_sets(["dex3_right"], 16, 4, 32, 32, seed=3, progress=False, two_hands=0.5)
+    assert info["two_hand_renders"] == 0.5
+    pairs = render_two_hand_heldout(["dex3_right"], 4, 32, seed=3, progress=False)
+    report = train_probe(train, held, size=32, steps=2, seed=3, batch_size=4, widths=(8, 8, 16, 16), progress=False,
+                         eval_sizes=(32,), data_info=info, heldout_two_hands=pairs)
+    assert report.model.reads_two_hands and report.model.knows("dex3_left+dex3_right")
+    assert np.isfinite(report.model.config.train_info["two_hand_heldout"]["dex3_right"]["mean_px"])
+    _, _, plain = render_probe_sets(["dex3_right"], 4, 2, 32, 32, seed=3, progress=False)
+    assert "two_hand_renders" not in plain
 
 
 def test_cli_train_probe(tmp_path, capsys):

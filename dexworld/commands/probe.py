@@ -31,6 +31,10 @@ def register(subparsers) -> None:
     p.add_argument("--hand-style", choices=("simple", "detailed", "mixed"), default="mixed",
                    help="hand geometry of the renders (default mixed: simple and detailed scenes alternate, so the "
                         "probe reads clips of either style)")
+    p.add_argument("--two-hands", type=at.probability, default=0.0,
+                   help="fraction of training scenes that also hold each hand's mirror twin as a distractor, so the "
+                        "probe reads one hand of a pair (default 0: one-hand frames only); adds a two-hand held-out "
+                        "set")
     p.add_argument("--steps", type=at.positive_int, default=2500, help="optimisation steps (default 2500)")
     p.add_argument("--batch-size", type=at.positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--lr", type=at.positive_float, default=3e-3, help="peak learning rate (default 3e-3)")
@@ -57,7 +61,7 @@ def register(subparsers) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from sim_bridge.probe_renders import render_probe_sets
+    from sim_bridge.probe_renders import render_probe_sets, render_two_hand_heldout
     from worldmodel.evaluation.probe import DEFAULT_WIDTHS, eval_sizes_for, init_mismatch, load_probe, train_probe
 
     init = None
@@ -73,12 +77,19 @@ def run_train(args: argparse.Namespace) -> int:
     eval_sizes = eval_sizes_for(args.size)
     train, heldout, info = render_probe_sets(args.embodiment, args.renders, args.heldout, args.size, max(eval_sizes),
                                              seed=args.seed, progress=not args.no_progress,
-                                             hand_style=args.hand_style)
+                                             hand_style=args.hand_style, two_hands=args.two_hands)
+    pairs = None
+    if args.two_hands > 0:
+        pairs = render_two_hand_heldout(args.embodiment, args.heldout, args.size, seed=args.seed,
+                                        progress=not args.no_progress, hand_style=args.hand_style)
     report = train_probe(train, heldout, size=args.size, steps=args.steps, out_dir=args.out, seed=args.seed,
                          batch_size=args.batch_size, lr=args.lr, progress=not args.no_progress,
                          eval_sizes=eval_sizes, data_info=info, head_stride=args.head_stride, init=init,
-                         widths=args.widths or DEFAULT_WIDTHS)
+                         widths=args.widths or DEFAULT_WIDTHS, heldout_two_hands=pairs)
     _print_probe_table(report.heldout, report.size)
+    for emb, m in (report.model.config.train_info.get("two_hand_heldout") or {}).items():
+        print(f"{emb} beside its mirror twin (two-hand held-out renders, {report.size}²): {m['mean_px']:.2f} px, "
+              f"PCK@5px {m['pck@5px']:.3f}")
     print(f"{report.num_parameters:,} parameters; rendering {report.render_seconds:.0f} s, training "
           f"{report.train_seconds:.0f} s; loss {report.loss_first:.3f} → {report.loss_last:.3f}; saved to {args.out}")
     return 0

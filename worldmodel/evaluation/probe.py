@@ -35,7 +35,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from embodiments import get, names
+from embodiments import get, mirror_twin
 from embodiments.layout import NUM_HAND_JOINTS, NUM_SLOTS, side_offset
 from embodiments.sparse import SparseJoints
 from worldmodel.evaluation.metrics import pck
@@ -246,28 +246,6 @@ def describe_heldout(held: dict | None) -> str:
     return line
 
 
-def mirror_twin(embodiment: str) -> str | None:
-    """The registered hand that mirrors ``embodiment`` (``X_left`` ↔ ``X_right``, the other side, the same joint
-    slots), or None."""
-    for a, b in (("_left", "_right"), ("_right", "_left")):
-        if embodiment.endswith(a):
-            twin = embodiment[: -len(a)] + b
-            break
-    else:
-        return None
-    if twin not in names():
-        return None
-    e, t = get(embodiment), get(twin)
-    if e.side == t.side or not np.array_equal(_hand_mask(e), _hand_mask(t)):
-        return None
-    return twin
-
-
-def _hand_mask(emb) -> np.ndarray:
-    o = side_offset(emb.side)
-    return emb.slot_mask[o:o + NUM_HAND_JOINTS]
-
-
 def frames_to_tensor(frames: np.ndarray | torch.Tensor, name: str = "frames") -> torch.Tensor:
     """(T, H, W, 3) uint8 or float in [0, 1] → float32 (T, 3, H, W) in [0, 1], with a clear error otherwise."""
     x = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
@@ -439,7 +417,8 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
                 out_dir: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 32, lr: float = 3e-3,
                 widths: tuple[int, ...] = DEFAULT_WIDTHS, progress: bool = True,
                 eval_sizes: tuple[int, ...] | None = None, data_info: dict | None = None,
-                head_stride: int = 4, init: KeypointProbe | None = None) -> ProbeReport:
+                head_stride: int = 4, init: KeypointProbe | None = None,
+                heldout_two_hands: Sequence | None = None) -> ProbeReport:
     """Train and evaluate a keypoint probe on labelled renders; save it to ``out_dir`` (weights, config, accuracy).
 
     Args:
@@ -453,6 +432,9 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
         data_info: how the renders were made (seeds, timings), recorded with the accuracy.
         init: a trained probe to continue from (its weights, widths and head stride; it must cover the same
             embodiments at the same working size), so a longer schedule can be added to a saved probe.
+        heldout_two_hands: optional held-out renders with each hand's mirror twin beside it
+            (``sim_bridge.probe_renders.render_two_hand_heldout``); their accuracy at the working size is recorded
+            as ``train_info["two_hand_heldout"]``.
     """
     from tqdm.auto import tqdm
 
@@ -510,6 +492,9 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
             "batch_size": int(batch_size), "lr": float(lr), "seed": int(seed), **(data_info or {}),
             **({"init": dict(init.config.train_info or {})} if init is not None else {}),
             "train_seconds": round(train_seconds, 1)}
+    if heldout_two_hands:
+        info["two_hand_heldout"] = {d.embodiment: evaluate_probe(model, d, (size,))[str(size)]
+                                    for d in heldout_two_hands}
     render_seconds = float(info.get("render_seconds", 0.0))
     model.register_to_config(heldout=heldout, train_info=info)
     k = max(1, len(losses) // 20)
