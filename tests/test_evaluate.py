@@ -60,7 +60,7 @@ class OffsetProbe:
         uv = by_hand_uv(self.joints, self.K) + self.offsets[:, None, :]
         return uv, np.ones(uv.shape[:2])
 
-    def heldout_for(self, embodiment, size):
+    def heldout_for(self, embodiment, size, two_hands=False):
         return {"size": 64, "mean_px": 1.25, "pck@5px": 0.97}
 
 

@@ -134,7 +134,7 @@ class _FixedProbe:
     def predict(self, frames, name):
         return self.uv, np.ones(self.uv.shape[:2])
 
-    def heldout_for(self, name, size):
+    def heldout_for(self, name, size, two_hands=False):
         return None
 
 
@@ -365,7 +365,11 @@ def test_a_probe_trained_with_two_hand_renders_says_so(tmp_path):
     report = train_probe(train, held, size=32, steps=2, seed=3, batch_size=4, widths=(8, 8, 16, 16), progress=False,
                          eval_sizes=(32,), data_info=info, heldout_two_hands=pairs)
     assert report.model.reads_two_hands and report.model.knows("dex3_left+dex3_right")
-    assert np.isfinite(report.model.config.train_info["two_hand_heldout"]["dex3_right"]["mean_px"])
+    pair_fig = report.model.config.train_info["two_hand_heldout"]["dex3_right"]["mean_px"]
+    assert np.isfinite(pair_fig)
+    held = report.model.heldout_for("dex3_left", 32, two_hands=True)
+    assert held["mean_px"] == pair_fig and held["mirrored_from"] == "dex3_right"
+    assert "two-hand held-out renders" in describe_heldout(held)
     _, _, plain = render_probe_sets(["dex3_right"], 4, 2, 32, 32, seed=3, progress=False)
     assert "two_hand_renders" not in plain
 

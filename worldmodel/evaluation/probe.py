@@ -218,10 +218,15 @@ class KeypointProbe(ModelMixin, ConfigMixin):
         vis_out[:, o:o + NUM_HAND_JOINTS][:, mask] = torch.cat(vis_hand).double().numpy()[:, mask]
         return uv_out, vis_out
 
-    def heldout_for(self, embodiment: str, size: tuple[int, int] | int | None = None) -> dict | None:
+    def heldout_for(self, embodiment: str, size: tuple[int, int] | int | None = None, two_hands: bool = False
+                    ) -> dict | None:
         """The recorded held-out accuracy for ``embodiment`` at the evaluated size nearest to ``size`` (H, W);
-        for a hand read through its mirror twin, the twin's, marked ``mirrored_from``."""
+        for a hand read through its mirror twin, the twin's, marked ``mirrored_from``. ``two_hands``: the figure on
+        two-hand renders (``train_info["two_hand_heldout"]``, at the working size), marked ``two_hands``."""
         heldout = self.config.heldout or {}
+        if two_hands:
+            pairs = (self.config.train_info or {}).get("two_hand_heldout") or {}
+            heldout = {e: {str(self.config.size): {**m, "two_hands": True}} for e, m in pairs.items()}
         table, extra = heldout.get(embodiment), {}
         if not table and self.knows(embodiment):
             block, mirrored = self.block_for(embodiment)
@@ -241,6 +246,8 @@ def describe_heldout(held: dict | None) -> str:
     if not held:
         return "the probe has no recorded held-out accuracy"
     line = f"the probe on held-out renders at {held['size']}²: {held['mean_px']:.2f} px, PCK@5px {held['pck@5px']:.3f}"
+    if held.get("two_hands"):
+        line = line.replace("held-out renders", "two-hand held-out renders")
     if held.get("mirrored_from"):
         line += f" ({held['mirrored_from']}'s; this hand read mirrored)"
     return line
@@ -594,7 +601,7 @@ def keypoint_error(probe: KeypointProbe, frames: np.ndarray, joints: SparseJoint
         u, v = probe.predict(frames, emb.name)
         half = slice(side_offset(emb.side), side_offset(emb.side) + NUM_HAND_JOINTS)
         uv_pred[:, half], vis[:, half] = u[:, half], v[:, half]
-    held = [probe.heldout_for(emb.name, (H, W)) for emb in embs]
+    held = [probe.heldout_for(emb.name, (H, W), two_hands=len(embs) > 1) for emb in embs]
     out = {"embodiment": "+".join(emb.name for emb in embs), "frame_size": [int(H), int(W)],
            "n_joints": int(valid.sum()),
            "probe_heldout": None if None in held else max(held, key=lambda h: h["mean_px"])}
