@@ -88,6 +88,12 @@ def retargeted(cfg: DemoConfig, embs: tuple[embodiments.Embodiment, ...]) -> dic
     return q
 
 
+def shipped_model_for(embs: tuple[embodiments.Embodiment, ...]) -> str:
+    """The shipped model the demo loads without ``--checkpoint``: ``tiny-sim`` for one hand, ``tiny-sim-bimanual``
+    (fine-tuned on two-hand and left-hand clips, docs/results.md) for a pair."""
+    return "tiny-sim-bimanual" if len(embs) > 1 else "tiny-sim"
+
+
 def demo_hands(embodiment: str) -> tuple[embodiments.Embodiment, ...]:
     """The demo's hands, left first: one name, or a left,right pair written ``a,b`` or ``a+b``."""
     from sim_bridge.scene import scene_hands
@@ -231,7 +237,7 @@ def _run_steps(cfg: DemoConfig, embs: tuple[embodiments.Embodiment, ...], checkp
         done("simulate")
 
         step("load model")
-        pipe = HandControlPipeline.from_pretrained(checkpoint or "tiny-sim")
+        pipe = HandControlPipeline.from_pretrained(checkpoint or shipped_model_for(embs))
         if cfg.device:
             pipe.to(cfg.device)
         done("load model")
@@ -250,7 +256,8 @@ def _run_steps(cfg: DemoConfig, embs: tuple[embodiments.Embodiment, ...], checkp
         name = "+".join(e.name for e in embs)
         probe = probe_for(name)
         report = {
-            "embodiment": name, "motion": cfg.motion, "method": cfg.method, "frames": cfg.frames,
+            "embodiment": name, "checkpoint": str(checkpoint) if checkpoint else f"shipped:{shipped_model_for(embs)}",
+            "motion": cfg.motion, "method": cfg.method, "frames": cfg.frames,
             "size": cfg.size, "seed": cfg.seed,
             "guidance": pipe.defaults.guidance_scale if cfg.guidance is None else cfg.guidance,
             "imagined": evaluate(video, sim, probe=probe, exclude_first=True).to_dict(),

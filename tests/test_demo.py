@@ -144,6 +144,7 @@ def test_a_pair_of_hands_in_one_scene(tmp_path, capsys):
                  "--steps", "2", "--kinematic", "--out", str(out), "--no-progress"]) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["embodiment"] == "inspire_left+inspire_right"
+    assert report["checkpoint"] == "shipped:tiny-sim-bimanual"  # the shipped model trained on pairs
     on = report["imagined"]
     assert on.get("keypoints") is None and on["hand_psnr"] > 0
     assert any("one-hand frames" in n for n in on["notes"]) and "one-hand frames" in capsys.readouterr().out

@@ -46,6 +46,18 @@ def test_shipped_files_are_safetensors_and_small():
     assert root.parent == SHIPPED_DIR
 
 
+def test_shipped_bimanual_model_is_a_small_safetensors_pipeline_folder():
+    """tiny-sim-bimanual: tiny-sim fine-tuned on two-hand and left-hand clips (docs/results.md), what the demo loads for
+    a pair; the same layout and limits as tiny-sim."""
+    root = shipped_path("tiny-sim-bimanual")
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert all(p.suffix == ".safetensors" for p in files if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl",
+                                                                        ".safetensors"))
+    assert sum(p.stat().st_size for p in files) <= 25 * 2**20
+    index = json.loads((root / "model_index.json").read_text())
+    assert index["_class_name"] == "HandControlPipeline" and index["base_model"] is None
+
+
 def test_shipped_model_loads_with_trained_weights(pipe):
     d = pipe.defaults
     assert (d.height, d.width, d.num_frames) == (128, 128, 17)
