@@ -89,9 +89,10 @@ def retargeted(cfg: DemoConfig, embs: tuple[embodiments.Embodiment, ...]) -> dic
 
 
 def shipped_model_for(embs: tuple[embodiments.Embodiment, ...]) -> str:
-    """The shipped model the demo loads without ``--checkpoint``: ``tiny-sim`` for one hand, ``tiny-sim-bimanual``
-    (fine-tuned on two-hand and left-hand clips, docs/results.md) for a pair."""
-    return "tiny-sim-bimanual" if len(embs) > 1 else "tiny-sim"
+    """The shipped model the demo loads without ``--checkpoint``: ``tiny-sim`` for one right hand,
+    ``tiny-sim-bimanual`` (fine-tuned on two-hand and left-hand clips as well, docs/results.md) for a pair or a left
+    hand, which ``tiny-sim`` never saw."""
+    return "tiny-sim-bimanual" if any(e.side == "left" for e in embs) else "tiny-sim"
 
 
 def demo_hands(embodiment: str) -> tuple[embodiments.Embodiment, ...]:

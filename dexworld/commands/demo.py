@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out/)")
     p.add_argument("--embodiment", default="inspire_right",
                    help="robot hand (default inspire_right), or a left,right pair in one scene, e.g. "
-                        "inspire_left,inspire_right (then the shipped tiny-sim-bimanual model, trained on pairs)")
+                        "inspire_left,inspire_right (a pair or a left hand loads the shipped tiny-sim-bimanual "
+                        "model, trained on pairs and left hands too)")
     p.add_argument("--motion", default="power_grasp",
                    help="human motion: open, power_grasp, pinch, point, wave, random (default power_grasp)")
     p.add_argument("--method", default="dexpilot", choices=("vector", "position", "dexpilot"))
