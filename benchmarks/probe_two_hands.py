@@ -26,15 +26,17 @@ def main() -> None:
     a = ap.parse_args()
     probe = load_probe(a.probe)
     err = defaultdict(list)
+    size = None
     for path in find_clips(a.data):
         clip = read_clip(path)
+        size = clip.frames.shape[1:3]
         for hand in clip.joints.embodiment.split("+"):
             r = keypoint_error(probe, clip.frames, clip.joints, embodiment=hand, frames_scored=slice(1, None))
             err[hand].append((r["mean_px"], r["n_joints"]))
     print(f"probe {a.probe or 'shipped'} (reads_two_hands={probe.reads_two_hands}) on the two-hand renders of {a.data}")
     for hand, rows in sorted(err.items()):
         e, n = np.array(rows).T
-        held = probe.heldout_for(hand, 128)
+        held = probe.heldout_for(hand, size)  # the one-hand figure at the clips' frame size
         one = held["mean_px"] if held else float("nan")
         print(f"  {hand:<15} {len(rows):3d} clips  {np.average(e, weights=n):6.2f} px   one-hand held-out {one:.2f} px"
               f"   ratio {np.average(e, weights=n) / one:.1f}")

@@ -25,7 +25,7 @@ from dexworld.scene_presets import SCENE_PRESETS
 from embodiments.io_utils import atomic_path
 from sim_bridge.clips import episode_from_rollout
 from sim_bridge.motion import interpolate_poses
-from sim_bridge.synth import MOTION_VERBS
+from sim_bridge.synth import MOTION_VERBS, joint_prompt
 from worldmodel.evaluation.video import to_uint8
 
 PANEL_TITLES = ("simulated", "imagined", "imagined + commanded joints")  # columns of side_by_side.mp4/gif
@@ -238,6 +238,7 @@ def _run_steps(cfg: DemoConfig, embs: tuple[embodiments.Embodiment, ...], checkp
         done("simulate")
 
         step("load model")
+        model = str(checkpoint) if checkpoint else f"shipped:{shipped_model_for(embs)}"
         pipe = HandControlPipeline.from_pretrained(checkpoint or shipped_model_for(embs))
         if cfg.device:
             pipe.to(cfg.device)
@@ -257,8 +258,7 @@ def _run_steps(cfg: DemoConfig, embs: tuple[embodiments.Embodiment, ...], checkp
         name = "+".join(e.name for e in embs)
         probe = probe_for(name)
         report = {
-            "embodiment": name, "checkpoint": str(checkpoint) if checkpoint else f"shipped:{shipped_model_for(embs)}",
-            "motion": cfg.motion, "method": cfg.method, "frames": cfg.frames,
+            "embodiment": name, "checkpoint": model, "motion": cfg.motion, "method": cfg.method, "frames": cfg.frames,
             "size": cfg.size, "seed": cfg.seed,
             "guidance": pipe.defaults.guidance_scale if cfg.guidance is None else cfg.guidance,
             "imagined": evaluate(video, sim, probe=probe, exclude_first=True).to_dict(),
@@ -279,7 +279,7 @@ def demo_prompt(embs: tuple[embodiments.Embodiment, ...], motion: str) -> str:
     """The demo's prompt, worded like the synthetic clips the models are trained on (``dexworld synth``; a pair's
     clauses joined by ``;``)."""
     verb = MOTION_VERBS.get(motion, "moves")
-    return "Egocentric view: " + "; ".join(f"a robot {e.side} hand {verb} above the table" for e in embs) + "."
+    return joint_prompt([f"Egocentric view: a robot {e.side} hand {verb} above the table." for e in embs])
 
 
 def probe_for(embodiment: str):

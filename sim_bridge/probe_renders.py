@@ -102,9 +102,11 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
         raise ValueError(f"hand_style must be one of {PROBE_HAND_STYLES}, got {hand_style!r}")
     if not 0.0 <= two_hands <= 1.0:
         raise ValueError(f"two_hands must be a fraction in [0, 1], got {two_hands}")
-    twin = get(mirror_twin(emb.name)) if two_hands > 0 and mirror_twin(emb.name) else None
-    if two_hands > 0 and twin is None:
-        raise ValueError(f"two_hands: {emb.name} has no registered mirror twin to render beside it")
+    twin = None
+    if two_hands > 0:
+        if (twin_name := mirror_twin(emb.name)) is None:
+            raise ValueError(f"two_hands: {emb.name} has no registered mirror twin to render beside it")
+        twin = get(twin_name)
     cfg = scene_config or SceneConfig(camera_eye_jitter=0.05, camera_target_jitter=0.05, fovy_deg=(50.0, 75.0))
     axes = hand_axes(emb)
     twin_axes = hand_axes(twin) if twin is not None else None

@@ -231,11 +231,17 @@ def plan_pair_episode(embs: tuple[Embodiment, ...], axes: dict[str, HandAxes], s
         eps = [plan_episode(e, axes[e.name], scene, rng, cfg, humans.get(e.name)) for e in embs]
         a, b = (ep.wrist_path[:, :3, 3] for ep in eps)
         if np.linalg.norm(a - b, axis=-1).min() >= cfg.min_hand_gap:
-            clauses = [ep.prompt.removeprefix("Egocentric view: ").rstrip(".") for ep in eps]
             return Episode({e.name: ep.q for e, ep in zip(embs, eps, strict=True)},
                            {e.name: ep.wrist_path for e, ep in zip(embs, eps, strict=True)},
-                           "Egocentric view: " + "; ".join(clauses) + ".", "+".join(ep.kind for ep in eps))
+                           joint_prompt([ep.prompt for ep in eps]), "+".join(ep.kind for ep in eps))
     return None
+
+
+def joint_prompt(prompts: list[str]) -> str:
+    """One prompt for a scene with several hands from each hand's own ("Egocentric view: a robot left hand …;
+    a robot right hand …."), the wording the two-hand clips are trained with."""
+    clauses = [p.removeprefix("Egocentric view: ").rstrip(".") for p in prompts]
+    return "Egocentric view: " + "; ".join(clauses) + "."
 
 
 def _material_rgb(scene: Scene, body: int) -> np.ndarray:

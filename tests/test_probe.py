@@ -341,8 +341,8 @@ def test_render_labels_are_projections_of_joint_slots():
 
 
 def test_two_hand_renders_put_the_mirror_twin_beside_the_labelled_hand(shipped):
-    """With ``two_hands=1`` every render also holds the labelled hand's mirror twin: segmentation shows geoms of
-    both hands, and the shipped probe (trained on one-hand frames) reads the labelled hand far worse there."""
+    """With ``two_hands=1`` every render also holds the labelled hand's mirror twin: the frames change, and the
+    shipped probe (trained on one-hand frames) reads the labelled hand far worse there."""
     kw = dict(num_renders=32, size=128, seed=FRESH_SEED + 9, renders_per_scene=8, progress=False,
               hand_style="detailed")
     one = render_probe_data("inspire_right", **kw)
