@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from embodiments.io_utils import check_safetensors_file, read_json
@@ -17,6 +18,16 @@ META = "dexworld_checkpoint.json"
 PIPELINE_INDEX = "model_index.json"
 REQUIRED_WEIGHTS = ("patch_embedding.safetensors", "control/diffusion_pytorch_model.safetensors",
                     "lora/adapter_model.safetensors")
+
+
+def shipped_model_for(hands: Iterable[str]) -> str:
+    """The shipped model a command loads without ``--checkpoint`` for clips of ``hands`` (embodiment names):
+    ``tiny-sim`` when every hand is a right hand, ``tiny-sim-bimanual`` (fine-tuned on two-hand and left-hand clips
+    as well, docs/results.md) when any is a left hand, which ``tiny-sim`` never saw. The two record the same
+    sampling defaults (size, frames, steps), so sources can be read before the choice is made."""
+    import embodiments
+
+    return "tiny-sim-bimanual" if any(embodiments.get(h).side == "left" for h in hands) else "tiny-sim"
 
 
 def resolve_checkpoint(path: str | os.PathLike, name: str = "--checkpoint") -> Path:

@@ -20,6 +20,7 @@ import numpy as np
 import embodiments
 import retarget
 import sim_bridge
+from dexworld.checkpoints import shipped_model_for
 from dexworld.progress import quiet_library_progress
 from dexworld.scene_presets import SCENE_PRESETS
 from embodiments.io_utils import atomic_path
@@ -86,13 +87,6 @@ def retargeted(cfg: DemoConfig, embs: tuple[embodiments.Embodiment, ...]) -> dic
         human = embodiments.human_motion(cfg.motion, side=e.side, fps=cfg.fps, frames=cfg.frames, seed=cfg.seed)
         q[e.name] = retarget.Retargeter(f"mano_{e.side}", e.name, cfg.method).retarget(human)
     return q
-
-
-def shipped_model_for(embs: tuple[embodiments.Embodiment, ...]) -> str:
-    """The shipped model the demo loads without ``--checkpoint``: ``tiny-sim`` for one right hand,
-    ``tiny-sim-bimanual`` (fine-tuned on two-hand and left-hand clips as well, docs/results.md) for a pair or a left
-    hand, which ``tiny-sim`` never saw."""
-    return "tiny-sim-bimanual" if any(e.side == "left" for e in embs) else "tiny-sim"
 
 
 def demo_hands(embodiment: str) -> tuple[embodiments.Embodiment, ...]:
@@ -238,8 +232,9 @@ def _run_steps(cfg: DemoConfig, embs: tuple[embodiments.Embodiment, ...], checkp
         done("simulate")
 
         step("load model")
-        model = str(checkpoint) if checkpoint else f"shipped:{shipped_model_for(embs)}"
-        pipe = HandControlPipeline.from_pretrained(checkpoint or shipped_model_for(embs))
+        shipped = shipped_model_for(e.name for e in embs)
+        model = str(checkpoint) if checkpoint else f"shipped:{shipped}"
+        pipe = HandControlPipeline.from_pretrained(checkpoint or shipped)
         if cfg.device:
             pipe.to(cfg.device)
         done("load model")

@@ -11,7 +11,7 @@ from sim_bridge.hand_pose import hands_in_camera
 
 HANDS = ("dex3_left", "dex3_right")
 K = intrinsics(30.0, 30.0, 16.0, 16.0)
-# tiny-sim at 64², 5 frames, 2 steps: seconds per batch on one CPU core
+# the shipped models at 64², 5 frames, 2 steps: seconds per batch on one CPU core
 FAST = ["--height", "64", "--width", "64", "--num-frames", "5", "--steps", "2", "--no-progress"]
 
 

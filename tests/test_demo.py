@@ -162,7 +162,7 @@ def test_demo_prompt_names_each_hand():
     pair = demo_hands("inspire_right,inspire_left")
     assert [e.name for e in pair] == ["inspire_left", "inspire_right"]  # left first, either order given
     assert demo_prompt(pair, "open").count("hand") == 2
-    from dexworld.demo import shipped_model_for
+    from dexworld.checkpoints import shipped_model_for
 
-    assert shipped_model_for(demo_hands("dex3_right")) == "tiny-sim"
-    assert shipped_model_for(demo_hands("dex3_left")) == shipped_model_for(pair) == "tiny-sim-bimanual"
+    assert shipped_model_for(["dex3_right"]) == "tiny-sim"
+    assert shipped_model_for(["dex3_left"]) == shipped_model_for(e.name for e in pair) == "tiny-sim-bimanual"

@@ -1,7 +1,8 @@
 """``dexworld imagine``: planning and edits, the 12-episode acceptance run, SIGKILL + rerun, --min-quality, shard merge
 resume, 2-process accelerate and a local Ray cluster against one process, and a lerobot policy training on the output.
 
-Runs use the shipped tiny-sim model at 64², 5 frames, 2 steps on a 3-episode Dex3 source dataset (32×32).
+Runs use the shipped tiny-sim-bimanual model (the source is two-handed) at 64², 5 frames, 2 steps on a 3-episode Dex3
+pair source dataset (32×32).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def test_acceptance_twelve_episodes_with_provenance_and_quality(source, referenc
         s = prov["source_episode"]
         assert prov["source_dataset"] == str(source.resolve()) and e["source"].startswith(f"src#{s}|")
         assert prov["seed"] == int(e["source"][-1]) and prov["embodiment"] == "dex3_left+dex3_right"
-        assert prov["checkpoint"] == "shipped:tiny-sim"
+        assert prov["checkpoint"] == "shipped:tiny-sim-bimanual"  # a pair: the shipped model that saw pairs
         # two hands in each frame: the shipped probe, trained on one-hand frames, would confuse them, so it scores none
         assert e["quality"] is None and e["probe"] == {}
         meta = ds.meta.episodes[e["episode_index"]]
@@ -264,7 +265,7 @@ def test_merge_is_resumable(source, reference, tmp_path, monkeypatch):
     out = tmp_path / "merged"
     cfg = ImagineConfig(source=source, out=out, seeds=2, episodes=[0, 1], height=64, width=64, num_frames=5,
                         steps=2, progress=False, device="cpu")
-    pipe = load_pipeline(cfg)
+    pipe = load_pipeline(cfg, ["dex3_left", "dex3_right"])
     for r in range(2):
         run_shard(cfg, r, 2, pipe=pipe)
     # A rank's resume check reads its own shard and leaves the others alone: rank 1 may be mid-commit (the race

@@ -21,7 +21,8 @@ def register(subparsers) -> None:
                         "motion:NAME[,NAME...] (built-in) or MANO SparseJoints files a.npz[,b.npz] (with --to)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output LeRobot dataset folder (created/resumed)")
     p.add_argument("--repo-id", default=None, help="output repo id (default local/<out name>)")
-    p.add_argument("--checkpoint", default=None, help="world model checkpoint (default: the shipped tiny-sim)")
+    p.add_argument("--checkpoint", default=None, help="world model checkpoint (default: the shipped tiny-sim, or "
+                   "tiny-sim-bimanual when a source hand is a left hand)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per source episode and variant")
     p.add_argument("--edits", type=int, default=0, help="random joint edits per source episode")
     p.add_argument("--edit-max-offset", type=float, default=0.03, help="largest edit offset in metres")

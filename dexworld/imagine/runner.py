@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from embodiments.io_utils import read_json
 from embodiments.transforms import scale_intrinsics
 
 from .shards import done_keys, shard_root
@@ -28,7 +29,7 @@ class ImagineConfig:
     source: Path
     out: Path
     repo_id: str | None = None
-    checkpoint: str | None = None  # default: the shipped tiny-sim model
+    checkpoint: str | None = None  # default: the shipped model for the sources' hands (shipped_model_for)
     seeds: int = 1
     edits: int = 0
     cross_references: int = 0
@@ -66,26 +67,48 @@ class ShardReport:
     planned: int = 0
 
 
-def load_pipeline(cfg: ImagineConfig):
-    """The world model (the shipped tiny-sim by default) on ``cfg.device``: the one place a checkpoint is loaded."""
+def model_name(cfg: ImagineConfig, hands: Iterable[str] = ()) -> str:
+    """What the run loads, as provenance records it: ``--checkpoint``, else ``shipped:<name>`` of the shipped model
+    for ``hands`` (the sources' hands; a pair or a left hand gets ``tiny-sim-bimanual``)."""
+    from dexworld.checkpoints import shipped_model_for
+
+    return str(cfg.checkpoint) if cfg.checkpoint is not None else f"shipped:{shipped_model_for(hands)}"
+
+
+def source_hands(sources: list[SourceEpisode]) -> set[str]:
+    return {h for s in sources for h in s.episode.hands}
+
+
+def load_pipeline(cfg: ImagineConfig, hands: Iterable[str] = ()):
+    """The world model on ``cfg.device`` (:func:`model_name`): the one place a checkpoint is loaded."""
     import torch
 
     from dexworld.checkpoints import resolve_checkpoint
     from worldmodel.wan.pipeline import HandControlPipeline
 
-    checkpoint = resolve_checkpoint(cfg.checkpoint) if cfg.checkpoint is not None else "tiny-sim"
-    pipe = HandControlPipeline.from_pretrained(checkpoint)
+    name = model_name(cfg, hands)
+    pipe = HandControlPipeline.from_pretrained(resolve_checkpoint(cfg.checkpoint) if cfg.checkpoint is not None
+                                               else name.removeprefix("shipped:"))
     pipe.to(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def prepare(cfg: ImagineConfig, pipe) -> tuple[list[SourceEpisode], list[WorkItem]]:
-    """The source episodes cut to the frame count and the full plan of work items."""
-    num_frames = cfg.num_frames or pipe.defaults.num_frames
+def shipped_defaults():
+    """The sampling defaults both shipped models record (size, frames, steps), read without loading weights."""
+    from worldmodel.wan.presets import shipped_path
+    from worldmodel.wan.sampling import SamplingDefaults
+
+    path = shipped_path("tiny-sim") / "model_index.json"
+    return SamplingDefaults.from_dict(read_json(path, "shipped model index")["sampling"], str(path))
+
+
+def prepare(cfg: ImagineConfig, d) -> tuple[list[SourceEpisode], list[WorkItem]]:
+    """The source episodes cut to the frame count and the full plan of work items, with sampling defaults ``d``
+    (the loaded pipeline's, or :func:`shipped_defaults` before the shipped model is chosen)."""
+    num_frames = cfg.num_frames or d.num_frames
     if (num_frames - 1) % 4:
         raise ValueError(f"--num-frames must be 4k+1 (e.g. 17), got {num_frames}")
-    d = pipe.defaults
     sources = load_sources(cfg.source, num_frames, hands=cfg.hands, camera=cfg.source_camera, robot=cfg.robot,
                            episodes=cfg.episodes, to=cfg.to, size=(cfg.height or d.height, cfg.width or d.width),
                            swap_to=cfg.swap_to)
@@ -132,7 +155,7 @@ def imagine_episodes(pipe, probe, sources: list[SourceEpisode], items: list[Work
 
     d = pipe.defaults
     H, W = cfg.height or d.height, cfg.width or d.width
-    checkpoint = str(cfg.checkpoint) if cfg.checkpoint is not None else "shipped:tiny-sim"
+    checkpoint = model_name(cfg, source_hands(sources))
     for b in range(0, len(items), cfg.batch_size):
         batch = items[b:b + cfg.batch_size]
         inputs = [item_inputs(it, sources, cfg) for it in batch]
@@ -182,8 +205,12 @@ def run_shard(cfg: ImagineConfig, rank: int = 0, world: int = 1, pipe=None, prob
     if cfg.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {cfg.batch_size}")
     out = Path(cfg.out)
-    pipe = pipe or load_pipeline(cfg)
-    sources, items = prepare(cfg, pipe)
+    if pipe is None and cfg.checkpoint is None:  # the sources' hands choose the shipped model
+        sources, items = prepare(cfg, shipped_defaults())
+        pipe = load_pipeline(cfg, source_hands(sources))
+    else:
+        pipe = pipe or load_pipeline(cfg)
+        sources, items = prepare(cfg, pipe.defaults)
     done = done_keys(out, rank if world > 1 else None)
     mine = [it for it in shard(items, rank, world) if it.key not in done]
     report = ShardReport(skipped=len(shard(items, rank, world)) - len(mine), planned=len(items))
