@@ -58,6 +58,14 @@ def test_shipped_bimanual_model_is_a_small_safetensors_pipeline_folder():
     assert index["_class_name"] == "HandControlPipeline" and index["base_model"] is None
 
 
+def test_shipped_models_record_the_same_sampling_defaults():
+    """`dexworld imagine` reads its sources at the shipped sampling size before the sources' hands choose between
+    the two shipped models, so both must record the same defaults."""
+    sampling = [json.loads((shipped_path(n) / "model_index.json").read_text())["sampling"]
+                for n in ("tiny-sim", "tiny-sim-bimanual")]
+    assert sampling[0] == sampling[1] and (sampling[0]["height"], sampling[0]["num_frames"]) == (128, 17)
+
+
 def test_shipped_model_loads_with_trained_weights(pipe):
     d = pipe.defaults
     assert (d.height, d.width, d.num_frames) == (128, 128, 17)

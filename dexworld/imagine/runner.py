@@ -83,12 +83,11 @@ def load_pipeline(cfg: ImagineConfig, hands: Iterable[str] = ()):
     """The world model on ``cfg.device`` (:func:`model_name`): the one place a checkpoint is loaded."""
     import torch
 
-    from dexworld.checkpoints import resolve_checkpoint
+    from dexworld.checkpoints import resolve_checkpoint, shipped_model_for
     from worldmodel.wan.pipeline import HandControlPipeline
 
-    name = model_name(cfg, hands)
-    pipe = HandControlPipeline.from_pretrained(resolve_checkpoint(cfg.checkpoint) if cfg.checkpoint is not None
-                                               else name.removeprefix("shipped:"))
+    checkpoint = resolve_checkpoint(cfg.checkpoint) if cfg.checkpoint is not None else shipped_model_for(hands)
+    pipe = HandControlPipeline.from_pretrained(checkpoint)
     pipe.to(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pipe.set_progress_bar_config(disable=True)
     return pipe
