@@ -31,8 +31,11 @@ def pipe():
     return p
 
 
-def test_shipped_files_are_safetensors_and_small():
-    root = shipped_path("tiny-sim")
+@pytest.mark.parametrize("name", ["tiny-sim", "tiny-sim-bimanual"])
+def test_shipped_files_are_safetensors_and_small(name):
+    """Both shipped models (tiny-sim-bimanual: tiny-sim fine-tuned on two-hand and left-hand clips as well, what the
+    demo loads for a pair): self-contained diffusers pipeline folders, safetensors only, ≤ 25 MB."""
+    root = shipped_path(name)
     files = [p for p in root.rglob("*") if p.is_file()]
     weights = [p for p in files if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl")]
     assert weights and all(p.suffix == ".safetensors" for p in weights)
@@ -44,18 +47,6 @@ def test_shipped_files_are_safetensors_and_small():
                                                              "image_encoder", "image_processor", "prompt_embedder",
                                                              "control"}
     assert root.parent == SHIPPED_DIR
-
-
-def test_shipped_bimanual_model_is_a_small_safetensors_pipeline_folder():
-    """tiny-sim-bimanual: tiny-sim fine-tuned on two-hand and left-hand clips (docs/results.md), what the demo loads for
-    a pair; the same layout and limits as tiny-sim."""
-    root = shipped_path("tiny-sim-bimanual")
-    files = [p for p in root.rglob("*") if p.is_file()]
-    assert all(p.suffix == ".safetensors" for p in files if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl",
-                                                                        ".safetensors"))
-    assert sum(p.stat().st_size for p in files) <= 25 * 2**20
-    index = json.loads((root / "model_index.json").read_text())
-    assert index["_class_name"] == "HandControlPipeline" and index["base_model"] is None
 
 
 def test_shipped_models_record_the_same_sampling_defaults():

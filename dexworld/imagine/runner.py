@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from embodiments.io_utils import read_json
 from embodiments.transforms import scale_intrinsics
 
 from .shards import done_keys, shard_root
@@ -67,20 +66,14 @@ class ShardReport:
     planned: int = 0
 
 
-def model_name(cfg: ImagineConfig, hands: Iterable[str] = ()) -> str:
-    """What the run loads, as provenance records it: ``--checkpoint``, else ``shipped:<name>`` of the shipped model
-    for ``hands`` (the sources' hands; a pair or a left hand gets ``tiny-sim-bimanual``)."""
-    from dexworld.checkpoints import shipped_model_for
-
-    return str(cfg.checkpoint) if cfg.checkpoint is not None else f"shipped:{shipped_model_for(hands)}"
-
-
 def source_hands(sources: list[SourceEpisode]) -> set[str]:
+    """Every hand of the source episodes (they choose the shipped model when no --checkpoint is given)."""
     return {h for s in sources for h in s.episode.hands}
 
 
 def load_pipeline(cfg: ImagineConfig, hands: Iterable[str] = ()):
-    """The world model on ``cfg.device`` (:func:`model_name`): the one place a checkpoint is loaded."""
+    """The world model on ``cfg.device``: ``--checkpoint``, else the shipped model for ``hands``
+    (:func:`dexworld.checkpoints.shipped_model_for`); the one place a checkpoint is loaded."""
     import torch
 
     from dexworld.checkpoints import resolve_checkpoint, shipped_model_for
@@ -93,13 +86,21 @@ def load_pipeline(cfg: ImagineConfig, hands: Iterable[str] = ()):
     return pipe
 
 
+def model_label(cfg: ImagineConfig, pipe) -> str:
+    """The model as provenance records it, taken from the loaded pipeline itself: ``--checkpoint`` as given, else
+    ``shipped:<folder name>``."""
+    return str(cfg.checkpoint) if cfg.checkpoint is not None else f"shipped:{Path(pipe.name_or_path).name}"
+
+
 def shipped_defaults():
-    """The sampling defaults both shipped models record (size, frames, steps), read without loading weights."""
+    """The sampling defaults both shipped models record (size, frames, steps), read from ``model_index.json``
+    through diffusers' ``load_config`` without loading weights."""
+    from worldmodel.wan.pipeline import HandControlPipeline
     from worldmodel.wan.presets import shipped_path
     from worldmodel.wan.sampling import SamplingDefaults
 
-    path = shipped_path("tiny-sim") / "model_index.json"
-    return SamplingDefaults.from_dict(read_json(path, "shipped model index")["sampling"], str(path))
+    path = shipped_path("tiny-sim")
+    return SamplingDefaults.from_dict(HandControlPipeline.load_config(path)["sampling"], f"{path} sampling")
 
 
 def prepare(cfg: ImagineConfig, d) -> tuple[list[SourceEpisode], list[WorkItem]]:
@@ -154,7 +155,7 @@ def imagine_episodes(pipe, probe, sources: list[SourceEpisode], items: list[Work
 
     d = pipe.defaults
     H, W = cfg.height or d.height, cfg.width or d.width
-    checkpoint = model_name(cfg, source_hands(sources))
+    checkpoint = model_label(cfg, pipe)
     for b in range(0, len(items), cfg.batch_size):
         batch = items[b:b + cfg.batch_size]
         inputs = [item_inputs(it, sources, cfg) for it in batch]
