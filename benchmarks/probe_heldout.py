@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 
 from sim_bridge.probe_renders import render_heldout
-from worldmodel.evaluation.probe import evaluate_probe, load_probe
+from worldmodel.evaluation.probe import load_probe
+from worldmodel.evaluation.probe_training import evaluate_probe
 
 
 def main() -> None:

@@ -178,7 +178,8 @@ def test_synth_on_a_full_disk_keeps_the_old_clip_and_leaves_no_temporary(tmp_pat
 
 
 def test_save_probe_into_an_unwritable_folder_is_one_error(tmp_path):
-    from worldmodel.evaluation.probe import KeypointProbe, save_probe
+    from worldmodel.evaluation.probe import KeypointProbe
+    from worldmodel.evaluation.probe_training import save_probe
 
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'file' / 'probe'}"):

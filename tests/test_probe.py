@@ -11,7 +11,7 @@ import torch
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from embodiments import get  # noqa: E402
+from embodiments import get, mirror_twin  # noqa: E402
 from embodiments.layout import NUM_HAND_JOINTS, side_offset  # noqa: E402
 from embodiments.sparse import SparseJoints  # noqa: E402
 from sim_bridge.probe_renders import render_heldout, render_probe_data  # noqa: E402
@@ -19,13 +19,11 @@ from worldmodel.evaluation.probe import (  # noqa: E402
     DEFAULT_PROBE_DIR,
     KeypointProbe,
     describe_heldout,
-    evaluate_probe,
     keypoint_error,
     load_probe,
-    mirror_twin,
     soft_argmax,
-    train_probe,
 )
+from worldmodel.evaluation.probe_training import evaluate_probe, train_probe  # noqa: E402
 
 FRESH_SEED = 424_242  # neither the training (0) nor the recorded held-out seed (1_000_003)
 

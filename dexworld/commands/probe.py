@@ -62,7 +62,8 @@ def register(subparsers) -> None:
 def run_train(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from sim_bridge.probe_renders import render_probe_sets, render_two_hand_heldout
-    from worldmodel.evaluation.probe import DEFAULT_WIDTHS, eval_sizes_for, init_mismatch, load_probe, train_probe
+    from worldmodel.evaluation.probe import DEFAULT_WIDTHS, eval_sizes_for, load_probe
+    from worldmodel.evaluation.probe_training import init_mismatch, train_probe
 
     init = None
     if args.init is not None:
