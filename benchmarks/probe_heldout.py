@@ -5,17 +5,25 @@ For every held-out seed given, renders ``--renders`` frames per hand (``render_h
 stage shares, the mixed hand style) and prints each probe's mean error at 128² on all, visible and hidden joints.
 The first probe is the baseline of the printed ratio. ``--embodiment`` scores other hands than the ones the first
 probe was trained for, e.g. the left hands, which a probe trained on right hands reads through their mirror twins.
+``--per-joint`` adds each joint's error, how often the render hides it and the error when hidden or seen, which is
+where the mean comes from (hidden fingertips, above all the Dex3 thumb tip).
 
     MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \\
         --probe outputs/probe4/probe --seed 1000003 --seed 1000004 --seed 1000005
     MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \\
         --embodiment inspire_left --embodiment dex3_left --seed 1000003 --seed 1000004 --seed 1000005
+    MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \
+        --seed 1000005 --per-joint
 """
 
 from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
+from embodiments import get
+from embodiments.layout import HAND_JOINT_NAMES, NUM_HAND_JOINTS, side_offset
 from sim_bridge.probe_renders import render_heldout
 from worldmodel.evaluation.probe import load_probe
 from worldmodel.evaluation.probe_training import evaluate_probe
@@ -28,6 +36,7 @@ def main() -> None:
     ap.add_argument("--renders", type=int, default=256, help="held-out renders per hand and seed (default 256)")
     ap.add_argument("--embodiment", action="append",
                     help="hand to score (repeatable; default: the ones the first probe was trained for)")
+    ap.add_argument("--per-joint", action="store_true", help="also print each joint's error, visible and hidden")
     a = ap.parse_args()
     probes = [(p, load_probe(p)) for p in a.probe]
     names = a.embodiment or list(probes[0][1].config.embodiments)
@@ -48,6 +57,26 @@ def main() -> None:
                 print(f"  {path:<40} all {r['mean_px']:.3f} px  visible {r['visible_mean_px']:.3f}  "
                       f"hidden {r['occluded_mean_px']:.3f}  PCK@5px {r['pck@5px']:.3f}  "
                       f"ratio {r['mean_px'] / base:.3f}")
+                if a.per_joint:
+                    print_per_joint(probe, data)
+
+
+def print_per_joint(probe, data) -> None:
+    """Each joint the hand has: mean error, the share of renders that hide it, the error when hidden / seen."""
+    o = side_offset(get(data.embodiment).side)
+    uv, _ = probe.predict(data.images, data.embodiment)
+    err = np.linalg.norm(uv[:, o:o + NUM_HAND_JOINTS] - data.uv, axis=-1)
+    seen = np.asarray(data.visible, bool)
+
+    def mean(j: int, mask: np.ndarray) -> str:
+        return f"{err[mask, j].mean():5.2f}" if mask.any() else "    –"
+
+    for j, name in enumerate(HAND_JOINT_NAMES):
+        m = data.valid[:, j]
+        if m.any():
+            hid = m & ~seen[:, j]
+            print(f"    {name:<11} {mean(j, m)} px  hidden in {hid.sum() / m.sum():4.0%}: {mean(j, hid)} px  "
+                  f"seen: {mean(j, m & seen[:, j])} px")
 
 
 if __name__ == "__main__":
