@@ -12,7 +12,7 @@ where the mean comes from (hidden fingertips, above all the Dex3 thumb tip).
         --probe outputs/probe4/probe --seed 1000003 --seed 1000004 --seed 1000005
     MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \\
         --embodiment inspire_left --embodiment dex3_left --seed 1000003 --seed 1000004 --seed 1000005
-    MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \
+    MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \\
         --seed 1000005 --per-joint
 """
 
@@ -24,8 +24,8 @@ import numpy as np
 
 from embodiments import get
 from embodiments.layout import HAND_JOINT_NAMES, NUM_HAND_JOINTS, side_offset
-from sim_bridge.probe_renders import render_heldout
-from worldmodel.evaluation.probe import load_probe
+from sim_bridge.probe_renders import ProbeData, render_heldout
+from worldmodel.evaluation.probe import KeypointProbe, load_probe
 from worldmodel.evaluation.probe_training import evaluate_probe
 
 
@@ -61,7 +61,7 @@ def main() -> None:
                     print_per_joint(probe, data)
 
 
-def print_per_joint(probe, data) -> None:
+def print_per_joint(probe: KeypointProbe, data: ProbeData) -> None:
     """Each joint the hand has: mean error, the share of renders that hide it, the error when hidden / seen."""
     o = side_offset(get(data.embodiment).side)
     uv, _ = probe.predict(data.images, data.embodiment)
