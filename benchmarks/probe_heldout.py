@@ -20,12 +20,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from embodiments import get
-from embodiments.layout import HAND_JOINT_NAMES, NUM_HAND_JOINTS, side_offset
-from sim_bridge.probe_renders import ProbeData, render_heldout
-from worldmodel.evaluation.probe import KeypointProbe, load_probe
+from sim_bridge.probe_renders import render_heldout
+from worldmodel.evaluation.probe import load_probe
 from worldmodel.evaluation.probe_training import evaluate_probe
 
 
@@ -52,31 +48,18 @@ def main() -> None:
             base = None
             print(f"seed {seed}, {name}: {int(data.valid.sum())} joints")
             for path, probe in probes:
-                r = evaluate_probe(probe, data, (size,))[str(size)]
+                r = evaluate_probe(probe, data, (size,), per_joint=a.per_joint)[str(size)]
                 base = base or r["mean_px"]
                 print(f"  {path:<40} all {r['mean_px']:.3f} px  visible {r['visible_mean_px']:.3f}  "
                       f"hidden {r['occluded_mean_px']:.3f}  PCK@5px {r['pck@5px']:.3f}  "
                       f"ratio {r['mean_px'] / base:.3f}")
-                if a.per_joint:
-                    print_per_joint(probe, data)
+                for joint, jr in r.get("per_joint", {}).items():
+                    print(f"    {joint:<11} {jr['mean_px']:5.2f} px  hidden in {jr['occluded_fraction']:4.0%}: "
+                          f"{_px(jr['occluded_mean_px'])}  seen: {_px(jr['visible_mean_px'])}")
 
 
-def print_per_joint(probe: KeypointProbe, data: ProbeData) -> None:
-    """Each joint the hand has: mean error, the share of renders that hide it, the error when hidden / seen."""
-    o = side_offset(get(data.embodiment).side)
-    uv, _ = probe.predict(data.images, data.embodiment)
-    err = np.linalg.norm(uv[:, o:o + NUM_HAND_JOINTS] - data.uv, axis=-1)
-    seen = np.asarray(data.visible, bool)
-
-    def mean(j: int, mask: np.ndarray) -> str:
-        return f"{err[mask, j].mean():5.2f}" if mask.any() else "    –"
-
-    for j, name in enumerate(HAND_JOINT_NAMES):
-        m = data.valid[:, j]
-        if m.any():
-            hid = m & ~seen[:, j]
-            print(f"    {name:<11} {mean(j, m)} px  hidden in {hid.sum() / m.sum():4.0%}: {mean(j, hid)} px  "
-                  f"seen: {mean(j, m & seen[:, j])} px")
+def _px(value: float | None) -> str:
+    return "    – px" if value is None else f"{value:5.2f} px"
 
 
 if __name__ == "__main__":

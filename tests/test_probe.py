@@ -12,7 +12,7 @@ import torch
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from embodiments import get, mirror_twin  # noqa: E402
-from embodiments.layout import NUM_HAND_JOINTS, side_offset  # noqa: E402
+from embodiments.layout import HAND_JOINT_NAMES, NUM_HAND_JOINTS, side_offset  # noqa: E402
 from embodiments.sparse import SparseJoints  # noqa: E402
 from sim_bridge.probe_renders import render_heldout, render_probe_data  # noqa: E402
 from worldmodel.evaluation.probe import (  # noqa: E402
@@ -217,6 +217,18 @@ def test_heldout_accuracy_on_visible_and_hidden_joints():
     # without visibility flags the split is simply absent
     plain = evaluate_probe(_FixedProbe(pred), ProbeData(emb.name, data.images, labels, valid), sizes=(32,))["32"]
     assert "visible_mean_px" not in plain and plain["mean_px"] == pytest.approx(got["mean_px"])
+    # per joint: the hidden joints read 4 px, the others 1 px; the joints render 1 leaves out count once
+    per = evaluate_probe(_FixedProbe(pred), data, sizes=(32,), per_joint=True)["32"]["per_joint"]
+    assert list(per) == [HAND_JOINT_NAMES[j] for j in np.flatnonzero(present)]  # in order, only the hand's joints
+    for j in np.flatnonzero(present):
+        r = per[HAND_JOINT_NAMES[j]]
+        if j in hidden:
+            assert r == {"mean_px": pytest.approx(4.0), "n": N, "occluded_fraction": 1.0, "visible_mean_px": None,
+                         "occluded_mean_px": pytest.approx(4.0)}
+        else:
+            assert r["mean_px"] == pytest.approx(1.0) and r["occluded_fraction"] == 0.0
+            assert r["n"] == (1 if j in np.flatnonzero(present)[:3] else N)
+    assert "per_joint" not in got
 
 
 def test_heldout_renders_flag_visible_joints_without_changing_frames_or_labels():

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from embodiments import get
-from embodiments.layout import NUM_HAND_JOINTS, side_offset
+from embodiments.layout import HAND_JOINT_NAMES, NUM_HAND_JOINTS, side_offset
 from worldmodel.evaluation.metrics import pck
 from worldmodel.evaluation.probe import (
     ACCURACY_FILE,
@@ -121,12 +121,14 @@ def probe_loss(model: KeypointProbe, images: torch.Tensor, uv: torch.Tensor, val
 
 
 def evaluate_probe(model: KeypointProbe, data, sizes: tuple[int, ...] | None = None,
-                   threshold: float = PCK_THRESHOLD_PX) -> dict:
+                   threshold: float = PCK_THRESHOLD_PX, per_joint: bool = False) -> dict:
     """Held-out accuracy on renders, at the working size and at other frame sizes (renders resized to each).
 
     Returns {str(size): {"mean_px", "median_px", "pck@5px", "visibility_acc", "n"}}; pixels are those of that size.
     When ``data.visible`` is given, also ``visible_mean_px`` / ``occluded_mean_px`` (joints the camera sees / that
-    something hides; both stay in the headline figures) and ``occluded_fraction``.
+    something hides; both stay in the headline figures) and ``occluded_fraction``. ``per_joint`` adds
+    ``per_joint``: {joint name: {"n", "mean_px"[, "occluded_fraction", "visible_mean_px", "occluded_mean_px"]}} for
+    each joint of the hand, which is where the mean comes from.
     """
     emb = get(data.embodiment)
     o = side_offset(emb.side)
@@ -142,16 +144,29 @@ def evaluate_probe(model: KeypointProbe, data, sizes: tuple[int, ...] | None = N
         uv, vis = model.predict(frames, emb.name)
         pred = uv[:, o:o + NUM_HAND_JOINTS]
         target = data.uv.astype(np.float64) * (size / R)
-        err = np.linalg.norm(pred - target, axis=-1)[data.valid]
+        err = np.linalg.norm(pred - target, axis=-1)  # (N, 21), NaN where the hand lacks the slot
         vis_ok = ((vis[:, o:o + NUM_HAND_JOINTS] > 0.5) == data.valid)[:, present]
-        out[str(size)] = {"mean_px": float(err.mean()), "median_px": float(np.median(err)),
+        seen = None if data.visible is None else np.asarray(data.visible, bool)
+        out[str(size)] = {**_error_split(err, data.valid, seen),
+                          "median_px": float(np.median(err[data.valid])),
                           f"pck@{threshold:g}px": pck(pred, target, threshold, data.valid),
-                          "visibility_acc": float(vis_ok.mean()), "n": int(data.valid.sum())}
-        if data.visible is not None:
-            seen = np.asarray(data.visible, bool)[data.valid]
-            out[str(size)].update(visible_mean_px=float(err[seen].mean()) if seen.any() else None,
-                                  occluded_mean_px=float(err[~seen].mean()) if (~seen).any() else None,
-                                  occluded_fraction=float((~seen).mean()))
+                          "visibility_acc": float(vis_ok.mean())}
+        if per_joint:
+            out[str(size)]["per_joint"] = {
+                name: _error_split(err[:, j], data.valid[:, j], None if seen is None else seen[:, j])
+                for j, name in enumerate(HAND_JOINT_NAMES) if data.valid[:, j].any()}
+    return out
+
+
+def _error_split(err: np.ndarray, valid: np.ndarray, seen: np.ndarray | None) -> dict:
+    """Mean pixel error over ``valid`` and, with ``seen`` (same shape), over the seen / hidden joints among them."""
+    e = err[valid]
+    out = {"mean_px": float(e.mean()), "n": int(valid.sum())}
+    if seen is not None:
+        s = seen[valid]
+        out.update(visible_mean_px=float(e[s].mean()) if s.any() else None,
+                   occluded_mean_px=float(e[~s].mean()) if (~s).any() else None,
+                   occluded_fraction=float((~s).mean()))
     return out
 
 
