@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import types
+from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -185,3 +186,29 @@ def test_save_probe_into_an_unwritable_folder_is_one_error(tmp_path):
     with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'file' / 'probe'}"):
         save_probe(KeypointProbe(), tmp_path / "file" / "probe")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_save_probe_writes_only_inside_its_folder(tmp_path, monkeypatch):
+    """Saving (and re-saving) a probe stages its files inside the folder given, leaves the folder beside it
+    untouched and no temporary behind."""
+    import tempfile
+
+    from worldmodel.evaluation.probe import KeypointProbe
+    from worldmodel.evaluation.probe_training import save_probe
+
+    staged = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def spy(*args, **kw):
+        staged.append(Path(kw["dir"]))
+        return real_mkdtemp(*args, **kw)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", spy)
+    (tmp_path / "mine.txt").write_text("keep")
+    probe = KeypointProbe(embodiments=["dex3_right"], size=32, widths=(8, 8, 16, 16))
+    for _ in range(2):
+        save_probe(probe, tmp_path / "probe")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt", "probe"]
+        assert sorted(p.name for p in (tmp_path / "probe").iterdir()) == [
+            "accuracy.json", "config.json", "diffusion_pytorch_model.safetensors"]
+    assert staged == [tmp_path / "probe"] * 2

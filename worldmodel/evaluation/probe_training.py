@@ -276,8 +276,9 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
 def save_probe(model: KeypointProbe, out_dir: str | os.PathLike, report: ProbeReport | None = None) -> Path:
     """Weights (safetensors) + ``config.json`` (with held-out accuracy) + ``accuracy.json`` into ``out_dir``.
 
-    Everything is written into a temporary folder beside ``out_dir`` first, then each file is renamed into place,
-    so no file is ever left half-written; file-system errors are one ``OutputError`` naming ``out_dir``.
+    Everything is written into a hidden temporary folder inside ``out_dir`` first (nothing is written outside the
+    folder given), then each file is renamed into place, so no file is ever left half-written; file-system errors
+    are one ``OutputError`` naming ``out_dir``.
     """
     import shutil
     import tempfile
@@ -287,7 +288,7 @@ def save_probe(model: KeypointProbe, out_dir: str | os.PathLike, report: ProbeRe
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=".probe-tmp-", dir=out_dir))
     except OSError as e:
         raise OutputError.of(out_dir, e) from None
     try:
