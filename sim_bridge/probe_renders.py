@@ -169,9 +169,12 @@ def render_heldout(embodiment: str, num: int, size: int, seed: int, progress: bo
 
 
 def render_probe_sets(embodiments, num_renders: int, num_heldout: int, size: int, heldout_size: int, seed: int = 0,
-                      progress: bool = True, hand_style: str = "simple", two_hands: float = 0.0
-                      ) -> tuple[list[ProbeData], list[ProbeData], dict]:
+                      progress: bool = True, hand_style: str = "simple", two_hands: float = 0.0,
+                      visibility: bool = False) -> tuple[list[ProbeData], list[ProbeData], dict]:
     """Training and held-out renders for each embodiment, and a record of how they were made (for the probe).
+
+    ``visibility`` also flags which joints of the training renders the camera sees (held-out renders always
+    carry the flags), for a loss that weighs hidden joints differently.
 
     With ``two_hands`` > 0 that fraction of the training scenes also holds each hand's mirror twin; the held-out
     set stays one-hand, comparable with earlier probes (:func:`render_two_hand_heldout` makes the two-hand one).
@@ -180,7 +183,7 @@ def render_probe_sets(embodiments, num_renders: int, num_heldout: int, size: int
 
     t0 = time.perf_counter()
     train = [render_probe_data(e, num_renders, size, seed=seed, progress=progress, hand_style=hand_style,
-                               two_hands=two_hands) for e in embodiments]
+                               two_hands=two_hands, visibility=visibility) for e in embodiments]
     held = [render_heldout(e, num_heldout, heldout_size, seed + HELDOUT_SEED_OFFSET, progress, hand_style)
             for e in embodiments]
     info = {"heldout_seed": int(seed + HELDOUT_SEED_OFFSET), "heldout_renders_per_scene": HELDOUT_RENDERS_PER_SCENE,

@@ -23,7 +23,12 @@ from worldmodel.evaluation.probe import (  # noqa: E402
     load_probe,
     soft_argmax,
 )
-from worldmodel.evaluation.probe_training import evaluate_probe, train_probe  # noqa: E402
+from worldmodel.evaluation.probe_training import (  # noqa: E402
+    draw_probabilities,
+    evaluate_probe,
+    probe_loss,
+    train_probe,
+)
 
 FRESH_SEED = 424_242  # neither the training (0) nor the recorded held-out seed (1_000_003)
 
@@ -290,6 +295,71 @@ def test_tiny_probe_trains_saves_and_loads(tmp_path):
                     progress=False, eval_sizes=(32,), init=loaded)
 
 
+def test_hidden_joints_count_hidden_weight_times_in_the_coordinate_loss():
+    """The weighted loss is the weighted mean of each joint's own loss (each from a call scoring that joint alone):
+    (Σ_seen e + w·Σ_hidden e) / (n_seen + w·n_hidden), for the L1 and the Gaussian terms; the reported pixel error
+    stays the plain mean."""
+    torch.manual_seed(0)
+    model = KeypointProbe(embodiments=["dex3_right"], size=32, widths=(8, 8, 16, 16), head_stride=2).eval()
+    B, J = 2, NUM_HAND_JOINTS
+    images = torch.rand(B, 3, 32, 32)
+    uv = torch.rand(B, J, 2) * 32
+    valid = torch.zeros(B, J, dtype=torch.bool)
+    valid[0, [0, 3, 5]] = True
+    valid[1, [1, 3]] = True
+    hidden = torch.zeros(B, J, dtype=torch.bool)
+    hidden[0, 3] = hidden[1, 1] = True
+    hidden[1, 7] = True  # not valid: carries no weight
+    emb, present = torch.zeros(B, dtype=torch.long), torch.ones(B, J, dtype=torch.bool)
+    one = {}
+    for b, j in valid.nonzero().tolist():
+        alone = torch.zeros_like(valid)
+        alone[b, j] = True
+        with torch.no_grad():
+            one[(b, j)] = probe_loss(model, images, uv, alone, emb, present)[1]
+    w = {k: 3.0 if hidden[k].item() else 1.0 for k in one}
+    with torch.no_grad():
+        _, plain = probe_loss(model, images, uv, valid, emb, present)
+        _, same = probe_loss(model, images, uv, valid, emb, present, hidden, 1.0)
+        _, heavy = probe_loss(model, images, uv, valid, emb, present, hidden, 3.0)
+    for term in ("l1", "ce"):
+        expect = sum(w[k] * one[k][term] for k in one) / sum(w.values())
+        assert heavy[term] == pytest.approx(expect, rel=1e-5)
+        assert same[term] == pytest.approx(plain[term], rel=1e-6)
+        assert plain[term] == pytest.approx(np.mean([one[k][term] for k in one]), rel=1e-5)
+    assert heavy["px"] == pytest.approx(plain["px"], rel=1e-6)
+
+
+def test_sample_weights_draw_each_hand_in_proportion():
+    # 100 and 300 renders weighted 1 : 3 -> a quarter of the draws from the first hand, 1/400 per render of it
+    p = draw_probabilities([100, 300], [1.0, 3.0])
+    assert p.shape == (400,) and float(p.sum()) == pytest.approx(1.0)
+    assert float(p[:100].sum()) == pytest.approx(0.25) and float(p[0]) == pytest.approx(0.0025)
+    assert float(p[100:].sum()) == pytest.approx(0.75) and float(p[399]) == pytest.approx(0.0025)
+    # weights 1 : 1 over unequal sets: each hand half the draws, not in proportion to its renders
+    q = draw_probabilities([10, 30], [1.0, 1.0])
+    assert float(q[:10].sum()) == pytest.approx(0.5) and float(q[10]) == pytest.approx(0.5 / 30)
+
+
+def test_training_with_hidden_weight_and_sample_weights_records_them():
+    from sim_bridge.probe_renders import render_probe_sets
+
+    train, held, info = render_probe_sets(["dex3_right", "inspire_right"], 8, 2, 32, 32, seed=3, progress=False,
+                                          visibility=True)
+    assert all(d.visible is not None and not (d.visible & ~d.valid).any() for d in train)
+    report = train_probe(train, held, size=32, steps=2, seed=3, batch_size=4, widths=(8, 8, 16, 16),
+                         progress=False, eval_sizes=(32,), data_info=info, hidden_weight=2.0,
+                         sample_weights=[1.5, 1.0])
+    ti = report.model.config.train_info
+    assert ti["hidden_weight"] == 2.0 and ti["sample_weights"] == {"dex3_right": 1.5, "inspire_right": 1.0}
+    plain, _, _ = render_probe_sets(["dex3_right"], 4, 2, 32, 32, seed=3, progress=False)
+    assert plain[0].visible is None
+    with pytest.raises(ValueError, match="visibility flags"):
+        train_probe(plain, held[:1], size=32, steps=1, progress=False, eval_sizes=(32,), hidden_weight=2.0)
+    with pytest.raises(ValueError, match="one positive weight per embodiment"):
+        train_probe(train, held, size=32, steps=1, progress=False, eval_sizes=(32,), sample_weights=[1.0])
+
+
 def test_mirror_twins_and_what_a_probe_reads(shipped):
     assert mirror_twin("inspire_left") == "inspire_right" and mirror_twin("dex3_right") == "dex3_left"
     assert mirror_twin("mano_right") == "mano_left" and mirror_twin("no_such_hand_left") is None
@@ -411,3 +481,11 @@ def test_cli_train_probe(tmp_path, capsys):
                  "--out", str(tmp_path / "p2")]) == 1
     err = capsys.readouterr().err
     assert f"--init {out}" in err and "Traceback" not in err and not (tmp_path / "p2").exists()
+    # a --sample-weight for a hand not trained, or not a positive number, is refused in one line before rendering
+    for bad, says in (("inspire_right=2", "inspire_right is not one of the --embodiment hands (dex3_right)"),
+                      ("dex3_right=0", "expected EMBODIMENT=W"), ("dex3_right", "expected EMBODIMENT=W")):
+        assert main(["train-probe", "--embodiment", "dex3_right", "--sample-weight", bad,
+                     "--out", str(tmp_path / "p5")]) == 1
+        err = capsys.readouterr().err
+        assert f"--sample-weight {bad}: {says}" in err and "Traceback" not in err
+    assert not (tmp_path / "p5").exists()

@@ -35,6 +35,12 @@ def register(subparsers) -> None:
                    help="fraction of training scenes that also hold each hand's mirror twin as a distractor, so the "
                         "probe reads one hand of a pair (default 0: one-hand frames only); adds a two-hand held-out "
                         "set")
+    p.add_argument("--hidden-weight", type=at.positive_float, default=1.0,
+                   help="weight of the coordinate loss on joints the camera does not see (default 1: all alike); "
+                        "other than 1, training renders also get visibility flags (depth + segmentation)")
+    p.add_argument("--sample-weight", action="append", default=[], metavar="EMBODIMENT=W",
+                   help="draw this embodiment's renders W times as often as one of weight 1 (default 1 each); "
+                        "repeat per embodiment, e.g. --sample-weight dex3_right=1.5")
     p.add_argument("--steps", type=at.positive_int, default=2500, help="optimisation steps (default 2500)")
     p.add_argument("--batch-size", type=at.positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--lr", type=at.positive_float, default=3e-3, help="peak learning rate (default 3e-3)")
@@ -75,10 +81,12 @@ def run_train(args: argparse.Namespace) -> int:
         if args.widths is not None and list(args.widths) != list(init.config.widths):
             raise ValueError(f"--widths {','.join(map(str, args.widths))}: --init {args.init} has widths "
                              f"{','.join(map(str, init.config.widths))}; leave --widths out to continue it")
+    sample_weights = _sample_weights(args.sample_weight, args.embodiment)
     eval_sizes = eval_sizes_for(args.size)
     train, heldout, info = render_probe_sets(args.embodiment, args.renders, args.heldout, args.size, max(eval_sizes),
                                              seed=args.seed, progress=not args.no_progress,
-                                             hand_style=args.hand_style, two_hands=args.two_hands)
+                                             hand_style=args.hand_style, two_hands=args.two_hands,
+                                             visibility=args.hidden_weight != 1.0)
     pairs = None
     if args.two_hands > 0:
         pairs = render_two_hand_heldout(args.embodiment, args.heldout, args.size, seed=args.seed,
@@ -86,7 +94,8 @@ def run_train(args: argparse.Namespace) -> int:
     report = train_probe(train, heldout, size=args.size, steps=args.steps, out_dir=args.out, seed=args.seed,
                          batch_size=args.batch_size, lr=args.lr, progress=not args.no_progress,
                          eval_sizes=eval_sizes, data_info=info, head_stride=args.head_stride, init=init,
-                         widths=args.widths or DEFAULT_WIDTHS, heldout_two_hands=pairs)
+                         widths=args.widths or DEFAULT_WIDTHS, heldout_two_hands=pairs,
+                         hidden_weight=args.hidden_weight, sample_weights=sample_weights)
     _print_probe_table(report.heldout, report.size)
     for emb, m in (report.model.config.train_info.get("two_hand_heldout") or {}).items():
         print(f"{emb} beside its mirror twin (two-hand held-out renders, {report.size}²): {m['mean_px']:.2f} px, "
@@ -94,6 +103,33 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"{report.num_parameters:,} parameters; rendering {report.render_seconds:.0f} s, training "
           f"{report.train_seconds:.0f} s; loss {report.loss_first:.3f} → {report.loss_last:.3f}; saved to {args.out}")
     return 0
+
+
+def _sample_weights(items: list[str], embodiments: list[str]) -> list[float] | None:
+    """``--sample-weight NAME=W`` entries as one weight per ``--embodiment`` (1 where not given), or None."""
+    if not items:
+        return None
+    from embodiments import get
+
+    names = [get(e).name for e in embodiments]
+    weights = dict.fromkeys(names, 1.0)
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            w = float(value) if sep else float("nan")
+        except ValueError:
+            w = float("nan")
+        if not w > 0 or w == float("inf"):
+            raise ValueError(f"--sample-weight {item}: expected EMBODIMENT=W with W a positive number")
+        try:
+            key = get(name).name
+        except KeyError:
+            key = name
+        if key not in weights:
+            raise ValueError(f"--sample-weight {item}: {name} is not one of the --embodiment hands "
+                             f"({', '.join(names)})")
+        weights[key] = w
+    return [weights[n] for n in names]
 
 
 def _print_probe_table(heldout: dict, size: int) -> None:

@@ -95,9 +95,14 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def probe_loss(model: KeypointProbe, images: torch.Tensor, uv: torch.Tensor, valid: torch.Tensor,
-               emb_index: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, dict]:
+               emb_index: torch.Tensor, present: torch.Tensor, hidden: torch.Tensor | None = None,
+               hidden_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
     """Loss of a batch. images (B, 3, S, S); uv (B, 21, 2) working pixels; valid (B, 21); emb_index (B,);
-    present (B, 21): the slot exists on that sample's hand (visibility is trained on those)."""
+    present (B, 21): the slot exists on that sample's hand (visibility is trained on those).
+
+    ``hidden`` (B, 21) marks valid joints something hides from the camera; their coordinate terms count
+    ``hidden_weight`` times (the mean over weights stays the loss), since hidden joints carry most of the error.
+    """
     heat_all, vis_all = model(images)
     B = images.shape[0]
     J = NUM_HAND_JOINTS
@@ -109,8 +114,10 @@ def probe_loss(model: KeypointProbe, images: torch.Tensor, uv: torch.Tensor, val
     uv = torch.where(valid[..., None], uv, torch.zeros_like(uv))  # labels of invalid joints carry no meaning
     m = valid.float()
     n = m.sum().clamp_min(1.0)
-    l1 = ((pred - uv).abs().sum(-1) / s * m).sum() / n
-    ce = (_gaussian_ce(heat, uv, s) * m).sum() / n
+    w = m if hidden is None else m * (1.0 + (hidden_weight - 1.0) * (hidden & valid).float())
+    nw = w.sum().clamp_min(1e-6)
+    l1 = ((pred - uv).abs().sum(-1) / s * w).sum() / nw
+    ce = (_gaussian_ce(heat, uv, s) * w).sum() / nw
     pm = present.float()
     bce = (F.binary_cross_entropy_with_logits(vis, m, reduction="none") * pm).sum() / pm.sum().clamp_min(1.0)
     loss = l1 + 0.5 * ce + 0.2 * bce
@@ -170,6 +177,14 @@ def _error_split(err: np.ndarray, valid: np.ndarray, seen: np.ndarray | None) ->
     return out
 
 
+def draw_probabilities(counts: Sequence[int], weights: Sequence[float]) -> torch.Tensor:
+    """Probability of drawing each render (N = sum(counts),) when embodiment i (``counts[i]`` renders) is drawn
+    in proportion to ``weights[i]``, its renders alike."""
+    total = float(sum(weights))
+    return torch.cat([torch.full((n,), w / total / n, dtype=torch.float64)
+                      for n, w in zip(counts, weights, strict=True)])
+
+
 def init_mismatch(init: KeypointProbe, embodiments: Sequence[str], size: int) -> str | None:
     """Why ``init`` cannot be continued on renders of ``embodiments`` (registry names, in order) at ``size``,
     or None when it can."""
@@ -184,7 +199,8 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
                 widths: tuple[int, ...] = DEFAULT_WIDTHS, progress: bool = True,
                 eval_sizes: tuple[int, ...] | None = None, data_info: dict | None = None,
                 head_stride: int = 4, init: KeypointProbe | None = None,
-                heldout_two_hands: Sequence | None = None) -> ProbeReport:
+                heldout_two_hands: Sequence | None = None, hidden_weight: float = 1.0,
+                sample_weights: Sequence[float] | None = None) -> ProbeReport:
     """Train and evaluate a keypoint probe on labelled renders; save it to ``out_dir`` (weights, config, accuracy).
 
     Args:
@@ -201,6 +217,10 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
         heldout_two_hands: optional held-out renders with each hand's mirror twin beside it
             (``sim_bridge.probe_renders.render_two_hand_heldout``); their accuracy at the working size is recorded
             as ``train_info["two_hand_heldout"]``.
+        hidden_weight: weight of the coordinate loss on joints the camera does not see (1: every joint alike);
+            other than 1 it needs training renders with ``visible`` flags (``render_probe_data(visibility=True)``).
+        sample_weights: how often each embodiment's renders are drawn, relative, one per entry of ``train``
+            (default: every render alike), e.g. to give a hand with fewer joints or a harder one more steps.
     """
     from tqdm.auto import tqdm
 
@@ -213,6 +233,14 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
         raise ValueError("heldout must hold renders of the same embodiments as train, in the same order")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}")
+    if not hidden_weight > 0:
+        raise ValueError(f"hidden_weight must be > 0, got {hidden_weight}")
+    if hidden_weight != 1.0 and any(d.visible is None for d in train):
+        raise ValueError("hidden_weight needs training renders with visibility flags (render_probe_data("
+                         "visibility=True))")
+    if sample_weights is not None and (len(sample_weights) != len(train) or not all(w > 0 for w in sample_weights)):
+        raise ValueError(f"sample_weights must hold one positive weight per embodiment ({len(train)}), "
+                         f"got {list(sample_weights)}")
     eval_sizes = tuple(sorted(set(eval_sizes or eval_sizes_for(size))))
     held = heldout
 
@@ -228,6 +256,11 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
     uv = torch.from_numpy(np.concatenate([d.uv for d in train]))
     valid = torch.from_numpy(np.concatenate([d.valid for d in train]))
     emb_index = torch.cat([torch.full((len(d.images),), i) for i, d in enumerate(train)])
+    hidden = None
+    if hidden_weight != 1.0:
+        hidden = torch.from_numpy(np.concatenate([d.valid & ~np.asarray(d.visible, bool) for d in train]))
+    # None draws uniformly, as probes did before sample_weights (same stream, same batches)
+    draw = None if sample_weights is None else draw_probabilities([len(d.images) for d in train], sample_weights)
     present_hand = torch.stack([torch.from_numpy(get(e).slot_mask[side_offset(get(e).side):][:NUM_HAND_JOINTS].copy())
                                 for e in embodiments])
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -238,9 +271,13 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
     model.train()
     bar = tqdm(range(steps), desc="train probe", unit="step", disable=not progress)
     for step in bar:
-        idx = torch.randint(len(images), (batch_size,), generator=gen)
+        if draw is None:
+            idx = torch.randint(len(images), (batch_size,), generator=gen)
+        else:
+            idx = torch.multinomial(draw, batch_size, replacement=True, generator=gen)
         x = augment(images[idx].permute(0, 3, 1, 2).float() / 255.0, gen)
-        loss, parts = probe_loss(model, x, uv[idx], valid[idx], emb_index[idx], present_hand[emb_index[idx]])
+        loss, parts = probe_loss(model, x, uv[idx], valid[idx], emb_index[idx], present_hand[emb_index[idx]],
+                                 None if hidden is None else hidden[idx], hidden_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -256,6 +293,9 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
     num_renders = len(train[0].images)
     info = {"num_renders": int(num_renders), "num_heldout": int(len(held[0].images)), "steps": int(steps),
             "batch_size": int(batch_size), "lr": float(lr), "seed": int(seed), **(data_info or {}),
+            **({"hidden_weight": float(hidden_weight)} if hidden_weight != 1.0 else {}),
+            **({"sample_weights": dict(zip(embodiments, map(float, sample_weights), strict=True))}
+               if sample_weights else {}),
             **({"init": dict(init.config.train_info or {})} if init is not None else {}),
             "train_seconds": round(train_seconds, 1)}
     if heldout_two_hands:
