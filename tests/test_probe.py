@@ -360,6 +360,41 @@ def test_training_with_hidden_weight_and_sample_weights_records_them():
         train_probe(train, held, size=32, steps=1, progress=False, eval_sizes=(32,), sample_weights=[1.0])
 
 
+def test_a_killed_probe_run_resumes_to_the_same_probe(tmp_path, monkeypatch):
+    """Killed after its 4th step with a state saved every 2 steps, the run resumes at step 4 and ends with exactly
+    the weights and losses of the run that was never interrupted; the state file goes once the probe is saved."""
+    import worldmodel.evaluation.probe_training as pt
+
+    train = [render_probe_data("dex3_right", 24, 32, seed=3, progress=False, visibility=True)]
+    held = [render_heldout("dex3_right", 4, 32, seed=5, progress=False)]
+    kw = dict(size=32, steps=6, seed=3, batch_size=4, widths=(8, 8, 16, 16), progress=False, eval_sizes=(32,),
+              hidden_weight=2.0)
+    whole = train_probe(train, held, out_dir=tmp_path / "whole", **kw)
+    calls, real_loss = [], pt.probe_loss
+
+    def killed_at_step_5(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(pt, "probe_loss", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train_probe(train, held, out_dir=tmp_path / "run", save_every=2, **kw)
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["train_state.pt"]
+    with pytest.raises(ValueError, match=r"another run's: lr 0.003 \(now 0.001\)"):
+        train_probe(train, held, out_dir=tmp_path / "run", resume=True, **{**kw, "lr": 1e-3})
+    resumed = train_probe(train, held, out_dir=tmp_path / "run", save_every=2, resume=True, **kw)
+    assert resumed.model.config.train_info["resumed_at_step"] == 4
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert (resumed.loss_first, resumed.loss_last, resumed.log) == (whole.loss_first, whole.loss_last, whole.log)
+    assert not (tmp_path / "run" / "train_state.pt").exists() and (tmp_path / "run" / "accuracy.json").exists()
+    with pytest.raises(FileNotFoundError, match="no train_state.pt"):
+        train_probe(train, held, out_dir=tmp_path / "run", resume=True, **kw)
+
+
 def test_mirror_twins_and_what_a_probe_reads(shipped):
     assert mirror_twin("inspire_left") == "inspire_right" and mirror_twin("dex3_right") == "dex3_left"
     assert mirror_twin("mano_right") == "mano_left" and mirror_twin("no_such_hand_left") is None
@@ -489,3 +524,21 @@ def test_cli_train_probe(tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"--sample-weight {bad}: {says}" in err and "Traceback" not in err
     assert not (tmp_path / "p5").exists()
+    # an interrupted run in --out: refused without --resume, and with --resume under other options, before rendering
+    from worldmodel.evaluation.probe_resume import save_train_state
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert main(["train-probe", "--embodiment", "dex3_right", "--resume", "--out", str(run)]) == 1
+    assert f"--resume: no interrupted run in --out {run} (no train_state.pt)" in capsys.readouterr().err
+    save_train_state(run, {"fingerprint": {"embodiments": ["dex3_right"], "steps": 2500, "lr": 3e-3, "seed": 0},
+                           "step": 1000, "model": {}})
+    assert main(["train-probe", "--embodiment", "dex3_right", "--out", str(run)]) == 1
+    assert "holds an interrupted run's train_state.pt (step 1000 of 2500): add --resume" in capsys.readouterr().err
+    assert main(["train-probe", "--embodiment", "dex3_right", "--resume", "--seed", "7", "--out", str(run)]) == 1
+    assert "was started with seed 0 (now 7)" in capsys.readouterr().err
+    (run / "train_state.pt").write_bytes(b"not a state")
+    assert main(["train-probe", "--embodiment", "dex3_right", "--resume", "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "not a readable probe training state" in err and "Traceback" not in err
+    assert sorted(p.name for p in run.iterdir()) == ["train_state.pt"]

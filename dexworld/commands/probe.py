@@ -49,6 +49,12 @@ def register(subparsers) -> None:
                    help="continue from this trained probe folder (its widths and head stride; same embodiments and "
                         "size) with a new learning-rate cycle of --steps")
     p.add_argument("--out", type=Path, required=True, help="output folder (weights, config.json, accuracy.json)")
+    p.add_argument("--save-every", type=at.int_range(0), default=500,
+                   help="save the training state to OUT/train_state.pt every this many steps, so a killed run can "
+                        "--resume (default 500; 0: never); removed once the probe is saved")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out (same command otherwise): renders again from the "
+                        "seed, then trains from its last saved step")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_train)
 
@@ -82,6 +88,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise ValueError(f"--widths {','.join(map(str, args.widths))}: --init {args.init} has widths "
                              f"{','.join(map(str, init.config.widths))}; leave --widths out to continue it")
     sample_weights = _sample_weights(args.sample_weight, args.embodiment)
+    _check_resume(args, sample_weights)
     eval_sizes = eval_sizes_for(args.size)
     train, heldout, info = render_probe_sets(args.embodiment, args.renders, args.heldout, args.size, max(eval_sizes),
                                              seed=args.seed, progress=not args.no_progress,
@@ -95,7 +102,8 @@ def run_train(args: argparse.Namespace) -> int:
                          batch_size=args.batch_size, lr=args.lr, progress=not args.no_progress,
                          eval_sizes=eval_sizes, data_info=info, head_stride=args.head_stride, init=init,
                          widths=args.widths or DEFAULT_WIDTHS, heldout_two_hands=pairs,
-                         hidden_weight=args.hidden_weight, sample_weights=sample_weights)
+                         hidden_weight=args.hidden_weight, sample_weights=sample_weights,
+                         save_every=args.save_every, resume=args.resume)
     _print_probe_table(report.heldout, report.size)
     for emb, m in (report.model.config.train_info.get("two_hand_heldout") or {}).items():
         print(f"{emb} beside its mirror twin (two-hand held-out renders, {report.size}²): {m['mean_px']:.2f} px, "
@@ -103,6 +111,34 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"{report.num_parameters:,} parameters; rendering {report.render_seconds:.0f} s, training "
           f"{report.train_seconds:.0f} s; loss {report.loss_first:.3f} → {report.loss_last:.3f}; saved to {args.out}")
     return 0
+
+
+def _check_resume(args: argparse.Namespace, sample_weights: list[float] | None) -> None:
+    """Before any rendering: --out holds an interrupted run exactly when --resume is given, and it is this run."""
+    from embodiments import get
+    from worldmodel.evaluation.probe_resume import (
+        TRAIN_STATE_FILE,
+        read_train_state,
+        resume_mismatch,
+        train_fingerprint,
+    )
+
+    state = read_train_state(args.out) if args.out.is_dir() else None
+    if state is None:
+        if args.resume:
+            raise ValueError(f"--resume: no interrupted run in --out {args.out} (no {TRAIN_STATE_FILE})")
+        return
+    done = f"step {state['step']} of {state['fingerprint'].get('steps')}"
+    if not args.resume:
+        raise ValueError(f"--out {args.out} holds an interrupted run's {TRAIN_STATE_FILE} ({done}): add --resume "
+                         "to continue it, or choose another --out")
+    now = train_fingerprint([get(e).name for e in args.embodiment], args.size, args.renders, args.steps,
+                            args.batch_size, args.lr, args.seed, args.hidden_weight, sample_weights,
+                            args.hand_style, args.two_hands)
+    if (bad := resume_mismatch(state, now)) is not None:
+        raise ValueError(f"--resume: the run in --out {args.out} ({done}) was started with {bad}; give the same "
+                         "options to continue it")
+    print(f"resuming the run in {args.out} at {done}")
 
 
 def _sample_weights(items: list[str], embodiments: list[str]) -> list[float] | None:

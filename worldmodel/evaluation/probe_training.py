@@ -32,6 +32,13 @@ from worldmodel.evaluation.probe import (
     frames_to_tensor,
     soft_argmax,
 )
+from worldmodel.evaluation.probe_resume import (
+    TRAIN_STATE_FILE,
+    read_train_state,
+    resume_mismatch,
+    save_train_state,
+    train_fingerprint,
+)
 
 
 @dataclasses.dataclass
@@ -200,7 +207,8 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
                 eval_sizes: tuple[int, ...] | None = None, data_info: dict | None = None,
                 head_stride: int = 4, init: KeypointProbe | None = None,
                 heldout_two_hands: Sequence | None = None, hidden_weight: float = 1.0,
-                sample_weights: Sequence[float] | None = None) -> ProbeReport:
+                sample_weights: Sequence[float] | None = None, save_every: int = 0,
+                resume: bool = False) -> ProbeReport:
     """Train and evaluate a keypoint probe on labelled renders; save it to ``out_dir`` (weights, config, accuracy).
 
     Args:
@@ -221,6 +229,10 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
             other than 1 it needs training renders with ``visible`` flags (``render_probe_data(visibility=True)``).
         sample_weights: how often each embodiment's renders are drawn, relative, one per entry of ``train``
             (default: every render alike), e.g. to give a hand with fewer joints or a harder one more steps.
+        save_every: with ``out_dir``, save the training state there every this many steps (0: never), so a killed
+            run can continue (:mod:`~worldmodel.evaluation.probe_resume`); removed once the probe is saved.
+        resume: continue the interrupted run whose state is in ``out_dir`` (same renders and settings; refused
+            otherwise) instead of starting at step 0; the result is the probe the uninterrupted run would give.
     """
     from tqdm.auto import tqdm
 
@@ -248,6 +260,16 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
         if (bad := init_mismatch(init, embodiments, size)) is not None:
             raise ValueError(f"init {bad}")
         widths, head_stride = tuple(init.config.widths), int(init.config.head_stride)
+    fingerprint = train_fingerprint(
+        embodiments, size, len(train[0].images), steps, batch_size, lr, seed, hidden_weight, sample_weights,
+        (data_info or {}).get("hand_style"), (data_info or {}).get("two_hand_renders", 0.0), widths=tuple(widths),
+        head_stride=int(head_stride))
+    state = None
+    if resume:
+        if out_dir is None or (state := read_train_state(out_dir)) is None:
+            raise FileNotFoundError(f"resume: no {TRAIN_STATE_FILE} of an interrupted run in {out_dir}")
+        if (bad := resume_mismatch(state, fingerprint)) is not None:
+            raise ValueError(f"resume: {Path(out_dir) / TRAIN_STATE_FILE} is another run's: {bad}")
     torch.manual_seed(seed)
     model = KeypointProbe(embodiments=embodiments, size=size, widths=tuple(widths), head_stride=head_stride)
     if init is not None:
@@ -266,10 +288,18 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     gen = torch.Generator().manual_seed(seed)
-    log, losses = [], []
+    log, losses, start, seconds_before = [], [], 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        log, losses, start = list(state["log"]), list(state["losses"]), int(state["step"])
+        seconds_before = float(state["train_seconds"])
     t1 = time.perf_counter()
     model.train()
-    bar = tqdm(range(steps), desc="train probe", unit="step", disable=not progress)
+    bar = tqdm(range(start, steps), desc="train probe", unit="step", disable=not progress, initial=start,
+               total=steps)
     for step in bar:
         if draw is None:
             idx = torch.randint(len(images), (batch_size,), generator=gen)
@@ -286,8 +316,13 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
         if step % 50 == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{parts['loss']:.3f}", px=f"{parts['px']:.2f}")
             log.append({"step": step, **{k: round(v, 4) for k, v in parts.items()}})
+        if out_dir is not None and save_every > 0 and (step + 1) % save_every == 0 and step + 1 < steps:
+            save_train_state(out_dir, {
+                "fingerprint": fingerprint, "step": step + 1, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                "losses": losses, "log": log, "train_seconds": seconds_before + time.perf_counter() - t1})
     bar.close()
-    train_seconds = time.perf_counter() - t1
+    train_seconds = seconds_before + time.perf_counter() - t1
     model.eval()
     heldout = {d.embodiment: evaluate_probe(model, d, eval_sizes) for d in held}
     num_renders = len(train[0].images)
@@ -297,7 +332,7 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
             **({"sample_weights": dict(zip(embodiments, map(float, sample_weights), strict=True))}
                if sample_weights else {}),
             **({"init": dict(init.config.train_info or {})} if init is not None else {}),
-            "train_seconds": round(train_seconds, 1)}
+            **({"resumed_at_step": int(start)} if start else {}), "train_seconds": round(train_seconds, 1)}
     if heldout_two_hands:
         info["two_hand_heldout"] = {d.embodiment: evaluate_probe(model, d, (size,))[str(size)]
                                     for d in heldout_two_hands}
@@ -310,6 +345,7 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
                          num_parameters=sum(p.numel() for p in model.parameters()), log=log, model=model)
     if out_dir is not None:
         report.out_dir = str(save_probe(model, out_dir, report))
+        (Path(out_dir) / TRAIN_STATE_FILE).unlink(missing_ok=True)  # the finished probe supersedes it
     return report
 
 
