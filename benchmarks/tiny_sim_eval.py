@@ -12,6 +12,10 @@ simulated renders and on their VAE reconstructions: what the probe reads from th
 
     .venv/bin/python benchmarks/tiny_sim_eval.py --data outputs/tiny_sim/data/heldout --out outputs/tiny_sim/eval
     .venv/bin/python benchmarks/tiny_sim_eval.py --vae-only --vae outputs/vae_decoder/vae --out outputs/vae_check
+    .venv/bin/python benchmarks/tiny_sim_eval.py --data ... --videos outputs/w2_videos --probe NEW_PROBE --out ...
+
+``--videos DIR`` keeps the generated videos (one folder per checkpoint, seed and step count) and reuses them, so
+scoring the same videos with another probe takes a minute instead of generating them again.
 
 Prints a table and the ratios control-on / control-off (baseline: control off); writes ``metrics.json``.
 """
@@ -62,10 +66,42 @@ def same_encoder(a, b) -> bool:
             and list(a.config.latents_std or []) == list(b.config.latents_std or []))
 
 
+def kept_video(video_dir: Path | None, clip_path, name: str, make) -> np.ndarray:
+    """``make()``, or the copy of it kept in ``video_dir`` (written there the first time) when a folder is given."""
+    if video_dir is None:
+        return make()
+    path = Path(video_dir) / f"{Path(clip_path).stem}-{name}.npy"
+    if path.is_file():
+        return np.load(path)
+    video = make()
+    from embodiments.io_utils import atomic_path
+
+    with atomic_path(path) as tmp:
+        np.save(tmp, video)
+    return video
+
+
+def check_video_dir(video_dir: Path, made_by: dict) -> None:
+    """Refuse a ``--videos`` folder whose kept videos came from another checkpoint, seed or step count."""
+    from embodiments.io_utils import atomic_path, read_json
+
+    record = video_dir / "videos.json"
+    if record.is_file():
+        before = read_json(record, "--videos record")
+        if before != made_by:
+            raise SystemExit(f"--videos {video_dir}: its videos were made by {before}, not {made_by}; give another "
+                             "folder")
+        return
+    video_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(record) as tmp:
+        tmp.write_text(json.dumps(made_by))
+
+
 def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = None, progress: bool = True,
-                   videos: bool = True) -> dict:
+                   videos: bool = True, video_dir: Path | None = None) -> dict:
     """Per-clip and mean metrics for control on / off and the VAE reconstruction (``videos=False``: only the VAE
-    figures, a check of a VAE in minutes, before a video model is trained on it)."""
+    figures, a check of a VAE in minutes, before a video model is trained on it). ``video_dir``: keep the generated
+    videos there and reuse those already kept (see :func:`kept_video`)."""
     from tqdm.auto import tqdm
 
     from embodiments.clip import read_clip
@@ -88,7 +124,7 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
             for key, frames in (("vae_joint_error_px", recon), ("render_joint_error_px", clip.frames)):
                 row[key] = keypoint_error(probe, frames, clip.joints, frames_scored=slice(1, None))["mean_px"]
         for name, joints in (("on", clip.joints), ("off", control_off(clip.joints))) if videos else ():
-            video = generate(pipe, clip, joints, seed, steps)
+            video = kept_video(video_dir, path, name, lambda c=clip, j=joints: generate(pipe, c, j, seed, steps))
             rep = evaluate(video, clip, probe=probe, exclude_first=True).to_dict()
             hand = rep["hand_psnr"]  # frames 1…T−1 (exclude_first), evaluate's hand region
             row[name] = {"psnr": rep["psnr"], "ssim": rep["ssim"], "frame0_psnr": rep["frame0_psnr"],
@@ -221,6 +257,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many clips")
+    ap.add_argument("--videos", type=Path, default=None,
+                    help="keep the generated videos in this folder and reuse the ones kept there (one folder per "
+                         "checkpoint, seed and steps): re-scoring with another --probe then generates nothing")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--plot-run", default=None, help="also plot this run folder's loss curves")
     ap.add_argument("--plot-out", default="docs/tiny_sim_training.png")
@@ -265,8 +304,13 @@ def main(argv=None) -> int:
         except FileNotFoundError as e:
             print(f"note: {e}; reporting the hand-region proxy only")
     paths = find_clips(args.data)[: args.limit]
+    if args.videos is not None and not args.vae_only:
+        check_video_dir(args.videos, {"checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint
+                                      else "shipped tiny-sim", "vae": args.vae, "seed": args.seed,
+                                      "steps": args.steps})
     t0 = time.perf_counter()
-    result = evaluate_clips(pipe, paths, probe=probe, seed=args.seed, steps=args.steps, videos=not args.vae_only)
+    result = evaluate_clips(pipe, paths, probe=probe, seed=args.seed, steps=args.steps, videos=not args.vae_only,
+                            video_dir=None if args.vae_only else args.videos)
     result["summary"]["seconds"] = round(time.perf_counter() - t0, 1)
     result["summary"]["checkpoint"] = args.checkpoint or "shipped tiny-sim"
     result["summary"]["vae"] = args.vae or "the checkpoint's"
