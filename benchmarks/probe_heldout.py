@@ -6,7 +6,8 @@ stage shares, the mixed hand style) and prints each probe's mean error at 128² 
 The first probe is the baseline of the printed ratio. ``--embodiment`` scores other hands than the ones the first
 probe was trained for, e.g. the left hands, which a probe trained on right hands reads through their mirror twins.
 ``--per-joint`` adds each joint's error, how often the render hides it and the error when hidden or seen, which is
-where the mean comes from (hidden fingertips, above all the Dex3 thumb tip).
+where the mean comes from (hidden fingertips, above all the Dex3 thumb tip). ``--by-occluder`` groups the joints
+by what hides them (own palm, own finger, object, environment) with each group's share of the mean.
 
     MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \\
         --probe outputs/probe4/probe --seed 1000003 --seed 1000004 --seed 1000005
@@ -14,6 +15,8 @@ where the mean comes from (hidden fingertips, above all the Dex3 thumb tip).
         --embodiment inspire_left --embodiment dex3_left --seed 1000003 --seed 1000004 --seed 1000005
     MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \\
         --seed 1000005 --per-joint
+    MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \
+        --seed 1000003 --seed 1000004 --seed 1000005 --seed 1000006 --seed 1000007 --by-occluder
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 
 from sim_bridge.probe_renders import render_heldout
+from sim_bridge.visibility import OCCLUDER_NAMES
 from worldmodel.evaluation.probe import load_probe
 from worldmodel.evaluation.probe_training import evaluate_probe
 
@@ -33,6 +37,9 @@ def main() -> None:
     ap.add_argument("--embodiment", action="append",
                     help="hand to score (repeatable; default: the ones the first probe was trained for)")
     ap.add_argument("--per-joint", action="store_true", help="also print each joint's error, visible and hidden")
+    ap.add_argument("--by-occluder", action="store_true",
+                    help="also print the error by what hides the joint (own palm, own finger, object, ...) and how "
+                         "much of the mean each group makes")
     a = ap.parse_args()
     probes = [(p, load_probe(p)) for p in a.probe]
     names = a.embodiment or list(probes[0][1].config.embodiments)
@@ -48,11 +55,14 @@ def main() -> None:
             base = None
             print(f"seed {seed}, {name}: {int(data.valid.sum())} joints")
             for path, probe in probes:
-                r = evaluate_probe(probe, data, (size,), per_joint=a.per_joint)[str(size)]
+                r = evaluate_probe(probe, data, (size,), per_joint=a.per_joint, by_occluder=a.by_occluder)[str(size)]
                 base = base or r["mean_px"]
                 print(f"  {path:<40} all {r['mean_px']:.3f} px  visible {r['visible_mean_px']:.3f}  "
                       f"hidden {r['occluded_mean_px']:.3f}  PCK@5px {r['pck@5px']:.3f}  "
                       f"ratio {r['mean_px'] / base:.3f}")
+                for code, g in r.get("by_occluder", {}).items():
+                    print(f"    {OCCLUDER_NAMES[code]:<12} {g['share']:6.1%} of joints  {g['mean_px']:5.2f} px  "
+                          f"adds {g['adds_px']:.3f} px")
                 for joint, jr in r.get("per_joint", {}).items():
                     print(f"    {joint:<11} {jr['mean_px']:5.2f} px  hidden in {jr['occluded_fraction']:4.0%}: "
                           f"{_px(jr['occluded_mean_px'])}  seen: {_px(jr['visible_mean_px'])}")

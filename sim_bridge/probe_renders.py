@@ -34,7 +34,9 @@ class ProbeData:
     on this hand and projects into the image (occluded joints stay valid, as in ``sim_bridge.rollout``);
     visible (N, 21) bool or None: the camera sees the joint (from depth + segmentation; held-out renders carry it,
     so the probe's accuracy is also reported on visible and on hidden joints); K (N, 3, 3) or None: each render's
-    pixel intrinsics (the camera's fovy is drawn per appearance), for fitting models to the labels.
+    pixel intrinsics (the camera's fovy is drawn per appearance), for fitting models to the labels;
+    occluded_by (N, 21) int8 or None (with ``visible``): what hides each joint, ``sim_bridge.visibility`` codes
+    (0 visible, 1 own palm, 2 own finger, 3 other hand, 4 object, 5 environment, -1 not in the image).
     """
 
     embodiment: str
@@ -43,6 +45,7 @@ class ProbeData:
     valid: np.ndarray
     visible: np.ndarray | None = None
     K: np.ndarray | None = None
+    occluded_by: np.ndarray | None = None
 
 
 def sample_poses(emb, axes, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -117,6 +120,7 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
     valid = np.zeros((num_renders, NUM_HAND_JOINTS), bool)
     K = np.zeros((num_renders, 3, 3))
     visible = np.zeros((num_renders, NUM_HAND_JOINTS), bool) if visibility else None
+    occluded_by = np.full((num_renders, NUM_HAND_JOINTS), -1, np.int8) if visibility else None
     bar = tqdm(total=num_renders, desc=f"render {emb.name}", unit="frame", disable=not progress)
     done, block = 0, 0
     try:
@@ -150,6 +154,7 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
                     K[done:done + n] = r.K
                     if visible is not None:
                         visible[done:done + n] = r.visible[:, o:o + NUM_HAND_JOINTS] & ok
+                        occluded_by[done:done + n] = np.where(ok, r.occluded_by[:, o:o + NUM_HAND_JOINTS], -1)
                     done += n
                     bar.update(n)
             finally:
@@ -157,7 +162,7 @@ def render_probe_data(embodiment: str, num_renders: int, size: int = 128, seed: 
             block += 1
     finally:
         bar.close()
-    return ProbeData(emb.name, images, uv, valid, visible, K)
+    return ProbeData(emb.name, images, uv, valid, visible, K, occluded_by)
 
 
 def render_heldout(embodiment: str, num: int, size: int, seed: int, progress: bool = True,

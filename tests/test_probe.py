@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -234,6 +235,22 @@ def test_heldout_accuracy_on_visible_and_hidden_joints():
             assert r["mean_px"] == pytest.approx(1.0) and r["occluded_fraction"] == 0.0
             assert r["n"] == (1 if j in np.flatnonzero(present)[:3] else N)
     assert "per_joint" not in got
+    # by what hides them: the two hidden joints of each render behind the palm (code 1) in render 0 and behind an
+    # object (code 4) in render 1; the groups' shares and parts of the mean by hand
+    occ = np.where(visible, 0, -1).astype(np.int8)
+    occ[0, hidden], occ[1, hidden] = 1, 4
+    occ[~valid] = -1
+    by = evaluate_probe(_FixedProbe(pred), dataclasses.replace(data, occluded_by=occ), sizes=(32,),
+                        by_occluder=True)["32"]["by_occluder"]
+    assert set(by) == {0, 1, 4}
+    assert by[0] == {"n": n - 4, "share": pytest.approx((n - 4) / n), "mean_px": pytest.approx(1.0),
+                     "adds_px": pytest.approx((n - 4) / n)}
+    for code in (1, 4):
+        assert by[code] == {"n": 2, "share": pytest.approx(2 / n), "mean_px": pytest.approx(4.0),
+                            "adds_px": pytest.approx(8 / n)}
+    assert sum(g["adds_px"] for g in by.values()) == pytest.approx(got["mean_px"])
+    with pytest.raises(ValueError, match="by_occluder needs renders with occluded_by"):
+        evaluate_probe(_FixedProbe(pred), data, sizes=(32,), by_occluder=True)
 
 
 def test_heldout_renders_flag_visible_joints_without_changing_frames_or_labels():
@@ -243,6 +260,10 @@ def test_heldout_renders_flag_visible_joints_without_changing_frames_or_labels()
     np.testing.assert_array_equal(held.images, plain.images)
     np.testing.assert_array_equal(held.uv, plain.uv)
     assert plain.visible is None and held.visible.shape == held.valid.shape
+    # what hides a joint agrees with whether it is seen: code 0 exactly where visible, -1 where not valid
+    assert plain.occluded_by is None
+    np.testing.assert_array_equal(held.occluded_by == 0, held.visible)
+    assert (held.occluded_by[~held.valid] == -1).all() and (held.occluded_by[held.valid] >= 0).all()
     assert not (held.visible & ~held.valid).any()  # a joint outside the image is not "visible"
     hidden = (held.valid & ~held.visible).sum() / held.valid.sum()
     assert 0.05 < hidden < 0.95  # a hand hides some of its own joints from most cameras, never all of them

@@ -135,14 +135,16 @@ def probe_loss(model: KeypointProbe, images: torch.Tensor, uv: torch.Tensor, val
 
 
 def evaluate_probe(model: KeypointProbe, data, sizes: tuple[int, ...] | None = None,
-                   threshold: float = PCK_THRESHOLD_PX, per_joint: bool = False) -> dict:
+                   threshold: float = PCK_THRESHOLD_PX, per_joint: bool = False, by_occluder: bool = False) -> dict:
     """Held-out accuracy on renders, at the working size and at other frame sizes (renders resized to each).
 
     Returns {str(size): {"mean_px", "median_px", "pck@5px", "visibility_acc", "n"}}; pixels are those of that size.
     When ``data.visible`` is given, also ``visible_mean_px`` / ``occluded_mean_px`` (joints the camera sees / that
     something hides; both stay in the headline figures) and ``occluded_fraction``. ``per_joint`` adds
     ``per_joint``: {joint name: {"n", "mean_px"[, "occluded_fraction", "visible_mean_px", "occluded_mean_px"]}} for
-    each joint of the hand, which is where the mean comes from.
+    each joint of the hand, which is where the mean comes from. ``by_occluder`` (renders with ``occluded_by``) adds
+    ``by_occluder``: {code of what hides the joint (``sim_bridge.visibility``: 0 visible, 1 own palm, ...): {"n",
+    "share", "mean_px", "adds_px"}}, ``adds_px`` being that group's part of the mean (share × its error).
     """
     emb = get(data.embodiment)
     o = side_offset(emb.side)
@@ -169,6 +171,8 @@ def evaluate_probe(model: KeypointProbe, data, sizes: tuple[int, ...] | None = N
             out[str(size)]["per_joint"] = {
                 name: _error_split(err[:, j], data.valid[:, j], None if seen is None else seen[:, j])
                 for j, name in enumerate(HAND_JOINT_NAMES) if data.valid[:, j].any()}
+        if by_occluder:
+            out[str(size)]["by_occluder"] = _occluder_split(err, data.valid, data.occluded_by)
     return out
 
 
@@ -181,6 +185,19 @@ def _error_split(err: np.ndarray, valid: np.ndarray, seen: np.ndarray | None) ->
         out.update(visible_mean_px=float(e[s].mean()) if s.any() else None,
                    occluded_mean_px=float(e[~s].mean()) if (~s).any() else None,
                    occluded_fraction=float((~s).mean()))
+    return out
+
+
+def _occluder_split(err: np.ndarray, valid: np.ndarray, occluded_by: np.ndarray | None) -> dict:
+    """The error of the valid joints grouped by the code of what hides them (the renders' ``occluded_by``)."""
+    if occluded_by is None:
+        raise ValueError("by_occluder needs renders with occluded_by (render_probe_data(visibility=True))")
+    n = int(valid.sum())
+    out = {}
+    for code in np.unique(occluded_by[valid]).tolist():
+        sel = valid & (occluded_by == code)
+        out[int(code)] = {"n": int(sel.sum()), "share": float(sel.sum() / n), "mean_px": float(err[sel].mean()),
+                          "adds_px": float(err[sel].sum() / n)}
     return out
 
 
