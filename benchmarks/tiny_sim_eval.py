@@ -23,6 +23,7 @@ Prints a table and the ratios control-on / control-off (baseline: control off); 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -70,7 +71,10 @@ def kept_video(video_dir: Path | None, clip_path, name: str, make) -> np.ndarray
     """``make()``, or the copy of it kept in ``video_dir`` (written there the first time) when a folder is given."""
     if video_dir is None:
         return make()
-    path = Path(video_dir) / f"{Path(clip_path).stem}-{name}.npy"
+    # clips of several hands share file names (dex3_right/episode_000000.h5, inspire_right/episode_000000.h5): the
+    # kept video is named by the clip's stem and a digest of its full path
+    where = hashlib.sha1(str(Path(clip_path).resolve()).encode()).hexdigest()[:10]
+    path = Path(video_dir) / f"{Path(clip_path).stem}-{where}-{name}.npy"
     if path.is_file():
         return np.load(path)
     video = make()
