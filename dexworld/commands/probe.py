@@ -152,10 +152,10 @@ def _sample_weights(items: list[str], embodiments: list[str]) -> list[float] | N
     for item in items:
         name, sep, value = item.partition("=")
         try:
-            w = float(value) if sep else float("nan")
+            w = float(value)
         except ValueError:
-            w = float("nan")
-        if not w > 0 or w == float("inf"):
+            w = 0.0
+        if not sep or not 0 < w < float("inf"):
             raise ValueError(f"--sample-weight {item}: expected EMBODIMENT=W with W a positive number")
         try:
             key = get(name).name
