@@ -15,7 +15,7 @@ by what hides them (own palm, own finger, object, environment) with each group's
         --embodiment inspire_left --embodiment dex3_left --seed 1000003 --seed 1000004 --seed 1000005
     MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \\
         --seed 1000005 --per-joint
-    MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \
+    MUJOCO_GL=egl .venv/bin/python benchmarks/probe_heldout.py --probe worldmodel/checkpoints/probe \\
         --seed 1000003 --seed 1000004 --seed 1000005 --seed 1000006 --seed 1000007 --by-occluder
 """
 

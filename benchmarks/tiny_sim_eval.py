@@ -12,7 +12,8 @@ simulated renders and on their VAE reconstructions: what the probe reads from th
 
     .venv/bin/python benchmarks/tiny_sim_eval.py --data outputs/tiny_sim/data/heldout --out outputs/tiny_sim/eval
     .venv/bin/python benchmarks/tiny_sim_eval.py --vae-only --vae outputs/vae_decoder/vae --out outputs/vae_check
-    .venv/bin/python benchmarks/tiny_sim_eval.py --data ... --videos outputs/w2_videos --probe NEW_PROBE --out ...
+    .venv/bin/python benchmarks/tiny_sim_eval.py --data outputs/tiny_sim/data/heldout_scenes \\
+        --videos outputs/videos/w2_scenes --probe outputs/probe7/probe --out outputs/probe7/w2_rescored
 
 ``--videos DIR`` keeps the generated videos (one folder per checkpoint, seed and step count) and reuses them, so
 scoring the same videos with another probe skips generation (48 clips: 3 min instead of 9 on 2 cores).

@@ -404,6 +404,11 @@ def test_a_killed_probe_run_resumes_to_the_same_probe(tmp_path, monkeypatch):
         train_probe(train, held, out_dir=tmp_path / "run", save_every=2, **kw)
     monkeypatch.undo()
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["train_state.pt"]
+    # a fresh run into that folder is refused: it would overwrite, then delete, the interrupted run's state
+    for every in (2, 0):
+        with pytest.raises(ValueError, match=r"holds an interrupted run \(step 4\)"):
+            train_probe(train, held, out_dir=tmp_path / "run", save_every=every, **kw)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["train_state.pt"]
     with pytest.raises(ValueError, match=r"another run's: lr 0.003 \(now 0.001\)"):
         train_probe(train, held, out_dir=tmp_path / "run", resume=True, **{**kw, "lr": 1e-3})
     resumed = train_probe(train, held, out_dir=tmp_path / "run", save_every=2, resume=True, **kw)

@@ -281,12 +281,15 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
         embodiments, size, len(train[0].images), steps, batch_size, lr, seed, hidden_weight, sample_weights,
         (data_info or {}).get("hand_style"), (data_info or {}).get("two_hand_renders", 0.0), widths=tuple(widths),
         head_stride=int(head_stride))
-    state = None
+    state = None if out_dir is None else read_train_state(out_dir)
     if resume:
-        if out_dir is None or (state := read_train_state(out_dir)) is None:
+        if state is None:
             raise FileNotFoundError(f"resume: no {TRAIN_STATE_FILE} of an interrupted run in {out_dir}")
         if (bad := resume_mismatch(state, fingerprint)) is not None:
             raise ValueError(f"resume: {Path(out_dir) / TRAIN_STATE_FILE} is another run's: {bad}")
+    elif state is not None:  # a fresh run would overwrite (or, when done, delete) another run's state
+        raise ValueError(f"{Path(out_dir) / TRAIN_STATE_FILE}: out_dir holds an interrupted run (step "
+                         f"{state['step']}); resume it, or choose another out_dir")
     torch.manual_seed(seed)
     model = KeypointProbe(embodiments=embodiments, size=size, widths=tuple(widths), head_stride=head_stride)
     if init is not None:
