@@ -102,6 +102,15 @@ def side16(text: str) -> int:
     return value
 
 
+def sides16(text: str) -> tuple[int, ...]:
+    """Distinct frame sides, each a multiple of 16 and at least 32, comma-separated, e.g. ``112,128,144``."""
+    parts = [t.strip() for t in text.split(",")]
+    values = tuple(side16(t) for t in parts)
+    if len(set(values)) != len(values) or min(values) < 32:
+        raise argparse.ArgumentTypeError(f"expected distinct multiples of 16, each at least 32, got {text!r}")
+    return values
+
+
 def side(text: str) -> int:
     """A frame side in pixels, 16..MAX_SIDE."""
     return int_range(16, MAX_SIDE)(text)

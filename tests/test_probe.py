@@ -27,7 +27,9 @@ from worldmodel.evaluation.probe import (  # noqa: E402
 from worldmodel.evaluation.probe_training import (  # noqa: E402
     draw_probabilities,
     evaluate_probe,
+    measure_probe,
     probe_loss,
+    save_probe,
     train_probe,
 )
 
@@ -107,6 +109,77 @@ def test_head_stride_2_heatmaps_and_coordinates(tmp_path):
     torch.testing.assert_close(loaded(x)[0], model(x)[0])
     with pytest.raises(ValueError, match="head_stride"):
         KeypointProbe(embodiments=["dex3_right"], size=32, head_stride=8)
+
+
+def test_test_time_sizes_average_the_positions_read_at_each_size(tmp_path):
+    """A probe with test_time_sizes reads the frame resized to each size and averages the positions, each in the
+    frame's own pixels: here against the soft-argmax written out in numpy for two read sizes, on a non-square
+    frame of neither size."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = KeypointProbe(embodiments=["dex3_right"], size=32, widths=(8, 8, 16, 16), head_stride=2,
+                          test_time_sizes=[32, 48]).eval()
+    assert model.read_sizes == (32, 48)
+    frames = np.random.default_rng(1).integers(0, 256, (3, 40, 56, 3), dtype=np.uint8)  # H 40, W 56
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    expected = []
+    for S in (32, 48):
+        xs = F.interpolate(x, size=(S, S), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+        with torch.no_grad():
+            heat = model(xs)[0].double().numpy()  # (3, 21, S/2, S/2)
+        p = np.exp(heat - heat.max(axis=(2, 3), keepdims=True))
+        p /= p.sum(axis=(2, 3), keepdims=True)
+        centres = (np.arange(S // 2) + 0.5) * 2  # heatmap cells of 2 px
+        u = (p.sum(2) * centres).sum(-1) * 56 / S
+        v = (p.sum(3) * centres).sum(-1) * 40 / S
+        expected.append(np.stack([u, v], -1))
+    expected = np.mean(expected, 0)
+    emb = get("dex3_right")
+    o = side_offset(emb.side)
+    present = emb.slot_mask[o:o + NUM_HAND_JOINTS]
+    uv, _ = model.predict(frames, "dex3_right")
+    np.testing.assert_allclose(uv[:, o:o + NUM_HAND_JOINTS][:, present], expected[:, present], atol=1e-4)
+    # the sizes travel with the weights; a probe without them reads at its working size alone
+    model.save_pretrained(str(tmp_path / "p"), safe_serialization=True)
+    assert load_probe(tmp_path / "p").read_sizes == (32, 48)
+    plain = KeypointProbe(embodiments=["dex3_right"], size=32, widths=(8, 8, 16, 16), head_stride=2)
+    assert plain.read_sizes == (32,)
+    for bad in ([30], [32, 32], [], [16]):
+        with pytest.raises(ValueError, match="test_time_sizes must be distinct multiples of 16"):
+            KeypointProbe(embodiments=["dex3_right"], size=32, test_time_sizes=bad)
+
+
+def test_measure_probe_records_the_figures_of_the_probe_as_it_now_reads():
+    """measure_probe keeps the weights, makes the test-time sizes part of the probe and stores the error that probe
+    makes on the given renders (computed here from its own readings), beside a record of the renders."""
+    torch.manual_seed(0)
+    model = KeypointProbe(embodiments=["dex3_right"], size=32, widths=(8, 8, 16, 16), head_stride=2,
+                          train_info={"steps": 60, "heldout_seed": 9}).eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    data = render_heldout("dex3_right", 4, 32, seed=FRESH_SEED + 2, progress=False)
+    plain_uv, _ = model.predict(data.images, "dex3_right")
+    table = measure_probe(model, [data], {"heldout_seed": FRESH_SEED + 2, "num_heldout": 4}, test_time_sizes=[32, 48])
+    o = side_offset("right")
+    uv, _ = model.predict(data.images, "dex3_right")
+    err = np.linalg.norm(uv[:, o:o + NUM_HAND_JOINTS] - data.uv, axis=-1)[data.valid]
+    plain = np.linalg.norm(plain_uv[:, o:o + NUM_HAND_JOINTS] - data.uv, axis=-1)[data.valid]
+    assert table["dex3_right"]["32"]["mean_px"] == pytest.approx(err.mean(), rel=1e-6)
+    # the figure is the averaged reading's, not the plain one's
+    assert np.abs(uv - plain_uv)[:, o:o + NUM_HAND_JOINTS][data.valid].max() > 1e-2
+    assert table["dex3_right"]["32"]["mean_px"] != pytest.approx(plain.mean(), rel=1e-6)
+    assert model.config.heldout == table and model.config.test_time_sizes == [32, 48]
+    info = model.config.train_info
+    assert info["steps"] == 60 and info["measured"]["heldout_seed"] == FRESH_SEED + 2
+    assert info["measured"]["test_time_sizes"] == [32, 48]
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, weights[k])
+    with pytest.raises(ValueError, match="renders of the probe's embodiments"):
+        measure_probe(model, [render_heldout("inspire_right", 1, 32, seed=1, progress=False)], {})
+    two = KeypointProbe(embodiments=["dex3_right"], size=32, widths=(8, 8, 16, 16),
+                        train_info={"two_hand_heldout": {}})
+    with pytest.raises(ValueError, match="give heldout_two_hands"):
+        measure_probe(two, [data], {})
 
 
 def test_mixed_hand_style_alternates_scenes_with_the_same_labels():
@@ -568,3 +641,35 @@ def test_cli_train_probe(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a readable probe training state" in err and "Traceback" not in err
     assert sorted(p.name for p in run.iterdir()) == ["train_state.pt"]
+
+
+def test_cli_measure_probe(tmp_path, capsys):
+    from dexworld.cli import main
+
+    src, out = tmp_path / "probe", tmp_path / "measured"
+    model = KeypointProbe(embodiments=["dex3_right"], size=32, widths=(8, 8, 16, 16), head_stride=2,
+                          train_info={"heldout_seed": 11, "num_heldout": 3, "hand_style": "simple"})
+    save_probe(model, src, accuracy_extra={"log": [{"step": 0, "loss": 3.0}], "loss_first": 3.0})
+    assert main(["measure-probe", "--probe", str(src), "--out", str(out), "--test-time-sizes", "32,48",
+                 "--no-progress"]) == 0
+    assert "read at 32, 48; held-out seed 11, 3 renders per hand" in capsys.readouterr().out
+    got = load_probe(out)
+    assert got.config.test_time_sizes == [32, 48] and set(got.config.heldout["dex3_right"]) == {"32", "64", "128"}
+    assert got.config.heldout["dex3_right"]["32"]["n"] == int(render_heldout(
+        "dex3_right", 3, 32, seed=11, progress=False).valid.sum())
+    acc = json.loads((out / "accuracy.json").read_text())
+    assert acc["log"] == [{"step": 0, "loss": 3.0}] and acc["heldout"] == got.config.heldout  # the log is kept
+    assert sorted(p.name for p in src.iterdir()) == ["accuracy.json", "config.json",
+                                                    "diffusion_pytorch_model.safetensors"]
+    assert load_probe(src).config.get("test_time_sizes") is None  # the source folder is left as it was
+    with pytest.raises(SystemExit):
+        main(["measure-probe", "--probe", str(src), "--out", str(out), "--test-time-sizes", "30,32"])
+    assert "--test-time-sizes: expected a multiple of 16 pixels" in capsys.readouterr().err
+    bare = tmp_path / "bare"
+    KeypointProbe(embodiments=["dex3_right"], size=32, widths=(8, 8, 16, 16)).save_pretrained(str(bare))
+    assert main(["measure-probe", "--probe", str(bare), "--out", str(tmp_path / "o2")]) == 1
+    err = capsys.readouterr().err
+    assert "records no held-out seed and count; give --seed and --heldout" in err and "Traceback" not in err
+    assert main(["measure-probe", "--probe", str(tmp_path / "none"), "--out", str(tmp_path / "o3")]) == 1
+    assert "no keypoint probe at" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()

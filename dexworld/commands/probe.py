@@ -1,15 +1,19 @@
-"""``dexworld train-probe``: train the robot-hand keypoint probe; ``dexworld evaluate``: score a video vs a clip."""
+"""``dexworld train-probe``: train the robot-hand keypoint probe; ``dexworld measure-probe``: measure a trained one
+again; ``dexworld evaluate``: score a video vs a clip."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
 from .. import argtypes as at
 
 TRAIN_HELP = "train the keypoint probe (2D joints of robot hands) on MuJoCo renders and save it with its accuracy"
+MEASURE_HELP = ("measure a trained keypoint probe again on held-out renders, optionally reading each frame at several "
+                "sizes (test-time augmentation), and save it with the new accuracy")
 EVAL_HELP = "score a generated video against a simulated clip: PSNR, SSIM and the probe's 2D joint error / PCK"
 
 
@@ -55,8 +59,26 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out (same command otherwise): renders again from the "
                         "seed, then trains from its last saved step")
+    p.add_argument("--test-time-sizes", type=at.sides16, default=None, metavar="S1,S2,...",
+                   help="sizes the probe reads each frame at, positions averaged (default: the working size "
+                        "alone); e.g. 112,128,144")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_train)
+
+    m = subparsers.add_parser("measure-probe", help=MEASURE_HELP, description=MEASURE_HELP)
+    m.add_argument("--probe", type=Path, required=True, help="trained probe folder (from `dexworld train-probe`)")
+    m.add_argument("--out", type=Path, required=True,
+                   help="folder to save the probe with its new accuracy in (may be --probe itself)")
+    m.add_argument("--test-time-sizes", type=at.sides16, default=None, metavar="S1,S2,...",
+                   help="sizes to read each frame at, positions averaged, e.g. 112,128,144 (default: the working "
+                        "size alone)")
+    m.add_argument("--heldout", type=at.positive_int, default=None,
+                   help="held-out renders per embodiment (default: as many as the probe was measured on)")
+    m.add_argument("--seed", type=at.seed, default=None,
+                   help="seed of the held-out renders (default: the probe's own held-out seed, so the figures "
+                        "compare with the ones it was saved with)")
+    m.add_argument("--no-progress", action="store_true", help="no progress bars")
+    m.set_defaults(func=run_measure)
 
     e = subparsers.add_parser("evaluate", help=EVAL_HELP, description=EVAL_HELP)
     e.add_argument("--video", type=Path, required=True, help="generated video (.mp4/.gif) or frames (.npy (T,H,W,3))")
@@ -103,13 +125,50 @@ def run_train(args: argparse.Namespace) -> int:
                          eval_sizes=eval_sizes, data_info=info, head_stride=args.head_stride, init=init,
                          widths=args.widths or DEFAULT_WIDTHS, heldout_two_hands=pairs,
                          hidden_weight=args.hidden_weight, sample_weights=sample_weights,
-                         save_every=args.save_every, resume=args.resume)
+                         save_every=args.save_every, resume=args.resume, test_time_sizes=args.test_time_sizes)
     _print_probe_table(report.heldout, report.size)
     for emb, m in (report.model.config.train_info.get("two_hand_heldout") or {}).items():
         print(f"{emb} beside its mirror twin (two-hand held-out renders, {report.size}²): {m['mean_px']:.2f} px, "
               f"PCK@5px {m['pck@5px']:.3f}")
     print(f"{report.num_parameters:,} parameters; rendering {report.render_seconds:.0f} s, training "
           f"{report.train_seconds:.0f} s; loss {report.loss_first:.3f} → {report.loss_last:.3f}; saved to {args.out}")
+    return 0
+
+
+def run_measure(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from sim_bridge.probe_renders import HELDOUT_RENDERS_PER_SCENE, render_heldout
+    from worldmodel.evaluation.probe import ACCURACY_FILE, eval_sizes_for, load_probe
+    from worldmodel.evaluation.probe_training import measure_probe, save_probe
+
+    probe = load_probe(args.probe)
+    info = probe.config.train_info or {}
+    seed = args.seed if args.seed is not None else info.get("heldout_seed")
+    num = args.heldout or info.get("num_heldout")
+    if seed is None or num is None:
+        raise ValueError(f"--probe {args.probe}: its config records no held-out seed and count; give --seed and "
+                         "--heldout")
+    style = info.get("hand_style", "simple")
+    names = list(probe.config.embodiments)
+    t0 = time.perf_counter()
+    held = [render_heldout(e, num, max(eval_sizes_for(probe.config.size)), seed, not args.no_progress, style)
+            for e in names]
+    pairs = None
+    if "two_hand_heldout" in info:
+        pairs = [render_heldout(e, num, probe.config.size, seed, not args.no_progress, style, two_hands=1.0)
+                 for e in names]
+    record = {"heldout_seed": int(seed), "num_heldout": int(num), "heldout_renders_per_scene":
+              HELDOUT_RENDERS_PER_SCENE, "hand_style": style, "render_seconds": round(time.perf_counter() - t0, 1)}
+    table = measure_probe(probe, held, record, args.test_time_sizes, pairs)
+    kept = {}
+    if (args.probe / ACCURACY_FILE).exists():  # the training log and loss curve stay with the weights
+        old = json.loads((args.probe / ACCURACY_FILE).read_text())
+        kept = {k: old[k] for k in ("loss_first", "loss_last", "num_parameters", "log") if k in old}
+    save_probe(probe, args.out, accuracy_extra=kept)
+    _print_probe_table(table, int(probe.config.size))
+    sizes = probe.config.test_time_sizes
+    print(f"read at {', '.join(map(str, sizes)) if sizes else probe.config.size}; held-out seed {seed}, {num} renders "
+          f"per hand; saved to {args.out}")
     return 0
 
 

@@ -10,7 +10,9 @@ Network (:class:`KeypointProbe`): a four-level conv encoder (strides 2–16) wit
 one 21-channel heatmap block per embodiment (hand-local MANO/OpenPose order) and a visibility logit per joint.
 Positions come from a soft-argmax over each heatmap (integral regression); training lives in
 :mod:`worldmodel.evaluation.probe_training`. Frames of any size are resized to the working size and the coordinates
-scaled back. :func:`keypoint_error` scores a video against the joints it was commanded with.
+scaled back; a probe with ``test_time_sizes`` reads each frame at several sizes and averages the positions (test-time
+augmentation: the shipped probe reads at 128, 144 and 160, docs/evaluation.md). :func:`keypoint_error` scores a
+video against the joints it was commanded with.
 
 A probe trained on one side's hand also reads the other side's mirror twin (``inspire_left`` for a probe trained on
 ``inspire_right``): the frames are flipped left-right, read with the twin's block and the positions flipped back
@@ -62,12 +64,17 @@ class KeypointProbe(ModelMixin, ConfigMixin):
         head_stride: stride s of the heatmaps, 4 or 2 (one more top-down level, onto the stem's features).
         heldout: held-out accuracy per embodiment and evaluation size; train_info: how the probe was trained
             (renders, steps, seed, seconds). ``probe_training.train_probe`` fills in both.
+        test_time_sizes: sizes (multiples of 16) :meth:`predict` reads each frame at, averaging the positions it
+            finds (default: the working size alone). The network is convolutional, so one set of weights reads
+            any size; reading a frame slightly smaller and larger evens out errors that depend on where a joint
+            falls on the heatmap grid, at the cost of one pass per size.
     """
 
     @register_to_config
     def __init__(self, embodiments: tuple[str, ...] | list[str] = ("inspire_right",), size: int = 128,
                  widths: tuple[int, ...] | list[int] = DEFAULT_WIDTHS, heldout: dict | None = None,
-                 train_info: dict | None = None, head_stride: int = 4):
+                 train_info: dict | None = None, head_stride: int = 4,
+                 test_time_sizes: tuple[int, ...] | list[int] | None = None):
         super().__init__()
         if not embodiments:
             raise ValueError("KeypointProbe needs at least one embodiment name")
@@ -77,6 +84,7 @@ class KeypointProbe(ModelMixin, ConfigMixin):
             raise ValueError(f"KeypointProbe widths must give 4 channel counts (strides 2, 4, 8, 16), got {widths}")
         if head_stride not in (2, 4):
             raise ValueError(f"KeypointProbe head_stride must be 2 or 4, got {head_stride}")
+        check_test_time_sizes(test_time_sizes)
         w1, w2, w3, w4 = (int(w) for w in widths)
         n_out = NUM_HAND_JOINTS * len(embodiments)
         self.stem = _conv(3, w1, 2)
@@ -101,6 +109,11 @@ class KeypointProbe(ModelMixin, ConfigMixin):
     @property
     def stride(self) -> int:
         return int(self.config.head_stride)
+
+    @property
+    def read_sizes(self) -> tuple[int, ...]:
+        """The sizes :meth:`predict` reads each frame at: ``test_time_sizes``, or the working size alone."""
+        return tuple(int(s) for s in (self.config.get("test_time_sizes") or (self.config.size,)))
 
     def embodiment_index(self, embodiment: str) -> int:
         """Index of ``embodiment``'s heatmap block; it must be one the probe was trained for."""
@@ -178,7 +191,8 @@ class KeypointProbe(ModelMixin, ConfigMixin):
         """Joint positions in the frames' own pixels and visibility probabilities for one embodiment.
 
         Args:
-            frames: (T, H, W, 3) uint8 (or float in [0, 1]) of any size; resized to the working size.
+            frames: (T, H, W, 3) uint8 (or float in [0, 1]) of any size; resized to the working size (to each of
+                :attr:`read_sizes`, the positions averaged).
         Returns:
             uv (T, 42, 2) pixels (pixel (i, j) covers [j, j+1) × [i, i+1)), NaN in slots the embodiment lacks;
             visibility (T, 42) probabilities, 0 in slots it lacks.
@@ -190,19 +204,22 @@ class KeypointProbe(ModelMixin, ConfigMixin):
         if mirrored:
             x = x.flip(-1)
         T, _, H, W = x.shape
-        S = int(self.config.size)
         was_training = self.training
         self.eval()
         dev = next(self.parameters()).device
+        sl = slice(e * NUM_HAND_JOINTS, (e + 1) * NUM_HAND_JOINTS)
         uv_hand, vis_hand = [], []
         for i in range(0, T, batch_size):
-            xb = resize_frames(x[i:i + batch_size], S).to(dev)
-            heat, vis = self(xb)
-            sl = slice(e * NUM_HAND_JOINTS, (e + 1) * NUM_HAND_JOINTS)
-            uv_hand.append(soft_argmax(heat[:, sl], self.stride).cpu())
-            vis_hand.append(torch.sigmoid(vis[:, sl]).cpu())
+            uv_sum = vis_sum = 0.0
+            for S in self.read_sizes:  # positions in the frames' pixels, averaged over the read sizes
+                heat, vis = self(resize_frames(x[i:i + batch_size], S).to(dev))
+                scale = torch.tensor([W / S, H / S], dtype=torch.float64)
+                uv_sum = uv_sum + soft_argmax(heat[:, sl], self.stride).cpu().double() * scale
+                vis_sum = vis_sum + torch.sigmoid(vis[:, sl]).cpu()
+            uv_hand.append(uv_sum / len(self.read_sizes))
+            vis_hand.append(vis_sum / len(self.read_sizes))
         self.train(was_training)
-        uv = torch.cat(uv_hand).double().numpy() * np.array([W / S, H / S])
+        uv = torch.cat(uv_hand).numpy()
         if mirrored:
             uv[..., 0] = W - uv[..., 0]  # pixel u of the flipped frame covers [W-1-u, W-u) of the original
         o = side_offset(emb.side)
@@ -234,6 +251,15 @@ class KeypointProbe(ModelMixin, ConfigMixin):
             side = float(np.mean(size)) if np.ndim(size) else float(size)
             key = min(table, key=lambda k: abs(math.log(int(k) / side)))
         return {"size": int(key), **table[key], **extra}
+
+
+def check_test_time_sizes(sizes) -> None:
+    """Raise ValueError unless ``sizes`` is None or a non-empty list of distinct multiples of 16, each >= 32."""
+    if sizes is None:
+        return
+    sizes = list(sizes)
+    if not sizes or len(set(sizes)) != len(sizes) or any(int(s) != s or s % 16 or s < 32 for s in sizes):
+        raise ValueError(f"KeypointProbe test_time_sizes must be distinct multiples of 16, each >= 32, got {sizes}")
 
 
 def describe_heldout(held: dict | None) -> str:

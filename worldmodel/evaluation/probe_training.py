@@ -3,8 +3,9 @@
 :func:`train_probe` fits a :class:`~worldmodel.evaluation.probe.KeypointProbe` (or continues a saved one, ``init``)
 with AdamW on a one-cycle schedule: an L1 loss on the soft-argmax coordinates, a cross-entropy towards a Gaussian
 target (which speeds early training) and a visibility loss, masked to the joints that project into the image, on
-photometrically augmented frames. :func:`evaluate_probe` scores it on held-out renders at several frame sizes, and
-:func:`save_probe` writes weights, config and ``accuracy.json`` so the accuracy travels with the weights.
+photometrically augmented frames. :func:`evaluate_probe` scores it on held-out renders at several frame sizes,
+:func:`save_probe` writes weights, config and ``accuracy.json`` so the accuracy travels with the weights, and
+:func:`measure_probe` measures a saved probe again (other held-out renders, other test-time sizes).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from worldmodel.evaluation.probe import (
     DEFAULT_WIDTHS,
     PCK_THRESHOLD_PX,
     KeypointProbe,
+    check_test_time_sizes,
     eval_sizes_for,
     frames_to_tensor,
     soft_argmax,
@@ -225,7 +227,7 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
                 head_stride: int = 4, init: KeypointProbe | None = None,
                 heldout_two_hands: Sequence | None = None, hidden_weight: float = 1.0,
                 sample_weights: Sequence[float] | None = None, save_every: int = 0,
-                resume: bool = False) -> ProbeReport:
+                resume: bool = False, test_time_sizes: Sequence[int] | None = None) -> ProbeReport:
     """Train and evaluate a keypoint probe on labelled renders; save it to ``out_dir`` (weights, config, accuracy).
 
     Args:
@@ -250,6 +252,8 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
             run can continue (:mod:`~worldmodel.evaluation.probe_resume`); removed once the probe is saved.
         resume: continue the interrupted run whose state is in ``out_dir`` (same renders and settings; refused
             otherwise) instead of starting at step 0; the result is the probe the uninterrupted run would give.
+        test_time_sizes: sizes the finished probe reads each frame at, positions averaged (see
+            :class:`KeypointProbe`; default: the working size alone); its held-out accuracy is measured so.
     """
     from tqdm.auto import tqdm
 
@@ -270,6 +274,7 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
     if sample_weights is not None and (len(sample_weights) != len(train) or not all(w > 0 for w in sample_weights)):
         raise ValueError(f"sample_weights must hold one positive weight per embodiment ({len(train)}), "
                          f"got {list(sample_weights)}")
+    check_test_time_sizes(test_time_sizes)
     eval_sizes = tuple(sorted(set(eval_sizes or eval_sizes_for(size))))
     held = heldout
 
@@ -291,7 +296,8 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
         raise ValueError(f"{Path(out_dir) / TRAIN_STATE_FILE}: out_dir holds an interrupted run (step "
                          f"{state['step']}); resume it, or choose another out_dir")
     torch.manual_seed(seed)
-    model = KeypointProbe(embodiments=embodiments, size=size, widths=tuple(widths), head_stride=head_stride)
+    model = KeypointProbe(embodiments=embodiments, size=size, widths=tuple(widths), head_stride=head_stride,
+                          test_time_sizes=None if test_time_sizes is None else [int(s) for s in test_time_sizes])
     if init is not None:
         model.load_state_dict(init.state_dict())
     images = torch.from_numpy(np.concatenate([d.images for d in train]))  # (N, S, S, 3) uint8, kept compact
@@ -369,9 +375,42 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
     return report
 
 
-def save_probe(model: KeypointProbe, out_dir: str | os.PathLike, report: ProbeReport | None = None) -> Path:
+def measure_probe(model: KeypointProbe, heldout: Sequence, record: dict,
+                  test_time_sizes: Sequence[int] | None = None, heldout_two_hands: Sequence | None = None) -> dict:
+    """Measure a trained probe again and store the figures in its config, in place of the ones it was saved with.
+
+    The weights do not change; ``test_time_sizes`` (None: the working size alone) becomes part of the probe, so
+    every later reading, and the recorded accuracy, uses it. Args: ``heldout``: renders of every embodiment the
+    probe covers, in its order; ``record``: how they were made (seed, count, ...), stored with the timing as
+    ``train_info["measured"]``; ``heldout_two_hands``: two-hand renders, needed when the probe recorded a two-hand
+    figure (it is measured again too). Returns the new ``heldout`` table.
+    """
+    check_test_time_sizes(test_time_sizes)
+    names = list(model.config.embodiments)
+    if [get(d.embodiment).name for d in heldout] != names:
+        raise ValueError(f"heldout must hold renders of the probe's embodiments in its order: {', '.join(names)}")
+    info = dict(model.config.train_info or {})
+    if "two_hand_heldout" in info and heldout_two_hands is None:
+        raise ValueError("this probe recorded a two-hand accuracy; give heldout_two_hands to measure it again")
+    t0 = time.perf_counter()
+    model.register_to_config(test_time_sizes=None if test_time_sizes is None else [int(s) for s in test_time_sizes])
+    model.eval()
+    size = int(model.config.size)
+    table = {d.embodiment: evaluate_probe(model, d, eval_sizes_for(size)) for d in heldout}
+    if "two_hand_heldout" in info:
+        info["two_hand_heldout"] = {d.embodiment: evaluate_probe(model, d, (size,))[str(size)]
+                                    for d in heldout_two_hands}
+    info["measured"] = {**record, "test_time_sizes": model.config.test_time_sizes,
+                        "seconds": round(time.perf_counter() - t0, 1)}
+    model.register_to_config(heldout=table, train_info=info)
+    return table
+
+
+def save_probe(model: KeypointProbe, out_dir: str | os.PathLike, report: ProbeReport | None = None,
+               accuracy_extra: dict | None = None) -> Path:
     """Weights (safetensors) + ``config.json`` (with held-out accuracy) + ``accuracy.json`` into ``out_dir``.
 
+    ``accuracy_extra``: more fields for ``accuracy.json`` (e.g. a measured-again probe's training log, kept).
     Everything is written into a hidden temporary folder inside ``out_dir`` first (nothing is written outside the
     folder given), then each file is renamed into place, so no file is ever left half-written; file-system errors
     are one ``OutputError`` naming ``out_dir``.
@@ -395,6 +434,7 @@ def save_probe(model: KeypointProbe, out_dir: str | os.PathLike, report: ProbeRe
         if report is not None:
             acc.update(loss_first=report.loss_first, loss_last=report.loss_last, num_parameters=report.num_parameters,
                        log=report.log)
+        acc.update(accuracy_extra or {})
         (tmp / ACCURACY_FILE).write_text(json.dumps(acc, indent=2))
         umask = os.umask(0)
         os.umask(umask)
