@@ -662,6 +662,14 @@ def test_cli_measure_probe(tmp_path, capsys):
     assert sorted(p.name for p in src.iterdir()) == ["accuracy.json", "config.json",
                                                     "diffusion_pytorch_model.safetensors"]
     assert load_probe(src).config.get("test_time_sizes") is None  # the source folder is left as it was
+    # measured again in place on other renders: the reading sizes stay; the next default is the newest held-out set
+    assert main(["measure-probe", "--probe", str(out), "--out", str(out), "--seed", "13", "--heldout", "2",
+                 "--no-progress"]) == 0
+    assert main(["measure-probe", "--probe", str(out), "--out", str(tmp_path / "again"), "--no-progress"]) == 0
+    again = load_probe(tmp_path / "again").config
+    assert again.test_time_sizes == [32, 48] and again.train_info["measured"]["heldout_seed"] == 13
+    assert again.train_info["measured"]["num_heldout"] == 2 and again.train_info["heldout_seed"] == 11
+    capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["measure-probe", "--probe", str(src), "--out", str(out), "--test-time-sizes", "30,32"])
     assert "--test-time-sizes: expected a multiple of 16 pixels" in capsys.readouterr().err

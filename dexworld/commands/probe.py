@@ -70,8 +70,8 @@ def register(subparsers) -> None:
     m.add_argument("--out", type=Path, required=True,
                    help="folder to save the probe with its new accuracy in (may be --probe itself)")
     m.add_argument("--test-time-sizes", type=at.sides16, default=None, metavar="S1,S2,...",
-                   help="sizes to read each frame at, positions averaged, e.g. 112,128,144 (default: the working "
-                        "size alone)")
+                   help="sizes to read each frame at, positions averaged, e.g. 128,144,160 (default: the probe's "
+                        "own; its working size alone, e.g. 128, reads it plainly)")
     m.add_argument("--heldout", type=at.positive_int, default=None,
                    help="held-out renders per embodiment (default: as many as the probe was measured on)")
     m.add_argument("--seed", type=at.seed, default=None,
@@ -143,8 +143,9 @@ def run_measure(args: argparse.Namespace) -> int:
 
     probe = load_probe(args.probe)
     info = probe.config.train_info or {}
-    seed = args.seed if args.seed is not None else info.get("heldout_seed")
-    num = args.heldout or info.get("num_heldout")
+    last = {**info, **info.get("measured", {})}  # the renders its recorded figures come from
+    seed = args.seed if args.seed is not None else last.get("heldout_seed")
+    num = args.heldout or last.get("num_heldout")
     if seed is None or num is None:
         raise ValueError(f"--probe {args.probe}: its config records no held-out seed and count; give --seed and "
                          "--heldout")
@@ -159,14 +160,14 @@ def run_measure(args: argparse.Namespace) -> int:
                  for e in names]
     record = {"heldout_seed": int(seed), "num_heldout": int(num), "heldout_renders_per_scene":
               HELDOUT_RENDERS_PER_SCENE, "hand_style": style, "render_seconds": round(time.perf_counter() - t0, 1)}
-    table = measure_probe(probe, held, record, args.test_time_sizes, pairs)
+    sizes = args.test_time_sizes or probe.config.get("test_time_sizes")
+    table = measure_probe(probe, held, record, sizes, pairs)
     kept = {}
     if (args.probe / ACCURACY_FILE).exists():  # the training log and loss curve stay with the weights
         old = json.loads((args.probe / ACCURACY_FILE).read_text())
         kept = {k: old[k] for k in ("loss_first", "loss_last", "num_parameters", "log") if k in old}
     save_probe(probe, args.out, accuracy_extra=kept)
     _print_probe_table(table, int(probe.config.size))
-    sizes = probe.config.test_time_sizes
     print(f"read at {', '.join(map(str, sizes)) if sizes else probe.config.size}; held-out seed {seed}, {num} renders "
           f"per hand; saved to {args.out}")
     return 0
