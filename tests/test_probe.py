@@ -383,6 +383,11 @@ def test_tiny_probe_trains_saves_and_loads(tmp_path):
         torch.testing.assert_close(w, before[name], atol=1e-6, rtol=0)
     assert (dict(fresh.model.named_parameters())["heatmap.weight"] - before["heatmap.weight"]).abs().max() > 1e-3
     assert cont.model.config.train_info["init"]["steps"] == 60
+    # a continued probe reads at the init probe's sizes unless told otherwise
+    loaded.register_to_config(test_time_sizes=[32, 48])
+    kw = dict(size=32, steps=1, seed=4, batch_size=4, lr=1e-12, progress=False, eval_sizes=(32,), init=loaded)
+    assert train_probe(train, heldout, **kw).model.read_sizes == (32, 48)
+    assert train_probe(train, heldout, test_time_sizes=[32], **kw).model.read_sizes == (32,)
     other = [render_probe_data("inspire_right", 4, 32, seed=3, progress=False)]
     with pytest.raises(ValueError, match="init probe covers dex3_right at 32², not inspire_right at 32²"):
         train_probe(other, [render_heldout("inspire_right", 2, 32, seed=5, progress=False)], size=32, steps=1,

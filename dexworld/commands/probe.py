@@ -60,8 +60,8 @@ def register(subparsers) -> None:
                    help="continue the interrupted run in --out (same command otherwise): renders again from the "
                         "seed, then trains from its last saved step")
     p.add_argument("--test-time-sizes", type=at.sides16, default=None, metavar="S1,S2,...",
-                   help="sizes the probe reads each frame at, positions averaged (default: the working size "
-                        "alone); e.g. 112,128,144")
+                   help="sizes the probe reads each frame at, positions averaged, e.g. 128,144,160 (default: "
+                        "with --init the init probe's, else the working size alone)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_train)
 

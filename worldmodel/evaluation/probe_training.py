@@ -253,7 +253,8 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
         resume: continue the interrupted run whose state is in ``out_dir`` (same renders and settings; refused
             otherwise) instead of starting at step 0; the result is the probe the uninterrupted run would give.
         test_time_sizes: sizes the finished probe reads each frame at, positions averaged (see
-            :class:`KeypointProbe`; default: the working size alone); its held-out accuracy is measured so.
+            :class:`KeypointProbe`; default: the init probe's, else the working size alone); its held-out accuracy
+            is measured so.
     """
     from tqdm.auto import tqdm
 
@@ -282,6 +283,8 @@ def train_probe(train: Sequence, heldout: Sequence, size: int = 128, steps: int 
         if (bad := init_mismatch(init, embodiments, size)) is not None:
             raise ValueError(f"init {bad}")
         widths, head_stride = tuple(init.config.widths), int(init.config.head_stride)
+        if test_time_sizes is None:
+            test_time_sizes = init.config.get("test_time_sizes")
     fingerprint = train_fingerprint(
         embodiments, size, len(train[0].images), steps, batch_size, lr, seed, hidden_weight, sample_weights,
         (data_info or {}).get("hand_style"), (data_info or {}).get("two_hand_renders", 0.0), widths=tuple(widths),
