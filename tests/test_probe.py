@@ -61,6 +61,7 @@ def test_shipped_probe_accuracy_file_meets_the_goal():
         assert fig["mean_px"] <= 2.5 and fig["n"] >= 10_000, (hand, fig)
     info = acc["train_info"]
     assert info.get("measured", info)["num_heldout"] >= 1024
+    assert acc["read_sizes"] == [128, 144, 160]  # read as docs/evaluation.md says the shipped probe reads
 
 
 @pytest.mark.parametrize("embodiment", ["inspire_right", "dex3_right", "inspire_left", "dex3_left"])
@@ -614,6 +615,7 @@ def test_cli_train_probe(tmp_path, capsys):
     assert "held-out" in capsys.readouterr().out
     acc = json.loads((out / "accuracy.json").read_text())
     assert acc["embodiments"] == ["dex3_right"] and set(acc["heldout"]["dex3_right"]) == {"32", "64", "128"}
+    assert acc["read_sizes"] == [32]  # no --test-time-sizes: read at the working size alone
     assert {"visible_mean_px", "occluded_mean_px", "occluded_fraction"} <= set(acc["heldout"]["dex3_right"]["32"])
     assert load_probe(out).config.widths == [8, 8, 16, 24]
     with pytest.raises(SystemExit):
@@ -675,6 +677,7 @@ def test_cli_measure_probe(tmp_path, capsys):
         "dex3_right", 3, 32, seed=11, progress=False).valid.sum())
     acc = json.loads((out / "accuracy.json").read_text())
     assert acc["log"] == [{"step": 0, "loss": 3.0}] and acc["heldout"] == got.config.heldout  # the log is kept
+    assert acc["read_sizes"] == [32, 48]  # the file says at which sizes its figures were read
     assert sorted(p.name for p in src.iterdir()) == ["accuracy.json", "config.json",
                                                     "diffusion_pytorch_model.safetensors"]
     assert load_probe(src).config.get("test_time_sizes") is None  # the source folder is left as it was

@@ -432,6 +432,7 @@ def save_probe(model: KeypointProbe, out_dir: str | os.PathLike, report: ProbeRe
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
         acc = {"embodiments": list(model.config.embodiments), "size": int(model.config.size),
+               "read_sizes": list(model.read_sizes),  # the sizes the held-out figures were read at
                "pck_threshold_px": PCK_THRESHOLD_PX, "heldout": model.config.heldout,
                "train_info": model.config.train_info}
         if report is not None:
