@@ -7,6 +7,7 @@
 #      constant, control LR on a cosine to 9500), then to step 5500 with both LRs on a cosine to zero at 5500
 # A finished model step leaves a .done marker and is skipped; stage 2 resumes from its latest checkpoint. Run it again
 # after an interruption. Everything is written under OUT (default outputs/tiny_sim10) and outputs/tiny_sim/data.
+# VAE_ONLY=1 stops after step 3 (scripts/tiny_sim_4x_fine.sh puts another stage 2 on the same VAE).
 #
 #   OMP_NUM_THREADS=2 MUJOCO_GL=egl bash scripts/tiny_sim_4x.sh [OUT]
 # About 15–20 min of data, 45 min stage 1, 25 min fine-tune and ~2 h of stage 2 (1.3 s/step) on 2 cores.
@@ -48,6 +49,8 @@ if [ ! -f "$OUT/h8/.done" ]; then
     --lr 5e-4 --save-every 250
   touch "$OUT/h8/.done"
 fi
+
+[ "${VAE_ONLY:-0}" = 1 ] && { step "VAE ready: $OUT/h8/vae"; exit 0; }
 
 step "stage 2 on the fine-tuned VAE"
 if [ ! -d "$OUT/base" ]; then  # the stage-1 run's base with h8's VAE, put in place in one rename

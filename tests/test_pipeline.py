@@ -219,6 +219,14 @@ def test_cli_train_then_generate(tmp_path, image):
     pipe = load_for_inference(ckpt)
     res = pipe(image, joints, prompt="a hand", num_inference_steps=2, seed=0, return_control=True, progress=False)
     np.testing.assert_allclose(res.control[0].numpy(), ctrl["control"], rtol=0, atol=1e-6)
+    # --first-frame reaches the pipeline: the video is (up to mp4 coding) the pipeline's in that mode, not the default
+    assert main(["generate", "--checkpoint", str(ckpt), "--image", str(tmp_path / "ref.png"), "--joints",
+                 str(tmp_path / "j.npz"), "-o", str(tmp_path / "ref.mp4"), "--steps", "2", "--prompt", "a hand",
+                 "--first-frame", "reference"]) == 0
+    got = iio.imread(tmp_path / "ref.mp4").astype(float) / 255
+    want = {m: pipe(image, joints, prompt="a hand", num_inference_steps=2, seed=0, first_frame=m,
+                    progress=False).frames for m in ("reference", "generate")}
+    assert np.abs(got - want["reference"]).mean() < 0.5 * np.abs(got - want["generate"]).mean()
     # User errors are one line, not a traceback.
     assert main(["generate", "--checkpoint", str(tmp_path), "--image", str(tmp_path / "ref.png"), "--joints",
                  str(tmp_path / "j.npz"), "-o", str(out)]) == 1
@@ -274,3 +282,42 @@ def test_all_invalid_joints_warning_says_what_the_mode_does(image, mode, says):
     joints = joints.replace(valid=np.zeros_like(joints.valid))
     with pytest.warns(UserWarning, match=says):
         _run(p, image, joints, num_inference_steps=1)
+
+
+def test_first_frame_from_the_reference(pipe, image):
+    """``first_frame="reference"``: before every step latent frame 0 is the reference's latent noised to that step's
+    σ on the frame's own initial noise, at the end it is the clean latent, so video frame 0 is the VAE's
+    reconstruction of the reference image; the later frames follow from it."""
+    import PIL.Image
+
+    joints = make_joints(5)
+    pixels = pipe.video_processor.preprocess(PIL.Image.fromarray(image), height=64, width=64)
+    with torch.no_grad():
+        z = pipe.vae.encode(pixels[:, :, None]).latent_dist.mode()  # (1, 16, 1, 8, 8)
+    first = pipe.normalize_latents(z)
+    noise0 = torch.randn((1, 16, 2, 8, 8), generator=torch.Generator().manual_seed(0))[:, :, :1]
+    seen = []
+    hook = pipe.transformer.register_forward_pre_hook(lambda m, args, kw: seen.append(kw["hidden_states"][:, :16, :1]),
+                                                      with_kwargs=True)
+    try:
+        latent = _run(pipe, image, joints, first_frame="reference", output_type="latent").frames
+    finally:
+        hook.remove()
+    sigmas = pipe.scheduler_with_shift(pipe.defaults.shift)
+    sigmas.set_timesteps(STEPS)
+    assert len(seen) == STEPS
+    for s, x in zip(sigmas.sigmas[:STEPS], seen, strict=True):  # both CFG halves see the same latents
+        torch.testing.assert_close(x, ((1 - s) * first + s * noise0).expand_as(x), rtol=0, atol=1e-5)
+    torch.testing.assert_close(latent[:, :, :1], first, rtol=0, atol=1e-5)
+
+    video = _run(pipe, image, joints, first_frame="reference").frames
+    with torch.no_grad():
+        recon = ((pipe.vae.decode(z).sample[0, :, 0].permute(1, 2, 0).clamp(-1, 1) + 1) / 2).numpy()
+    np.testing.assert_allclose(video[0], recon, atol=1e-4)
+    generated = _run(pipe, image, joints).frames  # the default ("generate") denoises frame 0 too
+    assert np.abs(generated[0] - recon).max() > 1e-2 and np.abs(generated[1:] - video[1:]).max() > 1e-3
+    batch = pipe.sample_batch([image], [joints], seeds=[0], prompts="a hand", num_inference_steps=STEPS,
+                              first_frame="reference")
+    np.testing.assert_allclose(batch[0].frames, video, atol=2e-5)
+    with pytest.raises(ValueError, match="first_frame must be one of"):
+        _run(pipe, image, joints, first_frame="copy")

@@ -370,3 +370,38 @@ def test_init_fine_tunes_a_saved_pipeline_from_its_weights(tmp_path):
     with pytest.raises(ValueError, match="carries its own base"):
         Trainer(TrainConfig(out=str(tmp_path / "bad"), init=str(tmp_path / "pipe"), base_path=str(tmp_path / "src" /
                                                                                                    "base"), **common))
+
+
+def test_init_vae_carries_a_trained_pipeline_onto_a_finer_vae(tmp_path):
+    """``init`` + ``init_vae``: the saved pipeline's transformer and control weights, a 4× VAE in place of its 8× one,
+    and the control module re-gridded to it (downsample 4), so training steps run on the 4× latents (2× the grid)."""
+    from worldmodel.wan.presets import build_tiny
+
+    data = _write_clips(tmp_path / "data", 2)
+    common = dict(data=str(data), tiny=SMALL_TINY, control=CONTROL, num_frames=5, warmup_steps=0, progress=False,
+                  train_base=True, lora_rank=4)
+    src = Trainer(TrainConfig(out=str(tmp_path / "src"), steps=1, checkpoint_every=0, **common))
+    src.train()
+    src.pipe.save_pretrained(tmp_path / "pipe", self_contained=True)
+    fine = build_tiny(**SMALL_TINY, vae_dim_mult=(1, 2, 2)).vae
+    fine.save_pretrained(tmp_path / "vae4")
+
+    ft = Trainer(TrainConfig(out=str(tmp_path / "ft"), init=str(tmp_path / "pipe"), init_vae=str(tmp_path / "vae4"),
+                             steps=2, checkpoint_every=2, **common))
+    assert ft.pipe.vae.config.scale_factor_spatial == 4 and ft.pipe.control.config.downsample == 4
+    assert src.pipe.control.config.downsample == 8
+    for name, want in (("vae", fine), ("control", src.pipe.control)):
+        got = getattr(ft.pipe, name).state_dict()
+        assert all(torch.equal(v, got[k]) for k, v in want.state_dict().items()), name
+    got = ft.pipe.transformer.state_dict()
+    assert all(torch.equal(v, got[k]) for k, v in src.pipe.transformer.state_dict().items() if "lora" not in k)
+    losses = ft.train()  # 64² frames → 16×16 latents (8× would give 8×8): the control maps must match that grid
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    resumed = Trainer(TrainConfig.from_dict({**json.loads(
+        (tmp_path / "ft" / "checkpoint-000002" / "dexworld_checkpoint.json").read_text())["config"], "steps": 3}),
+        resume="latest")
+    assert resumed.pipe.vae.config.scale_factor_spatial == 4 and resumed.pipe.control.config.downsample == 4
+    with pytest.raises(ValueError, match="give init as well"):
+        TrainConfig(out=str(tmp_path / "x"), init_vae=str(tmp_path / "vae4"), **common).validate()
+    with pytest.raises(FileNotFoundError, match="init_vae .*no config.json"):
+        Trainer(TrainConfig(out=str(tmp_path / "y"), init=str(tmp_path / "pipe"), init_vae=str(data), **common))

@@ -12,7 +12,8 @@ from .. import argtypes as at
 SHIPPED_INDEX = Path(__file__).resolve().parents[2] / "worldmodel" / "checkpoints" / "tiny-sim" / "model_index.json"
 # The authors' sampling, recorded by 'dexworld convert-upstream' (worldmodel.wan.sampling.UPSTREAM_DEFAULTS).
 UPSTREAM = {"num_inference_steps": 50, "guidance_scale": 5.0, "shift": 5.0, "uncond_control": "joints",
-            "clip_preprocess": "resize"}
+            "clip_preprocess": "resize", "first_frame": "generate"}
+UNRECORDED = {"first_frame": "generate"}  # what a folder saved before a setting existed samples with
 
 
 def _index(path: Path) -> dict | None:
@@ -44,8 +45,8 @@ def _help_defaults(argv: list[str]):
 
 def _default(key: str, label: str, sampling: dict) -> str:
     """Help text for a setting the checkpoint records: its value in that checkpoint and in converted ones."""
-    return (f"default: from the checkpoint ({label}: {sampling.get(key, '?')}; converted upstream: "
-            f"{UPSTREAM[key]})")
+    value = sampling.get(key, UNRECORDED.get(key, "?"))
+    return f"default: from the checkpoint ({label}: {value}; converted upstream: {UPSTREAM[key]})"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,6 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--uncond-control", choices=("unedited", "joints"), default=None,
                    help="what the unconditional branch sees: 'joints' = the joint condition in both branches; "
                         + _default("uncond_control", label, sampling))
+    p.add_argument("--first-frame", choices=("generate", "reference"), default=None,
+                   help="'reference': latent frame 0 is the reference image's latent at every step (Wan 2.2 TI2V "
+                        "style), so frame 0 is the VAE's reconstruction of --image; 'generate': denoised like the "
+                        "rest; " + _default("first_frame", label, sampling))
     p.add_argument("--seed", type=at.seed, default=0)
     p.add_argument("--device", type=at.device, default=None,
                    help="torch device (default: cuda when available, else cpu)")
@@ -153,13 +158,14 @@ def run(args: argparse.Namespace) -> int:
     used = dataclasses.replace(pipe.defaults, **{k: v for k, v in (
         ("height", args.height), ("width", args.width), ("num_inference_steps", args.steps),
         ("guidance_scale", args.guidance), ("shift", args.shift), ("uncond_control", args.uncond_control),
-        ("num_frames", len(joints))) if v is not None})
+        ("first_frame", args.first_frame), ("num_frames", len(joints))) if v is not None})
     height, width = used.height, used.width
     print(f"generating {len(joints)} frames at {width}x{height} (width x height) from {checkpoint}", flush=True)
     print(f"sampling: {used.describe(type(pipe.scheduler).__name__)}")
     result = pipe(image, joints, prompt=args.prompt, negative_prompt=args.negative_prompt, height=height,
                   width=width, num_inference_steps=args.steps, guidance_scale=args.guidance, shift=args.shift,
-                  uncond_control=args.uncond_control, seed=args.seed, return_control=bool(args.save_control))
+                  uncond_control=args.uncond_control, seed=args.seed, return_control=bool(args.save_control),
+                  first_frame=args.first_frame)
     frames = result.frames
     if args.overlay:
         H, W = frames.shape[1:3]

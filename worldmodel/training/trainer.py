@@ -74,6 +74,9 @@ class TrainConfig:
     preset: str = "tiny"
     base_path: str | None = None  # local diffusers-format Wan directory (required for the 14B preset)
     init: str | None = None  # a saved HandControlPipeline folder to start from (weights only; step 0, fresh optimiser)
+    # with init: a VAE folder that replaces the init pipeline's (carry a trained model onto a new latent space, e.g.
+    # a 4× VAE); the control module is re-gridded to its compression, its weights kept
+    init_vae: str | None = None
     tiny: dict = dataclasses.field(default_factory=dict)  # TinyConfig overrides
     control: dict = dataclasses.field(default_factory=dict)  # HandControlModule config overrides
     num_frames: int | None = None  # default: the preset's
@@ -128,6 +131,8 @@ class TrainConfig:
             raise ValueError(f"base_dtype must be 'float32' or 'bfloat16', got {self.base_dtype!r}")
         if self.base_dtype == "bfloat16" and self.mixed_precision != "bf16":
             raise ValueError("base_dtype='bfloat16' needs mixed_precision='bf16'")
+        if self.init_vae is not None and self.init is None:
+            raise ValueError("init_vae replaces the VAE of the init pipeline; give init as well")
         if self.fsdp and self.mixed_precision == "fp16":
             raise ValueError("fsdp=True supports mixed_precision 'no' or 'bf16', not 'fp16' (its loss scaler does not "
                              "handle sharded gradients); use bf16")
@@ -302,11 +307,35 @@ def start_from_pipeline(cfg: TrainConfig):
         cfg.base_path = None  # the trainer writes the run's own base/ from these weights
     else:
         cfg.base_path = str(init)
+    vae, control = pipe.vae, pipe.control
+    if cfg.init_vae is not None:
+        vae, control = swap_vae(control, cfg.init_vae)
     components = WanComponents(
-        name=cfg.preset, transformer=transformer, vae=pipe.vae, scheduler=pipe.scheduler,
+        name=cfg.preset, transformer=transformer, vae=vae, scheduler=pipe.scheduler,
         image_encoder=pipe.image_encoder, image_processor=pipe.image_processor, text_encoder=pipe.text_encoder,
         tokenizer=pipe.tokenizer, prompt_embedder=pipe.prompt_embedder, source=str(init), defaults=pipe.defaults)
-    return components, pipe.control.train(), lora_dir
+    return components, control.train(), lora_dir
+
+
+def swap_vae(control: torch.nn.Module, vae_dir: str):
+    """The ``AutoencoderKLWan`` in ``vae_dir`` and ``control`` re-gridded to it (same weights, its compression).
+
+    The control module's weights do not depend on the latent grid (it projects joints with K scaled by
+    ``downsample`` and groups frames by ``temporal_stride``), so a trained module carries over to a VAE with another
+    spatial compression; the transformer's latent channels must match (``z_dim``).
+    """
+    from diffusers import AutoencoderKLWan
+
+    path = Path(vae_dir).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"init_vae {vae_dir}: not a saved AutoencoderKLWan folder (no config.json)")
+    vae = AutoencoderKLWan.from_pretrained(path, torch_dtype=torch.float32).eval()
+    if control is None:
+        return vae, None
+    grid = {"downsample": vae.config.scale_factor_spatial, "temporal_stride": vae.config.scale_factor_temporal}
+    regridded = type(control).from_config({**control.config, **grid})
+    regridded.load_state_dict(control.state_dict())
+    return vae, regridded
 
 
 class Trainer:

@@ -27,7 +27,14 @@ from worldmodel.wan import pretrained
 from worldmodel.wan.adapter import HandControlledWan, ensure_widened
 from worldmodel.wan.presets import WanComponents, shipped_path
 from worldmodel.wan.prompt import pad_prompt_embeds
-from worldmodel.wan.sampling import FULL_DEFAULTS, UNCOND_CONTROL, SamplingDefaults, clip_resize, set_timesteps
+from worldmodel.wan.sampling import (
+    FIRST_FRAME,
+    FULL_DEFAULTS,
+    UNCOND_CONTROL,
+    SamplingDefaults,
+    clip_resize,
+    set_timesteps,
+)
 
 
 @dataclasses.dataclass
@@ -198,10 +205,14 @@ class HandControlPipeline(WanImageToVideoPipeline):
         return type(self.scheduler).from_config(cfg, **{key: float(shift)})
 
     # ------------------------------------------------------------------ sampling
-    def _settings(self, uncond_control, height, width, num_inference_steps, guidance_scale, shift) -> tuple:
+    def _settings(self, uncond_control, height, width, num_inference_steps, guidance_scale, shift,
+                  first_frame=None) -> tuple:
         """Sampling settings: each one left as None takes the value the checkpoint records (:attr:`defaults`)."""
         d = self.defaults
         uncond_control = uncond_control or d.uncond_control
+        first_frame = first_frame or d.first_frame
+        if first_frame not in FIRST_FRAME:
+            raise ValueError(f"first_frame must be one of {FIRST_FRAME}, got {first_frame!r}")
         height, width = height or d.height, width or d.width
         steps = num_inference_steps or d.num_inference_steps
         guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
@@ -212,7 +223,7 @@ class HandControlPipeline(WanImageToVideoPipeline):
             raise ValueError(f"height and width must be positive multiples of 16, got {height}x{width}")
         if steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
-        return uncond_control, height, width, steps, guidance_scale, shift
+        return uncond_control, height, width, steps, guidance_scale, shift, first_frame
 
     def check_joints(self, joints: SparseJoints, K, height: int, width: int, image_hw: tuple[int, int]):
         """Validate joints/K and return tensors (1, T, 42, 3), (1, T, 3, 3) for (height, width) pixels, (1, T, 42)."""
@@ -256,18 +267,19 @@ class HandControlPipeline(WanImageToVideoPipeline):
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  shift: float | None = None, uncond_control: str | None = None, seed: int | None = None,
                  generator: torch.Generator | None = None, latents: torch.Tensor | None = None,
-                 output_type: str = "np", return_control: bool = False, progress: bool = True
-                 ) -> HandControlOutput:
+                 output_type: str = "np", return_control: bool = False, progress: bool = True,
+                 first_frame: str | None = None) -> HandControlOutput:
         """Generate ``len(joints)`` frames (must be 4k+1) following the joints from the reference ``image``.
 
         ``K`` (default ``joints.K``) is in the pixels of ``image``; it is rescaled when ``height``/``width``
         differ. ``uncond_control``: ``"unedited"`` — the unconditional branch sees the plain I2V condition and no
         control volume (as Wan-Move does); ``"joints"`` — it sees the same joint condition as the conditional branch,
-        so guidance acts on the prompt only (as the paper's authors do). Every setting left as None takes the value
-        the checkpoint records (:attr:`defaults`).
+        so guidance acts on the prompt only (as the paper's authors do). ``first_frame``: ``"generate"`` or
+        ``"reference"`` (:class:`SamplingDefaults`). Every setting left as None takes the value the checkpoint records
+        (:attr:`defaults`).
         """
-        uncond_control, height, width, steps, guidance_scale, shift = self._settings(
-            uncond_control, height, width, num_inference_steps, guidance_scale, shift)
+        uncond_control, height, width, steps, guidance_scale, shift, first_frame = self._settings(
+            uncond_control, height, width, num_inference_steps, guidance_scale, shift, first_frame)
         if prompt is None and prompt_embeds is None:
             prompt = ""
         if prompt is not None and prompt_embeds is not None:
@@ -312,23 +324,36 @@ class HandControlPipeline(WanImageToVideoPipeline):
         else:
             cond_in, control_in, text_in, img_in = cond_joint, control, prompt_embeds, image_embeds
 
+        first = condition[:, -latents.shape[1]:, :1] if first_frame == "reference" else None
         latents = self._denoise(model, scheduler, latents, (cond_in, control_in, text_in, img_in), guidance_scale,
-                                do_cfg, progress)
+                                do_cfg, progress, first)
         frames = latents if output_type == "latent" else self._decode(latents, output_type)[0]
         return HandControlOutput(frames=frames, control=control if return_control else None,
                                  condition=cond_joint if return_control else None)
 
     def _denoise(self, model: HandControlledWan, scheduler, latents: torch.Tensor, inputs: tuple, guidance_scale: float,
-                 do_cfg: bool, progress: bool) -> torch.Tensor:
-        """The sampling loop: ``inputs`` = (condition, control, text, image embeddings), CFG halves stacked."""
+                 do_cfg: bool, progress: bool, first: torch.Tensor | None = None) -> torch.Tensor:
+        """The sampling loop: ``inputs`` = (condition, control, text, image embeddings), CFG halves stacked.
+
+        ``first`` (B, z, 1, h, w): the reference's normalised latent, which replaces latent frame 0 before every step
+        as flow matching noises a clean latent, (1 − σ)·first + σ·noise (the frame's own initial noise), and at the
+        end (``first_frame="reference"``).
+        """
         cond_in, control_in, text_in, img_in = inputs
-        for t in self.progress_bar(scheduler.timesteps) if progress else scheduler.timesteps:
+        noise0 = latents[:, :, :1].clone()
+        timesteps = scheduler.timesteps
+        for i, t in enumerate(self.progress_bar(timesteps) if progress else timesteps):
+            if first is not None:
+                sigma = scheduler.sigmas[i].to(latents)
+                latents = torch.cat([(1.0 - sigma) * first + sigma * noise0, latents[:, :, 1:]], dim=2)
             x = torch.cat([latents, latents]) if do_cfg else latents
             pred = model(x, t.expand(x.shape[0]), cond_in, control_in, text_in, img_in).float()
             if do_cfg:
                 pred_c, pred_u = pred.chunk(2)
                 pred = pred_u + guidance_scale * (pred_c - pred_u)
             latents = scheduler.step(pred, t, latents, return_dict=False)[0]
+        if first is not None:
+            latents = torch.cat([first.to(latents), latents[:, :, 1:]], dim=2)
         return latents
 
     def _decode(self, latents: torch.Tensor, output_type: str):
@@ -359,8 +384,8 @@ class HandControlPipeline(WanImageToVideoPipeline):
                      negative_prompt: str | None = None, K: list | None = None, height: int | None = None,
                      width: int | None = None, num_inference_steps: int | None = None,
                      guidance_scale: float | None = None, shift: float | None = None,
-                     uncond_control: str | None = None, output_type: str = "np", progress: bool = False
-                     ) -> list[HandControlOutput]:
+                     uncond_control: str | None = None, output_type: str = "np", progress: bool = False,
+                     first_frame: str | None = None) -> list[HandControlOutput]:
         """Sample B independent items in one batch: item i is ``images[i]``, ``joints[i]``, ``seeds[i]``.
 
         Each item gets the initial noise a single call with its seed draws, so item i matches
@@ -380,8 +405,8 @@ class HandControlPipeline(WanImageToVideoPipeline):
         prompts = [prompts or ""] * B if prompts is None or isinstance(prompts, str) else list(prompts)
         if len(Ks) != B or len(prompts) != B:
             raise ValueError(f"K and prompts must give one entry per item ({B})")
-        uncond_control, height, width, steps, guidance_scale, shift = self._settings(
-            uncond_control, height, width, num_inference_steps, guidance_scale, shift)
+        uncond_control, height, width, steps, guidance_scale, shift, first_frame = self._settings(
+            uncond_control, height, width, num_inference_steps, guidance_scale, shift, first_frame)
         if len({len(j) for j in joints}) != 1:
             raise ValueError(f"every item must have the same frame count, got {sorted({len(j) for j in joints})}")
         device, dtype = self._execution_device, self.transformer.dtype
@@ -418,7 +443,8 @@ class HandControlPipeline(WanImageToVideoPipeline):
                       None if image_embeds is None else torch.cat([image_embeds, image_embeds]))
         else:
             inputs = (cond_joint, control, text, image_embeds)
-        latents = self._denoise(model, scheduler, latents, inputs, guidance_scale, do_cfg, progress)
+        first = condition[:, -latents.shape[1]:, :1] if first_frame == "reference" else None
+        latents = self._denoise(model, scheduler, latents, inputs, guidance_scale, do_cfg, progress, first)
         frames = latents.split(1) if output_type == "latent" else self._decode(latents, output_type)
         return [HandControlOutput(frames=f) for f in frames]
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 UNCOND_CONTROL = ("unedited", "joints")
+FIRST_FRAME = ("generate", "reference")
 CLIP_PREPROCESS = ("center_crop", "resize")
 
 
@@ -25,6 +26,11 @@ class SamplingDefaults:
     ``clip_preprocess``: ``"center_crop"`` — the folder's CLIP image processor (diffusers' default: shortest edge
     to the encoder's size, then a centre crop); ``"resize"`` — the whole frame, as the VAE sees it, resized bicubic
     to the encoder's square size without cropping, then CLIP normalisation (the authors').
+    ``first_frame``: ``"generate"`` — latent frame 0 is denoised like the others (Wan 2.1); ``"reference"`` — it is
+    the reference image's latent throughout, noised to each step's level on its own fixed noise and clean at the end
+    (the first-frame conditioning of Wan 2.2 TI2V), so video frame 0 is the VAE's reconstruction of the reference
+    and the later frames are denoised next to the true first frame. Either works with a model trained as Wan 2.1
+    is: at every step the replaced frame is what training shows the model at that noise level.
     """
 
     height: int
@@ -35,12 +41,15 @@ class SamplingDefaults:
     shift: float = 5.0
     uncond_control: str = "unedited"
     clip_preprocess: str = "center_crop"
+    first_frame: str = "generate"
 
     def __post_init__(self):
         if self.uncond_control not in UNCOND_CONTROL:
             raise ValueError(f"uncond_control must be one of {UNCOND_CONTROL}, got {self.uncond_control!r}")
         if self.clip_preprocess not in CLIP_PREPROCESS:
             raise ValueError(f"clip_preprocess must be one of {CLIP_PREPROCESS}, got {self.clip_preprocess!r}")
+        if self.first_frame not in FIRST_FRAME:
+            raise ValueError(f"first_frame must be one of {FIRST_FRAME}, got {self.first_frame!r}")
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "sampling defaults") -> SamplingDefaults:
@@ -60,7 +69,8 @@ class SamplingDefaults:
             f"{self.guidance_scale:g}, joints in " + ("both branches" if self.uncond_control == "joints" else
                                                       "the conditional branch only"))
         return (f"{self.num_inference_steps} steps{' ' + sampler if sampler else ''}, guidance {cfg}, "
-                f"shift {self.shift:g}, {self.width}x{self.height}x{self.num_frames}, CLIP {self.clip_preprocess}")
+                f"shift {self.shift:g}, {self.width}x{self.height}x{self.num_frames}, CLIP {self.clip_preprocess}"
+                + (", first frame from the reference" if self.first_frame == "reference" else ""))
 
 
 FULL_DEFAULTS = SamplingDefaults(height=480, width=832, num_frames=81)
