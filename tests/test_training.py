@@ -403,5 +403,11 @@ def test_init_vae_carries_a_trained_pipeline_onto_a_finer_vae(tmp_path):
     assert resumed.pipe.vae.config.scale_factor_spatial == 4 and resumed.pipe.control.config.downsample == 4
     with pytest.raises(ValueError, match="give init as well"):
         TrainConfig(out=str(tmp_path / "x"), init_vae=str(tmp_path / "vae4"), **common).validate()
+    from diffusers import AutoencoderKLWan
+
+    AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 2, 2]).save_pretrained(tmp_path / "vae_z4")
+    with pytest.raises(ValueError, match="its latents have 4 channels, the transformer .* takes 16"):
+        Trainer(TrainConfig(out=str(tmp_path / "z"), init=str(tmp_path / "pipe"), init_vae=str(tmp_path / "vae_z4"),
+                            **common))
     with pytest.raises(FileNotFoundError, match="init_vae .*no config.json"):
         Trainer(TrainConfig(out=str(tmp_path / "y"), init=str(tmp_path / "pipe"), init_vae=str(data), **common))

@@ -310,6 +310,9 @@ def start_from_pipeline(cfg: TrainConfig):
     vae, control = pipe.vae, pipe.control
     if cfg.init_vae is not None:
         vae, control = swap_vae(control, cfg.init_vae)
+        if vae.config.z_dim != pipe.vae.config.z_dim:
+            raise ValueError(f"init_vae {cfg.init_vae}: its latents have {vae.config.z_dim} channels, the transformer "
+                             f"of init {init} takes {pipe.vae.config.z_dim}")
     components = WanComponents(
         name=cfg.preset, transformer=transformer, vae=vae, scheduler=pipe.scheduler,
         image_encoder=pipe.image_encoder, image_processor=pipe.image_processor, text_encoder=pipe.text_encoder,
@@ -322,7 +325,7 @@ def swap_vae(control: torch.nn.Module, vae_dir: str):
 
     The control module's weights do not depend on the latent grid (it projects joints with K scaled by
     ``downsample`` and groups frames by ``temporal_stride``), so a trained module carries over to a VAE with another
-    spatial compression; the transformer's latent channels must match (``z_dim``).
+    spatial compression (the caller checks that the latent channels, ``z_dim``, match the transformer's).
     """
     from diffusers import AutoencoderKLWan
 
