@@ -83,3 +83,28 @@ def test_windows_of_a_long_clip(tmp_path):
         ds.set_epoch(epoch)
         seen.add(ds[0]["start"])
     assert seen == {0, 4, 8}  # windows drawn among the cached ones, per epoch
+
+
+def test_a_batch_encodes_only_its_windows_not_cached_yet(clips, monkeypatch):
+    """With the in-memory cache, a batch that mixes cached and new windows (a run resumed mid-epoch) encodes only the
+    new ones; what it returns for them is what `dexworld cache` stored for those clips."""
+    t = Trainer(TrainConfig(**CFG, data=str(clips / "clips"), out=str(clips / "run_mixed")))
+    ds = ClipDataset(clips / "clips", 5, 64, 64)
+    encoded = []  # videos per VAE encode call (the latents' pass and the I2V condition's)
+    encode = t.components.vae.encode
+    monkeypatch.setattr(t.components.vae, "encode", lambda x, *a, **k: encoded.append(x.shape[0]) or encode(x, *a, **k))
+
+    def batch(ids):
+        items = [ds[i] for i in ids]
+        return {"video": torch.stack([it["video"] for it in items]), "prompt": [it["prompt"] for it in items],
+                "prompt_embeds": None, "index": torch.tensor(ids), "start": torch.zeros(len(ids), dtype=torch.long)}
+
+    t.encode_batch(batch([0, 1]))
+    assert sum(encoded) == 2 * 2  # two new windows: latents and condition for each
+    enc = t.encode_batch(batch([1, 2, 0]))
+    assert sum(encoded) == 2 * 2 + 2 * 1  # only window 2 was new
+    stored = load_file(clips / "enc" / "000002.safetensors")
+    torch.testing.assert_close(enc["x0"][1:2], stored["x0"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(enc["condition"][1:2], stored["condition"], rtol=0, atol=1e-6)
+    t.encode_batch(batch([2, 0, 1]))
+    assert sum(encoded) == 6  # all cached

@@ -525,28 +525,36 @@ class Trainer:
             dev = self.accelerator.device
             return {k: (None if batch[k] is None else batch[k].to(dev).float())
                     for k in ("x0", "condition", "prompt_embeds", "image_embeds")}
+        if not self.cache_latents:
+            return self._encode(batch["video"], batch["prompt_embeds"], batch["prompt"])
+        # Encode only the windows not cached yet: a run resumed mid-epoch (empty cache) mixes new and cached
+        # windows in one batch for a whole epoch, and re-encoding the batch for one new window cost it ~1.5× the step.
         keys = list(zip(batch["index"].tolist(), batch["start"].tolist(), strict=True))
-        if self.cache_latents and all(k in self._cache for k in keys):
-            items = [self._cache[k] for k in keys]
-            return {name: (None if items[0][name] is None else torch.cat([it[name] for it in items]))
-                    for name in items[0]}
+        new = [i for i, k in enumerate(keys) if k not in self._cache]
+        if new:
+            pe = batch["prompt_embeds"]
+            out = self._encode(batch["video"][new], None if pe is None else pe[new], [batch["prompt"][i] for i in new])
+            for j, i in enumerate(new):
+                self._cache[keys[i]] = {n: (None if v is None else v[j:j + 1]) for n, v in out.items()}
+        items = [self._cache[k] for k in keys]
+        return {name: (None if items[0][name] is None else torch.cat([it[name] for it in items])) for name in items[0]}
+
+    @torch.no_grad()
+    def _encode(self, video: torch.Tensor, prompt_embeds: torch.Tensor | None, prompts: list[str]) -> dict:
+        """Encode windows (B, 3, T, H, W): VAE latents, I2V condition, prompt and CLIP embeddings."""
         pipe, dev = self.pipe, self.accelerator.device
-        video = batch["video"].to(dev)
+        video = video.to(dev)
         vae = self.components.vae
         x0 = pipe.normalize_latents(vae.encode(video.to(vae.dtype)).latent_dist.mode().float())
         condition = i2v_condition(pipe, video, x0.shape[2], self.height, self.width, dev)
         first = ((video[:, :, 0].permute(0, 2, 3, 1) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
         image_embeds = pipe.image_embeddings(list(first.cpu().numpy()), dev)
-        if batch["prompt_embeds"] is not None:
-            prompt_embeds = batch["prompt_embeds"].to(dev)
+        if prompt_embeds is not None:
+            prompt_embeds = prompt_embeds.to(dev)
         else:
-            prompt_embeds = pipe.embed_prompts(batch["prompt"], dev, torch.float32)
-        out = {"x0": x0, "condition": condition, "prompt_embeds": prompt_embeds.float(),
-               "image_embeds": None if image_embeds is None else image_embeds.float()}
-        if self.cache_latents:
-            for i, k in enumerate(keys):
-                self._cache[k] = {n: (None if v is None else v[i:i + 1]) for n, v in out.items()}
-        return out
+            prompt_embeds = pipe.embed_prompts(prompts, dev, torch.float32)
+        return {"x0": x0, "condition": condition, "prompt_embeds": prompt_embeds.float(),
+                "image_embeds": None if image_embeds is None else image_embeds.float()}
 
     def sample_generators(self, index: torch.Tensor) -> list[torch.Generator]:
         """Per-sample randomness (noise, σ, joint mask) as a pure function of (seed, step, dataset index).
