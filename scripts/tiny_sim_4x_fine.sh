@@ -8,7 +8,7 @@
 # Run it again after an interruption: stage 2 resumes from its latest checkpoint.
 #
 #   OMP_NUM_THREADS=2 MUJOCO_GL=egl bash scripts/tiny_sim_4x_fine.sh [OUT]      # STEPS (default 2000), INIT
-# About 1.5 h for steps 1-3 (if not done yet) and ~3 s per stage-2 step on 2 cores.
+# About 75 min for steps 1-3 (if not done yet) and ~3.5 s per stage-2 step on 2 cores (measured, docs/results.md).
 set -euo pipefail
 OUT=$(realpath -m -- "${1:-$(dirname "$0")/../outputs/tiny_sim12}")
 BIN=$(realpath -m -- "${BIN:-$(dirname "$0")/../.venv/bin}")

@@ -151,3 +151,15 @@ def test_converted_checkpoint_samples_as_the_authors(tmp_path, monkeypatch, caps
                  "clip_preprocess resize", "FlowMatchEulerDiscreteScheduler"):
         assert want in text, want
     assert "tiny-sim: 10" not in text and "num_inference_steps 50" in text
+
+
+def test_generate_help_copies_agree_with_the_sampling_module():
+    """`dexworld generate` keeps torch-free copies of the upstream defaults and of the defaults a folder saved before a
+    setting existed gets (for a fast --help); they must say what worldmodel.wan.sampling does."""
+    from dexworld.commands.generate import UNRECORDED, UPSTREAM
+    from worldmodel.wan.sampling import UPSTREAM_DEFAULTS, SamplingDefaults
+
+    upstream = UPSTREAM_DEFAULTS.to_dict()
+    assert all(upstream[k] == v for k, v in UPSTREAM.items())
+    field_defaults = {f.name: f.default for f in dataclasses.fields(SamplingDefaults)}
+    assert all(field_defaults[k] == v for k, v in UNRECORDED.items())

@@ -55,6 +55,7 @@ def test_shipped_models_record_the_same_sampling_defaults():
     sampling = [json.loads((shipped_path(n) / "model_index.json").read_text())["sampling"]
                 for n in ("tiny-sim", "tiny-sim-bimanual")]
     assert sampling[0] == sampling[1] and (sampling[0]["height"], sampling[0]["num_frames"]) == (128, 17)
+    assert sampling[0]["first_frame"] == "reference"  # README: frame 0 is the given image as the VAE reproduces it
 
 
 def test_shipped_model_loads_with_trained_weights(pipe):

@@ -13,7 +13,9 @@ SHIPPED_INDEX = Path(__file__).resolve().parents[2] / "worldmodel" / "checkpoint
 # The authors' sampling, recorded by 'dexworld convert-upstream' (worldmodel.wan.sampling.UPSTREAM_DEFAULTS).
 UPSTREAM = {"num_inference_steps": 50, "guidance_scale": 5.0, "shift": 5.0, "uncond_control": "joints",
             "clip_preprocess": "resize", "first_frame": "generate"}
-UNRECORDED = {"first_frame": "generate"}  # what a folder saved before a setting existed samples with
+# What a folder saved before a setting existed samples with: SamplingDefaults' field default. Both dicts are copies
+# kept torch-free for the help text; tests/test_sampling.py checks them against worldmodel.wan.sampling.
+UNRECORDED = {"first_frame": "generate"}
 
 
 def _index(path: Path) -> dict | None:

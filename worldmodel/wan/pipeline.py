@@ -340,7 +340,7 @@ class HandControlPipeline(WanImageToVideoPipeline):
         end (``first_frame="reference"``).
         """
         cond_in, control_in, text_in, img_in = inputs
-        noise0 = latents[:, :, :1].clone()
+        noise0 = None if first is None else latents[:, :, :1].clone()
         timesteps = scheduler.timesteps
         for i, t in enumerate(self.progress_bar(timesteps) if progress else timesteps):
             if first is not None:
