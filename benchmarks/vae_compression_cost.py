@@ -4,7 +4,8 @@ At 128² an Inspire finger is about 4 px wide, half a latent cell of the shipped
 attempt), so finer latents are the lever for separable fingers. This times one training step (forward, backward,
 AdamW) of each on random data, one thread by default, and prints the 4× / 8× ratios. Baseline: the shipped
 configuration (VAE ``dim_mult`` 1,2,2,2, transformer patch 1×2×2 on 16×16 latents). A third row keeps today's token
-count on 32×32 latents with a 1×4×4 patch.
+count on 32×32 latents with a 1×4×4 patch. A last row runs the 4× 1×2×2 step under bfloat16 autocast (AdamW's
+weights stay float32), which a CPU with AMX runs on its matrix units.
 
     .venv/bin/python benchmarks/vae_compression_cost.py                   # one thread, ~1 min
     .venv/bin/python benchmarks/vae_compression_cost.py --threads 0       # torch's default threads
@@ -62,19 +63,21 @@ def main(argv=None) -> int:
     config = dict(WanTransformer3DModel.load_config(f"{SHIPPED}/transformer"))
     text, image = torch.randn(args.batch, 16, config["text_dim"]), torch.randn(args.batch, 4, config["image_dim"])
     rows = (
-        ("8x latents, patch 1x2x2 (shipped)", 16, (1, 2, 2)),
-        ("4x latents, patch 1x2x2", 32, (1, 2, 2)),
-        ("4x latents, patch 1x4x4", 32, (1, 4, 4)),
+        ("8x latents, patch 1x2x2 (shipped)", 16, (1, 2, 2), False),
+        ("4x latents, patch 1x2x2", 32, (1, 2, 2), False),
+        ("4x latents, patch 1x4x4", 32, (1, 4, 4), False),
+        ("4x latents, patch 1x2x2, bf16 autocast", 32, (1, 2, 2), True),
     )
     base = None
-    for label, side, patch in rows:
+    for label, side, patch, bf16 in rows:
         model = WanTransformer3DModel.from_config({**config, "patch_size": list(patch)})
         latents = torch.randn(args.batch, config["in_channels"], 5, side, side)
         t = torch.randint(0, 1000, (args.batch,))
         tokens = 5 * (side // patch[1]) * (side // patch[2])
 
-        def loss(m=model, x=latents, t=t):
-            out = m(x, t, text, encoder_hidden_states_image=image, return_dict=False)[0]
+        def loss(m=model, x=latents, t=t, bf16=bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = m(x, t, text, encoder_hidden_states_image=image, return_dict=False)[0]
             return out.float().pow(2).mean()
 
         s = seconds_per_step(model, loss, repeats=2)

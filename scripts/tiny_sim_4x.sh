@@ -7,7 +7,8 @@
 #      constant, control LR on a cosine to 9500), then to step 5500 with both LRs on a cosine to zero at 5500
 # A finished model step leaves a .done marker and is skipped; stage 2 resumes from its latest checkpoint. Run it again
 # after an interruption. Everything is written under OUT (default outputs/tiny_sim10) and outputs/tiny_sim/data.
-# VAE_ONLY=1 stops after step 3 (scripts/tiny_sim_4x_fine.sh puts another stage 2 on the same VAE).
+# VAE_ONLY=1 stops after step 3 (scripts/tiny_sim_4x_fine.sh puts another stage 2 on the same VAE); DATA_ONLY=1
+# after step 1.
 #
 #   OMP_NUM_THREADS=2 MUJOCO_GL=egl bash scripts/tiny_sim_4x.sh [OUT]
 # About 15–20 min of data, 45 min stage 1, 25 min fine-tune and ~2 h of stage 2 (1.3 s/step) on 2 cores.
@@ -34,6 +35,7 @@ synth train_scenes 300 1 3000
 for s in train train_scenes; do for emb in inspire_right dex3_right; do
   mkdir -p "$DATA/train_mix/$s/$emb" && ln -sf "$PWD/$DATA/$s/$emb/"*.h5 "$DATA/train_mix/$s/$emb/"
 done; done
+[ "${DATA_ONLY:-0}" = 1 ] && { step "data ready: $DATA"; exit 0; }
 
 step "stage 1: the 4x VAE"
 if [ ! -f "$OUT/vae_run/.done" ]; then
