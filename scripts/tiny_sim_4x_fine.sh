@@ -16,7 +16,10 @@ OUT=$(realpath -m -- "${1:-$(dirname "$0")/../outputs/tiny_sim12}")
 BIN=$(realpath -m -- "${BIN:-$(dirname "$0")/../.venv/bin}")
 INIT=$(realpath -m -- "${INIT:-$(dirname "$0")/../worldmodel/checkpoints/tiny-sim}")
 VAE=${VAE:-$(dirname "$0")/../worldmodel/checkpoints/tiny-sim-vae-4x}
-[ "$VAE" = train ] || VAE=$(realpath -m -- "$VAE")
+if [ "$VAE" != train ]; then  # checked before the data step spends minutes
+  VAE=$(realpath -m -- "$VAE")
+  [ -f "$VAE/config.json" ] || { echo "tiny_sim_4x_fine.sh: VAE $VAE is not a saved AutoencoderKLWan folder" >&2; exit 2; }
+fi
 STEPS=${STEPS:-2000}
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 MUJOCO_GL=${MUJOCO_GL:-egl}
