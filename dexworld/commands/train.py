@@ -13,7 +13,7 @@ _FIELDS = ("data", "out", "preset", "base_path", "init", "init_vae", "steps", "b
            "width", "lora_rank", "lr_lora", "lr_lora_schedule", "lr_control", "warmup_steps", "cosine_steps",
            "joint_mask_prob", "timestep_sampling", "shift", "mixed_precision", "base_dtype", "checkpoint_every",
            "sample_every", "sample_steps", "seed", "num_workers", "gradient_accumulation_steps", "cache",
-           "control_dropout")
+           "control_dropout", "hand_weight")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--joint-mask-prob", type=at.probability, default=None, help="default 0.05")
     p.add_argument("--control-dropout", type=at.probability, default=None,
                    help="probability that a sample's joints are all dropped (default 0; tiny-sim 0.1)")
+    p.add_argument("--hand-weight", type=at.nonnegative_float, default=None,
+                   help="add this many times the loss on the latent cells that see the hand (within 6 px of the "
+                        "projected skeleton), averaged over them (default 0)")
     p.add_argument("--train-base", action="store_true", default=None,
                    help="train the whole transformer, not only LoRA (default for tiny-sim)")
     p.add_argument("--vae-steps", type=at.nonnegative_int, default=None,

@@ -39,6 +39,7 @@ from worldmodel.training.distributed import (
     sample_generator,
     shard_transformer,
 )
+from worldmodel.training.hand_loss import hand_pixel_masks, hand_term, latent_hand_mask
 from worldmodel.training.run_folder import clean_killed_save, clear_run
 from worldmodel.wan.adapter import (
     HandControlledWan,
@@ -101,6 +102,10 @@ class TrainConfig:
     fixed_noise: bool = False  # reuse step 0's noise, σ and mask every step (measuring overfitting)
     train_base: bool = False  # train the whole transformer too (presets without pretrained weights: tiny-sim)
     control_dropout: float = 0.0  # probability that a sample's joints are all dropped (trains the control-off mode)
+    # > 0: add this many times the squared error on the latent cells that see the hand (pixels within
+    # hand_radius_px of the projected skeleton), averaged over them (worldmodel/training/hand_loss.py)
+    hand_weight: float = 0.0
+    hand_radius_px: float = 6.0
     vae: dict = dataclasses.field(default_factory=dict)  # stage 1 (VaeTrainConfig fields; steps > 0: train the VAE)
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (accelerate autocast)
     base_dtype: str = "float32"  # frozen weights in "bfloat16" halve their memory; needs mixed_precision="bf16"
@@ -142,6 +147,9 @@ class TrainConfig:
             raise ValueError(f"joint_mask_prob must be in [0, 1), got {self.joint_mask_prob}")
         if not 0.0 <= self.control_dropout < 1.0:
             raise ValueError(f"control_dropout must be in [0, 1), got {self.control_dropout}")
+        if self.hand_weight < 0 or self.hand_radius_px <= 0:
+            raise ValueError(f"hand_weight must be >= 0 and hand_radius_px > 0, got {self.hand_weight}, "
+                             f"{self.hand_radius_px}")
         if self.vae:
             from worldmodel.training.vae import VaeTrainConfig
 
@@ -588,12 +596,15 @@ class Trainer:
         with self.accelerator.autocast():
             timestep = (sigma * self.components.scheduler.config.num_train_timesteps).to(dev)
             pred = self.model(x_t, timestep, condition, control, enc["prompt_embeds"], enc["image_embeds"])
-        if cfg.timestep_sampling == "upstream":  # per-sample MSE times the bell weight of its step
-            per_sample = (pred.float() - target.float()).square().flatten(1).mean(1)
-            loss = (per_sample * loss_weights(sigma, cfg.timestep_sampling, cfg.shift).to(dev)).mean()
-        else:
-            loss = torch.nn.functional.mse_loss(pred.float(), target.float())
-        return loss, sigma
+        sq_err = (pred.float() - target.float()).square()
+        per_sample = sq_err.flatten(1).mean(1)
+        if cfg.hand_weight:  # the hand region again, on the latent cells that see it
+            pixels = hand_pixel_masks(batch["joints"], batch["valid"], batch["K"], (self.height, self.width),
+                                      cfg.hand_radius_px)
+            per_sample = per_sample + cfg.hand_weight * hand_term(sq_err, latent_hand_mask(pixels, sq_err.shape[2:]))
+        if cfg.timestep_sampling == "upstream":  # per-sample loss times the bell weight of its step
+            per_sample = per_sample * loss_weights(sigma, cfg.timestep_sampling, cfg.shift).to(dev)
+        return per_sample.mean(), sigma
 
     def train_step(self, batch: dict | list[dict]) -> dict:
         """One optimiser step over one batch or a list of micro-batches (gradient accumulation).
