@@ -1,8 +1,9 @@
 """Which checkpoint a command-line path means, checked before anything loads it.
 
 ``--checkpoint`` accepts a saved pipeline folder (``model_index.json``, what ``save_pretrained`` writes), a training
-checkpoint folder (``dexworld_checkpoint.json``) or a training run folder written by ``dexworld train`` (its
-``latest`` checkpoint, else the highest ``checkpoint-N``).
+checkpoint folder (``dexworld_checkpoint.json``), a training run folder written by ``dexworld train`` (its
+``latest`` checkpoint, else the highest ``checkpoint-N``) or, as ``from_pretrained`` does, the name of a model shipped
+in ``worldmodel/checkpoints`` (``tiny-sim``, ``tiny-sim-bimanual``, ``tiny-sim-4x``) when no such folder exists here.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def shipped_model_for(hands: Iterable[str]) -> str:
 def resolve_checkpoint(path: str | os.PathLike, name: str = "--checkpoint") -> Path:
     """The checkpoint folder ``path`` means (itself, or a run folder's latest checkpoint), with its weights checked."""
     path = Path(path)
+    if not path.exists() and len(path.parts) == 1:
+        from worldmodel.wan.presets import SHIPPED_DIR
+
+        if (SHIPPED_DIR / path / PIPELINE_INDEX).is_file():
+            path = SHIPPED_DIR / path
     if not path.exists():
         raise FileNotFoundError(f"{name} {path}: no such folder")
     if not path.is_dir():

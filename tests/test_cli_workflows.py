@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,6 +158,17 @@ def test_checkpoint_argument_takes_a_run_folder(tmp_path):
     assert resolve_checkpoint(run / "checkpoint-000040") == run / "checkpoint-000040"
     with pytest.raises(FileNotFoundError, match="neither a saved model .* nor a training run folder"):
         resolve_checkpoint(tmp_path)
+
+
+def test_checkpoint_argument_takes_a_shipped_name(tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parents[1] / "worldmodel" / "checkpoints"
+    monkeypatch.chdir(tmp_path)  # no folder of that name here
+    assert resolve_checkpoint("tiny-sim-4x") == root / "tiny-sim-4x"
+    (tmp_path / "tiny-sim-4x").mkdir()  # a folder of the user's own under that name wins (and is then checked)
+    with pytest.raises(FileNotFoundError, match="tiny-sim-4x: neither a saved model"):
+        resolve_checkpoint("tiny-sim-4x")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        resolve_checkpoint("tiny-sim-5x")
 
 
 def test_simulate_saves_a_reference_frame_and_joints_for_generate(tmp_path, capsys):

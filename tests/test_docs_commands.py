@@ -21,7 +21,7 @@ from dexworld.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-SHELL_WORDS = {";", "&&", "||", "|", "do", "done", "then", "fi"}
+SHELL_WORDS = {";", "&", "&&", "||", "|", "do", "done", "then", "fi"}
 SUBSTITUTE = {"$emb": "inspire_right"}
 
 

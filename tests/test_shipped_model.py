@@ -24,17 +24,30 @@ STEPS = 6  # fewer denoising steps than the default 10, to keep the test fast
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    torch.manual_seed(0)
-    p = load_shipped("tiny-sim")
-    p.set_progress_bar_config(disable=True)
-    return p
+def pipes():
+    """Shipped pipelines by name, loaded once."""
+    loaded = {}
+
+    def get(name: str):
+        if name not in loaded:
+            torch.manual_seed(0)
+            loaded[name] = load_shipped(name)
+            loaded[name].set_progress_bar_config(disable=True)
+        return loaded[name]
+
+    return get
 
 
-@pytest.mark.parametrize("name", ["tiny-sim", "tiny-sim-bimanual"])
+@pytest.fixture(scope="module")
+def pipe(pipes):
+    return pipes("tiny-sim")
+
+
+@pytest.mark.parametrize("name", ["tiny-sim", "tiny-sim-bimanual", "tiny-sim-4x"])
 def test_shipped_files_are_safetensors_and_small(name):
-    """Both shipped models (tiny-sim-bimanual: tiny-sim fine-tuned on two-hand and left-hand clips as well, what the
-    demo loads for a pair): self-contained diffusers pipeline folders, safetensors only, ≤ 25 MB."""
+    """The shipped models (tiny-sim-bimanual: tiny-sim fine-tuned on two-hand and left-hand clips as well, what the
+    demo loads for a pair; tiny-sim-4x: on the 4× VAE): self-contained diffusers pipeline folders, safetensors only,
+    ≤ 25 MB."""
     root = shipped_path(name)
     files = [p for p in root.rglob("*") if p.is_file()]
     weights = [p for p in files if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl")]
@@ -85,8 +98,18 @@ def _generate(pipe, clip, joints):
     return np.asarray(out.frames, dtype=np.float64)
 
 
+def test_tiny_sim_4x_runs_on_the_shipped_4x_vae(pipes):
+    p = pipes("tiny-sim-4x")
+    assert (p.vae.config.scale_factor_spatial, p.vae.config.scale_factor_temporal) == (4, 4)
+    vae_4x = SHIPPED_DIR / "tiny-sim-vae-4x" / "diffusion_pytorch_model.safetensors"
+    assert (shipped_path("tiny-sim-4x") / "vae" / vae_4x.name).read_bytes() == vae_4x.read_bytes()
+    assert p.defaults == load_shipped("tiny-sim").defaults  # a drop-in for the default model
+
+
+@pytest.mark.parametrize("name", ["tiny-sim", "tiny-sim-4x"])
 @pytest.mark.parametrize("path", CLIPS, ids=[p.stem for p in CLIPS])
-def test_control_beats_control_off_in_the_hand_region(pipe, path):
+def test_control_beats_control_off_in_the_hand_region(pipes, name, path):
+    pipe = pipes(name)
     clip = read_clip(path)
     ref = clip.frames.astype(np.float64) / 255.0
     mask = hand_region(clip.joints, ref.shape[1:3], radius=6.0)
