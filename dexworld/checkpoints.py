@@ -8,6 +8,7 @@ in ``worldmodel/checkpoints`` (``tiny-sim``, ``tiny-sim-bimanual``, ``tiny-sim-4
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterable
@@ -34,11 +35,11 @@ def shipped_model_for(hands: Iterable[str]) -> str:
 def resolve_checkpoint(path: str | os.PathLike, name: str = "--checkpoint") -> Path:
     """The checkpoint folder ``path`` means (itself, or a run folder's latest checkpoint), with its weights checked."""
     path = Path(path)
-    if not path.exists() and len(path.parts) == 1:
-        from worldmodel.wan.presets import SHIPPED_DIR
+    if not path.exists() and len(path.parts) == 1:  # a shipped model's name, as from_pretrained takes it
+        from worldmodel.wan.presets import shipped_path
 
-        if (SHIPPED_DIR / path / PIPELINE_INDEX).is_file():
-            path = SHIPPED_DIR / path
+        with contextlib.suppress(FileNotFoundError):
+            path = shipped_path(path.name)
     if not path.exists():
         raise FileNotFoundError(f"{name} {path}: no such folder")
     if not path.is_dir():

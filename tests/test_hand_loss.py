@@ -61,7 +61,20 @@ def test_trainer_adds_the_hand_region_loss(tmp_path):
     some = loss(2.5)
     assert some > plain and some != pytest.approx(3.5 * plain, rel=1e-3)
     batch["valid"] = torch.zeros_like(batch["valid"])  # no joint anywhere: no hand cell, nothing added
+    batch["index"] = batch["index"] + 1  # (another window: the trainer projects each window's hand once)
     assert loss(2.5) == pytest.approx(loss(0.0), rel=1e-6)
+
+
+def test_trainer_projects_each_window_once(tmp_path, monkeypatch):
+    from worldmodel.training import trainer as trainer_module
+
+    calls = []
+    real = trainer_module.hand_pixel_masks
+    monkeypatch.setattr(trainer_module, "hand_pixel_masks", lambda j, *a: calls.append(len(j)) or real(j, *a))
+    tr = _trainer(tmp_path, hand_weight=2.0)
+    batch = next(iter(tr.loader))
+    first = tr.compute_loss(batch)[0].item()
+    assert tr.compute_loss(batch)[0].item() == pytest.approx(first, rel=1e-6) and calls == [1]
 
 
 def test_hand_weight_trains_and_is_validated(tmp_path):

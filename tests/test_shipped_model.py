@@ -103,7 +103,7 @@ def test_tiny_sim_4x_runs_on_the_shipped_4x_vae(pipes):
     assert (p.vae.config.scale_factor_spatial, p.vae.config.scale_factor_temporal) == (4, 4)
     vae_4x = SHIPPED_DIR / "tiny-sim-vae-4x" / "diffusion_pytorch_model.safetensors"
     assert (shipped_path("tiny-sim-4x") / "vae" / vae_4x.name).read_bytes() == vae_4x.read_bytes()
-    assert p.defaults == load_shipped("tiny-sim").defaults  # a drop-in for the default model
+    assert p.defaults == pipes("tiny-sim").defaults  # a drop-in for the default model
 
 
 @pytest.mark.parametrize("name", ["tiny-sim", "tiny-sim-4x"])

@@ -42,7 +42,7 @@ def hand_pixel_masks(joints: torch.Tensor, valid: torch.Tensor, K: torch.Tensor,
 
     return torch.from_numpy(np.stack([
         hand_region(SparseJoints(j.numpy(), v.numpy(), K=k.numpy()), size, radius)
-        for j, v, k in zip(joints.detach().cpu().double(), valid.cpu(), K.detach().cpu().double(), strict=True)]))
+        for j, v, k in zip(joints.detach().cpu(), valid.cpu(), K.detach().cpu(), strict=True)]))
 
 
 def hand_term(sq_err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from worldmodel.training.hand_loss import hand_pixel_masks
+
 
 @dataclasses.dataclass
 class VaeTrainConfig:
@@ -112,16 +114,6 @@ def vae_loss(vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generat
     return loss, mse
 
 
-def _hand_masks(items: list[dict], size: tuple[int, int], radius: float) -> torch.Tensor:
-    """(B, T, H, W) bool hand regions of dataset items (their joints projected with their K)."""
-    from embodiments.sparse import SparseJoints
-    from worldmodel.evaluation.report import hand_region
-
-    return torch.from_numpy(np.stack([
-        hand_region(SparseJoints(it["joints"].numpy(), it["valid"].numpy(), K=it["K"].numpy()), size, radius)
-        for it in items]))
-
-
 def _hand_centre(mask: torch.Tensor) -> tuple[float, float] | None:
     """Mean (row, col) of the hand pixels of a (B, T, H, W) mask, or None when there are none."""
     where = mask.nonzero()
@@ -142,7 +134,8 @@ def _batch(dataset, step: int, cfg: VaeTrainConfig, crop: bool = True, phase: in
     items = [dataset[int(i)] for i in idx]
     video = torch.stack([it["video"] for it in items])
     H, W = video.shape[-2:]
-    mask = _hand_masks(items, (H, W), cfg.hand_radius_px) if hand else None
+    mask = hand_pixel_masks(*(torch.stack([it[k] for it in items]) for k in ("joints", "valid", "K")), (H, W),
+                            cfg.hand_radius_px) if hand else None
     if crop and cfg.crop is not None and cfg.crop < min(H, W):
         # crops on the 16-pixel grid, so crop latents line up with full-frame latents
         i, j = (int(rng.integers(0, (S - cfg.crop) // 16 + 1)) * 16 for S in (H, W))
