@@ -43,10 +43,11 @@ def control_off(joints):
     return joints.replace(valid=np.zeros_like(joints.valid))
 
 
-def generate(pipe, clip, joints, seed: int, steps: int | None) -> np.ndarray:
+def generate(pipe, clip, joints, seed: int, steps: int | None, shift: float | None = None) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*invalid.*")
-        out = pipe(clip.frames[0], joints, prompt=clip.prompt, seed=seed, num_inference_steps=steps, progress=False)
+        out = pipe(clip.frames[0], joints, prompt=clip.prompt, seed=seed, num_inference_steps=steps, shift=shift,
+                   progress=False)
     return np.asarray(out.frames, dtype=np.float32)  # (T, H, W, 3) in [0, 1]
 
 
@@ -103,15 +104,24 @@ def check_video_dir(video_dir: Path, made_by: dict) -> None:
 
 
 def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = None, progress: bool = True,
-                   videos: bool = True, video_dir: Path | None = None) -> dict:
+                   videos: bool = True, video_dir: Path | None = None, shift: float | None = None) -> dict:
     """Per-clip and mean metrics for control on / off and the VAE reconstruction (``videos=False``: only the VAE
     figures, a check of a VAE in minutes, before a video model is trained on it). ``video_dir``: keep the generated
     videos there and reuse those already kept (see :func:`kept_video`)."""
     from tqdm.auto import tqdm
 
     from embodiments.clip import read_clip
-    from worldmodel.evaluation.metrics import psnr
+    from worldmodel.evaluation.metrics import color_cast, psnr
     from worldmodel.evaluation.report import HAND_RADIUS_PX, evaluate
+
+    def cast_figures(video, ref) -> dict:
+        # frame 0 (the causal VAE encodes it alone) and frames 1…T−1 apart: PSNR, and PSNR once each frame's mean
+        # colour error is removed, with that error's size (largest channel, 0–255 levels)
+        c = color_cast(video, ref)
+        pooled = lambda p: float(-10 * np.log10(np.mean(10 ** (-np.asarray(p) / 10))))  # noqa: E731
+        return {"frame0_psnr": psnr(video[:1], ref[:1]), "frame0_psnr_without_cast": float(c["psnr_without_cast"][0]),
+                "frame0_cast": float(c["cast"][0]), "later_psnr_without_cast": pooled(c["psnr_without_cast"][1:]),
+                "later_cast": float(c["cast"][1:].mean())}
 
     rows = []
     for path in tqdm(paths, desc="eval", disable=not progress):
@@ -121,6 +131,7 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
         recon = vae_reconstruction(pipe.vae, clip.frames)
         row["vae_psnr"] = psnr(recon, ref)
         row["vae_hand_psnr"] = evaluate(recon, clip, exclude_first=True).to_dict()["hand_psnr"]
+        row["vae_color"] = cast_figures(recon, ref)
         if probe is not None and probe.knows(clip.joints.embodiment):
             # the probe on the VAE's own reconstruction of the simulated clip (what a video model that produced
             # exactly the simulation's latents would score) and on the render itself (the probe's own floor)
@@ -129,11 +140,13 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
             for key, frames in (("vae_joint_error_px", recon), ("render_joint_error_px", clip.frames)):
                 row[key] = keypoint_error(probe, frames, clip.joints, frames_scored=slice(1, None))["mean_px"]
         for name, joints in (("on", clip.joints), ("off", control_off(clip.joints))) if videos else ():
-            video = kept_video(video_dir, path, name, lambda c=clip, j=joints: generate(pipe, c, j, seed, steps))
+            video = kept_video(video_dir, path, name, lambda c=clip, j=joints: generate(pipe, c, j, seed, steps, shift))
             rep = evaluate(video, clip, probe=probe, exclude_first=True).to_dict()
             hand = rep["hand_psnr"]  # frames 1…T−1 (exclude_first), evaluate's hand region
             row[name] = {"psnr": rep["psnr"], "ssim": rep["ssim"], "frame0_psnr": rep["frame0_psnr"],
                          "hand_psnr": hand, "hand_mse": None if hand is None else 10 ** (-hand / 10)}
+            cast = cast_figures(video, ref)
+            row[name].update({k: cast[k] for k in ("later_psnr_without_cast", "later_cast")})
             if rep.get("keypoints"):
                 k = rep["keypoints"]
                 row[name].update({"joint_error_px": k["mean_px"], "pck@5px": k.get("pck@5px"),
@@ -149,12 +162,14 @@ def evaluate_clips(pipe, paths, probe=None, seed: int = 0, steps: int | None = N
 
     summary = {"clips": len(rows), "seed": seed, "radius_px": HAND_RADIUS_PX, "vae_psnr": mean("vae_psnr"),
                "vae_hand_psnr": mean("vae_hand_psnr"), "vae_joint_error_px": mean("vae_joint_error_px"),
-               "render_joint_error_px": mean("render_joint_error_px")}
+               "render_joint_error_px": mean("render_joint_error_px"),
+               "vae_color": {k: mean(k, "vae_color") for k in rows[0]["vae_color"]} if rows else {}}
     if not videos:
         return {"summary": summary, "clips": rows}
     for name in ("on", "off"):
         summary[name] = {k: mean(k, name) for k in ("psnr", "ssim", "frame0_psnr", "hand_mse", "hand_psnr",
-                                                     "joint_error_px", "joint_error_occluded_px", "pck@5px")}
+                                                     "joint_error_px", "joint_error_occluded_px", "pck@5px",
+                                                     "later_psnr_without_cast", "later_cast")}
     summary["hand_mse_ratio_on_off"] = summary["on"]["hand_mse"] / summary["off"]["hand_mse"]
     if summary["on"]["joint_error_px"] is not None:
         summary["joint_error_ratio_on_off"] = summary["on"]["joint_error_px"] / summary["off"]["joint_error_px"]
@@ -261,6 +276,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="outputs/tiny_sim/eval", help="folder for metrics.json")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    ap.add_argument("--shift", type=float, default=None, help="flow-matching sigma shift (default: the model's)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many clips")
     ap.add_argument("--videos", type=Path, default=None,
                     help="keep the generated videos in this folder and reuse the ones kept there (one folder per "
@@ -312,13 +328,14 @@ def main(argv=None) -> int:
     if args.videos is not None and not args.vae_only:
         check_video_dir(args.videos, {"checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint
                                       else "shipped tiny-sim", "vae": args.vae, "seed": args.seed,
-                                      "steps": args.steps})
+                                      "steps": args.steps, **({"shift": args.shift} if args.shift else {})})
     t0 = time.perf_counter()
     result = evaluate_clips(pipe, paths, probe=probe, seed=args.seed, steps=args.steps, videos=not args.vae_only,
-                            video_dir=None if args.vae_only else args.videos)
+                            video_dir=None if args.vae_only else args.videos, shift=args.shift)
     result["summary"]["seconds"] = round(time.perf_counter() - t0, 1)
     result["summary"]["checkpoint"] = args.checkpoint or "shipped tiny-sim"
     result["summary"]["vae"] = args.vae or "the checkpoint's"
+    result["summary"]["sampling"] = {"steps": args.steps, "shift": args.shift}  # None: the model's own
     from embodiments.io_utils import atomic_path
 
     out = Path(args.out)
@@ -328,6 +345,10 @@ def main(argv=None) -> int:
     s = result["summary"]
     print(f"{s['clips']} held-out clips, seed {s['seed']}; VAE reconstruction PSNR {s['vae_psnr']:.2f} dB, "
           f"hand region {s['vae_hand_psnr']:.2f} dB")
+    c = s["vae_color"]
+    print(f"  VAE frame 0 {c['frame0_psnr']:.2f} dB, {c['frame0_psnr_without_cast']:.2f} dB without its colour cast "
+          f"({c['frame0_cast']:.1f} levels); frames 1…T−1 {c['later_psnr_without_cast']:.2f} dB without theirs "
+          f"({c['later_cast']:.1f} levels)")
     if s["vae_joint_error_px"] is not None:
         print(f"probe joint error, frames 1…T−1: on the simulated renders {s['render_joint_error_px']:.2f} px, on the "
               f"VAE's reconstructions {s['vae_joint_error_px']:.2f} px (what the simulation's latents score)")
@@ -335,7 +356,7 @@ def main(argv=None) -> int:
         return 0
     print(f"{'':22s}{'control on':>12s}{'control off':>13s}")
     for key in ("psnr", "ssim", "frame0_psnr", "hand_psnr", "hand_mse", "joint_error_px", "joint_error_occluded_px",
-                "pck@5px"):
+                "pck@5px", "later_psnr_without_cast", "later_cast"):
         a, b = s["on"][key], s["off"][key]
         if a is not None:
             print(f"{key:22s}{a:12.4f}{b:13.4f}")

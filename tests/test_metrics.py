@@ -17,6 +17,23 @@ def test_psnr_matches_hand_computation():
     assert metrics.psnr(a, b) == pytest.approx(10 * np.log10(1.0 / mse), rel=1e-5)
 
 
+def test_color_cast_separates_a_uniform_tint_from_the_rest_of_the_error():
+    rng = np.random.default_rng(3)
+    ref = rng.integers(60, 190, (2, 16, 16, 3)).astype(np.uint8)
+    noise = rng.integers(-5, 6, ref.shape)
+    tint = np.array([[12, -29, 23], [0, 0, 0]])  # frame 0 tinted by (+12, −29, +23) levels, frame 1 not
+    video = (ref.astype(int) + noise + tint[:, None, None, :]).astype(np.uint8)  # no clipping: 60−34 … 189+28
+    out = metrics.color_cast(video, ref)
+    offset = (video.astype(float) - ref).mean((1, 2))  # (T, 3) by hand: the tint plus the noise's own mean
+    np.testing.assert_allclose(out["cast"], np.abs(offset).max(1), rtol=1e-6)
+    assert abs(out["cast"][0] - 29) < 1 and out["cast"][1] < 1
+    rest = ((video.astype(float) - ref - offset[:, None, None, :]) / 255.0) ** 2  # the error left without the mean
+    np.testing.assert_allclose(out["psnr_without_cast"], -10 * np.log10(rest.mean((1, 2, 3))), rtol=1e-6)
+    # the tinted frame gains a lot from removing its cast; the untinted one almost nothing
+    plain = [metrics.psnr(video[t:t + 1], ref[t:t + 1]) for t in range(2)]
+    assert out["psnr_without_cast"][0] - plain[0] > 10 and abs(out["psnr_without_cast"][1] - plain[1]) < 0.1
+
+
 def test_ssim_identity_and_degradation():
     rng = np.random.default_rng(1)
     a = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)

@@ -227,6 +227,14 @@ def test_cli_train_then_generate(tmp_path, image):
     want = {m: pipe(image, joints, prompt="a hand", num_inference_steps=2, seed=0, first_frame=m,
                     progress=False).frames for m in ("reference", "generate")}
     assert np.abs(got - want["reference"]).mean() < 0.5 * np.abs(got - want["generate"]).mean()
+    # and so does --color-match
+    assert main(["generate", "--checkpoint", str(ckpt), "--image", str(tmp_path / "ref.png"), "--joints",
+                 str(tmp_path / "j.npz"), "-o", str(tmp_path / "cm.mp4"), "--steps", "2", "--prompt", "a hand",
+                 "--color-match", "reference"]) == 0
+    got = iio.imread(tmp_path / "cm.mp4").astype(float) / 255
+    want = {m: pipe(image, joints, prompt="a hand", num_inference_steps=2, seed=0, color_match=m,
+                    progress=False).frames for m in ("reference", "none")}
+    assert np.abs(got - want["reference"]).mean() < 0.5 * np.abs(got - want["none"]).mean()
     # User errors are one line, not a traceback.
     assert main(["generate", "--checkpoint", str(tmp_path), "--image", str(tmp_path / "ref.png"), "--joints",
                  str(tmp_path / "j.npz"), "-o", str(out)]) == 1
@@ -321,3 +329,43 @@ def test_first_frame_from_the_reference(pipe, image):
     np.testing.assert_allclose(batch[0].frames, video, atol=2e-5)
     with pytest.raises(ValueError, match="first_frame must be one of"):
         _run(pipe, image, joints, first_frame="copy")
+
+
+def test_color_match_removes_the_decoders_colour_error_measured_on_the_reference(pipe, image, monkeypatch):
+    """``color_match="reference"``: frame 0 is shifted by the VAE's mean error per channel on the reference encoded
+    alone, the later frames by its mean error on frames 1–4 of the reference as a still 5-frame clip (worked out
+    here with the VAE directly); a decoder that tints everything is corrected back to the untinted decoder's video."""
+    import PIL.Image
+
+    joints = make_joints(5)
+    plain = _run(pipe, image, joints).frames
+    matched = _run(pipe, image, joints, color_match="reference").frames
+    pixels = pipe.video_processor.preprocess(PIL.Image.fromarray(image), height=64, width=64)  # [−1, 1]
+    with torch.no_grad():
+        still = pixels[:, :, None].repeat(1, 1, 5, 1, 1)
+        rec = pipe.vae.decode(pipe.vae.encode(still).latent_dist.mode()).sample.clamp(-1, 1)
+    err = ((rec - still)[0].mean((2, 3)) / 2).numpy()  # (3, 5) in [0, 1] units
+    want = np.concatenate([plain[:1] - err[:, 0], plain[1:] - err[:, 1:].mean(1)])
+    np.testing.assert_allclose(matched, np.clip(want, 0, 1), atol=2e-5)
+    batch = pipe.sample_batch([image], [joints], seeds=[0], prompts="a hand", num_inference_steps=STEPS,
+                              color_match="reference")
+    np.testing.assert_allclose(batch[0].frames, matched, atol=2e-5)
+
+    decode = pipe.vae.decode
+    tint = torch.tensor([0.3, -0.2, 0.1]).view(1, 3, 1, 1, 1)
+
+    def tinted(z, return_dict=True):
+        out = decode(z, return_dict=False)[0] + tint
+        return (out,) if not return_dict else type("Out", (), {"sample": out})()
+
+    monkeypatch.setattr(pipe.vae, "decode", tinted)
+    tinted_plain = _run(pipe, image, joints).frames
+    tinted_matched = _run(pipe, image, joints, color_match="reference").frames
+    monkeypatch.undo()
+    inside = (plain > 0.2) & (plain < 0.8)  # away from clipping at either end
+    np.testing.assert_allclose((tinted_plain - plain)[inside].reshape(-1),
+                               np.broadcast_to(tint.view(3).numpy() / 2, plain.shape)[inside], atol=1e-4)
+    # the tint is measured on the still clip, where the few pixels it pushes past ±1 are clipped (~0.1 %): 5e-4
+    np.testing.assert_allclose(tinted_matched[inside], matched[inside], atol=5e-4)
+    with pytest.raises(ValueError, match="color_match must be one of"):
+        _run(pipe, image, joints, color_match="histogram")

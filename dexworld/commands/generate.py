@@ -12,10 +12,10 @@ from .. import argtypes as at
 SHIPPED_INDEX = Path(__file__).resolve().parents[2] / "worldmodel" / "checkpoints" / "tiny-sim" / "model_index.json"
 # The authors' sampling, recorded by 'dexworld convert-upstream' (worldmodel.wan.sampling.UPSTREAM_DEFAULTS).
 UPSTREAM = {"num_inference_steps": 50, "guidance_scale": 5.0, "shift": 5.0, "uncond_control": "joints",
-            "clip_preprocess": "resize", "first_frame": "generate"}
+            "clip_preprocess": "resize", "first_frame": "generate", "color_match": "none"}
 # What a folder saved before a setting existed samples with: SamplingDefaults' field default. Both dicts are copies
 # kept torch-free for the help text; tests/test_sampling.py checks them against worldmodel.wan.sampling.
-UNRECORDED = {"first_frame": "generate"}
+UNRECORDED = {"first_frame": "generate", "color_match": "none"}
 
 
 def _index(path: Path) -> dict | None:
@@ -91,6 +91,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="'reference': latent frame 0 is the reference image's latent at every step (Wan 2.2 TI2V "
                         "style), so frame 0 is the VAE's reconstruction of --image; 'generate': denoised like the "
                         "rest; " + _default("first_frame", label, sampling))
+    p.add_argument("--color-match", choices=("none", "reference"), default=None,
+                   help="'reference': shift each frame's colours by the VAE's own mean colour error on --image "
+                        "(for a small VAE that loses a scene's absolute colour); " + _default("color_match", label,
+                                                                                              sampling))
     p.add_argument("--seed", type=at.seed, default=0)
     p.add_argument("--device", type=at.device, default=None,
                    help="torch device (default: cuda when available, else cpu)")
@@ -160,14 +164,15 @@ def run(args: argparse.Namespace) -> int:
     used = dataclasses.replace(pipe.defaults, **{k: v for k, v in (
         ("height", args.height), ("width", args.width), ("num_inference_steps", args.steps),
         ("guidance_scale", args.guidance), ("shift", args.shift), ("uncond_control", args.uncond_control),
-        ("first_frame", args.first_frame), ("num_frames", len(joints))) if v is not None})
+        ("first_frame", args.first_frame), ("color_match", args.color_match), ("num_frames", len(joints)))
+        if v is not None})
     height, width = used.height, used.width
     print(f"generating {len(joints)} frames at {width}x{height} (width x height) from {checkpoint}", flush=True)
     print(f"sampling: {used.describe(type(pipe.scheduler).__name__)}")
     result = pipe(image, joints, prompt=args.prompt, negative_prompt=args.negative_prompt, height=height,
                   width=width, num_inference_steps=args.steps, guidance_scale=args.guidance, shift=args.shift,
                   uncond_control=args.uncond_control, seed=args.seed, return_control=bool(args.save_control),
-                  first_frame=args.first_frame)
+                  first_frame=args.first_frame, color_match=args.color_match)
     frames = result.frames
     if args.overlay:
         H, W = frames.shape[1:3]

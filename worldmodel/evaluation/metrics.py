@@ -32,6 +32,22 @@ def psnr(video: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tensor)
     return float(peak_signal_noise_ratio(a, b, data_range=1.0))
 
 
+def color_cast(video: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tensor) -> dict:
+    """How much of a video's error is a colour cast: each frame's mean error per channel (video − reference).
+
+    Returns ``cast`` (T,): the largest channel's absolute mean error of each frame, in 0–255 levels, and
+    ``psnr_without_cast`` (T,): each frame's PSNR once its per-channel mean error is subtracted. A decoder whose
+    latents lost the scene's absolute colour shows a large cast and a large gap between the two PSNRs.
+    """
+    a, b = _video_tensor(video, "video").double(), _video_tensor(reference, "reference").double()
+    if a.shape != b.shape:
+        raise ValueError(f"video {tuple(a.shape)} and reference {tuple(b.shape)} differ in shape")
+    err = a - b  # (T, 3, H, W)
+    offset = err.mean((2, 3), keepdim=True)
+    rest = (err - offset).square().mean((1, 2, 3)).clamp_min(1e-12)
+    return {"cast": (offset.abs().amax((1, 2, 3)) * 255).numpy(), "psnr_without_cast": (-10 * rest.log10()).numpy()}
+
+
 def ssim(video: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tensor) -> float:
     """Mean structural similarity over frames (Gaussian window 11, σ 1.5)."""
     a, b = _video_tensor(video, "video"), _video_tensor(reference, "reference")

@@ -28,6 +28,7 @@ from worldmodel.wan.adapter import HandControlledWan, ensure_widened
 from worldmodel.wan.presets import WanComponents, shipped_path
 from worldmodel.wan.prompt import pad_prompt_embeds
 from worldmodel.wan.sampling import (
+    COLOR_MATCH,
     FIRST_FRAME,
     FULL_DEFAULTS,
     UNCOND_CONTROL,
@@ -206,13 +207,16 @@ class HandControlPipeline(WanImageToVideoPipeline):
 
     # ------------------------------------------------------------------ sampling
     def _settings(self, uncond_control, height, width, num_inference_steps, guidance_scale, shift,
-                  first_frame=None) -> tuple:
+                  first_frame=None, color_match=None) -> tuple:
         """Sampling settings: each one left as None takes the value the checkpoint records (:attr:`defaults`)."""
         d = self.defaults
         uncond_control = uncond_control or d.uncond_control
         first_frame = first_frame or d.first_frame
+        color_match = color_match or d.color_match
         if first_frame not in FIRST_FRAME:
             raise ValueError(f"first_frame must be one of {FIRST_FRAME}, got {first_frame!r}")
+        if color_match not in COLOR_MATCH:
+            raise ValueError(f"color_match must be one of {COLOR_MATCH}, got {color_match!r}")
         height, width = height or d.height, width or d.width
         steps = num_inference_steps or d.num_inference_steps
         guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
@@ -223,7 +227,7 @@ class HandControlPipeline(WanImageToVideoPipeline):
             raise ValueError(f"height and width must be positive multiples of 16, got {height}x{width}")
         if steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
-        return uncond_control, height, width, steps, guidance_scale, shift, first_frame
+        return uncond_control, height, width, steps, guidance_scale, shift, first_frame, color_match
 
     def check_joints(self, joints: SparseJoints, K, height: int, width: int, image_hw: tuple[int, int]):
         """Validate joints/K and return tensors (1, T, 42, 3), (1, T, 3, 3) for (height, width) pixels, (1, T, 42)."""
@@ -268,18 +272,18 @@ class HandControlPipeline(WanImageToVideoPipeline):
                  shift: float | None = None, uncond_control: str | None = None, seed: int | None = None,
                  generator: torch.Generator | None = None, latents: torch.Tensor | None = None,
                  output_type: str = "np", return_control: bool = False, progress: bool = True,
-                 first_frame: str | None = None) -> HandControlOutput:
+                 first_frame: str | None = None, color_match: str | None = None) -> HandControlOutput:
         """Generate ``len(joints)`` frames (must be 4k+1) following the joints from the reference ``image``.
 
         ``K`` (default ``joints.K``) is in the pixels of ``image``; it is rescaled when ``height``/``width``
         differ. ``uncond_control``: ``"unedited"`` — the unconditional branch sees the plain I2V condition and no
         control volume (as Wan-Move does); ``"joints"`` — it sees the same joint condition as the conditional branch,
         so guidance acts on the prompt only (as the paper's authors do). ``first_frame``: ``"generate"`` or
-        ``"reference"`` (:class:`SamplingDefaults`). Every setting left as None takes the value the checkpoint records
-        (:attr:`defaults`).
+        ``"reference"``; ``color_match``: ``"none"`` or ``"reference"`` (:class:`SamplingDefaults`). Every setting
+        left as None takes the value the checkpoint records (:attr:`defaults`).
         """
-        uncond_control, height, width, steps, guidance_scale, shift, first_frame = self._settings(
-            uncond_control, height, width, num_inference_steps, guidance_scale, shift, first_frame)
+        uncond_control, height, width, steps, guidance_scale, shift, first_frame, color_match = self._settings(
+            uncond_control, height, width, num_inference_steps, guidance_scale, shift, first_frame, color_match)
         if prompt is None and prompt_embeds is None:
             prompt = ""
         if prompt is not None and prompt_embeds is not None:
@@ -327,7 +331,8 @@ class HandControlPipeline(WanImageToVideoPipeline):
         first = condition[:, -latents.shape[1]:, :1] if first_frame == "reference" else None
         latents = self._denoise(model, scheduler, latents, (cond_in, control_in, text_in, img_in), guidance_scale,
                                 do_cfg, progress, first)
-        frames = latents if output_type == "latent" else self._decode(latents, output_type)[0]
+        reference = pixels if color_match == "reference" else None
+        frames = latents if output_type == "latent" else self._decode(latents, output_type, reference)[0]
         return HandControlOutput(frames=frames, control=control if return_control else None,
                                  condition=cond_joint if return_control else None)
 
@@ -356,11 +361,29 @@ class HandControlPipeline(WanImageToVideoPipeline):
             latents = torch.cat([first.to(latents), latents[:, :, 1:]], dim=2)
         return latents
 
-    def _decode(self, latents: torch.Tensor, output_type: str):
-        """Latents (B, C, T', h, w) → B videos in ``output_type``."""
+    def _decode(self, latents: torch.Tensor, output_type: str, reference: torch.Tensor | None = None):
+        """Latents (B, C, T', h, w) → B videos in ``output_type``; with the B ``reference`` images (B, 3, H, W) in
+        [−1, 1], their colours matched (``color_match="reference"``, :meth:`reference_color_error`)."""
         z = self.denormalize_latents(latents.to(self.vae.dtype))
         video = self.vae.decode(z, return_dict=False)[0]
+        if reference is not None:
+            first, later = self.reference_color_error(reference)
+            video = video.float()
+            video = torch.cat([video[:, :, :1] - first[..., None, None].to(video),
+                               video[:, :, 1:] - later[..., None, None].to(video)], dim=2).clamp(-1.0, 1.0)
         return self.video_processor.postprocess_video(video, output_type=output_type)
+
+    @torch.no_grad()
+    def reference_color_error(self, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VAE's mean colour error (B, 3, 1) on B reference images (B, 3, H, W) in [−1, 1]: on frame 0 and on
+        the later frames of the reference encoded and decoded as a still clip of 1 + ``vae_scale_factor_temporal``
+        frames (the causal VAE encodes frame 0 alone, so its error differs from the later frames')."""
+        still = reference.unsqueeze(2).expand(-1, -1, 1 + self.vae_scale_factor_temporal, -1, -1)
+        device = get_module_execution_device(self.vae)
+        z = retrieve_latents(self.vae.encode(still.to(device, self.vae.dtype)), sample_mode="argmax")
+        rec = self.vae.decode(z, return_dict=False)[0].float().clamp(-1.0, 1.0).to(reference.device)
+        err = (rec - still.float()).mean((-2, -1))  # (B, 3, 1 + t)
+        return err[:, :, :1], err[:, :, 1:].mean(2, keepdim=True)
 
     def batch_condition(self, pixels: torch.Tensor, num_frames: int, height: int, width: int, device) -> torch.Tensor:
         """Wan's I2V condition (B, 4 + z, T', h, w) of B reference images (B, 3, H, W) in [−1, 1], one VAE encode
@@ -385,7 +408,7 @@ class HandControlPipeline(WanImageToVideoPipeline):
                      width: int | None = None, num_inference_steps: int | None = None,
                      guidance_scale: float | None = None, shift: float | None = None,
                      uncond_control: str | None = None, output_type: str = "np", progress: bool = False,
-                     first_frame: str | None = None) -> list[HandControlOutput]:
+                     first_frame: str | None = None, color_match: str | None = None) -> list[HandControlOutput]:
         """Sample B independent items in one batch: item i is ``images[i]``, ``joints[i]``, ``seeds[i]``.
 
         Each item gets the initial noise a single call with its seed draws, so item i matches
@@ -405,8 +428,8 @@ class HandControlPipeline(WanImageToVideoPipeline):
         prompts = [prompts or ""] * B if prompts is None or isinstance(prompts, str) else list(prompts)
         if len(Ks) != B or len(prompts) != B:
             raise ValueError(f"K and prompts must give one entry per item ({B})")
-        uncond_control, height, width, steps, guidance_scale, shift, first_frame = self._settings(
-            uncond_control, height, width, num_inference_steps, guidance_scale, shift, first_frame)
+        uncond_control, height, width, steps, guidance_scale, shift, first_frame, color_match = self._settings(
+            uncond_control, height, width, num_inference_steps, guidance_scale, shift, first_frame, color_match)
         if len({len(j) for j in joints}) != 1:
             raise ValueError(f"every item must have the same frame count, got {sorted({len(j) for j in joints})}")
         device, dtype = self._execution_device, self.transformer.dtype
@@ -445,7 +468,8 @@ class HandControlPipeline(WanImageToVideoPipeline):
             inputs = (cond_joint, control, text, image_embeds)
         first = condition[:, -latents.shape[1]:, :1] if first_frame == "reference" else None
         latents = self._denoise(model, scheduler, latents, inputs, guidance_scale, do_cfg, progress, first)
-        frames = latents.split(1) if output_type == "latent" else self._decode(latents, output_type)
+        reference = pixels if color_match == "reference" else None
+        frames = latents.split(1) if output_type == "latent" else self._decode(latents, output_type, reference)
         return [HandControlOutput(frames=f) for f in frames]
 
 

@@ -15,6 +15,7 @@ import torch
 UNCOND_CONTROL = ("unedited", "joints")
 FIRST_FRAME = ("generate", "reference")
 CLIP_PREPROCESS = ("center_crop", "resize")
+COLOR_MATCH = ("none", "reference")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,12 @@ class SamplingDefaults:
     (the first-frame conditioning of Wan 2.2 TI2V), so video frame 0 is the VAE's reconstruction of the reference
     and the later frames are denoised next to the true first frame. Either works with a model trained as Wan 2.1
     is: at every step the replaced frame is what training shows the model at that noise level.
+    ``color_match``: ``"none"`` — frames as the VAE decodes them; ``"reference"`` — each decoded frame is shifted by
+    the VAE's own mean colour error on the reference image, measured by encoding and decoding the reference as a
+    still clip of 1 + 4 frames: its per-channel error on frame 0 (the causal VAE's one-frame path) is subtracted
+    from frame 0, its error on frames 1–4 from every later frame. A small VAE whose latents do not carry a scene's
+    absolute colour (the tiny-sim VAEs: ~20 levels of 255 on frame 0, docs/results.md) gets it back from the image
+    it was given; for a VAE that reproduces colours the correction is ~0. It costs one VAE pass over 5 frames.
     """
 
     height: int
@@ -42,6 +49,7 @@ class SamplingDefaults:
     uncond_control: str = "unedited"
     clip_preprocess: str = "center_crop"
     first_frame: str = "generate"
+    color_match: str = "none"
 
     def __post_init__(self):
         if self.uncond_control not in UNCOND_CONTROL:
@@ -50,6 +58,8 @@ class SamplingDefaults:
             raise ValueError(f"clip_preprocess must be one of {CLIP_PREPROCESS}, got {self.clip_preprocess!r}")
         if self.first_frame not in FIRST_FRAME:
             raise ValueError(f"first_frame must be one of {FIRST_FRAME}, got {self.first_frame!r}")
+        if self.color_match not in COLOR_MATCH:
+            raise ValueError(f"color_match must be one of {COLOR_MATCH}, got {self.color_match!r}")
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "sampling defaults") -> SamplingDefaults:
@@ -70,7 +80,8 @@ class SamplingDefaults:
                                                       "the conditional branch only"))
         return (f"{self.num_inference_steps} steps{' ' + sampler if sampler else ''}, guidance {cfg}, "
                 f"shift {self.shift:g}, {self.width}x{self.height}x{self.num_frames}, CLIP {self.clip_preprocess}"
-                + (", first frame from the reference" if self.first_frame == "reference" else ""))
+                + (", first frame from the reference" if self.first_frame == "reference" else "")
+                + (", colours matched to the reference" if self.color_match == "reference" else ""))
 
 
 FULL_DEFAULTS = SamplingDefaults(height=480, width=832, num_frames=81)
