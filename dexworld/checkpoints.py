@@ -3,7 +3,7 @@
 ``--checkpoint`` accepts a saved pipeline folder (``model_index.json``, what ``save_pretrained`` writes), a training
 checkpoint folder (``dexworld_checkpoint.json``), a training run folder written by ``dexworld train`` (its
 ``latest`` checkpoint, else the highest ``checkpoint-N``) or, as ``from_pretrained`` does, the name of a model shipped
-in ``worldmodel/checkpoints`` (``tiny-sim``, ``tiny-sim-bimanual``, ``tiny-sim-4x``) when no such folder exists here.
+in ``worldmodel/checkpoints`` (``tiny-sim``, ``tiny-sim-bimanual``) when no such folder exists here.
 """
 
 from __future__ import annotations

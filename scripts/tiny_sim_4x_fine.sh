@@ -7,6 +7,9 @@
 #        in the 8x model, but on a 16x16 token grid (4x the tokens). Both LRs on a cosine to STEPS, on both training
 #        sets (train_mix).
 # Run it again after an interruption: stage 2 resumes from its latest checkpoint.
+# INIT defaults to the shipped tiny-sim. Until 2026-12-06 that was the 8x model (W2) this recipe carried over; it is
+# now the 4x result itself, so by default the script trains it further. To redo the carry from W2:
+#   git worktree add /tmp/w2 0f4bb03 && INIT=/tmp/w2/worldmodel/checkpoints/tiny-sim bash scripts/tiny_sim_4x_fine.sh
 #
 #   OMP_NUM_THREADS=2 MUJOCO_GL=egl bash scripts/tiny_sim_4x_fine.sh [OUT]      # STEPS (default 2000), INIT, VAE
 # About 10 min of data (if not rendered yet), 70 min for VAE=train, ~3.5 s per stage-2 step on 2 cores (measured,

@@ -163,10 +163,10 @@ def test_checkpoint_argument_takes_a_run_folder(tmp_path):
 def test_checkpoint_argument_takes_a_shipped_name(tmp_path, monkeypatch):
     root = Path(__file__).resolve().parents[1] / "worldmodel" / "checkpoints"
     monkeypatch.chdir(tmp_path)  # no folder of that name here
-    assert resolve_checkpoint("tiny-sim-4x") == root / "tiny-sim-4x"
-    (tmp_path / "tiny-sim-4x").mkdir()  # a folder of the user's own under that name wins (and is then checked)
-    with pytest.raises(FileNotFoundError, match="tiny-sim-4x: neither a saved model"):
-        resolve_checkpoint("tiny-sim-4x")
+    assert resolve_checkpoint("tiny-sim-bimanual") == root / "tiny-sim-bimanual"
+    (tmp_path / "tiny-sim-bimanual").mkdir()  # a folder of the user's own under that name wins (and is then checked)
+    with pytest.raises(FileNotFoundError, match="tiny-sim-bimanual: neither a saved model"):
+        resolve_checkpoint("tiny-sim-bimanual")
     with pytest.raises(FileNotFoundError, match="no such folder"):
         resolve_checkpoint("tiny-sim-5x")
 

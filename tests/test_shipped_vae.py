@@ -1,9 +1,11 @@
-"""The shipped 4× VAE (worldmodel/checkpoints/tiny-sim-vae-4x): the latent space the next tiny-sim trains on
-(`scripts/tiny_sim_4x_fine.sh`, docs/results.md). It is the 4× VAE of the tenth attempt's recipe with the hand loss
-through the whole VAE, shipped so that a run starts at stage 2 instead of spending 70 CPU minutes re-making it.
+"""The shipped 4× VAE (worldmodel/checkpoints/tiny-sim-vae-4x): the latent space the shipped tiny-sim runs on and a
+new run trains on (`scripts/tiny_sim_4x_fine.sh`, docs/results.md). It is the 4× VAE of the tenth attempt's recipe
+with the hand loss through the whole VAE, shipped so that a run starts at stage 2 instead of spending 70 CPU minutes
+re-making it.
 
-Checked on the held-out clips in tests/data (never trained on): it keeps the hand that the shipped model's 8× VAE
-blurs. PSNR is computed here from the frames, not by the package's metrics."""
+Checked on the held-out clips in tests/data (never trained on): it keeps the hand that the earlier 8× VAE (the one
+tiny-sim had until 2026-12-06 and tiny-sim-bimanual still has) blurs. PSNR is computed here from the frames, not by
+the package's metrics."""
 
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def vaes():
     from diffusers import AutoencoderKLWan
 
     return {name: AutoencoderKLWan.from_pretrained(path).eval()
-            for name, path in (("4x", VAE_4X), ("8x", shipped_path("tiny-sim") / "vae"))}
+            for name, path in (("4x", VAE_4X), ("8x", shipped_path("tiny-sim-bimanual") / "vae"))}
 
 
 def _reconstruct(vae, frames: np.ndarray) -> np.ndarray:
