@@ -219,22 +219,17 @@ def test_cli_train_then_generate(tmp_path, image):
     pipe = load_for_inference(ckpt)
     res = pipe(image, joints, prompt="a hand", num_inference_steps=2, seed=0, return_control=True, progress=False)
     np.testing.assert_allclose(res.control[0].numpy(), ctrl["control"], rtol=0, atol=1e-6)
-    # --first-frame reaches the pipeline: the video is (up to mp4 coding) the pipeline's in that mode, not the default
-    assert main(["generate", "--checkpoint", str(ckpt), "--image", str(tmp_path / "ref.png"), "--joints",
-                 str(tmp_path / "j.npz"), "-o", str(tmp_path / "ref.mp4"), "--steps", "2", "--prompt", "a hand",
-                 "--first-frame", "reference"]) == 0
-    got = iio.imread(tmp_path / "ref.mp4").astype(float) / 255
-    want = {m: pipe(image, joints, prompt="a hand", num_inference_steps=2, seed=0, first_frame=m,
-                    progress=False).frames for m in ("reference", "generate")}
-    assert np.abs(got - want["reference"]).mean() < 0.5 * np.abs(got - want["generate"]).mean()
-    # and so does --color-match
-    assert main(["generate", "--checkpoint", str(ckpt), "--image", str(tmp_path / "ref.png"), "--joints",
-                 str(tmp_path / "j.npz"), "-o", str(tmp_path / "cm.mp4"), "--steps", "2", "--prompt", "a hand",
-                 "--color-match", "reference"]) == 0
-    got = iio.imread(tmp_path / "cm.mp4").astype(float) / 255
-    want = {m: pipe(image, joints, prompt="a hand", num_inference_steps=2, seed=0, color_match=m,
-                    progress=False).frames for m in ("reference", "none")}
-    assert np.abs(got - want["reference"]).mean() < 0.5 * np.abs(got - want["none"]).mean()
+    # --first-frame and --color-match reach the pipeline: the video is (up to mp4 coding) the pipeline's in that mode,
+    # not the default's
+    for flag, setting, (mode, default) in (("--first-frame", "first_frame", ("reference", "generate")),
+                                           ("--color-match", "color_match", ("reference", "none"))):
+        assert main(["generate", "--checkpoint", str(ckpt), "--image", str(tmp_path / "ref.png"), "--joints",
+                     str(tmp_path / "j.npz"), "-o", str(tmp_path / "mode.mp4"), "--steps", "2", "--prompt", "a hand",
+                     flag, mode]) == 0
+        got = iio.imread(tmp_path / "mode.mp4").astype(float) / 255
+        want = {m: pipe(image, joints, prompt="a hand", num_inference_steps=2, seed=0, progress=False,
+                        **{setting: m}).frames for m in (mode, default)}
+        assert np.abs(got - want[mode]).mean() < 0.5 * np.abs(got - want[default]).mean(), flag
     # User errors are one line, not a traceback.
     assert main(["generate", "--checkpoint", str(tmp_path), "--image", str(tmp_path / "ref.png"), "--joints",
                  str(tmp_path / "j.npz"), "-o", str(out)]) == 1
