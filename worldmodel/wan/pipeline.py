@@ -28,10 +28,7 @@ from worldmodel.wan.adapter import HandControlledWan, ensure_widened
 from worldmodel.wan.presets import WanComponents, shipped_path
 from worldmodel.wan.prompt import pad_prompt_embeds
 from worldmodel.wan.sampling import (
-    COLOR_MATCH,
-    FIRST_FRAME,
     FULL_DEFAULTS,
-    UNCOND_CONTROL,
     SamplingDefaults,
     clip_resize,
     set_timesteps,
@@ -208,26 +205,21 @@ class HandControlPipeline(WanImageToVideoPipeline):
     # ------------------------------------------------------------------ sampling
     def _settings(self, uncond_control, height, width, num_inference_steps, guidance_scale, shift,
                   first_frame=None, color_match=None) -> tuple:
-        """Sampling settings: each one left as None takes the value the checkpoint records (:attr:`defaults`)."""
+        """Sampling settings: each one left as None takes the value the checkpoint records (:attr:`defaults`); the
+        choices are checked by :class:`SamplingDefaults` itself, the sizes and step count here."""
         d = self.defaults
-        uncond_control = uncond_control or d.uncond_control
-        first_frame = first_frame or d.first_frame
-        color_match = color_match or d.color_match
-        if first_frame not in FIRST_FRAME:
-            raise ValueError(f"first_frame must be one of {FIRST_FRAME}, got {first_frame!r}")
-        if color_match not in COLOR_MATCH:
-            raise ValueError(f"color_match must be one of {COLOR_MATCH}, got {color_match!r}")
-        height, width = height or d.height, width or d.width
-        steps = num_inference_steps or d.num_inference_steps
-        guidance_scale = d.guidance_scale if guidance_scale is None else guidance_scale
-        shift = d.shift if shift is None else shift
-        if uncond_control not in UNCOND_CONTROL:
-            raise ValueError(f"uncond_control must be one of {UNCOND_CONTROL}, got {uncond_control!r}")
-        if height % 16 or width % 16 or height <= 0 or width <= 0:
-            raise ValueError(f"height and width must be positive multiples of 16, got {height}x{width}")
-        if steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
-        return uncond_control, height, width, steps, guidance_scale, shift, first_frame, color_match
+        s = dataclasses.replace(
+            d, uncond_control=uncond_control or d.uncond_control, first_frame=first_frame or d.first_frame,
+            color_match=color_match or d.color_match, height=height or d.height, width=width or d.width,
+            num_inference_steps=num_inference_steps or d.num_inference_steps,
+            guidance_scale=d.guidance_scale if guidance_scale is None else guidance_scale,
+            shift=d.shift if shift is None else shift)
+        if s.height % 16 or s.width % 16 or s.height <= 0 or s.width <= 0:
+            raise ValueError(f"height and width must be positive multiples of 16, got {s.height}x{s.width}")
+        if s.num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {s.num_inference_steps}")
+        return (s.uncond_control, s.height, s.width, s.num_inference_steps, s.guidance_scale, s.shift, s.first_frame,
+                s.color_match)
 
     def check_joints(self, joints: SparseJoints, K, height: int, width: int, image_hw: tuple[int, int]):
         """Validate joints/K and return tensors (1, T, 42, 3), (1, T, 3, 3) for (height, width) pixels, (1, T, 42)."""
