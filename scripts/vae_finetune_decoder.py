@@ -38,6 +38,12 @@ def main(argv=None) -> int:
                     help="extra loss weight on the hand region (pixels near the clip's projected skeleton)")
     ap.add_argument("--hand-crop", type=probability, default=0.0,
                     help="share of training crops centred on the hand instead of drawn uniformly")
+    ap.add_argument("--color-weight", type=nonnegative_float, default=0.0,
+                    help="extra loss weight on the error's low frequencies (averaged over 8x8-pixel cells): "
+                         "the scene's colour, which the shipped encoders underfit")
+    ap.add_argument("--new-decoder-width", type=positive_int, default=None, metavar="BASE_DIM",
+                    help="replace the decoder with a new one of this base width, trained from scratch under the "
+                         "frozen encoder (the latents stay, so the video model keeps working; default: keep it)")
     ap.add_argument("--train-encoder", action="store_true",
                     help="train the encoder too: the latent space moves, so train the video model on it again")
     ap.add_argument("--save-every", type=positive_int, default=500, help="write --out/vae every N steps")
@@ -50,15 +56,19 @@ def main(argv=None) -> int:
     if target.exists() or (args.out / "vae_loss.jsonl").exists():
         raise SystemExit(f"--out {args.out} already holds a fine-tuned VAE; give another --out, or continue from it "
                          f"with --vae {target}")
+    if args.new_decoder_width is not None and args.train_encoder:
+        raise SystemExit("--new-decoder-width trains a decoder under the frozen encoder; drop --train-encoder")
     if args.steps + args.long_steps < 1:
         raise SystemExit("--steps and --long-steps: at least one step in all")
     args.out.mkdir(parents=True, exist_ok=True)
     continue_vae(args.vae, target, args.data, log=args.out / "vae_loss.jsonl", save_every=args.save_every,
                  steps=args.steps, long_steps=args.long_steps, lr=args.lr, long_lr=args.lr / 3,
-                 train_encoder=args.train_encoder, hand_weight=args.hand_weight, hand_crop=args.hand_crop)
+                 train_encoder=args.train_encoder, hand_weight=args.hand_weight, hand_crop=args.hand_crop,
+                 color_weight=args.color_weight, decoder_base_dim=args.new_decoder_width)
     print(json.dumps({"vae": str(target), "from": str(args.vae), "steps": args.steps, "long_steps": args.long_steps,
                       "hand_weight": args.hand_weight, "hand_crop": args.hand_crop,
-                      "train_encoder": args.train_encoder}))
+                      "color_weight": args.color_weight,
+                      "new_decoder_width": args.new_decoder_width, "train_encoder": args.train_encoder}))
     return 0
 
 

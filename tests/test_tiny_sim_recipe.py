@@ -382,6 +382,27 @@ def test_vae_loss_adds_the_hand_region_term():
     assert float(mse_w) == float(mse) and float(empty) == pytest.approx(float(base))
 
 
+def test_vae_loss_adds_the_low_frequency_colour_term():
+    """loss(color_weight=w) − loss(0) = w · (MSE + l1_weight · L1 of the error's 8×8-cell means), the cell means taken
+    here with a reshape; a uniform colour offset passes through the pooling whole, fine detail does not."""
+    from worldmodel.training.vae import vae_loss
+    from worldmodel.wan.presets import build_tiny
+
+    vae = build_tiny(**SMALL_TINY).vae.eval()
+    video = torch.from_numpy(_smooth_frames(5)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    cfg = VaeTrainConfig(l1_weight=0.5, kl_weight=0.0)
+    with torch.no_grad():
+        err = vae.decode(vae.encode(video).latent_dist.mode()).sample - video  # (1, 3, 5, 32, 32)
+        cells = err.reshape(1, 3, 5, 4, 8, 4, 8).mean(dim=(4, 6))
+        term = float(cells.square().mean() + 0.5 * cells.abs().mean())
+        base, mse = vae_loss(vae, video, None, cfg)
+        weighted, mse_w = vae_loss(vae, video, None, dataclasses.replace(cfg, color_weight=2.0))
+    assert float(weighted - base) == pytest.approx(2.0 * term, rel=1e-4)
+    assert float(mse_w) == float(mse)
+    with pytest.raises(ValueError, match="color_weight"):
+        VaeTrainConfig(color_weight=-1.0)
+
+
 @pytest.mark.parametrize("train_encoder", [False, True])
 def test_vae_finetune_script_trains_the_encoder_only_when_asked(tmp_path, train_encoder):
     """scripts/vae_finetune_decoder.py keeps the encoder bit-identical by default (the latent space a video model was
@@ -412,3 +433,36 @@ def test_vae_finetune_script_trains_the_encoder_only_when_asked(tmp_path, train_
     # the decoder learns either way (step 1 of the warm-up has LR 0, so two steps are the fewest that train)
     assert any(not torch.equal(after[k], v) for k, v in before.items() if k.startswith("decoder."))
     assert all(torch.equal(v, before[k]) for k, v in load_file(src / "diffusion_pytorch_model.safetensors").items())
+
+
+def test_vae_finetune_script_trains_a_wider_decoder_under_the_same_encoder(tmp_path):
+    """--new-decoder-width: the saved VAE encodes a clip to exactly the source's latents (so a video model trained on
+    them still fits) and decodes it with a decoder of the asked width; --train-encoder with it is refused."""
+    import importlib.util
+    from pathlib import Path
+
+    from diffusers import AutoencoderKLWan
+
+    from worldmodel.wan.presets import build_tiny
+
+    spec = importlib.util.spec_from_file_location(
+        "vae_finetune_decoder", Path(__file__).resolve().parents[1] / "scripts" / "vae_finetune_decoder.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_clip(data / "c0.h5", _smooth_frames(), make_joints(5))
+    src = tmp_path / "vae"
+    build_tiny(**SMALL_TINY).vae.save_pretrained(src)
+    argv = ["--vae", str(src), "--data", str(data), "--steps", "2", "--long-steps", "0", "--new-decoder-width", "24"]
+    with pytest.raises(SystemExit, match="drop --train-encoder"):
+        script.main(argv + ["--out", str(tmp_path / "bad"), "--train-encoder"])
+    assert script.main(argv + ["--out", str(tmp_path / "ft")]) == 0
+    old, new = AutoencoderKLWan.from_pretrained(src), AutoencoderKLWan.from_pretrained(tmp_path / "ft" / "vae")
+    assert new.config.decoder_base_dim == 24 and new.config.latents_mean == old.config.latents_mean
+    # Wan's decoder opens with a conv from z_dim to base width × the last dim_mult channels
+    assert new.decoder.conv_in.weight.shape[:2] == (24 * old.config.dim_mult[-1], old.config.z_dim)
+    video = torch.from_numpy(_smooth_frames(5)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        assert torch.equal(new.encode(video).latent_dist.mode(), old.encode(video).latent_dist.mode())
+        assert new.decode(new.encode(video).latent_dist.mode()).sample.shape == video.shape

@@ -62,6 +62,12 @@ class VaeTrainConfig:
     hand_weight: float = 0.0
     hand_radius_px: float = 6.0
     hand_crop: float = 0.0
+    # The shipped VAEs lose a scene's colour: a flat blue (96, 70, 180) comes back grey, on training clips as on
+    # held-out ones, so the encoder underfits chroma (docs/results.md, "Fifteenth attempt"). ``color_weight`` adds the
+    # pixel loss again on the error average-pooled over ``color_pool``² pixel cells — its low-frequency part, the
+    # part a colour cast lives in — so that part is not left to the same few percent of the loss as fine detail.
+    color_weight: float = 0.0
+    color_pool: int = 8
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "stats_batches"):
@@ -81,6 +87,9 @@ class VaeTrainConfig:
         if self.hand_weight < 0 or self.hand_radius_px <= 0 or not 0 <= self.hand_crop <= 1:
             raise ValueError(f"VaeTrainConfig needs hand_weight >= 0, hand_radius_px > 0 and hand_crop in [0, 1], "
                              f"got {self.hand_weight}, {self.hand_radius_px}, {self.hand_crop}")
+        if self.color_weight < 0 or self.color_pool < 1:
+            raise ValueError(f"VaeTrainConfig needs color_weight >= 0 and color_pool >= 1, got {self.color_weight}, "
+                             f"{self.color_pool}")
 
     @classmethod
     def from_dict(cls, d: dict) -> VaeTrainConfig:
@@ -96,7 +105,8 @@ def vae_loss(vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generat
     """(loss, reconstruction MSE) for a batch of videos (B, 3, T, H, W) in [−1, 1].
 
     ``hand`` (B, T, H, W) bool marks the hand region; with ``cfg.hand_weight`` its pixels' loss is added again,
-    ``hand_weight`` times, averaged over the region (zero when no pixel of the batch is in it).
+    ``hand_weight`` times, averaged over the region (zero when no pixel of the batch is in it). With
+    ``cfg.color_weight`` the loss of the error average-pooled over ``color_pool``² cells is added that many times.
     """
     with torch.set_grad_enabled(cfg.train_encoder and torch.is_grad_enabled()):
         posterior = vae.encode(video).latent_dist
@@ -111,6 +121,10 @@ def vae_loss(vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generat
     if cfg.hand_weight and hand is not None and hand.any():
         e = err[hand[:, None].expand_as(err)]
         loss = loss + cfg.hand_weight * (e.square().mean() + cfg.l1_weight * e.abs().mean())
+    if cfg.color_weight:
+        p = min(cfg.color_pool, *err.shape[-2:])
+        low = torch.nn.functional.avg_pool3d(err, (1, p, p), ceil_mode=True)
+        loss = loss + cfg.color_weight * (low.square().mean() + cfg.l1_weight * low.abs().mean())
     return loss, mse
 
 
@@ -205,14 +219,32 @@ def train_vae(vae: torch.nn.Module, data, height: int, width: int, cfg: VaeTrain
     return losses
 
 
+def with_new_decoder(vae: torch.nn.Module, decoder_base_dim: int) -> torch.nn.Module:
+    """A copy of the ``AutoencoderKLWan`` ``vae`` with a freshly initialised decoder of width ``decoder_base_dim``.
+
+    The encoder, ``quant_conv``/``post_quant_conv`` and ``latents_mean``/``latents_std`` are ``vae``'s, so the latent
+    space — and any video model trained on it — stays as it is; only the decoder (its capacity) is new. Train it with
+    ``train_encoder=False``.
+    """
+    from diffusers import AutoencoderKLWan
+
+    config = {k: v for k, v in vae.config.items() if not k.startswith("_")}
+    wide = AutoencoderKLWan.from_config({**config, "decoder_base_dim": decoder_base_dim})
+    kept = {k: v for k, v in vae.state_dict().items() if not k.startswith("decoder.")}
+    missing, unexpected = wide.load_state_dict(kept, strict=False)
+    assert not unexpected and all(k.startswith("decoder.") for k in missing), (missing, unexpected)
+    return wide
+
+
 def continue_vae(src: str | Path, dst: str | Path, data, log: str | Path | None = None, save_every: int = 0,
-                 **overrides) -> torch.nn.Module:
+                 decoder_base_dim: int | None = None, **overrides) -> torch.nn.Module:
     """Train the ``AutoencoderKLWan`` saved at ``src`` further on the clips under ``data`` and write it to ``dst``.
 
     Settings: the tiny-sim stage-1 recipe (``TRAIN_DEFAULTS["tiny-sim"]["vae"]``) with ``overrides`` (any
-    :class:`VaeTrainConfig` field), at the tiny-sim frame size. ``dst`` is replaced atomically every ``save_every``
-    steps and at the end, so a killed run leaves the last complete VAE; ``dst`` may be ``src`` (continue in place).
-    Returns the trained VAE.
+    :class:`VaeTrainConfig` field), at the tiny-sim frame size. ``decoder_base_dim`` first replaces the decoder with
+    a new one of that width (:func:`with_new_decoder`; needs ``train_encoder=False``). ``dst`` is replaced atomically
+    every ``save_every`` steps and at the end, so a killed run leaves the last complete VAE; ``dst`` may be ``src``
+    (continue in place). Returns the trained VAE.
     """
     from diffusers import AutoencoderKLWan
 
@@ -221,6 +253,10 @@ def continue_vae(src: str | Path, dst: str | Path, data, log: str | Path | None 
 
     vae = AutoencoderKLWan.from_pretrained(src)
     cfg = VaeTrainConfig.from_dict({**TRAIN_DEFAULTS["tiny-sim"]["vae"], **overrides})
+    if decoder_base_dim is not None:
+        if cfg.train_encoder:
+            raise ValueError("a new decoder is trained under the frozen encoder: pass train_encoder=False")
+        vae = with_new_decoder(vae, decoder_base_dim)
 
     def save(step: int) -> None:
         with atomic_dir(dst) as tmp:
@@ -230,6 +266,7 @@ def continue_vae(src: str | Path, dst: str | Path, data, log: str | Path | None 
     train_vae(vae, data, d.height, d.width, cfg, log=log, on_save=save, save_every=save_every)
     save(cfg.steps + cfg.long_steps)  # after the latent statistics are set
     return vae
+
 
 def _train_phase(vae, dataset, phase: int, steps: int, lr: float, warmup: int, cfg: VaeTrainConfig,
                  losses: list[float], log_file, offset: int, on_save: Callable[[int], None] | None = None,
