@@ -41,6 +41,9 @@ def main(argv=None) -> int:
     ap.add_argument("--color-weight", type=nonnegative_float, default=0.0,
                     help="extra loss weight on the error's low frequencies (averaged over 8x8-pixel cells): "
                          "the scene's colour, which the shipped encoders underfit")
+    ap.add_argument("--first-frame-weight", type=nonnegative_float, default=0.0,
+                    help="extra loss weight on frame 0 (the reference image, which the causal VAE encodes and "
+                         "decodes alone)")
     ap.add_argument("--new-decoder-width", type=positive_int, default=None, metavar="BASE_DIM",
                     help="replace the decoder with a new one of this base width, trained from scratch under the "
                          "frozen encoder (the latents stay, so the video model keeps working; default: keep it)")
@@ -64,10 +67,11 @@ def main(argv=None) -> int:
     continue_vae(args.vae, target, args.data, log=args.out / "vae_loss.jsonl", save_every=args.save_every,
                  steps=args.steps, long_steps=args.long_steps, lr=args.lr, long_lr=args.lr / 3,
                  train_encoder=args.train_encoder, hand_weight=args.hand_weight, hand_crop=args.hand_crop,
-                 color_weight=args.color_weight, decoder_base_dim=args.new_decoder_width)
+                 color_weight=args.color_weight, first_frame_weight=args.first_frame_weight,
+                 decoder_base_dim=args.new_decoder_width)
     print(json.dumps({"vae": str(target), "from": str(args.vae), "steps": args.steps, "long_steps": args.long_steps,
                       "hand_weight": args.hand_weight, "hand_crop": args.hand_crop,
-                      "color_weight": args.color_weight,
+                      "color_weight": args.color_weight, "first_frame_weight": args.first_frame_weight,
                       "new_decoder_width": args.new_decoder_width, "train_encoder": args.train_encoder}))
     return 0
 

@@ -403,6 +403,28 @@ def test_vae_loss_adds_the_low_frequency_colour_term():
         VaeTrainConfig(color_weight=-1.0)
 
 
+def test_vae_loss_adds_frame_zero_again():
+    """loss(first_frame_weight=w) − loss(0) = w · (MSE + l1_weight · L1 of frame 0's error), and with a colour weight
+    c also w · c · the same of frame 0's 8×8-cell means (taken here with a reshape): frame 0 alone, not the clip."""
+    from worldmodel.training.vae import vae_loss
+    from worldmodel.wan.presets import build_tiny
+
+    vae = build_tiny(**SMALL_TINY).vae.eval()
+    video = torch.from_numpy(_smooth_frames(5)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    cfg = VaeTrainConfig(l1_weight=0.5, kl_weight=0.0)
+    with torch.no_grad():
+        e0 = (vae.decode(vae.encode(video).latent_dist.mode()).sample - video)[:, :, 0]  # (1, 3, 32, 32)
+        cells = e0.reshape(1, 3, 4, 8, 4, 8).mean(dim=(3, 5))
+        pixel = float(e0.square().mean() + 0.5 * e0.abs().mean())
+        colour = float(cells.square().mean() + 0.5 * cells.abs().mean())
+        for c in (0.0, 2.0):
+            base, _ = vae_loss(vae, video, None, dataclasses.replace(cfg, color_weight=c))
+            weighted, _ = vae_loss(vae, video, None, dataclasses.replace(cfg, color_weight=c, first_frame_weight=3.0))
+            assert float(weighted - base) == pytest.approx(3.0 * (pixel + c * colour), rel=1e-4)
+    with pytest.raises(ValueError, match="first_frame_weight"):
+        VaeTrainConfig(first_frame_weight=-1.0)
+
+
 @pytest.mark.parametrize("train_encoder", [False, True])
 def test_vae_finetune_script_trains_the_encoder_only_when_asked(tmp_path, train_encoder):
     """scripts/vae_finetune_decoder.py keeps the encoder bit-identical by default (the latent space a video model was
