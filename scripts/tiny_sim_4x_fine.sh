@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The shipped model carried onto the 4x VAE with a 1x2x2 patch (twelfth attempt, docs/results.md), resumable:
-#   1-3. data, then the VAE: VAE (default worldmodel/checkpoints/tiny-sim-vae-4x, the shipped result of steps 2-3);
+#   1-3. data, then the VAE: VAE (default worldmodel/checkpoints/tiny-sim/vae: the encoder of
+#        worldmodel/checkpoints/tiny-sim-vae-4x, the shipped result of steps 2-3, under the wider decoder of the
+#        sixteenth attempt; VAE=worldmodel/checkpoints/tiny-sim-vae-4x gives the same latents, the narrow decoder);
 #        VAE=train trains the 4x VAE and its hand-loss fine-tune here (scripts/tiny_sim_4x.sh with VAE_ONLY=1, ~70 min)
 #   4.   stage 2 from the shipped tiny-sim (transformer, LoRA, control module) on that VAE's latents: `dexworld train
 #        --init ... --init-vae`. Same 192-wide transformer and 1x2x2 patch, so each token outputs 64 latent values as
@@ -18,7 +20,7 @@ set -euo pipefail
 OUT=$(realpath -m -- "${1:-$(dirname "$0")/../outputs/tiny_sim12}")
 BIN=$(realpath -m -- "${BIN:-$(dirname "$0")/../.venv/bin}")
 INIT=$(realpath -m -- "${INIT:-$(dirname "$0")/../worldmodel/checkpoints/tiny-sim}")
-VAE=${VAE:-$(dirname "$0")/../worldmodel/checkpoints/tiny-sim-vae-4x}
+VAE=${VAE:-$(dirname "$0")/../worldmodel/checkpoints/tiny-sim/vae}
 if [ "$VAE" != train ]; then  # checked before the data step spends minutes
   VAE=$(realpath -m -- "$VAE")
   [ -f "$VAE/config.json" ] || { echo "tiny_sim_4x_fine.sh: VAE $VAE is not a saved AutoencoderKLWan folder" >&2; exit 2; }
