@@ -425,14 +425,10 @@ def test_vae_loss_adds_frame_zero_again():
         VaeTrainConfig(first_frame_weight=-1.0)
 
 
-@pytest.mark.parametrize("train_encoder", [False, True])
-def test_vae_finetune_script_trains_the_encoder_only_when_asked(tmp_path, train_encoder):
-    """scripts/vae_finetune_decoder.py keeps the encoder bit-identical by default (the latent space a video model was
-    trained on) and changes it with --train-encoder; the source folder is never written."""
+@pytest.fixture
+def finetune_script(tmp_path):
+    """(scripts/vae_finetune_decoder.py as a module, a folder with one 5-frame clip, a saved small tiny VAE)."""
     import importlib.util
-    from pathlib import Path
-
-    from safetensors.torch import load_file
 
     from worldmodel.wan.presets import build_tiny
 
@@ -445,6 +441,16 @@ def test_vae_finetune_script_trains_the_encoder_only_when_asked(tmp_path, train_
     write_clip(data / "c0.h5", _smooth_frames(), make_joints(5))
     src = tmp_path / "vae"
     build_tiny(**SMALL_TINY).vae.save_pretrained(src)
+    return script, data, src
+
+
+@pytest.mark.parametrize("train_encoder", [False, True])
+def test_vae_finetune_script_trains_the_encoder_only_when_asked(tmp_path, finetune_script, train_encoder):
+    """scripts/vae_finetune_decoder.py keeps the encoder bit-identical by default (the latent space a video model was
+    trained on) and changes it with --train-encoder; the source folder is never written."""
+    from safetensors.torch import load_file
+
+    script, data, src = finetune_script
     before = load_file(src / "diffusion_pytorch_model.safetensors")
     argv = ["--vae", str(src), "--data", str(data), "--out", str(tmp_path / "ft"), "--steps", "2", "--long-steps", "0"]
     assert script.main(argv + (["--train-encoder"] if train_encoder else [])) == 0
@@ -457,25 +463,12 @@ def test_vae_finetune_script_trains_the_encoder_only_when_asked(tmp_path, train_
     assert all(torch.equal(v, before[k]) for k, v in load_file(src / "diffusion_pytorch_model.safetensors").items())
 
 
-def test_vae_finetune_script_trains_a_wider_decoder_under_the_same_encoder(tmp_path):
+def test_vae_finetune_script_trains_a_wider_decoder_under_the_same_encoder(tmp_path, finetune_script):
     """--new-decoder-width: the saved VAE encodes a clip to exactly the source's latents (so a video model trained on
     them still fits) and decodes it with a decoder of the asked width; --train-encoder with it is refused."""
-    import importlib.util
-    from pathlib import Path
-
     from diffusers import AutoencoderKLWan
 
-    from worldmodel.wan.presets import build_tiny
-
-    spec = importlib.util.spec_from_file_location(
-        "vae_finetune_decoder", Path(__file__).resolve().parents[1] / "scripts" / "vae_finetune_decoder.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    data = tmp_path / "data"
-    data.mkdir()
-    write_clip(data / "c0.h5", _smooth_frames(), make_joints(5))
-    src = tmp_path / "vae"
-    build_tiny(**SMALL_TINY).vae.save_pretrained(src)
+    script, data, src = finetune_script
     argv = ["--vae", str(src), "--data", str(data), "--steps", "2", "--long-steps", "0", "--new-decoder-width", "24"]
     with pytest.raises(SystemExit, match="drop --train-encoder"):
         script.main(argv + ["--out", str(tmp_path / "bad"), "--train-encoder"])
