@@ -40,7 +40,7 @@ def main(argv=None) -> int:
                     help="share of training crops centred on the hand instead of drawn uniformly")
     ap.add_argument("--color-weight", type=nonnegative_float, default=0.0,
                     help="extra loss weight on the error's low frequencies (averaged over 8x8-pixel cells): "
-                         "the scene's colour, which the shipped encoders underfit")
+                         "the scene's colour, which a small VAE underfits")
     ap.add_argument("--first-frame-weight", type=nonnegative_float, default=0.0,
                     help="extra loss weight on frame 0 (the reference image, which the causal VAE encodes and "
                          "decodes alone)")

@@ -62,10 +62,10 @@ class VaeTrainConfig:
     hand_weight: float = 0.0
     hand_radius_px: float = 6.0
     hand_crop: float = 0.0
-    # The shipped VAEs lose a scene's colour: a flat blue (96, 70, 180) comes back grey, on training clips as on
-    # held-out ones, so the encoder underfits chroma (docs/results.md, "Fifteenth attempt"). ``color_weight`` adds the
-    # pixel loss again on the error average-pooled over ``color_pool``² pixel cells — its low-frequency part, the
-    # part a colour cast lives in — so that part is not left to the same few percent of the loss as fine detail.
+    # The 4x VAE with its narrow decoder washes a scene's colour out: a flat blue (96, 70, 180) comes back near grey,
+    # on training clips as on held-out ones (docs/results.md, "Fifteenth" and "Sixteenth attempt"). ``color_weight``
+    # adds the pixel loss again on the error average-pooled over ``color_pool``² pixel cells — its low-frequency part,
+    # the part a colour cast lives in — so that part is not left to the same few percent of the loss as fine detail.
     color_weight: float = 0.0
     color_pool: int = 8
     # Frame 0 is the reference image of every clip the model generates, and the causal VAE encodes and decodes it
