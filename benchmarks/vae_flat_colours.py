@@ -3,7 +3,8 @@
 The causal Wan VAE encodes and decodes frame 0 alone (only the current-time taps of each causal convolution), and
 frames 1–4 as one chunk with frame 0 cached. For each flat colour this prints the colour decoded on frame 0 and on
 frame 4 of a 5-frame clip, and the closest the decoder gets when the latent itself is optimised (Adam on z, decoder
-frozen): if even that misses the colour, the decoder cannot make it, whatever the encoder gives it.
+frozen): if even that misses the colour, the decoder as trained cannot make it from latents near the encoder's
+(a decoder trained further may; docs/results.md, "Seventeenth attempt").
 
     .venv/bin/python benchmarks/vae_flat_colours.py --vae worldmodel/checkpoints/tiny-sim/vae \\
         worldmodel/checkpoints/tiny-sim-vae-4x
@@ -48,21 +49,23 @@ def flat_colour_report(vae, colour: tuple[int, int, int], size: int = 32, z_step
 def main(argv=None) -> int:
     from diffusers import AutoencoderKLWan
 
+    from dexworld.argtypes import nonnegative_int
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--vae", nargs="+", type=Path, required=True, help="AutoencoderKLWan folders")
-    ap.add_argument("--z-steps", type=int, default=150, help="Adam steps on the latent")
+    ap.add_argument("--z-steps", type=nonnegative_int, default=150, help="Adam steps on the latent")
     args = ap.parse_args(argv)
     for folder in args.vae:
         if not (folder / "config.json").is_file():
             raise SystemExit(f"--vae {folder}: no config.json (expected a diffusers AutoencoderKLWan folder)")
     torch.manual_seed(0)
-    print(f"{'vae':<40} {'colour':<16} {'encoded: frame 0':<18} {'frame 4':<16} {'best z: frame 0':<18} frame 4")
+    print(f"{'vae':<40} {'colour':<24} {'encoded: frame 0':<18} {'frame 4':<16} {'best z: frame 0':<18} frame 4")
     for folder in args.vae:
         vae = AutoencoderKLWan.from_pretrained(folder).eval().requires_grad_(False)
         for name, colour in COLOURS.items():
             r = flat_colour_report(vae, colour, z_steps=args.z_steps)
             (e0, e4), (b0, b4) = r["encoded"], r["best latent"]
-            print(f"{str(folder)[-40:]:<40} {name + str(colour):<16} {e0!s:<18} {e4!s:<16} {b0!s:<18} {b4}")
+            print(f"{str(folder)[-40:]:<40} {name + str(colour):<24} {e0!s:<18} {e4!s:<16} {b0!s:<18} {b4}")
     return 0
 
 

@@ -39,6 +39,22 @@ def _smooth_frames(T=5, size=32):
     return frames.astype(np.uint8)
 
 
+def _smooth_video(T=5):
+    """:func:`_smooth_frames` as a VAE input batch (1, 3, T, H, W) in [−1, 1]."""
+    return torch.from_numpy(_smooth_frames(T)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+
+
+def _small_vae_error():
+    """A small tiny-preset VAE, the smooth test clip, and the VAE's reconstruction error of it (posterior mean)."""
+    from worldmodel.wan.presets import build_tiny
+
+    vae = build_tiny(**SMALL_TINY).vae.eval()
+    video = _smooth_video()
+    with torch.no_grad():
+        err = vae.decode(vae.encode(video).latent_dist.mode()).sample - video
+    return vae, video, err
+
+
 def _tiny_transformer(seed=0):
     from worldmodel.wan.presets import build_tiny
 
@@ -364,16 +380,13 @@ def test_vae_batches_carry_hand_regions_and_centre_crops_on_the_hand(tmp_path):
 def test_vae_loss_adds_the_hand_region_term():
     """loss(hand_weight=w) − loss(0) = w · (MSE + l1_weight · L1 over the hand pixels), computed here by hand."""
     from worldmodel.training.vae import vae_loss
-    from worldmodel.wan.presets import build_tiny
 
-    vae = build_tiny(**SMALL_TINY).vae.eval()
-    video = torch.from_numpy(_smooth_frames(5)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    vae, video, err = _small_vae_error()
     mask = torch.zeros(1, 5, 32, 32, dtype=torch.bool)
     mask[:, :, 8:16, 4:20] = True
     cfg = VaeTrainConfig(l1_weight=0.5, kl_weight=0.0)
     with torch.no_grad():
-        recon = vae.decode(vae.encode(video).latent_dist.mode()).sample
-        err = (recon - video).permute(0, 2, 3, 4, 1)[mask]  # (hand pixels, 3)
+        err = err.permute(0, 2, 3, 4, 1)[mask]  # (hand pixels, 3)
         term = float(err.square().mean() + 0.5 * err.abs().mean())
         base, mse = vae_loss(vae, video, None, cfg, mask)
         weighted, mse_w = vae_loss(vae, video, None, dataclasses.replace(cfg, hand_weight=3.0), mask)
@@ -386,13 +399,10 @@ def test_vae_loss_adds_the_low_frequency_colour_term():
     """loss(color_weight=w) − loss(0) = w · (MSE + l1_weight · L1 of the error's 8×8-cell means), the cell means taken
     here with a reshape; a uniform colour offset passes through the pooling whole, fine detail does not."""
     from worldmodel.training.vae import vae_loss
-    from worldmodel.wan.presets import build_tiny
 
-    vae = build_tiny(**SMALL_TINY).vae.eval()
-    video = torch.from_numpy(_smooth_frames(5)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    vae, video, err = _small_vae_error()  # err: (1, 3, 5, 32, 32)
     cfg = VaeTrainConfig(l1_weight=0.5, kl_weight=0.0)
     with torch.no_grad():
-        err = vae.decode(vae.encode(video).latent_dist.mode()).sample - video  # (1, 3, 5, 32, 32)
         cells = err.reshape(1, 3, 5, 4, 8, 4, 8).mean(dim=(4, 6))
         term = float(cells.square().mean() + 0.5 * cells.abs().mean())
         base, mse = vae_loss(vae, video, None, cfg)
@@ -407,13 +417,11 @@ def test_vae_loss_adds_frame_zero_again():
     """loss(first_frame_weight=w) − loss(0) = w · (MSE + l1_weight · L1 of frame 0's error), and with a colour weight
     c also w · c · the same of frame 0's 8×8-cell means (taken here with a reshape): frame 0 alone, not the clip."""
     from worldmodel.training.vae import vae_loss
-    from worldmodel.wan.presets import build_tiny
 
-    vae = build_tiny(**SMALL_TINY).vae.eval()
-    video = torch.from_numpy(_smooth_frames(5)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    vae, video, err = _small_vae_error()
+    e0 = err[:, :, 0]  # (1, 3, 32, 32)
     cfg = VaeTrainConfig(l1_weight=0.5, kl_weight=0.0)
     with torch.no_grad():
-        e0 = (vae.decode(vae.encode(video).latent_dist.mode()).sample - video)[:, :, 0]  # (1, 3, 32, 32)
         cells = e0.reshape(1, 3, 4, 8, 4, 8).mean(dim=(3, 5))
         pixel = float(e0.square().mean() + 0.5 * e0.abs().mean())
         colour = float(cells.square().mean() + 0.5 * cells.abs().mean())
@@ -477,7 +485,7 @@ def test_vae_finetune_script_trains_a_wider_decoder_under_the_same_encoder(tmp_p
     assert new.config.decoder_base_dim == 24 and new.config.latents_mean == old.config.latents_mean
     # Wan's decoder opens with a conv from z_dim to base width × the last dim_mult channels
     assert new.decoder.conv_in.weight.shape[:2] == (24 * old.config.dim_mult[-1], old.config.z_dim)
-    video = torch.from_numpy(_smooth_frames(5)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    video = _smooth_video()
     with torch.no_grad():
         assert torch.equal(new.encode(video).latent_dist.mode(), old.encode(video).latent_dist.mode())
         assert new.decode(new.encode(video).latent_dist.mode()).sample.shape == video.shape

@@ -130,19 +130,22 @@ def vae_loss(vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generat
     loss = _pixel_loss(err, cfg) + cfg.kl_weight * kl
     if cfg.hand_weight and hand is not None and hand.any():
         e = err[hand[:, None].expand_as(err)]
-        loss = loss + cfg.hand_weight * (e.square().mean() + cfg.l1_weight * e.abs().mean())
+        loss = loss + cfg.hand_weight * _mse_l1(e, cfg)
     if cfg.first_frame_weight:
         loss = loss + cfg.first_frame_weight * _pixel_loss(err[:, :, :1], cfg)
     return loss, mse
 
 
+def _mse_l1(err: torch.Tensor, cfg: VaeTrainConfig) -> torch.Tensor:
+    return err.square().mean() + cfg.l1_weight * err.abs().mean()
+
+
 def _pixel_loss(err: torch.Tensor, cfg: VaeTrainConfig) -> torch.Tensor:
     """MSE + ``l1_weight`` · L1 of the error, plus ``color_weight`` times the same of its ``color_pool``² cell means."""
-    loss = err.square().mean() + cfg.l1_weight * err.abs().mean()
+    loss = _mse_l1(err, cfg)
     if cfg.color_weight:
         p = min(cfg.color_pool, *err.shape[-2:])
-        low = torch.nn.functional.avg_pool3d(err, (1, p, p), ceil_mode=True)
-        loss = loss + cfg.color_weight * (low.square().mean() + cfg.l1_weight * low.abs().mean())
+        loss = loss + cfg.color_weight * _mse_l1(torch.nn.functional.avg_pool3d(err, (1, p, p), ceil_mode=True), cfg)
     return loss
 
 
