@@ -73,8 +73,8 @@ class VaeTrainConfig:
     # loss, and the shipped decoders keep a colour cast on it that later frames do not have (a flat blue clip: frame
     # 0 decodes grey-blue, frames 1-4 blue). ``first_frame_weight`` adds frame 0's pixel (and colour) loss again that
     # many times. Measured: 700 decoder steps at weight 4 left frame 0's cast where it was, as did the same run at 0
-    # (docs/results.md, "Seventeenth attempt"): frame 0's path through the causal VAE, not its share of the loss,
-    # keeps the cast.
+    # (docs/results.md, "Seventeenth attempt"): frame 0's path through the causal encoder, not its share of the loss,
+    # keeps the cast (a flat blue's frame-0 latent lies close to flat grey's; "Eighteenth attempt").
     first_frame_weight: float = 0.0
 
     def __post_init__(self) -> None:
