@@ -108,3 +108,29 @@ def test_a_batch_encodes_only_its_windows_not_cached_yet(clips, monkeypatch):
     torch.testing.assert_close(enc["condition"][1:2], stored["condition"], rtol=0, atol=1e-6)
     t.encode_batch(batch([2, 0, 1]))
     assert sum(encoded) == 6  # all cached
+
+
+def test_cache_for_fine_tuning_a_saved_pipeline(clips, tmp_path):
+    """``dexworld cache --init PIPE`` encodes with the saved pipeline's own (trained) encoders at its recorded frame
+    size, so ``train --init PIPE --cache`` runs the same steps as ``train --init PIPE --data``; the preset's cache is
+    refused for that run, because the pipeline's VAE differs from a fresh build's."""
+    from worldmodel.wan.presets import SamplingDefaults
+
+    src = Trainer(TrainConfig(**CFG, data=str(clips / "clips"), out=str(tmp_path / "src"), num_frames=5))
+    with torch.no_grad():  # a trained VAE: other weights than the preset builds
+        for p in src.pipe.vae.parameters():
+            p.mul_(1.01)
+    src.pipe.defaults = SamplingDefaults(num_frames=5, height=64, width=64)
+    src.pipe.save_pretrained(tmp_path / "pipe", self_contained=True)
+    pipe = str(tmp_path / "pipe")
+    assert main(["cache", "--init", pipe, "--data", str(clips / "clips"), "--out", str(tmp_path / "enc"),
+                 "--no-progress"]) == 0
+    assert read_manifest(tmp_path / "enc")["fingerprint"]["params"] == {"num_frames": 5, "height": 64, "width": 64}
+    flags = ["--config", str(clips / "cfg.json"), "--init", pipe, "--steps", "2", "--no-progress"]
+    assert main(["train", *flags, "--data", str(clips / "clips"), "--out", str(tmp_path / "raw")]) == 0
+    assert main(["train", *flags, "--cache", str(tmp_path / "enc"), "--out", str(tmp_path / "cached")]) == 0
+    losses = [[json.loads(ln)["loss"] for ln in (tmp_path / run / "loss.jsonl").read_text().splitlines()]
+              for run in ("raw", "cached")]
+    assert len(losses[0]) == 2
+    torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-6, atol=1e-7)
+    assert main(["train", *flags, "--cache", str(clips / "enc"), "--out", str(tmp_path / "stale")]) == 1

@@ -16,6 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "'dexworld train --cache DIR' trains from it and refuses it if the encoders changed.")
     p.add_argument("--preset", choices=("tiny", "wan2.1-i2v-14b-480p"), default=None, help="default tiny")
     p.add_argument("--base-path", default=None, help="local diffusers-format Wan 2.1 I2V directory (14B preset)")
+    p.add_argument("--init", default=None,
+                   help="a saved pipeline folder you will fine-tune with 'dexworld train --init' (e.g. "
+                        "worldmodel/checkpoints/tiny-sim): encode with its encoders and at its recorded frame size "
+                        "and count (loads the whole pipeline)")
+    p.add_argument("--init-vae", default=None, help="with --init: the VAE folder you will pass to train --init-vae")
     p.add_argument("--config", default=None,
                    help="TrainConfig JSON of the run (preset, base_path, tiny, num_frames, height, width)")
     p.add_argument("--data", required=True, help="folder of .h5 clips (or one clip file)")
@@ -41,11 +46,20 @@ def run(args: argparse.Namespace) -> int:
         values = read_json(args.config, "--config file")
         if not isinstance(values, dict):
             raise ValueError(f"--config file {args.config}: expected a JSON object")
-    for name in ("preset", "base_path", "num_frames", "height", "width"):
+    for name in ("preset", "base_path", "init", "init_vae", "num_frames", "height", "width"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     preset = values.get("preset", "tiny")
-    if values.get("base_path"):
+    if values.get("init_vae") and not values.get("init"):
+        raise ValueError("--init-vae replaces the VAE of the --init pipeline; give --init as well")
+    if values.get("init"):  # the encoders exactly as `train --init` builds them
+        from worldmodel.training.trainer import TrainConfig, start_from_pipeline
+
+        cfg = TrainConfig(data=args.data, out=args.out, preset=preset, init=values["init"],
+                          init_vae=values.get("init_vae"), base_path=values.get("base_path"))
+        components = start_from_pipeline(cfg)[0]
+        components.transformer = None  # not needed to encode; frees its memory before the encoding loop
+    elif values.get("base_path"):
         components = load_encoders(values["base_path"])
     elif preset == "tiny":
         components = load_preset("tiny", **values.get("tiny", {}))

@@ -89,8 +89,8 @@ def check_fingerprint(cache: Path, stored: dict, current: dict) -> None:
             changed.append(f"{what}: cache {stored.get(key)} vs now {current.get(key)}")
     if changed:
         raise ValueError(f"the encoding cache {cache} was built with different encoders — " + "; ".join(changed)
-                         + f". Rebuild it: dexworld cache --data CLIPS --out {cache} (same preset/base path as the "
-                           "training run)")
+                         + f". Rebuild it: dexworld cache --data CLIPS --out {cache} (the same preset, base path "
+                           "or --init as the training run)")
 
 
 # ---------------------------------------------------------------------------------------------- encoding
