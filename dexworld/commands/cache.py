@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
     from worldmodel.training.cache import build_cache, load_encoders, read_manifest
     from worldmodel.wan.presets import load_preset
 
+    if args.no_progress:
+        from dexworld.progress import quiet_library_progress
+
+        quiet_library_progress()
     values: dict = {}
     if args.config:
         from embodiments.io_utils import read_json
