@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from _wm_helpers import CONTROL, SMALL_TINY, make_frames, make_joints, write_clips
@@ -134,3 +135,44 @@ def test_cache_for_fine_tuning_a_saved_pipeline(clips, tmp_path):
     assert len(losses[0]) == 2
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-6, atol=1e-7)
     assert main(["train", *flags, "--cache", str(clips / "enc"), "--out", str(tmp_path / "stale")]) == 1
+
+
+def test_windows_encoded_in_batches_match_one_at_a_time(clips, tmp_path):
+    """``batch_size`` only groups the encoder calls (across clips, as a training batch does): each window's stored
+    encodings are those of encoding it alone, to float rounding, and the manifests agree."""
+    comps = build_tiny(**SMALL_TINY)
+    build_cache(comps, clips / "clips", tmp_path / "b2", progress=False, batch_size=2)  # 3 clips: batches of 2 and 1
+    one, two = read_manifest(clips / "enc"), read_manifest(tmp_path / "b2")
+    assert two["clips"] == one["clips"] and two["fingerprint"] == one["fingerprint"]
+    for entry in one["clips"]:
+        a, b = load_file(clips / "enc" / entry["file"]), load_file(tmp_path / "b2" / entry["file"])
+        assert set(a) == set(b)
+        for k in a:
+            torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-5)
+
+
+def test_cache_sees_frame_0_as_the_pipeline_records(tmp_path):
+    """A pipeline that records ``clip_preprocess="resize"`` (the authors' recipe; a converted release) trains on
+    CLIP embeddings of the whole frame 0 resized; its cache must hold those, not the centre crop's, and a cache
+    built with the other preprocessing is refused for it."""
+    import dataclasses
+
+    for i in range(2):  # wide frames: a centre crop and a resize of them differ
+        frames = (np.random.default_rng(i).random((5, 64, 96, 3)) * 255).astype(np.uint8)
+        write_clip(tmp_path / "clips" / f"w{i}.h5", frames, make_joints(5, seed=i), prompt=f"grab {i}")
+    crop = build_tiny(**SMALL_TINY)
+    resize = build_tiny(**SMALL_TINY)
+    resize.defaults = dataclasses.replace(resize.defaults, clip_preprocess="resize")
+    for name, comps in (("crop", crop), ("resize", resize)):
+        build_cache(comps, tmp_path / "clips", tmp_path / name, 5, 64, 96, progress=False)
+    trainer = Trainer(TrainConfig(**CFG, data=str(tmp_path / "clips"), out=str(tmp_path / "run"), height=64,
+                                  width=96), components=resize)
+    item = ClipDataset(tmp_path / "clips", 5, 64, 96)[0]
+    enc = trainer.encode_batch({"video": item["video"][None], "prompt": [item["prompt"]], "prompt_embeds": None,
+                                "index": torch.tensor([0]), "start": torch.tensor([0])})
+    stored = {n: load_file(tmp_path / n / "000000.safetensors")["image_embeds"] for n in ("crop", "resize")}
+    torch.testing.assert_close(stored["resize"], enc["image_embeds"], rtol=0, atol=0)
+    assert (stored["crop"] - stored["resize"]).abs().max() > 1e-3
+    CachedClipDataset(tmp_path / "resize", resize, 5, 64, 96)
+    with pytest.raises(ValueError, match="image encoder"):
+        CachedClipDataset(tmp_path / "crop", resize, 5, 64, 96)

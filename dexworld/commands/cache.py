@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=at.side16, default=None)
     p.add_argument("--window-stride", type=at.positive_int, default=None,
                    help="frames between cached window starts (default: --num-frames, non-overlapping)")
+    p.add_argument("--batch-size", type=at.positive_int, default=1,
+                   help="windows encoded together (default 1; 8 is faster on a CPU at the tiny models' sizes, and "
+                        "needs more memory at full size)")
     p.add_argument("--device", default="cpu", help="torch device for the encoders (e.g. cuda)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"preset {preset!r} needs --base-path (a local diffusers-format directory)")
     out = build_cache(components, args.data, args.out, values.get("num_frames"), values.get("height"),
                       values.get("width"), window_stride=args.window_stride, device=args.device,
-                      progress=not args.no_progress)
+                      batch_size=args.batch_size, progress=not args.no_progress)
     m = read_manifest(out)
     windows = sum(len(c["starts"]) for c in m["clips"])
     print(f"wrote {out}: {len(m['clips'])} clips, {windows} windows of {m['fingerprint']['params']}")

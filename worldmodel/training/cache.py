@@ -10,8 +10,9 @@ Layout of a cache folder::
 
 The fingerprint of each encoder is a BLAKE2 hash of its config and every weight's bytes (plus the image
 processor's / prompt embedder's config and the window size), so a cache built with other encoders, other weights or
-another resolution is refused with a message naming what changed. The encodings come from the very calls
-``Trainer.encode_batch`` makes, so training from a cache gives the same losses as training from the clips.
+another resolution is refused with a message naming what changed. The encodings come from the function the trainer
+encodes with (``worldmodel.training.encoding.encode_windows``), so training from a cache gives the same losses as
+training from the clips.
 
 Windows: every ``window_stride`` frames (default: ``num_frames``, non-overlapping). The training window is drawn
 among the cached ones from the same (seed, epoch, index) generator as ``ClipDataset``; a clip exactly one window
@@ -62,7 +63,10 @@ def fingerprint(components, num_frames: int, height: int, width: int) -> dict:
           "params": {"num_frames": int(num_frames), "height": int(height), "width": int(width)}}
     if components.image_encoder is not None:
         proc = components.image_processor.to_dict() if components.image_processor is not None else {}
-        fp["image_encoder"] = _module_hash(components.image_encoder, {"processor": proc})
+        extra = {"processor": proc}
+        if components.defaults.clip_preprocess != "center_crop":  # absent for the default, as in earlier caches
+            extra["clip_preprocess"] = components.defaults.clip_preprocess
+        fp["image_encoder"] = _module_hash(components.image_encoder, extra)
     if components.text_encoder is not None:
         tok = components.tokenizer
         fp["text"] = _module_hash(components.text_encoder, {"tokenizer": type(tok).__name__,
@@ -95,46 +99,34 @@ def check_fingerprint(cache: Path, stored: dict, current: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------- encoding
 def _pipeline(components):
-    """A pipeline carrying only the encoders: the helpers ``Trainer.encode_batch`` uses, no transformer needed."""
+    """A pipeline carrying only the encoders, and the sampling defaults that say how CLIP sees frame 0."""
     from worldmodel.wan.pipeline import HandControlPipeline
 
     pipe = HandControlPipeline(tokenizer=components.tokenizer, text_encoder=components.text_encoder,
                                vae=components.vae, scheduler=components.scheduler,
                                image_processor=components.image_processor, image_encoder=components.image_encoder,
-                               prompt_embedder=components.prompt_embedder)
+                               prompt_embedder=components.prompt_embedder, sampling=components.defaults.to_dict())
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-@torch.no_grad()
-def encode_window(pipe, item: dict, num_frames: int, height: int, width: int, device) -> dict:
-    """One ``ClipDataset`` item → x0 (1, 16, T', h, w), condition (1, 20, T', h, w), image (1, L, D) | None,
-    prompt (1, 512, D): the same calls, in the same order, as ``Trainer.encode_batch``."""
-    from worldmodel.wan.pipeline import i2v_condition
-
-    video = item["video"][None].to(device)
-    vae = pipe.vae
-    x0 = pipe.normalize_latents(vae.encode(video.to(vae.dtype)).latent_dist.mode().float())
-    cond = i2v_condition(pipe, video, x0.shape[2], height, width, device)
-    first = ((video[:, :, 0].permute(0, 2, 3, 1) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    image = pipe.encode_image(list(first.cpu().numpy()), device) if pipe.image_encoder is not None else None
-    if item["prompt_embeds"] is not None:
-        prompt = item["prompt_embeds"][None].to(device)
-    else:
-        prompt = pipe.embed_prompts([item["prompt"]], device, torch.float32)
-    return {"x0": x0, "condition": cond, "prompt_embeds": prompt.float(),
-            "image_embeds": None if image is None else image.float()}
-
-
 def build_cache(components, data, out: str | os.PathLike, num_frames: int | None = None, height: int | None = None,
                 width: int | None = None, window_stride: int | None = None, device: str | torch.device = "cpu",
-                progress: bool = True) -> Path:
-    """Encode every clip under ``data`` into the cache folder ``out`` (written atomically: temp dir, rename)."""
+                progress: bool = True, batch_size: int = 1) -> Path:
+    """Encode every clip under ``data`` into the cache folder ``out`` (written atomically: temp dir, rename).
+
+    Windows are encoded ``batch_size`` at a time, across clips, as a training batch is: faster per window on a CPU
+    at the tiny sizes (``benchmarks/train_cache.py``), more memory at full size.
+    """
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     from embodiments.clip import find_clips
+    from worldmodel.training.data import collate_clips
+    from worldmodel.training.encoding import encode_windows
 
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     d = components.defaults
     num_frames, height, width = num_frames or d.num_frames, height or d.height, width or d.width
     stride = window_stride or num_frames
@@ -147,37 +139,49 @@ def build_cache(components, data, out: str | os.PathLike, num_frames: int | None
     for m in (components.vae, components.image_encoder, components.text_encoder):
         if m is not None:
             m.to(device).eval()
+    windows = [(i, s) for i in range(len(paths)) for s in range(0, dataset.lengths[i] - num_frames + 1, stride)]
+    done: dict[int, list] = {}  # clip index → [(item, encodings)] of its windows encoded so far
     entries = []
     out = Path(out)
-    with atomic_dir(out) as tmp:
-        for i, path in enumerate(tqdm(paths, desc="cache", disable=not progress)):
-            starts = list(range(0, dataset.lengths[i] - num_frames + 1, stride))
-            windows = []
-            for s in starts:
+    with atomic_dir(out) as tmp, tqdm(total=len(paths), desc="cache", unit="clip", disable=not progress) as bar:
+        for b in range(0, len(windows), batch_size):
+            chunk = windows[b:b + batch_size]
+            items = []
+            for i, s in chunk:
                 dataset.start = s
-                item = dataset[i]
-                enc = encode_window(pipe, item, num_frames, height, width, device)
-                windows.append((item, enc))
-            tensors = {
-                "x0": torch.cat([e["x0"] for _, e in windows]).cpu(),
-                "condition": torch.cat([e["condition"] for _, e in windows]).cpu(),
-                "prompt_embeds": windows[0][1]["prompt_embeds"][0].cpu(),
-                "joints": torch.stack([it["joints"] for it, _ in windows]).float(),
-                "valid": torch.stack([it["valid"] for it, _ in windows]),
-                "K": torch.stack([it["K"] for it, _ in windows]).float(),
-                "starts": torch.tensor(starts, dtype=torch.int64),
-            }
-            if windows[0][1]["image_embeds"] is not None:
-                tensors["image_embeds"] = torch.cat([e["image_embeds"] for _, e in windows]).cpu()
-            name = f"{i:06d}.safetensors"
-            save_file({k: v.contiguous() for k, v in tensors.items()}, tmp / name)
-            rel = path.relative_to(root) if root.is_dir() else Path(path.name)
-            entries.append({"source": str(rel), "file": name, "starts": starts})
+                items.append(dataset[i])
+            batch = collate_clips(items)
+            enc = encode_windows(pipe, batch["video"], batch["prompt_embeds"], batch["prompt"], height, width, device)
+            for j, ((i, _), item) in enumerate(zip(chunk, items, strict=True)):
+                done.setdefault(i, []).append((item, {k: None if v is None else v[j:j + 1] for k, v in enc.items()}))
+            complete = windows[b + batch_size][0] if b + batch_size < len(windows) else len(paths)
+            for i in sorted(k for k in done if k < complete):  # clips whose every window is encoded
+                entries.append(_write_clip_entry(tmp, i, paths[i], root, done.pop(i), save_file))
+                bar.update(1)
         manifest = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "preset": components.name,
                     "fingerprint": fingerprint(components, num_frames, height, width), "window_stride": stride,
                     "clips": entries}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return out
+
+
+def _write_clip_entry(folder: Path, i: int, path: Path, root: Path, windows: list, save_file) -> dict:
+    """One clip's file ``{i:06d}.safetensors`` (its windows stacked) and its manifest entry."""
+    tensors = {
+        "x0": torch.cat([e["x0"] for _, e in windows]).cpu(),
+        "condition": torch.cat([e["condition"] for _, e in windows]).cpu(),
+        "prompt_embeds": windows[0][1]["prompt_embeds"][0].cpu(),
+        "joints": torch.stack([it["joints"] for it, _ in windows]).float(),
+        "valid": torch.stack([it["valid"] for it, _ in windows]),
+        "K": torch.stack([it["K"] for it, _ in windows]).float(),
+        "starts": torch.tensor([it["start"] for it, _ in windows], dtype=torch.int64),
+    }
+    if windows[0][1]["image_embeds"] is not None:
+        tensors["image_embeds"] = torch.cat([e["image_embeds"] for _, e in windows]).cpu()
+    name = f"{i:06d}.safetensors"
+    save_file({k: v.contiguous() for k, v in tensors.items()}, folder / name)
+    rel = path.relative_to(root) if root.is_dir() else Path(path.name)
+    return {"source": str(rel), "file": name, "starts": tensors["starts"].tolist()}
 
 
 class _FixedWindow(ClipDataset):

@@ -39,6 +39,7 @@ from worldmodel.training.distributed import (
     sample_generator,
     shard_transformer,
 )
+from worldmodel.training.encoding import encode_windows
 from worldmodel.training.hand_loss import hand_pixel_masks, hand_term, latent_hand_mask
 from worldmodel.training.run_folder import clean_killed_save, clear_run
 from worldmodel.wan.adapter import (
@@ -60,7 +61,6 @@ from worldmodel.wan.checkpoint import (
     checkpoint_base_dir,
     read_checkpoint_meta,
 )
-from worldmodel.wan.pipeline import i2v_condition
 
 TIMESTEP_SAMPLING = ("uniform", "logit_normal", "upstream")
 UPSTREAM_TRAIN_STEPS = 1000  # the authors' training schedule: 1000 steps of Wan's flow-matching schedule
@@ -548,22 +548,10 @@ class Trainer:
         items = [self._cache[k] for k in keys]
         return {name: (None if items[0][name] is None else torch.cat([it[name] for it in items])) for name in items[0]}
 
-    @torch.no_grad()
     def _encode(self, video: torch.Tensor, prompt_embeds: torch.Tensor | None, prompts: list[str]) -> dict:
         """Encode windows (B, 3, T, H, W): VAE latents, I2V condition, prompt and CLIP embeddings."""
-        pipe, dev = self.pipe, self.accelerator.device
-        video = video.to(dev)
-        vae = self.components.vae
-        x0 = pipe.normalize_latents(vae.encode(video.to(vae.dtype)).latent_dist.mode().float())
-        condition = i2v_condition(pipe, video, x0.shape[2], self.height, self.width, dev)
-        first = ((video[:, :, 0].permute(0, 2, 3, 1) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        image_embeds = pipe.image_embeddings(list(first.cpu().numpy()), dev)
-        if prompt_embeds is not None:
-            prompt_embeds = prompt_embeds.to(dev)
-        else:
-            prompt_embeds = pipe.embed_prompts(prompts, dev, torch.float32)
-        return {"x0": x0, "condition": condition, "prompt_embeds": prompt_embeds.float(),
-                "image_embeds": None if image_embeds is None else image_embeds.float()}
+        return encode_windows(self.pipe, video, prompt_embeds, prompts, self.height, self.width,
+                              self.accelerator.device)
 
     def sample_generators(self, index: torch.Tensor) -> list[torch.Generator]:
         """Per-sample randomness (noise, σ, joint mask) as a pure function of (seed, step, dataset index).

@@ -161,15 +161,19 @@ class HandControlPipeline(WanImageToVideoPipeline):
                          "(and negative_prompt_embeds= for guidance)")
 
     def image_embeddings(self, images, device, pixels: torch.Tensor | None = None) -> torch.Tensor | None:
-        """CLIP penultimate hidden states (B, L, D) when the transformer uses image cross-attention, else None.
+        """CLIP penultimate hidden states (B, L, D) when the transformer uses image cross-attention, else None (a
+        pipeline holding only encoders, as the encoding cache builds, embeds whenever it has an image encoder).
 
         Preprocessing as the checkpoint records (``defaults.clip_preprocess``): ``"center_crop"`` runs the image
         processor on ``images``; ``"resize"`` resizes ``pixels`` — (B, 3, H, W) in [−1, 1], the frames as the VAE sees
         them (default: ``images`` as they are) — bicubic to the encoder's square size without cropping.
         """
-        if self.transformer.config.image_dim is None:
+        if self.transformer is None:
+            if self.image_encoder is None:
+                return None
+        elif self.transformer.config.image_dim is None:
             return None
-        if self.image_encoder is None:
+        elif self.image_encoder is None:
             raise ValueError("the transformer expects CLIP image embeddings but the pipeline has no image_encoder")
         if self.defaults.clip_preprocess == "center_crop":
             return self.encode_image(images, device)
