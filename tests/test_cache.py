@@ -176,3 +176,21 @@ def test_cache_sees_frame_0_as_the_pipeline_records(tmp_path):
     CachedClipDataset(tmp_path / "resize", resize, 5, 64, 96)
     with pytest.raises(ValueError, match="image encoder"):
         CachedClipDataset(tmp_path / "crop", resize, 5, 64, 96)
+
+
+def test_a_batch_of_mixed_clips_keeps_each_stored_prompt_embedding(tmp_path):
+    """A clip that stores its prompt embedding keeps it when batched with one that does not (whose prompt is
+    embedded from its text), as when each is encoded alone."""
+    write_clip(tmp_path / "clips" / "a.h5", make_frames(5, seed=0), make_joints(5, seed=0), prompt="grab 0")
+    stored = np.random.default_rng(0).normal(size=(7, SMALL_TINY["text_dim"])).astype(np.float32)
+    write_clip(tmp_path / "clips" / "b.h5", make_frames(5, seed=1), make_joints(5, seed=1), prompt="grab 1",
+               prompt_embeds=stored)
+    comps = build_tiny(**SMALL_TINY)
+    for b in (1, 2):
+        build_cache(comps, tmp_path / "clips", tmp_path / f"b{b}", progress=False, batch_size=b)
+    for name in ("000000.safetensors", "000001.safetensors"):
+        torch.testing.assert_close(load_file(tmp_path / "b2" / name)["prompt_embeds"],
+                                   load_file(tmp_path / "b1" / name)["prompt_embeds"], rtol=0, atol=0)
+    got = load_file(tmp_path / "b2" / "000001.safetensors")["prompt_embeds"]
+    torch.testing.assert_close(got[:7], torch.from_numpy(stored))
+    assert not got[7:].any()  # padded with zeros to the text length

@@ -118,7 +118,6 @@ def build_cache(components, data, out: str | os.PathLike, num_frames: int | None
     Windows are encoded ``batch_size`` at a time, across clips, as a training batch is: faster per window on a CPU
     at the tiny sizes (``benchmarks/train_cache.py``), more memory at full size.
     """
-    from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     from embodiments.clip import find_clips
@@ -153,10 +152,13 @@ def build_cache(components, data, out: str | os.PathLike, num_frames: int | None
             batch = collate_clips(items)
             enc = encode_windows(pipe, batch["video"], batch["prompt_embeds"], batch["prompt"], height, width, device)
             for j, ((i, _), item) in enumerate(zip(chunk, items, strict=True)):
-                done.setdefault(i, []).append((item, {k: None if v is None else v[j:j + 1] for k, v in enc.items()}))
+                one = {k: None if v is None else v[j:j + 1] for k, v in enc.items()}
+                if item["prompt_embeds"] is not None:  # a clip's stored embedding, even in a batch of mixed clips
+                    one["prompt_embeds"] = item["prompt_embeds"][None].float()
+                done.setdefault(i, []).append((item, one))
             complete = windows[b + batch_size][0] if b + batch_size < len(windows) else len(paths)
             for i in sorted(k for k in done if k < complete):  # clips whose every window is encoded
-                entries.append(_write_clip_entry(tmp, i, paths[i], root, done.pop(i), save_file))
+                entries.append(_write_clip_entry(tmp, i, paths[i], root, done.pop(i)))
                 bar.update(1)
         manifest = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "preset": components.name,
                     "fingerprint": fingerprint(components, num_frames, height, width), "window_stride": stride,
@@ -165,8 +167,10 @@ def build_cache(components, data, out: str | os.PathLike, num_frames: int | None
     return out
 
 
-def _write_clip_entry(folder: Path, i: int, path: Path, root: Path, windows: list, save_file) -> dict:
+def _write_clip_entry(folder: Path, i: int, path: Path, root: Path, windows: list) -> dict:
     """One clip's file ``{i:06d}.safetensors`` (its windows stacked) and its manifest entry."""
+    from safetensors.torch import save_file
+
     tensors = {
         "x0": torch.cat([e["x0"] for _, e in windows]).cpu(),
         "condition": torch.cat([e["condition"] for _, e in windows]).cpu(),
