@@ -34,7 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; a user error prints ``dexworld CMD: error: ...`` (one line) and returns 1."""
+    """Run one subcommand; a user error prints ``dexworld CMD: error: ...`` (one line) and returns 1.
+
+    As a program (``argv`` None) a ``kill`` (SIGTERM) unwinds the command as Ctrl-C does, so the temporary files and
+    folders its outputs were being written to are removed on the way out and the files it replaces stay as they were.
+    """
+    if argv is None:
+        _exit_on_sigterm()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
@@ -52,6 +58,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"dexworld {args.command}: error: {describe_error(e)}", file=sys.stderr)
         return 1
+
+
+def _exit_on_sigterm() -> None:
+    """SIGTERM → ``SystemExit(143)`` in the main thread: ``finally`` blocks and context managers run (the default
+    action ends the process at once, leaving e.g. ``atomic_dir``'s temporary folder behind)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def describe_error(e: BaseException) -> str:

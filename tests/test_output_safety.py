@@ -212,3 +212,39 @@ def test_save_probe_writes_only_inside_its_folder(tmp_path, monkeypatch):
         assert sorted(p.name for p in (tmp_path / "probe").iterdir()) == [
             "accuracy.json", "config.json", "diffusion_pytorch_model.safetensors"]
     assert staged == [tmp_path / "probe"] * 2
+
+
+def test_a_killed_command_leaves_no_temporary_folder(tmp_path):
+    """``kill`` (SIGTERM) on a running ``dexworld cache`` unwinds it: the temporary folder it was filling is removed,
+    the folder it would have replaced is untouched, and the exit status says it was terminated (128 + 15)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from embodiments.clip import write_clip
+    from embodiments.sparse import SparseJoints
+
+    rng = np.random.default_rng(0)
+    K = np.array([[60.0, 0.0, 32.0], [0.0, 60.0, 32.0], [0.0, 0.0, 1.0]])
+    for i in range(200):  # enough clips that encoding them takes longer than the kill below
+        joints = SparseJoints(rng.normal([0.0, 0.0, 0.5], 0.04, (5, 42, 3)), np.ones((5, 42), bool), K=K,
+                              frame="camera", fps=8.0)
+        write_clip(tmp_path / "clips" / f"c{i:03d}.h5", (rng.random((5, 64, 64, 3)) * 255).astype(np.uint8), joints)
+    (tmp_path / "enc").mkdir()
+    (tmp_path / "enc" / "mine.txt").write_text("kept")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "dexworld.cli", "cache", "--data", str(tmp_path / "clips"),
+                             "--out", str(tmp_path / "enc"), "--no-progress"], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".enc.tmp-*/000001.safetensors")):  # encoding has begun
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert rc == 128 + signal.SIGTERM
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in (tmp_path / "enc").iterdir()] == ["mine.txt"]
