@@ -135,6 +135,9 @@ def test_cache_for_fine_tuning_a_saved_pipeline(clips, tmp_path):
     assert len(losses[0]) == 2
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-6, atol=1e-7)
     assert main(["train", *flags, "--cache", str(clips / "enc"), "--out", str(tmp_path / "stale")]) == 1
+    assert main(["cache", "--init-vae", pipe + "/vae", "--data", str(clips / "clips"), "--out",
+                 str(tmp_path / "enc2")]) == 1  # --init-vae swaps the VAE of an --init pipeline: needs one
+    assert not (tmp_path / "enc2").exists()
 
 
 def test_windows_encoded_in_batches_match_one_at_a_time(clips, tmp_path):
