@@ -12,7 +12,7 @@ says otherwise:
 - the same steps from the cache (``train --init PIPE --cache``), which must give the same losses.
 
 It prints seconds per step, the ratio, and after how many runs over the clips the cache has paid for itself
-(building it costs about one first epoch's encoding).
+(measured here: one to three runs, fewer the more windows are encoded at a time).
 Without ``--data`` it writes random clips at the pipeline's recorded frame size (encoding cost does not depend on
 what the frames show)::
 

@@ -121,12 +121,12 @@ def test_cache_for_fine_tuning_a_saved_pipeline(clips, tmp_path):
     with torch.no_grad():  # a trained VAE: other weights than the preset builds
         for p in src.pipe.vae.parameters():
             p.mul_(1.01)
-    src.pipe.defaults = SamplingDefaults(num_frames=5, height=64, width=64)
+    src.pipe.defaults = SamplingDefaults(num_frames=5, height=48, width=80)  # neither the tiny nor the full default
     src.pipe.save_pretrained(tmp_path / "pipe", self_contained=True)
     pipe = str(tmp_path / "pipe")
     assert main(["cache", "--init", pipe, "--data", str(clips / "clips"), "--out", str(tmp_path / "enc"),
                  "--no-progress"]) == 0
-    assert read_manifest(tmp_path / "enc")["fingerprint"]["params"] == {"num_frames": 5, "height": 64, "width": 64}
+    assert read_manifest(tmp_path / "enc")["fingerprint"]["params"] == {"num_frames": 5, "height": 48, "width": 80}
     flags = ["--config", str(clips / "cfg.json"), "--init", pipe, "--steps", "2", "--no-progress"]
     assert main(["train", *flags, "--data", str(clips / "clips"), "--out", str(tmp_path / "raw")]) == 0
     assert main(["train", *flags, "--cache", str(tmp_path / "enc"), "--out", str(tmp_path / "cached")]) == 0
