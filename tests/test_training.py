@@ -411,3 +411,26 @@ def test_init_vae_carries_a_trained_pipeline_onto_a_finer_vae(tmp_path):
                             **common))
     with pytest.raises(FileNotFoundError, match="init_vae .*no config.json"):
         Trainer(TrainConfig(out=str(tmp_path / "y"), init=str(tmp_path / "pipe"), init_vae=str(data), **common))
+
+
+def test_squared_error_at_given_noise_levels(tmp_path, monkeypatch):
+    """``squared_error(batch, sigma)`` (benchmarks/loss_by_sigma.py) takes the flow error at the σ it is given, with
+    the noise the training step would have drawn."""
+    from worldmodel.wan.adapter import HandControlledWan
+
+    data = _write_clips(tmp_path / "data", 2)
+    tr = Trainer(TrainConfig(data=str(data), out=str(tmp_path / "run"), tiny=SMALL_TINY, num_frames=5, steps=1,
+                             batch_size=2, lora_rank=4, joint_mask_prob=0.0, progress=False, checkpoint_every=0))
+    batch = next(iter(tr.loader))
+    loss, sigma = tr.compute_loss(batch)
+    sq, given = tr.squared_error(batch, sigma)
+    assert torch.equal(given, sigma)
+    assert sq.flatten(1).mean(1).mean().item() == pytest.approx(loss.item(), rel=1e-6)  # the same noise and mask
+    other, _ = tr.squared_error(batch, torch.full_like(sigma, 0.5))
+    assert not torch.allclose(other, sq)
+    # By hand: a model that returns its input x_t = (1 − σ)·x0 + σ·ε, against the target ε − x0, errs by exactly x0²
+    # at σ = 1, whatever the noise.
+    monkeypatch.setattr(HandControlledWan, "forward", lambda self, x, *args, **kwargs: x)
+    at_one, _ = tr.squared_error(batch, torch.ones(2))
+    x0 = tr.encode_batch(batch)["x0"]
+    assert torch.allclose(at_one, x0.square(), atol=1e-6)

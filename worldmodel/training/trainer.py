@@ -562,12 +562,18 @@ class Trainer:
         step = 0 if self.cfg.fixed_noise else self.step
         return [sample_generator(self.cfg.seed, step, int(i)) for i in index.tolist()]
 
-    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def squared_error(self, batch: dict, sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, T', h, w) squared error of the predicted flow and the σ (B,) it was taken at.
+
+        ``sigma``: these noise levels instead of the sampled ones (``benchmarks/loss_by_sigma.py`` measures the
+        error per noise level); noise, joint mask and control dropout still come from the per-sample generators.
+        """
         cfg, dev = self.cfg, self.accelerator.device
         enc = self.encode_batch(batch)
         gens = self.sample_generators(batch["index"])
-        sigma = torch.cat([sample_sigmas(1, g, cfg.timestep_sampling, cfg.shift, cfg.logit_mean, cfg.logit_std)
-                           for g in gens])
+        sampled = torch.cat([sample_sigmas(1, g, cfg.timestep_sampling, cfg.shift, cfg.logit_mean, cfg.logit_std)
+                             for g in gens])  # drawn even when given, so the generators' later draws stay the same
+        sigma = sampled if sigma is None else sigma.to(sampled)
         noise = torch.stack([torch.randn(enc["x0"].shape[1:], generator=g) for g in gens]).to(dev)
         valid = torch.stack([mask_joints(v, cfg.joint_mask_prob, g)
                              for v, g in zip(batch["valid"], gens, strict=True)]).to(dev)
@@ -585,7 +591,12 @@ class Trainer:
         with self.accelerator.autocast():
             timestep = (sigma * self.components.scheduler.config.num_train_timesteps).to(dev)
             pred = self.model(x_t, timestep, condition, control, enc["prompt_embeds"], enc["image_embeds"])
-        sq_err = (pred.float() - target.float()).square()
+        return (pred.float() - target.float()).square(), sigma
+
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's training loss (the flow-matching MSE, plus the hand and bell-curve weights when set) and σ."""
+        cfg, dev = self.cfg, self.accelerator.device
+        sq_err, sigma = self.squared_error(batch)
         per_sample = sq_err.flatten(1).mean(1)
         if cfg.hand_weight:  # the hand region again, on the latent cells that see it
             per_sample = per_sample + cfg.hand_weight * hand_term(sq_err, self.hand_cells(batch, sq_err.shape[2:]))
