@@ -35,14 +35,21 @@ def _named_checkpoint(argv: list[str]) -> Path | None:
     return None
 
 
+def _sampler(folder: Path, index: dict) -> str | None:
+    """The scheduler class a folder's ``model_index.json`` names, marked as ``sampling.sampler_label`` marks it."""
+    name = (index.get("scheduler") or [None, None])[1]
+    config = _index(folder / "scheduler" / "scheduler_config.json") or {}
+    return f"{name} (stochastic)" if name and config.get("stochastic_sampling") else name
+
+
 def _help_defaults(argv: list[str]):
     """(label, sampling dict, scheduler name) of the checkpoint named on the command line, else the shipped one."""
     named = _named_checkpoint(argv)
     index = _index(named) if named is not None else None
     if index is not None and isinstance(index.get("sampling"), dict):
-        return str(named), index["sampling"], (index.get("scheduler") or [None, None])[1]
+        return str(named), index["sampling"], _sampler(named if named.is_dir() else named.parent, index)
     index = _index(SHIPPED_INDEX) or {}
-    return "tiny-sim", index.get("sampling") or {}, (index.get("scheduler") or [None, None])[1]
+    return "tiny-sim", index.get("sampling") or {}, _sampler(SHIPPED_INDEX.parent, index)
 
 
 def _default(key: str, label: str, sampling: dict) -> str:
@@ -137,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from embodiments.view_check import ViewWarning, check_view
     from worldmodel.evaluation.video import draw_joints, side_by_side, write_video
     from worldmodel.wan.pipeline import HandControlPipeline
+    from worldmodel.wan.sampling import sampler_label
 
     out = Path(args.output)
     if out.suffix.lower() not in (".mp4", ".gif"):
@@ -168,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         if v is not None})
     height, width = used.height, used.width
     print(f"generating {len(joints)} frames at {width}x{height} (width x height) from {checkpoint}", flush=True)
-    print(f"sampling: {used.describe(type(pipe.scheduler).__name__)}")
+    print(f"sampling: {used.describe(sampler_label(pipe.scheduler))}")
     result = pipe(image, joints, prompt=args.prompt, negative_prompt=args.negative_prompt, height=height,
                   width=width, num_inference_steps=args.steps, guidance_scale=args.guidance, shift=args.shift,
                   uncond_control=args.uncond_control, seed=args.seed, return_control=bool(args.save_control),

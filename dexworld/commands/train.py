@@ -91,7 +91,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-every", type=at.nonnegative_int, default=None,
                    help="sample video every N steps (0: never)")
     p.add_argument("--sample-steps", type=at.positive_int, default=None, help="denoising steps of sample videos")
-    p.add_argument("--seed", type=at.seed, default=None)
+    p.add_argument("--seed", type=at.seed, default=None,
+                   help="the data order and every sample's noise, noise level and joint mask (default 0); a run "
+                        "continued from --init with the seed of the run before it sees the same draws again "
+                        "(docs/results.md, twenty-first attempt: give each cycle its own)")
     p.add_argument("--num-workers", type=at.nonnegative_int, default=None)
     p.add_argument("--device", type=at.device, default=None,
                    help="cpu, or cuda[:N] (default: what accelerate picks, a GPU when there is one; under "

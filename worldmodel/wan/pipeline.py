@@ -326,22 +326,25 @@ class HandControlPipeline(WanImageToVideoPipeline):
 
         first = condition[:, -latents.shape[1]:, :1] if first_frame == "reference" else None
         latents = self._denoise(model, scheduler, latents, (cond_in, control_in, text_in, img_in), guidance_scale,
-                                do_cfg, progress, first)
+                                do_cfg, progress, first, generator)
         reference = pixels if color_match == "reference" else None
         frames = latents if output_type == "latent" else self._decode(latents, output_type, reference)[0]
         return HandControlOutput(frames=frames, control=control if return_control else None,
                                  condition=cond_joint if return_control else None)
 
     def _denoise(self, model: HandControlledWan, scheduler, latents: torch.Tensor, inputs: tuple, guidance_scale: float,
-                 do_cfg: bool, progress: bool, first: torch.Tensor | None = None) -> torch.Tensor:
+                 do_cfg: bool, progress: bool, first: torch.Tensor | None = None,
+                 generator: torch.Generator | list[torch.Generator] | None = None) -> torch.Tensor:
         """The sampling loop: ``inputs`` = (condition, control, text, image embeddings), CFG halves stacked.
 
         ``first`` (B, z, 1, h, w): the reference's normalised latent, which replaces latent frame 0 before every step
         as flow matching noises a clean latent, (1 − σ)·first + σ·noise (the frame's own initial noise), and at the
-        end (``first_frame="reference"``).
+        end (``first_frame="reference"``). ``generator`` (one, or one per item) draws the fresh noise of a
+        stochastic sampler (``FlowMatchEulerDiscreteScheduler(stochastic_sampling=True)``), after the initial noise.
         """
         cond_in, control_in, text_in, img_in = inputs
         noise0 = None if first is None else latents[:, :, :1].clone()
+        step_kwargs = {"generator": generator} if getattr(scheduler.config, "stochastic_sampling", False) else {}
         timesteps = scheduler.timesteps
         for i, t in enumerate(self.progress_bar(timesteps) if progress else timesteps):
             if first is not None:
@@ -352,7 +355,7 @@ class HandControlPipeline(WanImageToVideoPipeline):
             if do_cfg:
                 pred_c, pred_u = pred.chunk(2)
                 pred = pred_u + guidance_scale * (pred_c - pred_u)
-            latents = scheduler.step(pred, t, latents, return_dict=False)[0]
+            latents = scheduler.step(pred, t, latents, return_dict=False, **step_kwargs)[0]
         if first is not None:
             latents = torch.cat([first.to(latents), latents[:, :, 1:]], dim=2)
         return latents
@@ -463,7 +466,7 @@ class HandControlPipeline(WanImageToVideoPipeline):
         else:
             inputs = (cond_joint, control, text, image_embeds)
         first = condition[:, -latents.shape[1]:, :1] if first_frame == "reference" else None
-        latents = self._denoise(model, scheduler, latents, inputs, guidance_scale, do_cfg, progress, first)
+        latents = self._denoise(model, scheduler, latents, inputs, guidance_scale, do_cfg, progress, first, generators)
         reference = pixels if color_match == "reference" else None
         frames = latents.split(1) if output_type == "latent" else self._decode(latents, output_type, reference)
         return [HandControlOutput(frames=f) for f in frames]

@@ -97,6 +97,13 @@ def upstream_scheduler(shift: float = 5.0):
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
 
 
+def sampler_label(scheduler) -> str:
+    """The scheduler's class name, marked when it draws fresh noise at every step (flow-matching Euler with
+    ``stochastic_sampling``: x0 is predicted and noised again to the next level instead of following the ODE)."""
+    stochastic = getattr(scheduler.config, "stochastic_sampling", False)
+    return type(scheduler).__name__ + (" (stochastic)" if stochastic else "")
+
+
 def set_timesteps(scheduler, steps: int, device=None) -> None:
     """``scheduler.set_timesteps`` with the sigma grid each sampler expects.
 
