@@ -48,9 +48,9 @@ def test_control_beats_control_off(demo_out):
 
 
 def test_imagined_frames_keep_the_given_image_and_the_hand(demo_out):
-    """Frame 0 and the hand region, as measured for the shipped model (docs/results.md, twentieth attempt: 21.9 dB
-    and 16.6 dB vs 12.9 dB control off, default demo), with a margin; the issue's targets (28 / 18 dB) are not met
-    yet."""
+    """Frame 0 and the hand region, as measured for the shipped model (docs/results.md, twenty-first attempt: 21.9
+    dB and 17.0 dB vs 14.4 dB control off, default demo), with a margin; the issue's targets (28 / 18 dB) are not
+    met on this clip."""
     report = json.loads((demo_out / "metrics.json").read_text())
     on, off = report["imagined"], report["control_off"]
     assert on["frame0_psnr"] > 18.0

@@ -62,6 +62,20 @@ def test_shipped_models_record_the_same_sampling_defaults():
     assert sampling[0].color_match == "none"  # docs/results.md, fifteenth attempt: it costs the hand
 
 
+def test_shipped_samplers_are_the_ones_measured_and_help_names_them():
+    """Each shipped model's sampler is its own component (docs/results.md, twenty-first attempt): `tiny-sim` samples
+    with stochastic flow-matching Euler, `tiny-sim-bimanual` (measured worse with it) keeps UniPC; `generate --help`
+    names the shipped one as such without loading it."""
+    from dexworld.commands.generate import _help_defaults
+
+    configs = [json.loads((shipped_path(n) / "scheduler" / "scheduler_config.json").read_text())
+               for n in ("tiny-sim", "tiny-sim-bimanual")]
+    assert configs[0]["_class_name"] == "FlowMatchEulerDiscreteScheduler" and configs[0]["stochastic_sampling"]
+    assert configs[1]["_class_name"] == "UniPCMultistepScheduler"
+    assert configs[0]["shift"] == configs[1]["flow_shift"] == 20.0
+    assert _help_defaults([])[2] == "FlowMatchEulerDiscreteScheduler (stochastic)"
+
+
 def test_shipped_model_loads_with_trained_weights(pipe):
     d = pipe.defaults
     assert (d.height, d.width, d.num_frames) == (128, 128, 17)
