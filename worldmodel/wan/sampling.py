@@ -100,7 +100,7 @@ def upstream_scheduler(shift: float = 5.0):
 def sampler_label(scheduler) -> str:
     """The scheduler's class name, marked when it draws fresh noise at every step (flow-matching Euler with
     ``stochastic_sampling``: x0 is predicted and noised again to the next level instead of following the ODE)."""
-    stochastic = getattr(scheduler.config, "stochastic_sampling", False)
+    stochastic = getattr(getattr(scheduler, "config", None), "stochastic_sampling", False)
     return type(scheduler).__name__ + (" (stochastic)" if stochastic else "")
 
 
