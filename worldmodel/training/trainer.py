@@ -180,8 +180,9 @@ def sample_sigmas(n: int, generator: torch.Generator, sampling: str = "logit_nor
     """(n,) noise levels σ ∈ (0, 1]: u ~ U(0, 1) or sigmoid(N(m, s)), then σ = shift·u / (1 + (shift − 1)·u);
     ``"upstream"``: one of the steps of :func:`upstream_schedule` (already shifted), uniformly.
 
-    The default shift (5) is the one Wan's flow-matching schedulers apply at inference; a trained model may sample
-    best at another (the shipped tiny-sim: trained at 5, sampled at 20; docs/results.md, twentieth attempt).
+    The training default (``TrainConfig.shift``, 5) is the one Wan's flow-matching schedulers apply at inference; a
+    trained model may sample best at another (the shipped tiny-sim: trained at 5, its last two cycles at 10, sampled
+    at 20; docs/results.md, twentieth and twenty-first attempts).
     """
     if sampling == "upstream":
         sched, _ = upstream_schedule(shift)

@@ -10,6 +10,7 @@ folder records. ``from_pretrained`` / ``save_pretrained`` read and write diffuse
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import warnings
 
@@ -339,12 +340,15 @@ class HandControlPipeline(WanImageToVideoPipeline):
 
         ``first`` (B, z, 1, h, w): the reference's normalised latent, which replaces latent frame 0 before every step
         as flow matching noises a clean latent, (1 − σ)·first + σ·noise (the frame's own initial noise), and at the
-        end (``first_frame="reference"``). ``generator`` (one, or one per item) draws the fresh noise of a
-        stochastic sampler (``FlowMatchEulerDiscreteScheduler(stochastic_sampling=True)``), after the initial noise.
+        end (``first_frame="reference"``). ``generator`` (one, or one per item) goes to every scheduler whose
+        ``step`` takes one, as diffusers' pipelines pass it (``prepare_extra_step_kwargs``): it draws the fresh noise
+        of a stochastic sampler (``FlowMatchEulerDiscreteScheduler(stochastic_sampling=True)``) after the initial
+        noise, so a seed gives one video.
         """
         cond_in, control_in, text_in, img_in = inputs
         noise0 = None if first is None else latents[:, :, :1].clone()
-        step_kwargs = {"generator": generator} if getattr(scheduler.config, "stochastic_sampling", False) else {}
+        takes_generator = "generator" in inspect.signature(scheduler.step).parameters
+        step_kwargs = {"generator": generator} if takes_generator else {}
         timesteps = scheduler.timesteps
         for i, t in enumerate(self.progress_bar(timesteps) if progress else timesteps):
             if first is not None:
