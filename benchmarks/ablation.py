@@ -60,6 +60,7 @@ def training_cache(args) -> Path:
     """One encoding cache of every training clip, shared by all variants and seeds (built once)."""
     from embodiments.clip import find_clips
     from worldmodel.training.cache import build_cache, load_encoders
+    from worldmodel.training.trainer import TrainConfig, start_from_pipeline
 
     cache = Path(args.out) / "cache"
     if (cache / "manifest.json").exists():
@@ -72,7 +73,12 @@ def training_cache(args) -> Path:
             link = links / f"{Path(folder).name}__{clip.parent.name}__{clip.name}"
             if not link.exists():
                 link.symlink_to(clip.resolve())
-    return build_cache(load_encoders(args.base), links, cache, progress=not args.quiet)
+    if args.prior:  # the encoders exactly as `train --init` builds them (`dexworld cache --init`)
+        encoders = start_from_pipeline(TrainConfig(out=str(cache), preset="tiny-sim", init=args.prior))[0]
+        encoders.transformer = None
+    else:
+        encoders = load_encoders(args.base)
+    return build_cache(encoders, links, cache, progress=not args.quiet)
 
 
 def train_variant(name: str, seed: int, cache: Path, args) -> Path:
@@ -85,9 +91,14 @@ def train_variant(name: str, seed: int, cache: Path, args) -> Path:
     if done and (done[-1] / "model_index.json").exists() and done[-1].name.endswith(f"{args.steps:06d}"):
         return done[-1]
     defaults = {k: v for k, v in TRAIN_DEFAULTS["tiny-sim"].items() if k not in ("vae", "tiny")}
+    start = {"base_path": str(Path(args.base).resolve())}
+    if args.prior:  # the prior's video model, a new control module of the variant (`train --init --fresh-control`);
+        # the transformer at the continued cycles' LR and cosine (docs/results.md), the control at the recipe's
+        start = {"init": str(Path(args.prior).resolve()), "fresh_control": True, "lr_lora": 2.5e-4,
+                 "lr_lora_schedule": "cosine"}
     cfg = TrainConfig.from_dict({
-        **defaults, "cache": str(cache), "out": str(run), "preset": "tiny-sim",
-        "base_path": str(Path(args.base).resolve()), "control": VARIANTS[name], "steps": args.steps,
+        **defaults, "cache": str(cache), "out": str(run), "preset": "tiny-sim", **start,
+        "control": VARIANTS[name], "steps": args.steps,
         "warmup_steps": min(defaults["warmup_steps"], args.steps // 5), "seed": seed,
         "checkpoint_every": args.steps, "progress": not args.quiet,
     })
@@ -259,6 +270,9 @@ def main(argv=None) -> int:
                     help="held-out clips of the occlusion split (`dexworld synth --occlusion`)")
     ap.add_argument("--base", default="outputs/tiny_sim/run/base",
                     help="trained VAE + random transformer init shared by every variant")
+    ap.add_argument("--prior", default=None,
+                    help="a trained pipeline folder (e.g. worldmodel/checkpoints/tiny-sim-bimanual): every variant "
+                         "starts from its video model with a new control module of its own (instead of --base)")
     ap.add_argument("--probe", default=None, help="keypoint probe folder (default: the shipped one)")
     ap.add_argument("--out", default="outputs/ablation")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))

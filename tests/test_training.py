@@ -372,6 +372,46 @@ def test_init_fine_tunes_a_saved_pipeline_from_its_weights(tmp_path):
                                                                                                    "base"), **common))
 
 
+def test_fresh_control_keeps_the_video_model_and_learns_the_control_anew(tmp_path):
+    """``init`` + ``fresh_control``: the saved pipeline's video model with its control-channel inputs zeroed (so it
+    no longer reads a control volume) and a new control module of the run's own configuration and seed."""
+    data = _write_clips(tmp_path / "data", 2)
+    common = dict(data=str(data), tiny=SMALL_TINY, num_frames=5, warmup_steps=0, progress=False, train_base=True,
+                  lora_rank=4, lr_lora=1e-3, lr_control=1e-3)
+    src = Trainer(TrainConfig(out=str(tmp_path / "src"), steps=2, checkpoint_every=0, control=CONTROL, **common))
+    src.train()
+    with torch.no_grad():  # control-channel weights a fresh widening would not have
+        src.pipe.transformer.patch_embedding.weight[:, 36:].normal_()
+    src.pipe.save_pretrained(tmp_path / "pipe", self_contained=True)
+    saved = {k: v.clone() for k, v in src.pipe.transformer.state_dict().items()}
+
+    variant = {**CONTROL, "use_depth_weighting": False}
+    ft = Trainer(TrainConfig(out=str(tmp_path / "ft"), init=str(tmp_path / "pipe"), fresh_control=True, seed=5,
+                             steps=1, checkpoint_every=1, control=variant, **common))
+    got = ft.pipe.transformer.state_dict()
+    patch = got["patch_embedding.weight"]
+    assert patch.shape[1] == 52 and torch.count_nonzero(patch[:, 36:]) == 0
+    assert torch.equal(patch[:, :36], saved["patch_embedding.weight"][:, :36])
+    assert all(torch.equal(v, got[k]) for k, v in saved.items() if k != "patch_embedding.weight")
+    assert ft.pipe.control.config.use_depth_weighting is False and src.pipe.control.config.use_depth_weighting
+    assert not torch.equal(ft.pipe.control.fuse_in.weight, src.pipe.control.fuse_in.weight)
+
+    # the transformer's output no longer depends on what arrives in the control channels
+    tr = ft.pipe.transformer.eval()
+    x = torch.randn(1, 52, 2, 8, 8)
+    other = x.clone()
+    other[:, 36:] = torch.randn(1, 16, 2, 8, 8) * 10
+    kw = dict(timestep=torch.tensor([500.0]), encoder_hidden_states=torch.randn(1, 4, tr.config.text_dim),
+              encoder_hidden_states_image=torch.randn(1, 5, tr.config.image_dim), return_dict=False)
+    with torch.no_grad():
+        assert torch.equal(tr(x, **kw)[0], tr(other, **kw)[0])
+    tr.train()
+    losses = ft.train()
+    assert len(losses) == 1 and all(np.isfinite(losses))
+    with pytest.raises(ValueError, match="fresh_control .*give init as well"):
+        TrainConfig(out=str(tmp_path / "x"), fresh_control=True, **common).validate()
+
+
 def test_init_vae_carries_a_trained_pipeline_onto_a_finer_vae(tmp_path):
     """``init`` + ``init_vae``: the saved pipeline's transformer and control weights, a 4× VAE in place of its 8× one,
     and the control module re-gridded to it (downsample 4), so training steps run on the 4× latents (2× the grid)."""

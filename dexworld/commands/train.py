@@ -9,11 +9,11 @@ from .. import argtypes as at
 from ._exit import finish
 
 # CLI flag → TrainConfig field (only flags the user gave override the config file / defaults).
-_FIELDS = ("data", "out", "preset", "base_path", "init", "init_vae", "steps", "batch_size", "num_frames", "height",
-           "width", "lora_rank", "lr_lora", "lr_lora_schedule", "lr_control", "warmup_steps", "cosine_steps",
-           "joint_mask_prob", "timestep_sampling", "shift", "mixed_precision", "base_dtype", "checkpoint_every",
-           "sample_every", "sample_steps", "seed", "num_workers", "gradient_accumulation_steps", "cache",
-           "control_dropout", "hand_weight")
+_FIELDS = ("data", "out", "preset", "base_path", "init", "init_vae", "fresh_control", "steps", "batch_size",
+           "num_frames", "height", "width", "lora_rank", "lr_lora", "lr_lora_schedule", "lr_control", "warmup_steps",
+           "cosine_steps", "joint_mask_prob", "timestep_sampling", "shift", "mixed_precision", "base_dtype",
+           "checkpoint_every", "sample_every", "sample_steps", "seed", "num_workers", "gradient_accumulation_steps",
+           "cache", "control_dropout", "hand_weight")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init-vae", default=None,
                    help="with --init: a saved AutoencoderKLWan folder that replaces the pipeline's VAE (carry a "
                         "trained model onto a new latent space, e.g. a 4x VAE; the control module follows its grid)")
+    p.add_argument("--fresh-control", action="store_true", default=None,
+                   help="with --init: keep its video model, learn the control anew (a new control module from "
+                        "--seed, the transformer's control inputs zeroed)")
     p.add_argument("--data", default=None, help="folder of .h5 clips (or one clip file)")
     p.add_argument("--out", default=None, help="run folder (checkpoints, loss log, samples)")
     p.add_argument("--config", default=None, help="JSON file with TrainConfig fields; flags override it")

@@ -78,6 +78,10 @@ class TrainConfig:
     # with init: a VAE folder that replaces the init pipeline's (carry a trained model onto a new latent space, e.g.
     # a 4× VAE); the control module is re-gridded to its compression, its weights kept
     init_vae: str | None = None
+    # with init: keep its video model but learn the control anew: a fresh control module built from ``control`` and
+    # ``seed``, and the transformer's control-channel inputs zeroed (the paper's start: a video prior that has
+    # never read a control volume; the ablation's warm start)
+    fresh_control: bool = False
     tiny: dict = dataclasses.field(default_factory=dict)  # TinyConfig overrides
     control: dict = dataclasses.field(default_factory=dict)  # HandControlModule config overrides
     num_frames: int | None = None  # default: the preset's
@@ -138,6 +142,9 @@ class TrainConfig:
             raise ValueError("base_dtype='bfloat16' needs mixed_precision='bf16'")
         if self.init_vae is not None and self.init is None:
             raise ValueError("init_vae replaces the VAE of the init pipeline; give init as well")
+        if self.fresh_control and self.init is None:
+            raise ValueError("fresh_control starts a new control module on the init pipeline's video model; give "
+                             "init as well")
         if self.fsdp and self.mixed_precision == "fp16":
             raise ValueError("fsdp=True supports mixed_precision 'no' or 'bf16', not 'fp16' (its loss scaler does not "
                              "handle sharded gradients); use bf16")
@@ -289,10 +296,12 @@ def start_from_pipeline(cfg: TrainConfig):
     (``unload_lora``) so that a tiny preset's run base is written LoRA-free; the trainer then loads the LoRA
     from the folder's ``transformer_lora/``. ``cfg`` is updated in place: its LoRA rank/alpha become the folder's,
     and its ``base_path`` the base the folder references (none for a self-contained tiny folder: the run writes
-    its own ``base/``; the folder itself for a self-contained full-size one).
+    its own ``base/``; the folder itself for a self-contained full-size one). With ``fresh_control`` the control
+    module comes back as None and the transformer no longer reads its control channels.
     """
     from peft import LoraConfig
 
+    from worldmodel.wan.adapter import zero_control_inputs
     from worldmodel.wan.pipeline import HandControlPipeline
     from worldmodel.wan.presets import TINY_PRESETS, WanComponents
     from worldmodel.wan.pretrained import LORA_DIR
@@ -318,6 +327,9 @@ def start_from_pipeline(cfg: TrainConfig):
     else:
         cfg.base_path = str(init)
     vae, control = pipe.vae, pipe.control
+    if cfg.fresh_control:
+        control = None  # the Trainer builds one from cfg.control and cfg.seed
+        zero_control_inputs(transformer)
     if cfg.init_vae is not None:
         vae, control = swap_vae(control, cfg.init_vae)
         if vae.config.z_dim != pipe.vae.config.z_dim:
@@ -327,7 +339,7 @@ def start_from_pipeline(cfg: TrainConfig):
         name=cfg.preset, transformer=transformer, vae=vae, scheduler=pipe.scheduler,
         image_encoder=pipe.image_encoder, image_processor=pipe.image_processor, text_encoder=pipe.text_encoder,
         tokenizer=pipe.tokenizer, prompt_embedder=pipe.prompt_embedder, source=str(init), defaults=pipe.defaults)
-    return components, control.train(), lora_dir
+    return components, (control.train() if control is not None else None), lora_dir
 
 
 def swap_vae(control: torch.nn.Module, vae_dir: str):

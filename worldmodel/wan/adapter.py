@@ -65,6 +65,18 @@ def ensure_widened(transformer: nn.Module) -> nn.Module:
                      f"(already widened), got {c}")
 
 
+def zero_control_inputs(transformer: nn.Module) -> nn.Module:
+    """Zero the patch-embedding weights of a widened transformer's control channels (in place).
+
+    The model then computes what it would with no control volume, as a freshly widened base does; its other weights
+    (a trained video prior) are kept. The motion features, which enter through the I2V condition, are untouched.
+    """
+    ensure_widened(transformer)
+    with torch.no_grad():
+        transformer.patch_embedding.weight[:, BASE_IN_CHANNELS:] = 0
+    return transformer
+
+
 def apply_motion_features(condition: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
     """Overwrite the image-latent channels of the I2V condition with motion features for latent frames t >= 1.
 
