@@ -1,11 +1,13 @@
 """The paper's ablation table in miniature, on an ordinary and an occlusion held-out split, over training seeds.
 
 Every variant trains the tiny-sim model with one budget (same steps, data, trained VAE and the same random
-transformer init: the ``base`` folder of a tiny-sim run) from one encoding cache of the training clips (ordinary and
-occlusion-split clips together), then generates each held-out clip from its first frame + SparseJoints + K and is
-scored against the simulation (``worldmodel.evaluation.evaluate``, frame 0 excluded): the keypoint probe's 2D joint
-error on all joints and on the joints the reference render hides (the clips' ``visible`` extra), PCK@5px, PSNR and
-SSIM. Each seed's figure is the mean over clips; the tables give mean ± std over seeds.
+transformer init: the ``base`` folder of a tiny-sim run; or, with ``--prior``, a trained model's video model with a
+new control module of the variant, as ``dexworld train --init PRIOR --fresh-control`` starts) from one encoding
+cache of the training clips (ordinary and occlusion-split clips together), then generates each held-out clip from
+its first frame + SparseJoints + K and is scored against the simulation (``worldmodel.evaluation.evaluate``, frame 0
+excluded): the keypoint probe's 2D joint error on all joints and on the joints the reference render hides (the
+clips' ``visible`` extra), PCK@5px, PSNR and SSIM. Each seed's figure is the mean over clips; the tables give mean ±
+std over seeds.
 
 Variants (``HandControlModule`` switches):
   control off  the full variant's model with every joint invalid (zero control volume and motion features; the
@@ -19,8 +21,11 @@ Variants (``HandControlModule`` switches):
 
     .venv/bin/python benchmarks/ablation.py --steps 100 --seeds 0 1 2          # train + evaluate, print tables
     .venv/bin/python benchmarks/ablation.py --seeds 1 --variants oca full      # a subset (e.g. a second process)
+    .venv/bin/python benchmarks/ablation.py --prior worldmodel/checkpoints/tiny-sim-bimanual --steps 200 \
+        --heldout outputs/tiny_sim/data/heldout_scenes --out outputs/ablation_prior   # from a trained video prior
     .venv/bin/python benchmarks/ablation.py --report                           # tables from saved metrics
     .venv/bin/python benchmarks/ablation.py --crossings                        # OP's weights at the crossings
+    .venv/bin/python benchmarks/ablation.py --probe-floor                      # the probe on the simulation
 
 Work already done (a checkpoint, a metrics file) is kept and skipped on a rerun. Baseline for the ratios: control off.
 """
@@ -191,20 +196,97 @@ def heldout_paths(folder: str, clips: int) -> list:
     return [p for group in by_emb.values() for p in sorted(group)[:per]]
 
 
-def report(out: Path) -> dict[str, str]:
-    """Tables (markdown) per split from the metrics files under ``out``."""
-    tables = {}
+def seed_results(out: Path, metrics: str = "metrics") -> dict[str, dict]:
+    """Per split and variant, mean ± std over seeds from the metrics files under ``out``."""
+    results: dict[str, dict] = {}
     for split in SPLITS:
-        results = {}
         for v in ORDER:
-            files = sorted(out.glob(f"seed*/metrics/{split}/{v}.json"))
-            per_seed = [json.loads(f.read_text())["summary"] for f in files]
+            per_seed = [json.loads(f.read_text())["summary"]
+                        for f in sorted(out.glob(f"seed*/{metrics}/{split}/{v}.json"))]
             if per_seed:
-                results[v] = seed_stats(per_seed)
-        if results:
-            seeds = sorted({f.parts[-4] for f in out.glob(f"seed*/metrics/{split}/*.json")})
-            tables[split] = f"**{split} split** ({', '.join(seeds)})\n\n" + table(results)
+                results.setdefault(split, {})[v] = seed_stats(per_seed)
+    return results
+
+
+def plot(out: Path, picture: Path, metrics: str = "metrics") -> Path:
+    """Bar chart of the joint error (all joints, occluded joints) per variant and split, seed std as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from embodiments.io_utils import atomic_path
+
+    results = seed_results(out, metrics)
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
+    for ax, (split, res) in zip(axes[0], results.items(), strict=True):
+        names = [v for v in ORDER if v in res]
+        x = np.arange(len(names))
+        for off, key, label in ((-0.2, "joint_error_px", "all joints"), (0.2, "joint_error_occluded_px", "occluded")):
+            ax.bar(x + off, [res[v][key] for v in names], 0.4, yerr=[res[v][key + "_std"] or 0 for v in names],
+                   capsize=3, label=label)
+        seeds = res[names[0]]["seeds"]
+        ax.set(title=f"{split} split ({seeds} training seeds)", ylabel="probe joint error (px) ↓")
+        ax.set_xticks(x, [LABELS[v].replace(" (", "\n(") for v in names], rotation=30, ha="right", fontsize=7)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    picture.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(picture) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return picture
+
+
+PAIRS = (("oca", "oca_op"), ("oca_op", "full"), ("full", "paper"), ("full", "upstream"), ("full", "tracks2d"))
+
+
+def paired_gains(out: Path, metrics: str = "metrics") -> str:
+    """Per split, each seed's joint-error gain of one variant over another on the same clips and sampling seed.
+
+    The variants of one seed share their clips and initial noise, so a difference per seed is a paired comparison:
+    a gain of the same sign in every seed is a firmer finding than two means whose stds overlap.
+    """
+    lines = ["| split | step | gain, all joints (px) per seed | gain, occluded joints (px) per seed |",
+             "|---|---|---|---|"]
+    for split in SPLITS:
+        for a, b in PAIRS:
+            cols = []
+            for key in ("joint_error_px", "joint_error_occluded_px"):
+                gains = []
+                for fa in sorted(out.glob(f"seed*/{metrics}/{split}/{a}.json")):
+                    fb = fa.with_name(f"{b}.json")
+                    if fb.exists():
+                        va, vb = (json.loads(f.read_text())["summary"][key] for f in (fa, fb))
+                        if va is not None and vb is not None:
+                            gains.append(va - vb)
+                cols.append(", ".join(f"{g:+.2f}" for g in gains))
+            if cols[0]:
+                lines.append(f"| {split} | {LABELS[a]} → {LABELS[b]} | {cols[0]} | {cols[1]} |")
+    return "\n".join(lines)
+
+
+def report(out: Path, metrics: str = "metrics") -> dict[str, str]:
+    """Tables (markdown) per split from the metrics files under ``out`` (``seed*/<metrics>/<split>/``)."""
+    tables = {}
+    for split, results in seed_results(out, metrics).items():
+        seeds = sorted({f.parts[-4] for f in out.glob(f"seed*/{metrics}/{split}/*.json")})
+        tables[split] = f"**{split} split** ({', '.join(seeds)})\n\n" + table(results)
     return tables
+
+
+def probe_floor(paths: list, probe) -> dict:
+    """The probe on the simulated clips themselves (frame 0 excluded): what the table's joint errors cannot go below."""
+    from embodiments.clip import read_clip
+    from worldmodel.evaluation.report import evaluate
+
+    rows = []
+    for path in paths:
+        clip = read_clip(path)
+        k = evaluate(clip.frames, clip, probe=probe, exclude_first=True).to_dict()["keypoints"]
+        rows.append({"joint_error_px": k.get("mean_px"), "pck@5px": k.get("pck@5px"),
+                     "joint_error_occluded_px": (k.get("occluded") or {}).get("mean_px"),
+                     "occluded_joints": (k.get("occluded") or {}).get("n_joints")})
+    return {key: v for key, v in clip_mean(rows).items() if v is not None}
 
 
 def module_default(name: str) -> float:
@@ -281,10 +363,16 @@ def main(argv=None) -> int:
                     help="training seeds (control init, data order, noise)")
     ap.add_argument("--eval-seed", type=int, default=0, help="sampling seed")
     ap.add_argument("--clips", type=int, default=6, help="held-out clips per split, split evenly over embodiments")
+    ap.add_argument("--metrics", default="metrics",
+                    help="folder name (under each seed's) for the metrics files: another name keeps an evaluation "
+                         "with other --clips beside the first")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--report", action="store_true", help="only build the tables from saved metrics")
     ap.add_argument("--crossings", action="store_true",
                     help="only report what OP's depth weighting does at the occlusion split's crossings")
+    ap.add_argument("--plot", default=None, help="also draw the joint errors as a bar chart (PNG) here")
+    ap.add_argument("--probe-floor", action="store_true",
+                    help="only score the simulated held-out clips themselves with the probe (the floor of the table)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.threads:
@@ -294,12 +382,18 @@ def main(argv=None) -> int:
         print(json.dumps(crossing_shares(args.heldout_occlusion, trained_depth_scales(out)), indent=2))
         return 0
     if not args.report:
+        from embodiments.io_utils import atomic_path
         from worldmodel.evaluation.probe import load_probe
 
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         probe = load_probe(args.probe)
         splits = {"ordinary": heldout_paths(args.heldout, args.clips),
                   "occlusion": heldout_paths(args.heldout_occlusion, args.clips)}
+        if args.probe_floor:
+            for split, paths in splits.items():
+                print(f"{split} split, the probe on the simulation ({len(paths)} clips): "
+                      f"{json.dumps(probe_floor(paths, probe))}")
+            return 0
         cache = training_cache(args)
         for seed in args.seeds:
             for name in args.variants:
@@ -307,7 +401,7 @@ def main(argv=None) -> int:
                 ckpt = train_variant(name, seed, cache, args)
                 t_train = time.perf_counter() - t0
                 for split, paths in splits.items():
-                    folder = out / f"seed{seed}" / "metrics" / split
+                    folder = out / f"seed{seed}" / args.metrics / split
                     if (folder / f"{name}.json").exists():
                         continue
                     t1 = time.perf_counter()
@@ -318,11 +412,16 @@ def main(argv=None) -> int:
                                "seed": seed, "eval_seed": args.eval_seed, "train_seconds": round(t_train, 1),
                                "eval_seconds": round(time.perf_counter() - t1, 1), "summary": clip_mean(r),
                                "clips": r}
-                        (folder / f"{mode}.json").write_text(json.dumps(rec, indent=2))
+                        with atomic_path(folder / f"{mode}.json") as tmp:
+                            Path(tmp).write_text(json.dumps(rec, indent=2))
                         print(f"seed {seed} {split} {LABELS[mode]}: {rec['summary']}  (train {t_train:.0f} s)",
                               flush=True)
-    for text in report(out).values():
+    for text in report(out, args.metrics).values():
         print(text + "\n")
+    print("**paired gains** (the error of the first variant minus the second's; positive: the second is better)\n")
+    print(paired_gains(out, args.metrics) + "\n")
+    if args.plot:
+        print(f"wrote {plot(out, Path(args.plot), args.metrics)}")
     return 0
 
 
