@@ -79,8 +79,8 @@ class TrainConfig:
     # a 4× VAE); the control module is re-gridded to its compression, its weights kept
     init_vae: str | None = None
     # with init: keep its video model but learn the control anew: a fresh control module built from ``control`` and
-    # ``seed``, and the transformer's control-channel inputs zeroed (the paper's start: a video prior that has
-    # never read a control volume; the ablation's warm start)
+    # ``seed``, and the transformer's control-channel inputs zeroed (so it reads no control volume, as a freshly
+    # widened Wan base; the warm start of benchmarks/ablation.py --prior)
     fresh_control: bool = False
     tiny: dict = dataclasses.field(default_factory=dict)  # TinyConfig overrides
     control: dict = dataclasses.field(default_factory=dict)  # HandControlModule config overrides
