@@ -196,13 +196,18 @@ def heldout_paths(folder: str, clips: int) -> list:
     return [p for group in by_emb.values() for p in sorted(group)[:per]]
 
 
+def summaries(out: Path, metrics: str, split: str, variant: str) -> dict[str, dict]:
+    """Seed folder name → the clip-mean summary of ``variant`` on ``split`` (``seed*/<metrics>/<split>/``)."""
+    return {f.parts[-4]: json.loads(f.read_text())["summary"]
+            for f in sorted(out.glob(f"seed*/{metrics}/{split}/{variant}.json"))}
+
+
 def seed_results(out: Path, metrics: str = "metrics") -> dict[str, dict]:
     """Per split and variant, mean ± std over seeds from the metrics files under ``out``."""
     results: dict[str, dict] = {}
     for split in SPLITS:
         for v in ORDER:
-            per_seed = [json.loads(f.read_text())["summary"]
-                        for f in sorted(out.glob(f"seed*/{metrics}/{split}/{v}.json"))]
+            per_seed = list(summaries(out, metrics, split, v).values())
             if per_seed:
                 results.setdefault(split, {})[v] = seed_stats(per_seed)
     return results
@@ -250,16 +255,11 @@ def paired_gains(out: Path, metrics: str = "metrics") -> str:
              "|---|---|---|---|"]
     for split in SPLITS:
         for a, b in PAIRS:
-            cols = []
-            for key in ("joint_error_px", "joint_error_occluded_px"):
-                gains = []
-                for fa in sorted(out.glob(f"seed*/{metrics}/{split}/{a}.json")):
-                    fb = fa.with_name(f"{b}.json")
-                    if fb.exists():
-                        va, vb = (json.loads(f.read_text())["summary"][key] for f in (fa, fb))
-                        if va is not None and vb is not None:
-                            gains.append(va - vb)
-                cols.append(", ".join(f"{g:+.2f}" for g in gains))
+            sa, sb = summaries(out, metrics, split, a), summaries(out, metrics, split, b)
+            seeds = sorted(sa.keys() & sb.keys())
+            cols = [", ".join(f"{sa[s][key] - sb[s][key]:+.2f}" for s in seeds
+                              if sa[s][key] is not None and sb[s][key] is not None)
+                    for key in ("joint_error_px", "joint_error_occluded_px")]
             if cols[0]:
                 lines.append(f"| {split} | {LABELS[a]} → {LABELS[b]} | {cols[0]} | {cols[1]} |")
     return "\n".join(lines)

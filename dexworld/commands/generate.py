@@ -36,7 +36,11 @@ def _named_checkpoint(argv: list[str]) -> Path | None:
 
 
 def _sampler(folder: Path, index: dict) -> str | None:
-    """The scheduler class a folder's ``model_index.json`` names, marked as ``sampling.sampler_label`` marks it."""
+    """The scheduler class a folder's ``model_index.json`` names, marked as ``sampling.sampler_label`` marks it.
+
+    A copy of that rule on the saved JSON, because help must not import torch; ``tests/test_shipped_model.py`` and
+    ``tests/test_sampling.py`` check that both give the same label for the shipped sampler.
+    """
     name = (index.get("scheduler") or [None, None])[1]
     config = _index(folder / "scheduler" / "scheduler_config.json") or {}
     return f"{name} (stochastic)" if name and config.get("stochastic_sampling") else name
