@@ -9,7 +9,9 @@ docs/results.md ("Fourth attempt"):
     .venv/bin/python scripts/vae_finetune_decoder.py --vae worldmodel/checkpoints/tiny-sim/vae \\
         --data outputs/tiny_sim/data/train_mix --out outputs/vae_decoder
 
-``--train-encoder`` trains the whole VAE instead (a new latent space: retrain or continue stage 2 on it).
+``--train-encoder`` trains the whole VAE instead (a new latent space: retrain or continue stage 2 on it). With
+``--anchor-weight`` the latents of frames 1 on are held near the starting VAE's and its latent statistics are kept,
+so mostly frame 0's latent moves and a video model needs only a short continuation on it.
 
 Writes ``--out/vae`` (every ``--save-every`` steps and at the end, atomically) and ``--out/vae_loss.jsonl``.
 """
@@ -49,6 +51,12 @@ def main(argv=None) -> int:
                          "frozen encoder (the latents stay, so the video model keeps working; default: keep it)")
     ap.add_argument("--train-encoder", action="store_true",
                     help="train the encoder too: the latent space moves, so train the video model on it again")
+    ap.add_argument("--anchor-weight", type=nonnegative_float, default=0.0,
+                    help="with --train-encoder: keep the latents of frames 1 on near the starting VAE's (weight of "
+                         "their mean squared distance in units of latents_std), so the video model's latent space "
+                         "barely moves while frame 0's may")
+    ap.add_argument("--seed", type=nonnegative_int, default=0,
+                    help="draws of clips, windows and crops (a continued run on a new seed sees new draws)")
     ap.add_argument("--save-every", type=positive_int, default=500, help="write --out/vae every N steps")
     args = ap.parse_args(argv)
     from worldmodel.training.vae import continue_vae
@@ -61,6 +69,8 @@ def main(argv=None) -> int:
                          f"with --vae {target}")
     if args.new_decoder_width is not None and args.train_encoder:
         raise SystemExit("--new-decoder-width trains a decoder under the frozen encoder; drop --train-encoder")
+    if args.anchor_weight and not args.train_encoder:
+        raise SystemExit("--anchor-weight keeps a trained encoder's latents near the start: add --train-encoder")
     if args.steps + args.long_steps < 1:
         raise SystemExit("--steps and --long-steps: at least one step in all")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -68,10 +78,11 @@ def main(argv=None) -> int:
                  steps=args.steps, long_steps=args.long_steps, lr=args.lr, long_lr=args.lr / 3,
                  train_encoder=args.train_encoder, hand_weight=args.hand_weight, hand_crop=args.hand_crop,
                  color_weight=args.color_weight, first_frame_weight=args.first_frame_weight,
-                 decoder_base_dim=args.new_decoder_width)
+                 anchor_weight=args.anchor_weight, seed=args.seed, decoder_base_dim=args.new_decoder_width)
     print(json.dumps({"vae": str(target), "from": str(args.vae), "steps": args.steps, "long_steps": args.long_steps,
                       "hand_weight": args.hand_weight, "hand_crop": args.hand_crop,
                       "color_weight": args.color_weight, "first_frame_weight": args.first_frame_weight,
+                      "anchor_weight": args.anchor_weight, "seed": args.seed,
                       "new_decoder_width": args.new_decoder_width, "train_encoder": args.train_encoder}))
     return 0
 

@@ -433,6 +433,60 @@ def test_vae_loss_adds_frame_zero_again():
         VaeTrainConfig(first_frame_weight=-1.0)
 
 
+def test_vae_loss_anchors_the_latents_of_frames_one_on():
+    """loss(anchor_weight=w, anchor) − loss(0) = w · mean(((μ − μ_anchor) / latents_std)²) over latent frames 1 on,
+    computed here from the two encoders' means; latent frame 0 does not count, and a frozen encoder cannot anchor."""
+    import copy
+
+    from worldmodel.training.vae import vae_loss
+
+    vae, video, _ = _small_vae_error()
+    anchor = copy.deepcopy(vae)
+    std = torch.linspace(0.5, 2.0, vae.config.z_dim)
+    anchor.register_to_config(latents_std=std.tolist())
+    with torch.no_grad():
+        for p in vae.encoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        d = (vae.encode(video).latent_dist.mode() - anchor.encode(video).latent_dist.mode()) / std.view(1, -1, 1, 1, 1)
+        cfg = VaeTrainConfig(kl_weight=0.0)
+        base, _ = vae_loss(vae, video, None, cfg, anchor=anchor)
+        anchored, _ = vae_loss(vae, video, None, dataclasses.replace(cfg, anchor_weight=2.0), anchor=anchor)
+    term = float(d[:, :, 1:].square().mean())
+    assert float(anchored - base) == pytest.approx(2.0 * term, rel=1e-4)
+    assert abs(float(d.square().mean()) - term) > 1e-3 * term  # frame 0's distance differs: leaving it out shows
+    with pytest.raises(ValueError, match="anchor_weight"):
+        VaeTrainConfig(anchor_weight=1.0, train_encoder=False)
+
+
+def test_anchored_whole_vae_training_keeps_the_later_latents_nearer_the_start(tmp_path):
+    """The same whole-VAE run with and without the anchor: the anchored encoder's latents of frames 1 on end nearer
+    the starting VAE's, and its latent statistics stay the starting VAE's."""
+    import copy
+
+    from worldmodel.training.vae import train_vae
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_clip(data / "c0.h5", _smooth_frames(), make_joints(5))
+    start, video, _ = _small_vae_error()
+    with torch.no_grad():
+        z0 = start.encode(video).latent_dist.mode()[:, :, 1:]
+    start.register_to_config(latents_mean=[0.25] * start.config.z_dim, latents_std=[2.0] * start.config.z_dim)
+    drift, stats = {}, {}
+    for w in (0.0, 50.0):
+        vae = copy.deepcopy(start)
+        cfg = VaeTrainConfig(steps=8, batch_size=1, crop=None, lr=3e-3, warmup_steps=0, kl_weight=0.0,
+                             anchor_weight=w, progress=False, stats_batches=1)
+        train_vae(vae, data, 32, 32, cfg)
+        with torch.no_grad():
+            drift[w] = float((vae.encode(video).latent_dist.mode()[:, :, 1:] - z0).square().mean())
+        stats[w] = (list(vae.config.latents_mean), list(vae.config.latents_std))
+    assert drift[50.0] < 0.5 * drift[0.0], drift
+    # anchored, the latent statistics stay the start's (the video model's scale); otherwise they are measured anew
+    assert stats[50.0] == ([0.25] * start.config.z_dim, [2.0] * start.config.z_dim)
+    assert stats[0.0][1] != [2.0] * start.config.z_dim
+
+
 @pytest.fixture
 def finetune_script(tmp_path):
     """(scripts/vae_finetune_decoder.py as a module, a folder with one 5-frame clip, a saved small tiny VAE)."""
@@ -469,6 +523,13 @@ def test_vae_finetune_script_trains_the_encoder_only_when_asked(tmp_path, finetu
     # the decoder learns either way (step 1 of the warm-up has LR 0, so two steps are the fewest that train)
     assert any(not torch.equal(after[k], v) for k, v in before.items() if k.startswith("decoder."))
     assert all(torch.equal(v, before[k]) for k, v in load_file(src / "diffusion_pytorch_model.safetensors").items())
+
+
+def test_vae_finetune_script_refuses_an_anchor_without_the_encoder(tmp_path, finetune_script):
+    script, data, src = finetune_script
+    with pytest.raises(SystemExit, match="--train-encoder"):
+        script.main(["--vae", str(src), "--data", str(data), "--out", str(tmp_path / "ft"), "--anchor-weight", "1"])
+    assert not (tmp_path / "ft").exists()
 
 
 def test_vae_finetune_script_trains_a_wider_decoder_under_the_same_encoder(tmp_path, finetune_script):

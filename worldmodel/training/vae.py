@@ -14,6 +14,7 @@ fixed, so a video model already trained on this VAE keeps working and gets the s
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -76,6 +77,13 @@ class VaeTrainConfig:
     # (docs/results.md, "Seventeenth attempt"): frame 0's path through the causal encoder, not its share of the loss,
     # keeps the cast (a flat blue's frame-0 latent lies close to flat grey's; "Eighteenth attempt").
     first_frame_weight: float = 0.0
+    # A whole-VAE fine-tune moves the latent space that the video model was trained on. ``anchor_weight`` adds that
+    # many times the mean squared distance, in units of ``latents_std``, between the encoder's latents of frames
+    # 1…T−1 (latent frames 1 on) and those of the VAE the run started from, and leaves latent frame 0 (the reference
+    # image alone, whose colour the narrow causal encoder loses) free to move; ``latents_mean``/``latents_std`` stay
+    # the starting VAE's, so a video model trained on them reads the moved frame 0 on the scale it knows. Needs
+    # ``train_encoder``.
+    anchor_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "stats_batches"):
@@ -100,6 +108,9 @@ class VaeTrainConfig:
                              f"{self.color_pool}")
         if self.first_frame_weight < 0:
             raise ValueError(f"VaeTrainConfig needs first_frame_weight >= 0, got {self.first_frame_weight}")
+        if self.anchor_weight < 0 or (self.anchor_weight and not self.train_encoder):
+            raise ValueError(f"VaeTrainConfig.anchor_weight must be >= 0 and needs train_encoder (a frozen encoder's "
+                             f"latents do not move), got {self.anchor_weight}")
 
     @classmethod
     def from_dict(cls, d: dict) -> VaeTrainConfig:
@@ -111,13 +122,14 @@ class VaeTrainConfig:
 
 
 def vae_loss(vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generator | None, cfg: VaeTrainConfig,
-             hand: torch.Tensor | None = None):
+             hand: torch.Tensor | None = None, anchor: torch.nn.Module | None = None):
     """(loss, reconstruction MSE) for a batch of videos (B, 3, T, H, W) in [−1, 1].
 
     ``hand`` (B, T, H, W) bool marks the hand region; with ``cfg.hand_weight`` its pixels' loss is added again,
     ``hand_weight`` times, averaged over the region (zero when no pixel of the batch is in it). With
     ``cfg.color_weight`` the loss of the error average-pooled over ``color_pool``² cells is added that many times;
-    with ``cfg.first_frame_weight`` frame 0's pixel and colour loss is added that many times.
+    with ``cfg.first_frame_weight`` frame 0's pixel and colour loss is added that many times. ``anchor`` (frozen,
+    the VAE the run started from) with ``cfg.anchor_weight`` adds the latent anchor on latent frames 1 on.
     """
     with torch.set_grad_enabled(cfg.train_encoder and torch.is_grad_enabled()):
         posterior = vae.encode(video).latent_dist
@@ -133,6 +145,11 @@ def vae_loss(vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generat
         loss = loss + cfg.hand_weight * _mse_l1(e, cfg)
     if cfg.first_frame_weight:
         loss = loss + cfg.first_frame_weight * _pixel_loss(err[:, :, :1], cfg)
+    if cfg.anchor_weight and anchor is not None and z.shape[2] > 1:
+        with torch.no_grad():
+            ref = anchor.encode(video).latent_dist.mode()
+        std = torch.tensor(anchor.config.latents_std, dtype=z.dtype).view(1, -1, 1, 1, 1)
+        loss = loss + cfg.anchor_weight * ((posterior.mode()[:, :, 1:] - ref[:, :, 1:]) / std).square().mean()
     return loss, mse
 
 
@@ -209,7 +226,8 @@ def train_vae(vae: torch.nn.Module, data, height: int, width: int, cfg: VaeTrain
     Phase 0: ``steps`` on ``num_frames`` windows; phase 1: ``long_steps`` on ``long_num_frames`` windows (either
     may be 0, e.g. ``steps=0`` to continue a trained VAE on long windows only). Writes one JSON line per step to
     ``log`` (phase, loss, reconstruction PSNR, seconds), then sets the VAE config's ``latents_mean`` /
-    ``latents_std`` from the trained encoder (over windows of the last phase's length). Returns the losses.
+    ``latents_std`` from the trained encoder (over windows of the last phase's length; not with ``anchor_weight``).
+    Returns the losses.
     """
     from worldmodel.training.data import ClipDataset
 
@@ -219,6 +237,8 @@ def train_vae(vae: torch.nn.Module, data, height: int, width: int, cfg: VaeTrain
     if not cfg.train_encoder:
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
+    # the VAE as it starts, frozen: the latents the anchor keeps
+    anchor = copy.deepcopy(vae).requires_grad_(False).eval() if cfg.anchor_weight else None
     losses: list[float] = []
     log_file = open(log, "a") if log is not None else None  # noqa: SIM115 — closed in finally
     phases = [(0, dataset, cfg.steps, cfg.lr, cfg.warmup_steps)]
@@ -229,11 +249,11 @@ def train_vae(vae: torch.nn.Module, data, height: int, width: int, cfg: VaeTrain
         for phase, data_i, steps, lr, warmup in phases:
             if steps:
                 _train_phase(vae, data_i, phase, steps, lr, warmup, cfg, losses, log_file, offset=len(losses),
-                             on_save=on_save, save_every=save_every)
+                             on_save=on_save, save_every=save_every, anchor=anchor)
     finally:
         if log_file is not None:
             log_file.close()
-    if cfg.train_encoder:
+    if cfg.train_encoder and not cfg.anchor_weight:  # anchored: the video model keeps the statistics it knows
         mean, std = latent_statistics(vae, dataset, cfg)
         vae.register_to_config(latents_mean=mean, latents_std=std)
     vae.requires_grad_(False).eval()
@@ -291,7 +311,7 @@ def continue_vae(src: str | Path, dst: str | Path, data, log: str | Path | None 
 
 def _train_phase(vae, dataset, phase: int, steps: int, lr: float, warmup: int, cfg: VaeTrainConfig,
                  losses: list[float], log_file, offset: int, on_save: Callable[[int], None] | None = None,
-                 save_every: int = 0) -> None:
+                 save_every: int = 0, anchor: torch.nn.Module | None = None) -> None:
     """One phase of stage 1: AdamW with warm-up + cosine on ``dataset``'s windows; appends to ``losses``/the log."""
     import diffusers.optimization as opt
     from tqdm.auto import tqdm
@@ -304,7 +324,7 @@ def _train_phase(vae, dataset, phase: int, steps: int, lr: float, warmup: int, c
         t0 = time.perf_counter()
         video, hand = _batch(dataset, step, cfg, phase=phase, hand=bool(cfg.hand_weight or cfg.hand_crop))
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step + 7_919 * phase)
-        loss, mse = vae_loss(vae, video, gen, cfg, hand)
+        loss, mse = vae_loss(vae, video, gen, cfg, hand, anchor)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
