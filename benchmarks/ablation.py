@@ -132,13 +132,17 @@ def evaluate_variant(name: str, checkpoint: Path, paths: list, probe, args) -> d
                 warnings.simplefilter("ignore")
                 video = generate(pipe, clip, joints, args.eval_seed, None)
             rep = evaluate(video, clip, probe=probe, exclude_first=True).to_dict()
-            k = rep.get("keypoints") or {}
-            occ = k.get("occluded") or {}
-            out[mode].append({"clip": str(path), "psnr": rep["psnr"], "ssim": rep["ssim"],
-                              "joint_error_px": k.get("mean_px"), "pck@5px": k.get("pck@5px"),
-                              "joint_error_occluded_px": occ.get("mean_px"), "occluded_joints": occ.get("n_joints"),
-                              "probe_heldout": k.get("probe_heldout")})
+            out[mode].append({"clip": str(path), "psnr": rep["psnr"], "ssim": rep["ssim"], **keypoint_row(rep),
+                              "probe_heldout": (rep.get("keypoints") or {}).get("probe_heldout")})
     return out
+
+
+def keypoint_row(rep: dict) -> dict:
+    """The probe's figures in one ``evaluate(...).to_dict()``: joint error on all and on occluded joints, PCK@5px."""
+    k = rep.get("keypoints") or {}
+    occ = k.get("occluded") or {}
+    return {"joint_error_px": k.get("mean_px"), "pck@5px": k.get("pck@5px"),
+            "joint_error_occluded_px": occ.get("mean_px"), "occluded_joints": occ.get("n_joints")}
 
 
 def clip_mean(rows: list[dict]) -> dict:
@@ -282,10 +286,7 @@ def probe_floor(paths: list, probe) -> dict:
     rows = []
     for path in paths:
         clip = read_clip(path)
-        k = evaluate(clip.frames, clip, probe=probe, exclude_first=True).to_dict()["keypoints"]
-        rows.append({"joint_error_px": k.get("mean_px"), "pck@5px": k.get("pck@5px"),
-                     "joint_error_occluded_px": (k.get("occluded") or {}).get("mean_px"),
-                     "occluded_joints": (k.get("occluded") or {}).get("n_joints")})
+        rows.append(keypoint_row(evaluate(clip.frames, clip, probe=probe, exclude_first=True).to_dict()))
     return {key: v for key, v in clip_mean(rows).items() if v is not None}
 
 
