@@ -3,12 +3,16 @@
 A generated video can be no sharper than its VAE's reconstruction of the simulated rollout, so this scores that
 reconstruction (``dexworld demo``'s default motion, hand and seed; frame 0 excluded, the shipped probe) for every
 ``--vae``. With ``--picture`` it also writes frames 4 and 12 as simulated | reconstruction | imagined (the demo's
-control-on video from ``--checkpoint``), labelled — docs/seventh_attempt_demo.png.
+control-on video from ``--checkpoint``), labelled — docs/seventh_attempt_demo.png. With ``--all`` it scores every
+clip of ``benchmarks/demo_variance.py`` (5 motions × 2 hands × 3 seeds) and prints each VAE's mean ± std and in how
+many clips it beats the first ``--vae``: one clip says little about which VAE a new user's demo is better on.
 
     MUJOCO_GL=egl .venv/bin/python benchmarks/demo_vae_floor.py --vae worldmodel/checkpoints/tiny-sim/vae \\
         outputs/vae7/w8/vae
     MUJOCO_GL=egl .venv/bin/python benchmarks/demo_vae_floor.py --vae outputs/vae7/w8/vae \\
         --checkpoint outputs/candW --picture docs/seventh_attempt_demo.png
+    MUJOCO_GL=egl .venv/bin/python benchmarks/demo_vae_floor.py --all --vae worldmodel/checkpoints/tiny-sim/vae \
+        outputs/vae_anchor4/vae
 """
 
 from __future__ import annotations
@@ -31,7 +35,34 @@ from worldmodel.evaluation.report import evaluate  # noqa: E402
 from worldmodel.evaluation.video import side_by_side, to_uint8  # noqa: E402
 
 sys.path.append(str(HERE))
+from demo_variance import HANDS, MOTIONS  # noqa: E402
 from tiny_sim_eval import vae_reconstruction  # noqa: E402
+
+
+def floor_over_clips(vaes: list[str], configs: list[demo.DemoConfig]) -> dict[str, np.ndarray]:
+    """Probe joint error (px), PSNR and hand-region PSNR (dB) of each VAE's reconstruction, one row per clip."""
+    from tqdm import tqdm
+
+    models = {path: AutoencoderKLWan.from_pretrained(path).eval() for path in vaes}
+    rows = {path: [] for path in vaes}
+    for cfg in tqdm(configs, desc="demo clips", unit="clip"):
+        embs = demo.demo_hands(cfg.embodiment)
+        sim = demo.simulate(cfg, embs, demo.retargeted(cfg, embs))
+        probe = demo.probe_for(cfg.embodiment)
+        for path, vae in models.items():
+            r = evaluate(to_uint8(vae_reconstruction(vae, sim.frames)), sim, probe=probe, exclude_first=True)
+            rows[path].append((r.keypoints["mean_px"], r.psnr, r.hand_psnr))
+    return {path: np.array(r) for path, r in rows.items()}
+
+
+def print_floor(table: dict[str, np.ndarray]) -> None:
+    """Mean ± std per VAE over the clips, and the clips where it is closer to the joints than the first VAE."""
+    base = next(iter(table.values()))
+    for path, t in table.items():
+        wins = int((t[:, 0] < base[:, 0]).sum())
+        print(f"{path}: joint error {t[:, 0].mean():.2f} ± {t[:, 0].std():.2f} px, PSNR {t[:, 1].mean():.2f} ± "
+              f"{t[:, 1].std():.2f} dB, hand region {t[:, 2].mean():.2f} ± {t[:, 2].std():.2f} dB; closer than the "
+              f"first in {wins} of {len(t)} (paired {np.mean(t[:, 0] - base[:, 0]):+.2f} px)")
 
 
 def main(argv=None) -> int:
@@ -40,11 +71,20 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", help="pipeline folder whose imagined frames go into --picture")
     ap.add_argument("--picture", help="PNG to write (needs --checkpoint; the first --vae is shown)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    ap.add_argument("--all", action="store_true",
+                    help="every clip of benchmarks/demo_variance.py (5 motions x 2 hands x 3 seeds), not the default")
     args = ap.parse_args(argv)
     if args.picture and not args.checkpoint:
         ap.error("--picture needs --checkpoint (the model whose imagined frames are shown)")
+    if args.picture and args.all:
+        ap.error("--picture shows the default clip: leave out --all")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.all:
+        configs = [demo.DemoConfig(embodiment=h, motion=m, seed=k, progress=False)
+                   for h in HANDS for m in MOTIONS for k in (0, 1, 2)]
+        print_floor(floor_over_clips(args.vae, configs))
+        return 0
 
     cfg = demo.DemoConfig()
     embs = demo.demo_hands(cfg.embodiment)
