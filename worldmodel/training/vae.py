@@ -87,7 +87,8 @@ class VaeTrainConfig:
     # to 4.9 levels (22.66 → 26.84 dB held-out) while latent frames 1 on moved 0.045 ``latents_std`` (RMS);
     # docs/results.md, "Twenty-second attempt". A second run from that VAE, ``first_frame_weight`` 8, took the cast to
     # 1.2 levels (28.67 dB) and every other reconstruction figure up a little ("Twenty-third attempt"); a third, the
-    # same way, to 0.9 levels (29.09 dB), all frames 24.58 → 24.81 dB ("Twenty-fourth attempt").
+    # same way, to 0.9 levels (29.09 dB), all frames 24.58 → 24.81 dB ("Twenty-fourth attempt"); a fourth to 29.38
+    # dB, all frames 25.06 dB ("Twenty-fifth attempt"; the VAE of the model shipped in the twenty-sixth).
     anchor_weight: float = 0.0
 
     def __post_init__(self) -> None:
