@@ -11,7 +11,7 @@ many clips it beats the first ``--vae``: one clip says little about which VAE a 
         outputs/vae7/w8/vae
     MUJOCO_GL=egl .venv/bin/python benchmarks/demo_vae_floor.py --vae outputs/vae7/w8/vae \\
         --checkpoint outputs/candW --picture docs/seventh_attempt_demo.png
-    MUJOCO_GL=egl .venv/bin/python benchmarks/demo_vae_floor.py --all --vae worldmodel/checkpoints/tiny-sim/vae \
+    MUJOCO_GL=egl .venv/bin/python benchmarks/demo_vae_floor.py --all --vae worldmodel/checkpoints/tiny-sim/vae \\
         outputs/vae_anchor4/vae
 """
 
