@@ -35,22 +35,31 @@ from worldmodel.evaluation.report import evaluate  # noqa: E402
 from worldmodel.evaluation.video import side_by_side, to_uint8  # noqa: E402
 
 sys.path.append(str(HERE))
-from demo_variance import HANDS, MOTIONS  # noqa: E402
+from demo_variance import HANDS, MOTIONS, SEEDS  # noqa: E402
 from tiny_sim_eval import vae_reconstruction  # noqa: E402
 
 
-def floor_over_clips(vaes: list[str], configs: list[demo.DemoConfig]) -> dict[str, np.ndarray]:
+def demo_rollout(cfg: demo.DemoConfig):
+    """The demo's physics rollout for ``cfg`` and the probe that reads its hand."""
+    embs = demo.demo_hands(cfg.embodiment)
+    return demo.simulate(cfg, embs, demo.retargeted(cfg, embs)), demo.probe_for(cfg.embodiment)
+
+
+def score(vae: AutoencoderKLWan, sim, probe):
+    """The VAE's reconstruction of the rollout (uint8) and its report against it, frame 0 excluded."""
+    rec = to_uint8(vae_reconstruction(vae, sim.frames))
+    return rec, evaluate(rec, sim, probe=probe, exclude_first=True)
+
+
+def floor_over_clips(vaes: dict[str, AutoencoderKLWan], configs: list[demo.DemoConfig]) -> dict[str, np.ndarray]:
     """Probe joint error (px), PSNR and hand-region PSNR (dB) of each VAE's reconstruction, one row per clip."""
     from tqdm import tqdm
 
-    models = {path: AutoencoderKLWan.from_pretrained(path).eval() for path in vaes}
     rows = {path: [] for path in vaes}
     for cfg in tqdm(configs, desc="demo clips", unit="clip"):
-        embs = demo.demo_hands(cfg.embodiment)
-        sim = demo.simulate(cfg, embs, demo.retargeted(cfg, embs))
-        probe = demo.probe_for(cfg.embodiment)
-        for path, vae in models.items():
-            r = evaluate(to_uint8(vae_reconstruction(vae, sim.frames)), sim, probe=probe, exclude_first=True)
+        sim, probe = demo_rollout(cfg)
+        for path, vae in vaes.items():
+            r = score(vae, sim, probe)[1]
             rows[path].append((r.keypoints["mean_px"], r.psnr, r.hand_psnr))
     return {path: np.array(r) for path, r in rows.items()}
 
@@ -58,11 +67,12 @@ def floor_over_clips(vaes: list[str], configs: list[demo.DemoConfig]) -> dict[st
 def print_floor(table: dict[str, np.ndarray]) -> None:
     """Mean ± std per VAE over the clips, and the clips where it is closer to the joints than the first VAE."""
     base = next(iter(table.values()))
-    for path, t in table.items():
+    for i, (path, t) in enumerate(table.items()):
         wins = int((t[:, 0] < base[:, 0]).sum())
+        versus = f"; closer than the first in {wins} of {len(t)} (paired {np.mean(t[:, 0] - base[:, 0]):+.2f} px)"
         print(f"{path}: joint error {t[:, 0].mean():.2f} ± {t[:, 0].std():.2f} px, PSNR {t[:, 1].mean():.2f} ± "
-              f"{t[:, 1].std():.2f} dB, hand region {t[:, 2].mean():.2f} ± {t[:, 2].std():.2f} dB; closer than the "
-              f"first in {wins} of {len(t)} (paired {np.mean(t[:, 0] - base[:, 0]):+.2f} px)")
+              f"{t[:, 1].std():.2f} dB, hand region {t[:, 2].mean():.2f} ± {t[:, 2].std():.2f} dB"
+              + (versus if i else ""))
 
 
 def main(argv=None) -> int:
@@ -80,23 +90,20 @@ def main(argv=None) -> int:
         ap.error("--picture shows the default clip: leave out --all")
     if args.threads:
         torch.set_num_threads(args.threads)
+    vaes = {path: AutoencoderKLWan.from_pretrained(path).eval() for path in args.vae}
     if args.all:
         configs = [demo.DemoConfig(embodiment=h, motion=m, seed=k, progress=False)
-                   for h in HANDS for m in MOTIONS for k in (0, 1, 2)]
-        print_floor(floor_over_clips(args.vae, configs))
+                   for h in HANDS for m in MOTIONS for k in SEEDS]
+        print_floor(floor_over_clips(vaes, configs))
         return 0
 
     cfg = demo.DemoConfig()
-    embs = demo.demo_hands(cfg.embodiment)
-    sim = demo.simulate(cfg, embs, demo.retargeted(cfg, embs))
-    probe = demo.probe_for(cfg.embodiment)
+    sim, probe = demo_rollout(cfg)
     print(f"default demo clip ({cfg.embodiment}, {cfg.motion}, seed {cfg.seed}); the probe on the rollout itself: "
           f"{evaluate(sim.frames, sim, probe=probe, exclude_first=True).keypoints['mean_px']:.2f} px")
     recs = []
-    for path in args.vae:
-        vae = AutoencoderKLWan.from_pretrained(path).eval()
-        rec = to_uint8(vae_reconstruction(vae, sim.frames))
-        r = evaluate(rec, sim, probe=probe, exclude_first=True)
+    for path, vae in vaes.items():
+        rec, r = score(vae, sim, probe)
         print(f"{path}: joint error {r.keypoints['mean_px']:.2f} px, PSNR {r.psnr:.2f} dB, hand region "
               f"{r.hand_psnr:.2f} dB")
         recs.append(rec)
@@ -104,7 +111,8 @@ def main(argv=None) -> int:
         from worldmodel.wan.pipeline import HandControlPipeline
 
         pipe = HandControlPipeline.from_pretrained(args.checkpoint)
-        imagined = demo.imagine(pipe, sim, demo.demo_prompt(embs, cfg.motion), cfg.steps, cfg.seed)
+        prompt = demo.demo_prompt(demo.demo_hands(cfg.embodiment), cfg.motion)
+        imagined = demo.imagine(pipe, sim, prompt, cfg.steps, cfg.seed)
         frames = [4, 12]
         panels = side_by_side(sim.frames[frames], recs[0][frames], imagined[frames],
                               titles=["simulated", f"VAE {Path(args.vae[0]).parent.name} reconstruction",

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MOTIONS = ("power_grasp", "pinch", "point", "wave", "open")
 HANDS = ("inspire_right", "dex3_right")
+SEEDS = (0, 1, 2)
 
 
 def _label(checkpoint: str, guidance: float | None = None) -> str:
@@ -91,7 +92,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("outputs/demo_variance"))
     ap.add_argument("--motions", nargs="+", default=list(MOTIONS))
     ap.add_argument("--hands", nargs="+", default=list(HANDS))
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     ap.add_argument("--guidance", type=float, default=None,
                     help="guidance scale for every run (default: each model's own); results go to <label>_g<scale>")
     ap.add_argument("--report", action="store_true", help="only print the tables from the saved runs")
