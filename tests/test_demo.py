@@ -48,8 +48,8 @@ def test_control_beats_control_off(demo_out):
 
 
 def test_imagined_frames_keep_the_given_image_and_the_hand(demo_out):
-    """Frame 0 and the hand region, as measured for the shipped model (docs/results.md, twenty-sixth attempt: 26.9
-    dB and 17.0 dB vs 14.8 dB control off, default demo), with a margin; the issue's targets (28 / 18 dB, met on the
+    """Frame 0 and the hand region, as measured for the shipped model (docs/results.md, twenty-seventh attempt: 26.9
+    dB and 16.9 dB vs 13.3 dB control off, default demo), with a margin; the issue's targets (28 / 18 dB, met on the
     48 held-out scenes) are not met on this clip."""
     report = json.loads((demo_out / "metrics.json").read_text())
     on, off = report["imagined"], report["control_off"]
