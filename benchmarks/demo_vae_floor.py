@@ -40,9 +40,9 @@ from tiny_sim_eval import vae_reconstruction  # noqa: E402
 
 
 def demo_rollout(cfg: demo.DemoConfig):
-    """The demo's physics rollout for ``cfg`` and the probe that reads its hand."""
+    """The demo's physics rollout for ``cfg``, the probe that reads its hand, and the hands it rolled out."""
     embs = demo.demo_hands(cfg.embodiment)
-    return demo.simulate(cfg, embs, demo.retargeted(cfg, embs)), demo.probe_for(cfg.embodiment)
+    return demo.simulate(cfg, embs, demo.retargeted(cfg, embs)), demo.probe_for(cfg.embodiment), embs
 
 
 def score(vae: AutoencoderKLWan, sim, probe):
@@ -57,7 +57,7 @@ def floor_over_clips(vaes: dict[str, AutoencoderKLWan], configs: list[demo.DemoC
 
     rows = {path: [] for path in vaes}
     for cfg in tqdm(configs, desc="demo clips", unit="clip"):
-        sim, probe = demo_rollout(cfg)
+        sim, probe, _ = demo_rollout(cfg)
         for path, vae in vaes.items():
             r = score(vae, sim, probe)[1]
             rows[path].append((r.keypoints["mean_px"], r.psnr, r.hand_psnr))
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         return 0
 
     cfg = demo.DemoConfig()
-    sim, probe = demo_rollout(cfg)
+    sim, probe, embs = demo_rollout(cfg)
     print(f"default demo clip ({cfg.embodiment}, {cfg.motion}, seed {cfg.seed}); the probe on the rollout itself: "
           f"{evaluate(sim.frames, sim, probe=probe, exclude_first=True).keypoints['mean_px']:.2f} px")
     recs = []
@@ -111,8 +111,7 @@ def main(argv=None) -> int:
         from worldmodel.wan.pipeline import HandControlPipeline
 
         pipe = HandControlPipeline.from_pretrained(args.checkpoint)
-        prompt = demo.demo_prompt(demo.demo_hands(cfg.embodiment), cfg.motion)
-        imagined = demo.imagine(pipe, sim, prompt, cfg.steps, cfg.seed)
+        imagined = demo.imagine(pipe, sim, demo.demo_prompt(embs, cfg.motion), cfg.steps, cfg.seed)
         frames = [4, 12]
         panels = side_by_side(sim.frames[frames], recs[0][frames], imagined[frames],
                               titles=["simulated", f"VAE {Path(args.vae[0]).parent.name} reconstruction",
